@@ -1,0 +1,5 @@
+import sys
+
+from ppd.cli import main
+
+sys.exit(main())

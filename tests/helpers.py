@@ -1,0 +1,63 @@
+"""Start `ppd` servers as real subprocesses on free ports, and stop them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+_URL_RE = re.compile(r"listening on (http://\S+)")
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+    log: list[str]
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after timeout_s; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout_s)
+        return self.process.returncode
+
+
+def start_ppd(*args: str, timeout_s: float = 20.0) -> Server:
+    """Run `python -m ppd ARGS...` and wait for its `listening on URL` line."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ppd", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    log: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.append(line)
+            match = _URL_RE.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(timeout_s) or not found:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"ppd {' '.join(args)} did not start:\n{''.join(log)}")
+    return Server(found[0], process, log)

@@ -22,9 +22,21 @@ def install_fast_event_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def serve_until_stopped(app: web.Application, host: str, port: int, name: str) -> None:
-    """Serve `app` on host:port, announce the URL on stdout, and shut down cleanly on a signal."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+async def serve_until_stopped(
+    app: web.Application, host: str, port: int, name: str, handler_cancellation: bool = False
+) -> None:
+    """Serve `app` on host:port, announce the URL on stdout, and shut down cleanly on a signal.
+
+    handler_cancellation: cancel a request's handler when its client disconnects (the proxy uses it
+    to abort upstream requests at once, even while nothing is being written to the client).
+    """
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        handler_cancellation=handler_cancellation,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     try:
@@ -40,11 +52,13 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, name: 
         await runner.cleanup()
 
 
-def run_server(app: web.Application, host: str, port: int, name: str) -> int:
+def run_server(
+    app: web.Application, host: str, port: int, name: str, handler_cancellation: bool = False
+) -> int:
     """Blocking: serve until a signal arrives; returns the exit status."""
     install_fast_event_loop()
     try:
-        asyncio.run(serve_until_stopped(app, host, port, name))
+        asyncio.run(serve_until_stopped(app, host, port, name, handler_cancellation))
     except OSError as exc:
         print(f"{name}: error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 1

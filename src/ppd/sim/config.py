@@ -1,0 +1,43 @@
+"""The typed configuration of one simulated engine, built by the CLI (or a test) and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ppd.sim.timing import Profile
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything one `ppd sim` engine needs. Durations are modeled durations before time scaling."""
+
+    profile: Profile
+    host: str = "127.0.0.1"
+    port: int = 8000
+    time_scale: float = 1.0  # multiplies every modeled duration; 0.1 runs ten times faster
+    engine_id: str = "sim-0"
+    served_model_name: str = "llama"
+    max_model_len: int = 16384
+    kv_cache_tokens: int = 400_000
+    block_size: int = 16
+    max_num_batched_tokens: int = 8192
+    max_num_seqs: int = 256
+    kv_bandwidth_gbps: float = 8.3  # gigabytes (1e9 bytes) per second of the NIXL link to each peer
+    kv_lease_s: float = 30.0  # how long P holds blocks for a D that has not pulled them (wall time)
+    seed: int = 0
+
+    @property
+    def num_kv_blocks(self) -> int:
+        """KV blocks that fit in kv_cache_tokens."""
+        return self.kv_cache_tokens // self.block_size
+
+
+def sim_config(profile: Profile, **overrides: object) -> SimConfig:
+    """A SimConfig whose defaults come from the profile, with explicit overrides (None = default)."""
+    values: dict[str, object] = {
+        "kv_cache_tokens": profile.default_kv_cache_tokens,
+        "max_model_len": profile.default_max_model_len,
+        "kv_bandwidth_gbps": profile.kv_bandwidth_gbps,
+    }
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return SimConfig(profile=profile, **values)  # type: ignore[arg-type]

@@ -1,0 +1,65 @@
+"""One request inside the engine: its tokens, how far it is computed, its KV blocks, its output."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+
+from ppd.tokens import NUM_WORD_TOKENS
+
+# Answer word k of a request is (answer_seed + k * _ANSWER_STRIDE) mod the vocabulary, shifted past
+# w0 (the GPU tokenizer's unknown-word token). A large odd stride makes consecutive words look random.
+_ANSWER_STRIDE = 2_654_435_761
+
+
+class RequestStatus(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ABORTED = "aborted"
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    """A request as the scheduler sees it. token_ids holds the prompt followed by the output."""
+
+    request_id: str
+    token_ids: list[int]
+    num_prompt_tokens: int
+    max_tokens: int
+    block_hashes: list[int]  # chained hashes of the full blocks of token_ids computed so far
+    answer_seed: int
+    arrival_s: float = 0.0
+    num_external_tokens: int = 0  # prompt tokens whose KV was pulled from a remote P (act as D)
+    hold_kv_on_finish: bool = False  # keep the blocks for a remote decode instance (act as P)
+    status: RequestStatus = RequestStatus.WAITING
+    num_computed_tokens: int = 0
+    num_cached_tokens: int = -1  # set when first scheduled, as vLLM reports it
+    num_committed_blocks: int = 0  # leading blocks already entered into the prefix cache
+    block_ids: list[int] = field(default_factory=list)
+    num_preemptions: int = 0
+    first_token_s: float | None = None
+    lease_id: str | None = None  # set when acting as P: the blocks are held under this id
+    output_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids) - self.num_prompt_tokens
+
+    @property
+    def output_token_ids(self) -> list[int]:
+        return self.token_ids[self.num_prompt_tokens :]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (RequestStatus.FINISHED, RequestStatus.ABORTED)
+
+    def next_answer_token(self) -> int:
+        """The deterministic next output token: a word w1..w127999."""
+        step = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE
+        return 1 + step % (NUM_WORD_TOKENS - 1)

@@ -1,0 +1,185 @@
+"""The vLLM V1 scheduling policy: one token budget per step, running requests first (decodes and
+unfinished prefill chunks), then waiting requests in arrival order; chunked prefill; prefix-cache
+hits on admission; recompute preemption of the newest running request when blocks run out."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from ppd.sim.kv_cache import KVCache, extend_block_hashes
+from ppd.sim.request import Request, RequestStatus
+from ppd.sim.timing import BatchShape, prefill_attention_pairs
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_num_batched_tokens: int
+    max_num_seqs: int
+
+
+@dataclass(slots=True)
+class ScheduledRequest:
+    request: Request
+    num_new_tokens: int
+
+
+class Scheduler:
+    """Decides what each step computes and applies the step's results."""
+
+    def __init__(self, config: SchedulerConfig, kv_cache: KVCache) -> None:
+        self.config = config
+        self.kv_cache = kv_cache
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.num_preemptions = 0
+
+    def add(self, request: Request) -> None:
+        self.waiting.append(request)
+
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def abort(self, request: Request) -> None:
+        """Drop a request wherever it is and release its blocks."""
+        if request in self.running:
+            self.running.remove(request)
+        elif request in self.waiting:
+            self.waiting.remove(request)
+        self.kv_cache.free(request.block_ids)
+        request.block_ids = []
+        request.status = RequestStatus.ABORTED
+
+    def schedule(self) -> list[ScheduledRequest]:
+        """Pick this step's work within the token budget."""
+        budget = self.config.max_num_batched_tokens
+        scheduled: list[ScheduledRequest] = []
+        preempted = False
+        index = 0
+        while index < len(self.running) and budget > 0:
+            request = self.running[index]
+            num_new = min(request.num_tokens - request.num_computed_tokens, budget)
+            if self._grow(request, num_new):
+                scheduled.append(ScheduledRequest(request, num_new))
+                budget -= num_new
+                index += 1
+                continue
+            preempted = True
+            victim = self.running.pop()
+            self._preempt(victim)
+            if victim is request:
+                break
+        if not preempted:
+            budget = self._admit_waiting(scheduled, budget)
+        return scheduled
+
+    def _admit_waiting(self, scheduled: list[ScheduledRequest], budget: int) -> int:
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            request = self.waiting[0]
+            hit_block_ids = self._prefix_hit(request)
+            num_new = min(request.num_tokens - request.num_computed_tokens, budget)
+            if not self._admit(request, hit_block_ids, num_new):
+                request.num_computed_tokens = 0
+                break
+            self.waiting.popleft()
+            request.status = RequestStatus.RUNNING
+            self.running.append(request)
+            scheduled.append(ScheduledRequest(request, num_new))
+            budget -= num_new
+        return budget
+
+    def _prefix_hit(self, request: Request) -> list[int]:
+        """Find cached blocks and set num_computed_tokens; the last prompt token is always computed."""
+        block_size = self.kv_cache.block_size
+        max_hit_blocks = (request.num_tokens - 1) // block_size
+        hit_block_ids = self.kv_cache.cached_prefix(request.block_hashes[:max_hit_blocks])
+        num_local = len(hit_block_ids) * block_size
+        if request.num_cached_tokens < 0:
+            self.kv_cache.record_query(request.num_tokens, num_local)
+            request.num_cached_tokens = max(num_local, request.num_external_tokens)
+        # KV pulled from a remote P counts as computed, except the last token, which vLLM recomputes.
+        request.num_computed_tokens = max(num_local, request.num_external_tokens - 1)
+        request.num_committed_blocks = len(hit_block_ids)
+        return hit_block_ids
+
+    def _admit(self, request: Request, hit_block_ids: list[int], num_new: int) -> bool:
+        num_needed = self._blocks_needed(request.num_computed_tokens + num_new) - len(hit_block_ids)
+        if num_needed + self.kv_cache.num_evictable(hit_block_ids) > self.kv_cache.num_free_blocks:
+            return False
+        self.kv_cache.touch(hit_block_ids)
+        new_block_ids = self.kv_cache.allocate(num_needed)
+        if new_block_ids is None:  # cannot happen after the check above; keep the state consistent
+            self.kv_cache.free(hit_block_ids)
+            return False
+        request.block_ids = hit_block_ids + new_block_ids
+        return True
+
+    def _grow(self, request: Request, num_new: int) -> bool:
+        num_needed = self._blocks_needed(request.num_computed_tokens + num_new) - len(request.block_ids)
+        if num_needed <= 0:
+            return True
+        new_block_ids = self.kv_cache.allocate(num_needed)
+        if new_block_ids is None:
+            return False
+        request.block_ids.extend(new_block_ids)
+        return True
+
+    def _preempt(self, request: Request) -> None:
+        """Recompute preemption: drop the KV (cached blocks stay findable) and requeue at the front."""
+        self.kv_cache.free(request.block_ids)
+        request.block_ids = []
+        request.num_computed_tokens = 0
+        request.num_external_tokens = 0
+        request.status = RequestStatus.WAITING
+        request.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(request)
+
+    def _blocks_needed(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.kv_cache.block_size)
+
+    def complete_step(self, scheduled: list[ScheduledRequest]) -> tuple[list[Request], list[Request]]:
+        """Apply a finished step: advance, cache full blocks, sample. Returns (got a token, finished)."""
+        with_output: list[Request] = []
+        finished: list[Request] = []
+        for item in scheduled:
+            request = item.request
+            if request.status is not RequestStatus.RUNNING:
+                continue  # aborted while the step ran
+            request.num_computed_tokens += item.num_new_tokens
+            self._commit_full_blocks(request)
+            if request.num_computed_tokens < request.num_tokens:
+                continue  # a prefill chunk; more to come
+            request.token_ids.append(request.next_answer_token())
+            with_output.append(request)
+            if request.num_output_tokens >= request.max_tokens:
+                finished.append(request)
+        for request in finished:
+            self.running.remove(request)
+            request.status = RequestStatus.FINISHED
+        return with_output, finished
+
+    def _commit_full_blocks(self, request: Request) -> None:
+        block_size = self.kv_cache.block_size
+        num_full = request.num_computed_tokens // block_size
+        if num_full <= request.num_committed_blocks:
+            return
+        if len(request.block_hashes) < num_full:
+            extend_block_hashes(request.block_hashes, request.token_ids[: num_full * block_size], block_size)
+        for index in range(request.num_committed_blocks, num_full):
+            self.kv_cache.commit(request.block_ids[index], request.block_hashes[index])
+        request.num_committed_blocks = num_full
+
+
+def batch_shape(scheduled: list[ScheduledRequest]) -> BatchShape:
+    """What a step computes, for the time model: prefill chunks and decoding sequences."""
+    shape = BatchShape()
+    for item in scheduled:
+        request, num_new = item.request, item.num_new_tokens
+        if num_new == 1 and request.num_output_tokens > 0:
+            shape.num_decode_seqs += 1
+            shape.num_decode_context_tokens += request.num_computed_tokens + 1
+        else:
+            shape.num_prefill_tokens += num_new
+            shape.num_attention_pairs += prefill_attention_pairs(request.num_computed_tokens, num_new)
+    return shape

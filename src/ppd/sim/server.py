@@ -1,0 +1,339 @@
+"""The sim's HTTP server: vLLM's OpenAI API on top of one Engine, plus the internal KV-pull endpoint.
+
+`build_app(config)` returns an aiohttp Application whose engine starts and stops with the app, so
+tests and benchmarks can run a sim in-process as well as through `ppd sim`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ppd import __version__
+from ppd.openai_api import SSE_DONE, ApiError, api_error_response, error_response
+from ppd.sim.config import SimConfig
+from ppd.sim.engine import Engine
+from ppd.sim.kv_transfer import PULL_PATH, KVPuller, RemotePrefill, parse_kv_transfer_params
+from ppd.sim.metrics import render_metrics
+from ppd.sim.protocol import (
+    CHAT,
+    COMPLETION,
+    GenerateParams,
+    StreamTemplates,
+    chat_body,
+    completion_body,
+    parse_chat,
+    parse_completion,
+    parse_tokenize,
+    resolve_max_tokens,
+    usage,
+)
+from ppd.sim.request import Request, RequestStatus
+from ppd.tokens import decode
+
+SIM_VERSION = f"ppd-sim-{__version__}"
+
+
+@dataclass
+class SimState:
+    config: SimConfig
+    engine: Engine
+    puller: KVPuller
+    started_s: float
+
+
+STATE = web.AppKey("ppd_sim_state", SimState)
+
+
+def build_app(config: SimConfig) -> web.Application:
+    """An aiohttp app serving one simulated engine; the engine runs while the app runs."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.cleanup_ctx.append(_engine_lifespan(config))
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/version", version)
+    app.router.add_post("/tokenize", tokenize)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/reset_prefix_cache", reset_prefix_cache)
+    app.router.add_post(PULL_PATH, kv_pull)
+    app.router.add_get("/ppd/stats", stats)
+    app.router.add_post("/ppd/stats/reset", reset_stats)
+    return app
+
+
+def _engine_lifespan(config: SimConfig) -> Any:
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        engine = Engine(config)
+        puller = KVPuller(config.profile, config.kv_bandwidth_gbps, config.time_scale, config.block_size)
+        app[STATE] = SimState(config, engine, puller, time.time())
+        await engine.start()
+        yield
+        await engine.stop()
+        await puller.close()
+
+    return lifespan
+
+
+async def completions(http_request: web.Request) -> web.StreamResponse:
+    return await _generate(http_request, COMPLETION)
+
+
+async def chat_completions(http_request: web.Request) -> web.StreamResponse:
+    return await _generate(http_request, CHAT)
+
+
+async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
+    state = http_request.app[STATE]
+    config = state.config
+    x_request_id = http_request.headers.get("X-Request-Id")
+    headers = {"x-request-id": x_request_id} if x_request_id else {}
+    try:
+        body = await _json_body(http_request)
+        params = parse_completion(body) if kind == COMPLETION else parse_chat(body)
+        _check_model(params.model, config.served_model_name)
+        max_tokens = resolve_max_tokens(len(params.prompt_token_ids), params.max_tokens, config.max_model_len)
+        act_as_prefill, remote = parse_kv_transfer_params(params.kv_transfer_params)
+    except ApiError as exc:
+        return _with_headers(api_error_response(exc), headers)
+    prefix = "cmpl" if kind == COMPLETION else "chatcmpl"
+    response_id = f"{prefix}-{x_request_id or uuid.uuid4().hex}"
+    engine = state.engine
+    request = engine.new_request(response_id, params.prompt_token_ids, max_tokens,
+                                 hold_kv_on_finish=act_as_prefill)
+    await asyncio.sleep(config.profile.api_overhead_ms * 1e-3 * config.time_scale)
+    if remote is not None:
+        try:
+            await _pull_remote_kv(state, request, remote)
+        except ApiError as exc:
+            return _with_headers(api_error_response(exc), headers)
+    engine.submit(request)
+    try:
+        if params.stream:
+            return await _stream(http_request, request, params, response_id, headers)
+        return await _respond_whole(http_request, request, params, response_id, headers)
+    finally:
+        engine.abort(request)  # no-op once finished; frees the blocks if the client went away
+
+
+async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefill) -> None:
+    """Act as D: pull from P the prompt blocks this engine lacks; they count as computed."""
+    block_size = state.config.block_size
+    num_prompt_blocks = -(-request.num_prompt_tokens // block_size)
+    if len(remote.remote_block_ids) != num_prompt_blocks:
+        raise ApiError(
+            400,
+            f"kv_transfer_params.remote_block_ids has {len(remote.remote_block_ids)} blocks but this prompt "
+            f"of {request.num_prompt_tokens} tokens needs {num_prompt_blocks} blocks of {block_size} tokens.",
+            "kv_transfer_params",
+        )
+    max_local_blocks = (request.num_prompt_tokens - 1) // block_size
+    num_cached = state.engine.count_cached_prompt_blocks(request.block_hashes[:max_local_blocks])
+    await state.puller.pull(remote, num_cached)
+    request.num_external_tokens = request.num_prompt_tokens
+
+
+async def _respond_whole(
+    http_request: web.Request, request: Request, params: GenerateParams, response_id: str,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    while not request.is_finished:
+        await request.output_ready.wait()
+        request.output_ready.clear()
+    if request.status is not RequestStatus.FINISHED:
+        return _with_headers(error_response(500, "The request was aborted."), headers)
+    state = http_request.app[STATE]
+    text = decode(request.output_token_ids)
+    usage_info = usage(request.num_prompt_tokens, request.num_output_tokens, request.num_cached_tokens)
+    kv_params = _kv_transfer_params(http_request, state, request)
+    build = completion_body if params.kind == COMPLETION else chat_body
+    model = state.config.served_model_name
+    return web.json_response(build(response_id, model, text, usage_info, kv_params), headers=headers)
+
+
+def _kv_transfer_params(http_request: web.Request, state: SimState, request: Request) -> Any:
+    """P's answer to a do_remote_decode request: where D can pull the prompt's blocks."""
+    if request.lease_id is None:
+        return None
+    host, port = _advertised_address(http_request, state.config.host)
+    num_prompt_blocks = -(-request.num_prompt_tokens // state.config.block_size)
+    return {
+        "do_remote_prefill": True,
+        "do_remote_decode": False,
+        "remote_block_ids": [request.block_ids[:num_prompt_blocks]],
+        "remote_engine_id": state.config.engine_id,
+        "remote_request_id": request.lease_id,
+        "remote_host": host,
+        "remote_port": port,
+        "tp_size": 1,
+        "remote_num_tokens": request.num_prompt_tokens,
+    }
+
+
+def _advertised_address(http_request: web.Request, configured_host: str) -> tuple[str, int]:
+    # The local end of this connection is an address the caller reached us on, and carries the real
+    # port even when the server was started with --port 0.
+    sockname = http_request.transport.get_extra_info("sockname") if http_request.transport else None
+    local_host, local_port = (sockname[0], sockname[1]) if sockname else (configured_host, 0)
+    host = local_host if configured_host in ("0.0.0.0", "::", "") else configured_host
+    return host, int(local_port)
+
+
+async def _stream(
+    http_request: web.Request, request: Request, params: GenerateParams, response_id: str,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    state = http_request.app[STATE]
+    templates = StreamTemplates(params.kind, response_id, state.config.served_model_name)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", **headers})
+    await response.prepare(http_request)
+    try:
+        await _write_tokens(response, request, templates, params.include_usage)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away; the caller aborts the request
+    return response
+
+
+async def _write_tokens(
+    response: web.StreamResponse, request: Request, templates: StreamTemplates, include_usage: bool
+) -> None:
+    """One write per engine step: every token since the last write, then usage and [DONE]."""
+    prefix, suffix, last_suffix = templates.prefix, templates.suffix, templates.last_suffix
+    token_ids, num_prompt, max_tokens = request.token_ids, request.num_prompt_tokens, request.max_tokens
+    ready = request.output_ready
+    num_sent = 0
+    while True:
+        await ready.wait()
+        ready.clear()
+        if request.status is RequestStatus.ABORTED:
+            return
+        num_out = len(token_ids) - num_prompt
+        parts = [templates.opening] if num_sent == 0 and num_out > 0 else []
+        for index in range(num_sent, num_out):
+            token_id = token_ids[num_prompt + index]
+            word = b" w%d" % token_id if index else b"w%d" % token_id
+            parts.append(prefix + word + (last_suffix if index == max_tokens - 1 else suffix))
+        num_sent = num_out
+        if request.is_finished:
+            if include_usage:
+                parts.append(templates.usage_chunk(
+                    usage(num_prompt, num_out, request.num_cached_tokens)))
+            parts.append(SSE_DONE)
+            await response.write(b"".join(parts))
+            return
+        if parts:
+            await response.write(b"".join(parts))
+
+
+def _check_model(model: str | None, served_model_name: str) -> None:
+    if model is not None and model != served_model_name:
+        raise ApiError(404, f"The model `{model}` does not exist.", "model")
+
+
+async def _json_body(http_request: web.Request) -> Any:
+    try:
+        return json.loads(await http_request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"The request body is not valid JSON: {exc}") from exc
+
+
+def _with_headers(response: web.Response, headers: dict[str, str]) -> web.Response:
+    response.headers.update(headers)
+    return response
+
+
+async def models(http_request: web.Request) -> web.Response:
+    config = http_request.app[STATE].config
+    card = {
+        "id": config.served_model_name, "object": "model", "created": int(time.time()), "owned_by": "vllm",
+        "root": config.served_model_name, "parent": None, "max_model_len": config.max_model_len,
+        "permission": [],
+    }
+    return web.json_response({"object": "list", "data": [card]})
+
+
+async def health(http_request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+async def version(http_request: web.Request) -> web.Response:
+    return web.json_response({"version": SIM_VERSION})
+
+
+async def tokenize(http_request: web.Request) -> web.Response:
+    config = http_request.app[STATE].config
+    try:
+        body = await _json_body(http_request)
+        if isinstance(body, dict):
+            _check_model(body.get("model") if isinstance(body.get("model"), str) else None,
+                         config.served_model_name)
+        token_ids = parse_tokenize(body)
+    except ApiError as exc:
+        return api_error_response(exc)
+    return web.json_response({"count": len(token_ids), "max_model_len": config.max_model_len,
+                              "tokens": token_ids, "token_strs": None})
+
+
+async def metrics(http_request: web.Request) -> web.Response:
+    state = http_request.app[STATE]
+    text = render_metrics(state.engine, state.puller.stats, state.config.served_model_name)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+async def reset_prefix_cache(http_request: web.Request) -> web.Response:
+    http_request.app[STATE].engine.kv_cache.reset_prefix_cache()
+    return web.Response(status=200)
+
+
+async def kv_pull(http_request: web.Request) -> web.Response:
+    """Internal (sim to sim): hand the blocks held under a lease to the D that pulls them."""
+    state = http_request.app[STATE]
+    try:
+        body = await _json_body(http_request)
+        lease_id = body.get("remote_request_id") if isinstance(body, dict) else None
+        if not isinstance(lease_id, str):
+            raise ApiError(400, "remote_request_id (string) is required.")
+    except ApiError as exc:
+        return api_error_response(exc)
+    lease = state.engine.leases.take(lease_id)
+    if lease is None:
+        return error_response(
+            404, f"Engine {state.config.engine_id} holds no KV blocks for request {lease_id!r}: unknown, "
+            f"already pulled, or its {state.config.kv_lease_s:g} s lease expired.")
+    return web.json_response({"engine_id": state.config.engine_id, "num_blocks": len(lease.block_ids),
+                              "num_tokens": lease.num_tokens})
+
+
+async def stats(http_request: web.Request) -> web.Response:
+    """Engine figures for benchmarks: drift of real time behind the modeled clock, steps, tokens."""
+    engine = http_request.app[STATE].engine
+    s = engine.stats
+    return web.json_response({
+        "num_steps": s.num_steps,
+        "last_drift_ms": s.last_drift_s * 1e3,
+        "max_drift_ms": s.max_drift_s * 1e3,
+        "mean_drift_ms": s.sum_drift_s * 1e3 / s.num_drift_samples if s.num_drift_samples else 0.0,
+        "num_generation_tokens": s.num_generation_tokens,
+        "num_running": len(engine.scheduler.running),
+        "num_waiting": len(engine.scheduler.waiting),
+        "num_preemptions": engine.scheduler.num_preemptions,
+        "kv_cache_usage": engine.kv_cache.usage,
+        "num_leases": len(engine.leases),
+    })
+
+
+async def reset_stats(http_request: web.Request) -> web.Response:
+    http_request.app[STATE].engine.stats.reset_drift()
+    return web.Response(status=200)
+
+
+__all__ = ["STATE", "SimState", "build_app"]

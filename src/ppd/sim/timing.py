@@ -1,0 +1,121 @@
+"""The time model: how long one engine step, a request's API handling and a KV pull take.
+
+A step's duration is a linear function of what the step computes (see `step_duration_s`):
+
+    step_ms = base_ms
+            + prefill_token_us/1e3   * prefill tokens
+            + attention_pair_ns/1e6  * (query, key) pairs attended by prefill tokens
+            + decode_seq_us/1e3      * decoding sequences
+            + decode_context_ns/1e6  * context tokens read by decoding sequences
+
+A KV pull costs `kv_handshake_ms` + bytes / bandwidth on a FIFO link shared by an engine pair, plus a
+one-off `kv_first_connect_ms` for the first pull of a pair. Profiles are JSON files (see
+`profiles/`); their parameters are fitted by `benchmarks/sim_calibration.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+DEFAULT_PROFILE = "h100-llama3.1-8b"
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message says what was wrong."""
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    """Coefficients of the step-time formula."""
+
+    base_ms: float
+    prefill_token_us: float
+    attention_pair_ns: float
+    decode_seq_us: float
+    decode_context_ns: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One engine + model + GPU: step costs, overheads and KV-transfer parameters."""
+
+    name: str
+    source: str
+    step: StepCosts
+    api_overhead_ms: float  # per request: HTTP, tokenization, hand-off to the engine core
+    kv_bytes_per_token: int
+    kv_bandwidth_gbps: float  # GB/s (1e9 bytes/s) of a NIXL pull
+    kv_handshake_ms: float  # per pull: D's request to P, notification, scheduling around it
+    kv_first_connect_ms: float  # once per engine pair: NIXL connection setup
+    default_kv_cache_tokens: int
+    default_max_model_len: int
+
+
+@dataclass(slots=True)
+class BatchShape:
+    """What one step computes, in the units the time model charges for."""
+
+    num_prefill_tokens: int = 0
+    num_attention_pairs: int = 0
+    num_decode_seqs: int = 0
+    num_decode_context_tokens: int = 0
+
+
+def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
+    """Modeled wall time of one engine step, in seconds (before time scaling)."""
+    total_ms = (
+        costs.base_ms
+        + costs.prefill_token_us * 1e-3 * shape.num_prefill_tokens
+        + costs.attention_pair_ns * 1e-6 * shape.num_attention_pairs
+        + costs.decode_seq_us * 1e-3 * shape.num_decode_seqs
+        + costs.decode_context_ns * 1e-6 * shape.num_decode_context_tokens
+    )
+    return total_ms * 1e-3
+
+
+def prefill_attention_pairs(num_computed_tokens: int, num_new_tokens: int) -> int:
+    """(query, key) pairs of a causal prefill chunk of num_new_tokens after num_computed_tokens."""
+    return num_new_tokens * num_computed_tokens + num_new_tokens * (num_new_tokens + 1) // 2
+
+
+def transfer_duration_s(num_tokens: int, kv_bytes_per_token: int, bandwidth_gbps: float) -> float:
+    """Seconds the link is busy moving the KV of num_tokens tokens."""
+    return num_tokens * kv_bytes_per_token / (bandwidth_gbps * 1e9)
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """Load a profile by name (a file in profiles/) or by path to a JSON file."""
+    is_path = name_or_path.endswith(".json") or "/" in name_or_path
+    path = Path(name_or_path) if is_path else PROFILES_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.json")))
+        raise ProfileError(f"no profile {name_or_path!r}: give one of [{known}] or a path to a JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"profile {path} is not valid JSON: {exc}") from exc
+    return profile_from_dict(data, str(path))
+
+
+def profile_from_dict(data: dict[str, Any], where: str = "profile") -> Profile:
+    """Build a Profile from its JSON form; unknown or missing keys are errors."""
+    data = {key: value for key, value in data.items() if not key.startswith("_")}
+    data.pop("reference", None)  # documentation of what the fit used; not a parameter
+    data.pop("fit", None)
+    step = _build(StepCosts, data.pop("step", None), f"{where}: step")
+    profile: Profile = _build(Profile, {**data, "step": step}, where)
+    return profile
+
+
+def _build(cls: Any, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: expected an object with keys {[f.name for f in fields(cls)]}")
+    names = {f.name for f in fields(cls)}
+    unknown, missing = set(data) - names, names - set(data)
+    if unknown or missing:
+        raise ProfileError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    return cls(**data)

@@ -49,18 +49,8 @@ def check_mode(mode: str, upstreams: Upstreams) -> None:
 
 def proxy_command(options: ProxyOptions, upstreams: Upstreams) -> list[str]:
     """argv of `ppd proxy`: one --prefill/--decode/--replica flag per engine URL."""
-    argv = [
-        options.python,
-        "-m",
-        "ppd",
-        "proxy",
-        "--host",
-        options.host,
-        "--port",
-        str(options.port),
-        "--mode",
-        options.mode,
-    ]
+    argv = [options.python, "-m", "ppd", "proxy", "--host", options.host, "--port", str(options.port)]
+    argv += ["--mode", options.mode]
     argv += _repeated("--prefill", upstreams.prefill)
     argv += _repeated("--decode", upstreams.decode)
     argv += _repeated("--replica", upstreams.replica)

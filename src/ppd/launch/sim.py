@@ -13,6 +13,7 @@ class SimOptions:
     """What `ppd up --backend sim` passes to each `ppd sim`."""
 
     time_scale: float = 1.0
+    served_model_name: str = "llama"
     max_model_len: int | None = None
     block_size: int | None = None
     seed: int | None = None
@@ -22,20 +23,9 @@ class SimOptions:
 
 def sim_command(instance: Instance, options: SimOptions) -> list[str]:
     """argv of `ppd sim` for one instance; port 0 lets the engine pick a free port."""
-    argv = [
-        options.python,
-        "-m",
-        "ppd",
-        "sim",
-        "--host",
-        instance.host,
-        "--port",
-        str(instance.port),
-        "--engine-id",
-        instance.name,
-        "--time-scale",
-        repr(options.time_scale),
-    ]
+    argv = [options.python, "-m", "ppd", "sim", "--host", instance.host, "--port", str(instance.port)]
+    argv += ["--engine-id", instance.name, "--served-model-name", options.served_model_name]
+    argv += ["--time-scale", repr(options.time_scale)]
     if options.max_model_len is not None:
         argv += ["--max-model-len", str(options.max_model_len)]
     if options.block_size is not None:

@@ -50,27 +50,13 @@ class VllmOptions:
 
 def vllm_command(instance: Instance, options: VllmOptions) -> list[str]:
     """argv of `vllm serve` for one instance."""
-    argv = [
-        options.python,
-        "-m",
-        "vllm.entrypoints.cli.main",
-        "serve",
-        options.model,
-        "--served-model-name",
-        options.served_model_name,
-        "--host",
-        instance.host,
-        "--port",
-        str(instance.port),
-        "--kv-transfer-config",
-        KV_TRANSFER_CONFIG,
-        "--enable-prefix-caching",
-        "--enable-prompt-tokens-details",
-        "--gpu-memory-utilization",
-        str(options.gpu_memory_utilization),
-        "--max-model-len",
-        str(options.max_model_len),
-    ]
+    argv = [options.python, "-m", "vllm.entrypoints.cli.main", "serve", options.model]
+    argv += ["--served-model-name", options.served_model_name]
+    argv += ["--host", instance.host, "--port", str(instance.port)]
+    argv += ["--kv-transfer-config", KV_TRANSFER_CONFIG]
+    argv += ["--enable-prefix-caching", "--enable-prompt-tokens-details"]
+    argv += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
+    argv += ["--max-model-len", str(options.max_model_len)]
     if options.load_format is not None:
         argv += ["--load-format", options.load_format]
     if options.block_size is not None:

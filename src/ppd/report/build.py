@@ -1,0 +1,102 @@
+"""Build a whole report directory from result files: merged JSON, crossovers, plots, summary.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ppd import __version__
+from ppd.report.crossover import analyze
+from ppd.report.inputs import ResultFile
+from ppd.report.merge import MergedPoint, MergedResults, merge
+from ppd.report.summary import render_summary
+from ppd.results import write_json_atomic
+
+MERGED_FILE = "merged_results.json"
+CROSSOVER_FILE = "qps_crossover_analysis.json"
+SUMMARY_FILE = "summary.md"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a report's outputs were written."""
+
+    out_dir: Path
+    merged_json: Path
+    crossover_json: Path
+    summary_md: Path
+    plots: list[Path]
+
+
+def build_report(inputs: list[ResultFile], out_dir: Path) -> ReportFiles:
+    """Merge the inputs and write every report file into out_dir (created if needed)."""
+    from ppd.report.plots import write_plots  # matplotlib is slow to import; only reports need it
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged = merge(inputs)
+    if not merged.points:
+        raise ValueError("the result files hold no summaries (no run has completed yet)")
+    crossover = analyze(merged)
+    merged_json = out_dir / MERGED_FILE
+    write_json_atomic(merged_json, merged_to_json(merged))
+    crossover_json = out_dir / CROSSOVER_FILE
+    write_json_atomic(crossover_json, crossover)
+    summary_md = out_dir / SUMMARY_FILE
+    summary_md.write_text(render_summary(merged, crossover))
+    plots = write_plots(merged, out_dir)
+    return ReportFiles(out_dir, merged_json, crossover_json, summary_md, plots)
+
+
+def merged_to_json(merged: MergedResults) -> dict[str, Any]:
+    """The merged results file: inputs' provenance plus one entry per merged point."""
+    return {
+        "schema": "ppd.report/1",
+        "tool": {"name": "ppd", "version": __version__},
+        "statistics": (
+            "each metric: mean over runs, 95% Student t CI (t(0.975, runs-1) * std / sqrt(runs)); "
+            "null CI with one run; null metric when any run had it null (e.g. p99 with n < 100)"
+        ),
+        "modes": merged.modes(),
+        "workloads": merged.workloads(),
+        "inputs": [_input_json(result) for result in merged.inputs],
+        "points": [_point_json(merged.points[key]) for key in sorted(merged.points)],
+    }
+
+
+def _input_json(result: ResultFile) -> dict[str, Any]:
+    meta = result.meta
+    keep = (
+        "name",
+        "created_utc",
+        "updated_utc",
+        "tool",
+        "engines",
+        "topology",
+        "config",
+        "seed",
+        "rows_file",
+    )
+    return {
+        "path": str(result.path),
+        **{key: meta.get(key) for key in keep},
+        "num_runs": len(meta.get("runs", [])),
+        "num_summaries_used": len(result.summaries),
+    }
+
+
+def _point_json(point: MergedPoint) -> dict[str, Any]:
+    return {
+        "workload": point.key.workload,
+        "mode": point.key.mode,
+        "qps": point.key.qps,
+        "turn_group": point.key.turn_group,
+        "num_runs": point.num_runs,
+        "runs": point.run_ids,
+        "metrics": {
+            name: None if estimate is None else estimate.to_json()
+            for name, estimate in sorted(point.metrics.items())
+        },
+        "null_runs": {name: count for name, count in sorted(point.num_null_runs.items()) if count},
+        "totals": dict(sorted(point.totals.items())),
+    }

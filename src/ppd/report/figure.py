@@ -1,0 +1,156 @@
+"""Drawing helpers shared by the report's plots: panel grids, mode styles, series with CI error bars.
+
+matplotlib is imported by the caller (ppd.report.plots) with the Agg backend selected first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ppd.report.labels import mode_label, qps_label
+from ppd.report.stats import Estimate
+
+QPS_AXIS_LABEL = "Offered load (conversations/s, log scale)"
+_KNOWN_STYLES = {
+    "pd": ("#1f77b4", "s"),
+    "ppd": ("#2ca02c", "o"),
+    "replication": ("#d62728", "^"),
+    "auto": ("#9467bd", "D"),
+}
+_OTHER_COLORS = ("#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_OTHER_MARKERS = ("v", "P", "X", "*", "h", "<")
+
+
+@dataclass(frozen=True)
+class ModeStyle:
+    """How one mode is drawn in every plot."""
+
+    color: str
+    marker: str
+
+
+def mode_styles(modes: Sequence[str]) -> dict[str, ModeStyle]:
+    """A fixed color and marker per known mode; others take the next free ones."""
+    styles = {}
+    others = 0
+    for mode in modes:
+        if mode in _KNOWN_STYLES:
+            styles[mode] = ModeStyle(*_KNOWN_STYLES[mode])
+        else:
+            index = others % len(_OTHER_COLORS)
+            styles[mode] = ModeStyle(_OTHER_COLORS[index], _OTHER_MARKERS[index])
+            others += 1
+    return styles
+
+
+def modes_title(modes: Sequence[str]) -> str:
+    """'PD vs PPD vs Replication'."""
+    return " vs ".join(mode_label(m) for m in modes)
+
+
+def panel_grid(plt: Any, names: Sequence[str], rows_per_name: int = 1) -> tuple[Any, dict[str, list[Any]]]:
+    """Panels per name: one each in a grid 2 wide (3 beyond 4 names), or a column of rows_per_name each."""
+    num_cols = len(names) if rows_per_name > 1 else 1 if len(names) == 1 else 2 if len(names) <= 4 else 3
+    num_rows = math.ceil(len(names) / num_cols) * rows_per_name
+    fig, axes = plt.subplots(num_rows, num_cols, figsize=(6.5 * num_cols, 4.8 * num_rows), squeeze=False)
+    panels: dict[str, list[Any]] = {}
+    for index, name in enumerate(names):
+        block_row, col = divmod(index, num_cols)
+        panels[name] = [axes[block_row * rows_per_name + r][col] for r in range(rows_per_name)]
+    used = {id(ax) for column in panels.values() for ax in column}
+    for ax in axes.flat:
+        if id(ax) not in used:
+            ax.set_visible(False)
+    return fig, panels
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One QPS point of a plotted line: the value and its error bar half-width (None: no CI)."""
+
+    qps: float
+    value: float
+    half_width: float | None
+
+
+def series_points(series: Sequence[tuple[float, Estimate | None]], scale: float = 1.0) -> list[SeriesPoint]:
+    """The points that have an estimate, scaled (e.g. 100 for percent); null points are left out."""
+    return [
+        SeriesPoint(qps, e.mean * scale, None if e.half_width is None else e.half_width * scale)
+        for qps, e in series
+        if e is not None
+    ]
+
+
+def draw_series(ax: Any, points: Sequence[SeriesPoint], style: ModeStyle, label: str, **line: Any) -> None:
+    """A line with markers and 95% CI error bars (none where a point has a single run)."""
+    if not points:
+        ax.plot([], [], color=style.color, marker=style.marker, label=label, **line)
+        return
+    xs = [p.qps for p in points]
+    ys = [p.value for p in points]
+    errors = [p.half_width or 0.0 for p in points]
+    ax.errorbar(
+        xs, ys, yerr=errors, color=style.color, marker=style.marker, markersize=6,
+        linewidth=1.8, capsize=3, label=label, **line,
+    )  # fmt: skip
+
+
+def finish_qps_axes(
+    ax: Any, title: str, y_label: str, qps_values: Sequence[float], values: Sequence[float] = ()
+) -> None:
+    """Log-scale QPS axis ticked at the measured QPS, labels, grid; log y when values span > 20x."""
+    ax.set_xscale("log")
+    if qps_values:
+        ax.set_xlim(min(qps_values) / 1.4, max(qps_values) * 1.4)
+        ax.set_xticks(list(qps_values), [qps_label(q) for q in qps_values])
+        ax.minorticks_off()
+    ax.set_xlabel(QPS_AXIS_LABEL)
+    ax.set_ylabel(y_label)
+    ax.set_title(title, fontsize=12, fontweight="bold")
+    positive = [v for v in values if v > 0]
+    if positive and len(positive) == len(values) and max(positive) / min(positive) > 20:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+
+
+def figure_legend(fig: Any, axes: Sequence[Any]) -> None:
+    """One legend for the whole figure, below the panels: every label drawn in any panel, once."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(
+            list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)),
+            fontsize=10, frameon=False, bbox_to_anchor=(0.5, 0.0),
+        )  # fmt: skip
+
+
+def _labels(axes: Sequence[Any]) -> set[str]:
+    return {label for ax in axes for label in ax.get_legend_handles_labels()[1]}
+
+
+def note_in_panel(ax: Any, text: str, centred: bool = True) -> None:
+    """A grey note on a panel for what could not be drawn and why: centred, or top left over data."""
+    x, y, ha, va = (0.5, 0.5, "center", "center") if centred else (0.02, 0.98, "left", "top")
+    ax.text(
+        x, y, text, transform=ax.transAxes, ha=ha, va=va, fontsize=8, color="dimgray",
+        bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "lightgray", "alpha": 0.85},
+    )  # fmt: skip
+
+
+def save(fig: Any, plt: Any, path: Path, title: str) -> Path:
+    """Title the figure, add the shared legend below the panels, save it as PNG and free it."""
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    figure_legend(fig, visible)
+    legend_height_in = 0.32 * math.ceil(len(_labels(visible)) / 4) + 0.1
+    fig.suptitle(title, fontsize=14)
+    fig.tight_layout(rect=(0, legend_height_in / fig.get_figheight(), 1, 1))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

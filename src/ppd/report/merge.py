@@ -1,0 +1,165 @@
+"""Merge the per-run summaries of many result files into one point per mode x workload x QPS x turns.
+
+Each run (of any file) is one sample of every metric; a point's metric is the across-run mean with
+its 95% CI (ppd.report.stats). When any run has a metric null (P99 with fewer than 100 samples, a
+mean over zero successes) the point has no value for it: averaging only the runs that have one
+would report a number no run set measured. Metrics are taken generically from the summary dicts: every numeric
+leaf becomes a metric named by its path ("ttft_ms.p99", "success_rate"), so new bench fields flow
+through without changes here. Counts (`count`, `num_*`, `*.n`) are also summed into `totals`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ppd.report.inputs import ResultFile
+from ppd.report.stats import Estimate, estimate_all_or_none
+
+KEY_FIELDS = frozenset({"mode", "workload", "qps", "run", "turn_group"})
+KNOWN_MODE_ORDER = ("pd", "ppd", "replication", "auto")
+TURN_GROUP_ORDER = ("1", "2+", "all")
+
+
+@dataclass(frozen=True, order=True)
+class PointKey:
+    """Where a merged point sits: which mode, workload, offered QPS and turn group."""
+
+    workload: str
+    mode: str
+    qps: float
+    turn_group: str
+
+
+@dataclass
+class MergedPoint:
+    """All runs of one point: each metric's across-run estimate, and summed counts."""
+
+    key: PointKey
+    run_ids: list[str]  # "<file stem>#<run>" for every run merged here
+    metrics: dict[str, Estimate | None]  # None: some run had it null (e.g. p99 with n < 100)
+    num_null_runs: dict[str, int]  # per metric, how many runs had it null
+    totals: dict[str, int]
+
+    @property
+    def num_runs(self) -> int:
+        """How many runs were merged into this point."""
+        return len(self.run_ids)
+
+    def metric(self, name: str) -> Estimate | None:
+        """The estimate of a metric, or None when no run had it."""
+        return self.metrics.get(name)
+
+
+@dataclass
+class MergedResults:
+    """Every merged point plus the result files they came from."""
+
+    points: dict[PointKey, MergedPoint]
+    inputs: list[ResultFile] = field(default_factory=list)
+
+    def modes(self) -> list[str]:
+        """The modes present: pd, ppd, replication, auto first (in that order), then others."""
+        return order_modes({k.mode for k in self.points})
+
+    def workloads(self) -> list[str]:
+        """The workloads present, W1 < W2 < ... < W10, then file workloads by name."""
+        return sorted({k.workload for k in self.points}, key=_workload_sort_key)
+
+    def qps_values(self, workload: str, mode: str | None = None) -> list[float]:
+        """Sorted offered QPS values measured for a workload (and mode, if given)."""
+        return sorted(
+            {k.qps for k in self.points if k.workload == workload and (mode is None or k.mode == mode)}
+        )
+
+    def point(self, workload: str, mode: str, qps: float, turn_group: str) -> MergedPoint | None:
+        """The merged point, if it was measured."""
+        return self.points.get(PointKey(workload, mode, normalize_qps(qps), turn_group))
+
+    def estimate(self, workload: str, mode: str, qps: float, turn_group: str, metric: str) -> Estimate | None:
+        """One metric's estimate at one point; None when not measured or null."""
+        point = self.point(workload, mode, qps, turn_group)
+        return None if point is None else point.metric(metric)
+
+    def series(
+        self, workload: str, mode: str, turn_group: str, metric: str
+    ) -> list[tuple[float, Estimate | None]]:
+        """(qps, estimate) along the QPS sweep for one mode, sorted by QPS."""
+        series = []
+        for qps in self.qps_values(workload, mode):
+            point = self.point(workload, mode, qps, turn_group)
+            if point is not None:
+                series.append((qps, point.metric(metric)))
+        return series
+
+
+def order_modes(modes: Iterable[str]) -> list[str]:
+    """Known modes in their canonical order, then any others alphabetically."""
+    present = set(modes)
+    known = [m for m in KNOWN_MODE_ORDER if m in present]
+    return known + sorted(present - set(KNOWN_MODE_ORDER))
+
+
+def _workload_sort_key(name: str) -> tuple[int, int, str]:
+    if name[:1] == "W" and name[1:].isdigit():
+        return (0, int(name[1:]), name)
+    return (1, 0, name)
+
+
+def normalize_qps(qps: float) -> float:
+    """QPS as a dict key: float noise from JSON round trips must not split a point in two."""
+    return round(float(qps), 9)
+
+
+def flatten_numbers(summary: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float | None]]:
+    """(dotted name, value) for every numeric or null leaf, skipping the key fields."""
+    for name, value in summary.items():
+        if not prefix and name in KEY_FIELDS:
+            continue
+        path = f"{prefix}{name}"
+        if isinstance(value, dict):
+            yield from flatten_numbers(value, f"{path}.")
+        elif value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            yield path, None if value is None else float(value)
+
+
+def is_count(metric: str) -> bool:
+    """Counts are summed across runs as well as averaged: count, num_ok, ttft_ms.n, ..."""
+    last = metric.rsplit(".", 1)[-1]
+    return last in ("count", "n") or last.startswith("num_")
+
+
+def merge(inputs: list[ResultFile]) -> MergedResults:
+    """Group every summary of every file by point and estimate each metric across runs."""
+    per_point: dict[PointKey, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for result in inputs:
+        for summary in result.summaries:
+            key = PointKey(
+                workload=str(summary["workload"]),
+                mode=str(summary["mode"]),
+                qps=normalize_qps(summary["qps"]),
+                turn_group=str(summary["turn_group"]),
+            )
+            # A file rewrites its summaries after every run, so a repeated run id is the same run.
+            per_point[key][f"{result.path.stem}#{summary['run']}"] = summary
+    points = {key: _merge_point(key, runs) for key, runs in per_point.items()}
+    return MergedResults(points=points, inputs=list(inputs))
+
+
+def _merge_point(key: PointKey, runs: dict[str, dict[str, Any]]) -> MergedPoint:
+    values: dict[str, list[float | None]] = defaultdict(list)
+    for summary in runs.values():
+        for name, value in flatten_numbers(summary):
+            values[name].append(value)
+    totals = {
+        name: int(sum(v for v in vals if v is not None)) for name, vals in values.items() if is_count(name)
+    }
+    return MergedPoint(
+        key=key,
+        run_ids=sorted(runs),
+        metrics={name: estimate_all_or_none(vals) for name, vals in values.items()},
+        num_null_runs={name: sum(v is None for v in vals) for name, vals in values.items()},
+        totals=totals,
+    )

@@ -72,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ARG",
         help="extra `ppd proxy` argument, e.g. --proxy-arg=--admin-token=T",
     )
+    parser.add_argument("--no-proxy", action="store_true", help="start and warm the engines only")
     parser.add_argument("--logs", type=Path, default=Path("logs"), help="log directory")
     parser.add_argument(
         "--state", type=Path, default=Path(".ppd/state.json"), help="state file for `ppd down`"
@@ -107,6 +108,7 @@ def build_config(args: argparse.Namespace) -> UpConfig:
         health_timeout_s=args.health_timeout_s or DEFAULT_HEALTH_TIMEOUT_S[args.backend],
         warmup_handshakes=args.warmup_handshakes,
         proxy_args=tuple(args.proxy_arg),
+        start_proxy=not args.no_proxy,
     )
 
 

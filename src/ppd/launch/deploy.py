@@ -48,6 +48,7 @@ class UpConfig:
     health_timeout_s: float = 60.0
     warmup_handshakes: int = 3
     proxy_args: tuple[str, ...] = ()
+    start_proxy: bool = True  # False: engines only (warmed), e.g. to run your own router
     stop_timeout_s: float = 30.0
 
 
@@ -61,6 +62,7 @@ def sim_up_config(
     host: str = "127.0.0.1",
     sim_args: tuple[str, ...] = (),
     warmup_handshakes: int = 1,
+    start_proxy: bool = True,
 ) -> UpConfig:
     """A sim deployment on free ports of `host` (for tests and the demo)."""
     topology = layout_spec(topology_spec, LayoutOptions(host=host, port_base=0, proxy_port=0))
@@ -72,6 +74,7 @@ def sim_up_config(
         logs_dir=logs_dir,
         state_path=state_path,
         warmup_handshakes=warmup_handshakes,
+        start_proxy=start_proxy,
     )
 
 
@@ -122,7 +125,9 @@ def start(config: UpConfig, progress: Progress = quiet) -> Deployment:
     _refuse_running_deployment(config.state_path)
     config = _with_gpus(config)
     local = _local_instances(config)
-    runs_proxy = config.only_host in (None, config.topology.proxy_host)
+    # The proxy's host coordinates: it waits for the other hosts' engines and warms every pair.
+    coordinates = config.only_host in (None, config.topology.proxy_host)
+    runs_proxy = coordinates and config.start_proxy
     upstreams = _upstreams(config.topology)
     mode = config.mode or default_mode(upstreams)
     check_mode(mode, upstreams)
@@ -131,8 +136,10 @@ def start(config: UpConfig, progress: Progress = quiet) -> Deployment:
     state.save(deployment_state, config.state_path)
     try:
         _start_engines(config, local, deployment_state, progress)
+        if coordinates:
+            _wait_remote_and_warm(config, deployment_state, progress)
         if runs_proxy:
-            _warm_and_start_proxy(config, deployment_state, mode, progress)
+            _start_proxy(config, deployment_state, _proxy_options(config, mode), progress)
     except BaseException:
         progress("stopping what was started ...")
         stop(config.state_path, config.stop_timeout_s)
@@ -284,40 +291,38 @@ def _spawn(argv: list[str], env: Mapping[str, str], log_path: Path) -> process.S
         raise LaunchError(f"cannot start {argv[0]}: {exc}") from exc
 
 
-def _warm_and_start_proxy(
-    config: UpConfig, deployment_state: state.DeploymentState, mode: str, progress: Progress
+def _wait_remote_and_warm(
+    config: UpConfig, deployment_state: state.DeploymentState, progress: Progress
 ) -> None:
     if deployment_state.remote:
         remote_targets = [Target(r.name, r.url) for r in deployment_state.remote]
         progress(f"waiting for {len(remote_targets)} engine(s) on other hosts to answer /health")
         readiness.wait_ready(remote_targets, config.health_timeout_s, progress)
-    prefill_urls = deployment_state.urls("prefill") + deployment_state.urls("both")
-    decode_urls = deployment_state.urls("decode") + deployment_state.urls("both")
+    prefill_urls, decode_urls = _pd_urls(deployment_state)
     if config.warmup_handshakes > 0 and prefill_urls and decode_urls:
         num_pairs = len(prefill_urls) * len(decode_urls)
         progress(f"warming {num_pairs} P/D pair(s), {config.warmup_handshakes} handshakes each")
         for pair in warmup.warm_pairs(prefill_urls, decode_urls, config.warmup_handshakes):
             times = ", ".join(f"{ms:.0f}" for ms in pair.durations_ms)
             progress(f"  {pair.prefill_url} -> {pair.decode_url}: {times} ms")
-    upstreams = Upstreams(tuple(prefill_urls), tuple(decode_urls), tuple(deployment_state.urls("replica")))
-    _start_proxy(
-        config,
-        deployment_state,
-        ProxyOptions(
-            config.topology.proxy_host, config.topology.proxy_port, mode, config.proxy_args, sys.executable
-        ),
-        upstreams,
-        progress,
-    )
+
+
+def _pd_urls(deployment_state: state.DeploymentState) -> tuple[list[str], list[str]]:
+    prefill_urls = deployment_state.urls("prefill") + deployment_state.urls("both")
+    decode_urls = deployment_state.urls("decode") + deployment_state.urls("both")
+    return prefill_urls, decode_urls
+
+
+def _proxy_options(config: UpConfig, mode: str) -> ProxyOptions:
+    host, port = config.topology.proxy_host, config.topology.proxy_port
+    return ProxyOptions(host, port, mode, config.proxy_args, sys.executable)
 
 
 def _start_proxy(
-    config: UpConfig,
-    deployment_state: state.DeploymentState,
-    options: ProxyOptions,
-    upstreams: Upstreams,
-    progress: Progress,
+    config: UpConfig, deployment_state: state.DeploymentState, options: ProxyOptions, progress: Progress
 ) -> None:
+    prefill_urls, decode_urls = _pd_urls(deployment_state)
+    upstreams = Upstreams(tuple(prefill_urls), tuple(decode_urls), tuple(deployment_state.urls("replica")))
     argv = proxy_command(options, upstreams)
     log_path = config.logs_dir / "proxy.log"
     progress(f"starting proxy ({options.mode}) on {options.host}:{options.port} -> {log_path}")

@@ -1,0 +1,102 @@
+"""The proxy's typed configuration, built by `ppd proxy` (cli.py) or by tests and passed in whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ppd.errors import UsageError
+
+# Routing modes the proxy serves. `auto` (issue 8) is added here and in policies.ROUTERS.
+MODES = ("pd", "ppd", "replication")
+
+ROLE_PREFILL = "prefill"
+ROLE_DECODE = "decode"
+ROLE_REPLICA = "replica"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything `build_app` needs. Times in seconds, sizes in bytes."""
+
+    mode: str
+    prefill_urls: tuple[str, ...] = ()
+    decode_urls: tuple[str, ...] = ()
+    replica_urls: tuple[str, ...] = ()  # empty: the prefill and decode instances serve as replicas
+    pd_decode_affinity: bool = True  # pd turns 2+ go to the D that holds the history
+    host: str = "127.0.0.1"
+    port: int = 10001
+    admin_token: str | None = None
+    max_conversations: int = 100_000
+    conversation_idle_ttl_s: float = 3600.0
+    connect_timeout_s: float = 5.0
+    first_byte_timeout_s: float = 300.0  # also bounds each gap between chunks of a stream
+    max_body_bytes: int = 16 * 1024 * 1024
+    health_interval_s: float = 2.0
+    health_timeout_s: float = 2.0
+    health_max_backoff_s: float = 30.0
+    decision_log_path: str | None = None
+    extra_status: dict[str, str] = field(default_factory=dict)  # free-form labels shown in /status
+
+    def __post_init__(self) -> None:
+        for name in ("prefill_urls", "decode_urls", "replica_urls"):
+            urls = tuple(normalize_url(url) for url in getattr(self, name))
+            object.__setattr__(self, name, urls)  # frozen: normalise once, here
+        check_config(self)
+
+    @property
+    def effective_replica_urls(self) -> tuple[str, ...]:
+        """Replicas for replication mode: --replica, else every prefill and decode instance."""
+        if self.replica_urls:
+            return self.replica_urls
+        return _unique(self.prefill_urls + self.decode_urls)
+
+
+def check_config(config: ProxyConfig) -> None:
+    """Raise UsageError naming the first invalid field and what is allowed."""
+    if config.mode not in MODES:
+        raise UsageError(f"unknown mode {config.mode!r}; allowed: {', '.join(MODES)}")
+    for url in config.prefill_urls + config.decode_urls + config.replica_urls:
+        check_url(url)
+    if bool(config.prefill_urls) != bool(config.decode_urls):
+        raise UsageError("give both --prefill and --decode instances, or neither")
+    if not config.prefill_urls and not config.replica_urls:
+        raise UsageError("no upstreams: give --prefill and --decode URLs, and/or --replica URLs")
+    _check_positive("max_conversations", config.max_conversations)
+    for name in (
+        "conversation_idle_ttl_s",
+        "connect_timeout_s",
+        "first_byte_timeout_s",
+        "max_body_bytes",
+        "health_interval_s",
+        "health_timeout_s",
+        "health_max_backoff_s",
+    ):
+        _check_positive(name, getattr(config, name))
+    if not 0 <= config.port <= 65535:
+        raise UsageError(f"port {config.port} is outside 0..65535")
+    if config.admin_token is not None and not config.admin_token:
+        raise UsageError("--admin-token must not be empty")
+
+
+def check_url(url: str) -> None:
+    """An upstream URL must be http(s)://host[:port] with no path, query or fragment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"upstream URL {url!r} must look like http://HOST:PORT")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise UsageError(f"upstream URL {url!r} must not have a path, query or fragment")
+
+
+def normalize_url(url: str) -> str:
+    """The URL without a trailing slash, so the same instance is one upstream."""
+    return url.rstrip("/")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise UsageError(f"{name} must be > 0, got {value}")
+
+
+def _unique(urls: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(urls))

@@ -1,0 +1,168 @@
+"""Who holds what: per-conversation state, found by session id or by history, bounded in size.
+
+A conversation's state changes only when one of its turns completes (`commit_turn`), so a failed or
+abandoned turn leaves it as it was. The store is an LRU of at most `max_conversations` entries, and
+an entry idle for `idle_ttl_s` is dropped on the next access.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ppd.proxy.history import PrefixIndex, chat_digest
+
+SESSION_HEADER = "X-Session-ID"
+SESSION_BODY_FIELD = "conversation_id"
+
+
+@dataclass
+class Conversation:
+    """What the proxy knows about one conversation after its last completed turn."""
+
+    key: str  # "s:<session id>" from the client, or "h:<n>" when recognised by history
+    num_turns: int = 0  # completed turns
+    holder_url: str | None = None  # instance that served the last turn: its prefix cache holds it
+    num_prompt_tokens: int = 0  # of the last turn
+    num_output_tokens: int = 0  # of the last turn
+    last_used_s: float = 0.0  # monotonic clock
+    chat_key: bytes | None = field(default=None, repr=False)  # digest registered for recognition
+
+    @property
+    def num_history_tokens(self) -> int:
+        """Tokens the next turn's prompt starts with: the last prompt plus its answer."""
+        return self.num_prompt_tokens + self.num_output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """How a request names its conversation: a session id, a history to recognise, or neither."""
+
+    session_id: str | None = None
+    chat_messages: Sequence[Any] | None = None  # the full messages of a chat request
+    prompt_bytes: bytes | None = None  # the UTF-8 prompt of a completions request
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    """A completed turn: what to remember about it."""
+
+    holder_url: str
+    num_prompt_tokens: int
+    num_output_tokens: int
+    answer_text: str | None  # the relayed answer; None when it could not be captured
+
+
+def session_id_of(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None:
+    """The client's session id: the X-Session-ID header, else the body's conversation_id."""
+    header = headers.get(SESSION_HEADER)
+    if header:
+        return header
+    value = body.get(SESSION_BODY_FIELD)
+    return value if isinstance(value, str) and value else None
+
+
+class ConversationStore:
+    """Conversations by key, LRU-bounded with an idle TTL, with history recognition indexes."""
+
+    def __init__(
+        self,
+        max_conversations: int,
+        idle_ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_conversations = max_conversations
+        self.idle_ttl_s = idle_ttl_s
+        self._clock = clock
+        self._by_key: OrderedDict[str, Conversation] = OrderedDict()
+        self._by_chat_digest: dict[bytes, str] = {}
+        self._prompts = PrefixIndex()
+        self._next_serial = 0
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def clear(self) -> int:
+        """Forget every conversation; returns how many there were."""
+        count = len(self._by_key)
+        self._by_key.clear()
+        self._by_chat_digest.clear()
+        self._prompts.clear()
+        return count
+
+    def find(self, identity: Identity) -> Conversation | None:
+        """The known conversation this request continues, or None for a new one."""
+        self._expire(self._clock())
+        if identity.session_id is not None:
+            return self._by_key.get("s:" + identity.session_id)
+        if identity.chat_messages is not None:
+            if len(identity.chat_messages) < 2:
+                return None
+            key = self._by_chat_digest.get(chat_digest(identity.chat_messages[:-1]))
+            return self._by_key.get(key) if key is not None else None
+        if identity.prompt_bytes is not None:
+            owner = self._prompts.longest_prefix_owner(identity.prompt_bytes)
+            return self._by_key.get(owner) if isinstance(owner, str) else None
+        return None
+
+    def commit_turn(
+        self, identity: Identity, conversation: Conversation | None, outcome: TurnOutcome
+    ) -> Conversation:
+        """Record a completed turn of `conversation` (None: a new one); returns its state."""
+        now = self._clock()
+        if conversation is None:
+            conversation = self._create(identity)
+        elif conversation.key not in self._by_key:
+            self._by_key[conversation.key] = conversation  # evicted while its turn ran: keep it
+        conversation.num_turns += 1
+        conversation.holder_url = outcome.holder_url
+        conversation.num_prompt_tokens = outcome.num_prompt_tokens
+        conversation.num_output_tokens = outcome.num_output_tokens
+        conversation.last_used_s = now
+        self._by_key.move_to_end(conversation.key)
+        self._remember_history(conversation, identity, outcome.answer_text)
+        self._expire(now)
+        return conversation
+
+    def _create(self, identity: Identity) -> Conversation:
+        if identity.session_id is not None:
+            key = "s:" + identity.session_id
+        else:
+            self._next_serial += 1
+            key = f"h:{self._next_serial}"
+        conversation = self._by_key.get(key) or Conversation(key)
+        self._by_key[key] = conversation
+        return conversation
+
+    def _remember_history(self, conversation: Conversation, identity: Identity, answer: str | None) -> None:
+        if identity.session_id is not None:
+            return  # the client names it every turn; no need to recognise it
+        self._forget_history(conversation)
+        if answer is None:
+            return
+        if identity.chat_messages is not None:
+            digest = chat_digest(identity.chat_messages, answer)
+            conversation.chat_key = digest
+            self._by_chat_digest[digest] = conversation.key
+        elif identity.prompt_bytes is not None:
+            known_text = identity.prompt_bytes + answer.encode("utf-8", "surrogatepass")
+            self._prompts.add(conversation.key, known_text)
+
+    def _forget_history(self, conversation: Conversation) -> None:
+        if conversation.chat_key is not None:
+            if self._by_chat_digest.get(conversation.chat_key) == conversation.key:
+                del self._by_chat_digest[conversation.chat_key]
+            conversation.chat_key = None
+        self._prompts.remove(conversation.key)
+
+    def _expire(self, now: float) -> None:
+        while self._by_key:
+            oldest = next(iter(self._by_key.values()))
+            too_many = len(self._by_key) > self.max_conversations
+            if not too_many and now - oldest.last_used_s <= self.idle_ttl_s:
+                return
+            self._forget_history(oldest)
+            del self._by_key[oldest.key]

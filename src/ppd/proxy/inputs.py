@@ -1,0 +1,123 @@
+"""Reading a client's request: body size and JSON, the checks the proxy itself needs, and identity.
+
+The proxy checks only what it relies on (the prompt or messages, `stream`, the token limits it
+rewrites for P, the session id); everything else is the engine's to judge, and its 4xx answer is
+passed through to the client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ppd.openai_api import ApiError
+from ppd.proxy.conversations import SESSION_BODY_FIELD, Identity, session_id_of
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """One parsed client request, ready to route."""
+
+    is_chat: bool
+    body: dict[str, Any]  # without conversation_id
+    raw_body: bytes  # what to forward when no hop rewrites the body
+    identity: Identity
+    stream: bool
+    num_prompt_tokens: int  # estimate: whitespace-separated words (the sim's and GPU kit's tokens)
+    capture_answer: bool  # whether the answer text is needed to recognise the next turn
+
+
+async def read_json_body(request: web.Request, max_body_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """The request's JSON object and raw bytes; ApiError 413 when too large, 400 when not an object."""
+    if request.content_length is not None and request.content_length > max_body_bytes:
+        raise ApiError(413, f"request body of {request.content_length} bytes exceeds {max_body_bytes}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ApiError(413, f"request body exceeds {max_body_bytes} bytes") from exc
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return body, raw
+
+
+def parse_turn_request(
+    headers: Mapping[str, str], body: dict[str, Any], raw_body: bytes, is_chat: bool
+) -> TurnRequest:
+    """Check the fields the proxy relies on and work out the request's identity."""
+    _check_common_fields(body)
+    session_id = session_id_of(headers, body)
+    if SESSION_BODY_FIELD in body:
+        body = {key: value for key, value in body.items() if key != SESSION_BODY_FIELD}
+        raw_body = json.dumps(body).encode()
+    single_answer = body.get("n") in (None, 1)
+    if is_chat:
+        messages = _checked_messages(body)
+        identity = Identity(session_id, chat_messages=None if session_id else messages)
+        num_prompt_tokens = sum(_estimate_tokens(message.get("content")) + 1 for message in messages)
+    else:
+        prompt = _checked_prompt(body)
+        recognisable = isinstance(prompt, str) and session_id is None
+        prompt_bytes = (
+            prompt.encode("utf-8", "surrogatepass") if isinstance(prompt, str) and recognisable else None
+        )
+        identity = Identity(session_id, prompt_bytes=prompt_bytes)
+        num_prompt_tokens = _estimate_tokens(prompt)
+    return TurnRequest(
+        is_chat=is_chat,
+        body=body,
+        raw_body=raw_body,
+        identity=identity,
+        stream=body.get("stream") is True,
+        num_prompt_tokens=num_prompt_tokens,
+        capture_answer=session_id is None and single_answer,
+    )
+
+
+def _check_common_fields(body: Mapping[str, Any]) -> None:
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise ApiError(400, "'stream' must be true or false", "stream")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ApiError(400, f"'{name}' must be a positive integer", name)
+    conversation_id = body.get(SESSION_BODY_FIELD)
+    if conversation_id is not None and (not isinstance(conversation_id, str) or not conversation_id):
+        raise ApiError(400, f"'{SESSION_BODY_FIELD}' must be a non-empty string", SESSION_BODY_FIELD)
+
+
+def _checked_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list of messages", "messages")
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ApiError(400, "each message must be an object with a string 'role'", "messages")
+    return messages
+
+
+def _checked_prompt(body: Mapping[str, Any]) -> str | list[Any]:
+    prompt = body.get("prompt")
+    if isinstance(prompt, str) or (isinstance(prompt, list) and prompt):
+        return prompt
+    raise ApiError(400, "'prompt' must be a string or a non-empty list", "prompt")
+
+
+def _estimate_tokens(content: Any) -> int:
+    # Counting separators is a C-speed scan; splitting a long prompt into words would cost ~ms.
+    if isinstance(content, str):
+        return content.count(" ") + content.count("\n") + 1 if content else 0
+    if isinstance(content, list):
+        if content and isinstance(content[0], int):
+            return len(content)  # token ids
+        return sum(_estimate_tokens(part) for part in content)
+    if isinstance(content, dict):
+        return _estimate_tokens(content.get("text"))
+    return 0

@@ -1,0 +1,147 @@
+"""The proxy's own telemetry: counters and histograms by route, as Prometheus text, and a JSONL log.
+
+Histograms observe seconds (Prometheus convention). One `ProxyMetrics` per app; /metrics/clear
+replaces its contents.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+# Bucket upper bounds (s): from sub-millisecond relay overheads up to long generations.
+LATENCY_BUCKETS_S = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
+
+@dataclass
+class Histogram:
+    """A cumulative-bucket histogram of seconds."""
+
+    bounds_s: tuple[float, ...] = LATENCY_BUCKETS_S
+    counts: list[int] = field(default_factory=list)
+    total_s: float = 0.0
+    num_observations: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds_s) + 1)  # the last is +Inf
+
+    def observe(self, value_s: float) -> None:
+        """Count one observation (s)."""
+        self.counts[bisect.bisect_left(self.bounds_s, value_s)] += 1
+        self.total_s += value_s
+        self.num_observations += 1
+
+    def lines(self, name: str, labels: str) -> Iterable[str]:
+        """Prometheus exposition lines of this histogram."""
+        cumulative = 0
+        for bound, count in zip((*self.bounds_s, float("inf")), self.counts, strict=True):
+            cumulative += count
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            yield f'{name}_bucket{{{labels},le="{le}"}} {cumulative}'
+        yield f"{name}_sum{{{labels}}} {self.total_s}"
+        yield f"{name}_count{{{labels}}} {self.num_observations}"
+
+
+@dataclass
+class ProxyMetrics:
+    """Counters and histograms by route (pd | ppd-direct | replica)."""
+
+    requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (route, http status)
+    routes: Counter[str] = field(default_factory=Counter)  # decisions per route
+    disconnects: Counter[str] = field(default_factory=Counter)  # clients gone mid-answer, per route
+    ttft_s: dict[str, Histogram] = field(default_factory=dict)  # to the first relayed byte
+    prefill_s: dict[str, Histogram] = field(default_factory=dict)  # the P hop
+    duration_s: dict[str, Histogram] = field(default_factory=dict)  # whole request
+
+    def observe(self, route: str, kind: str, value_s: float) -> None:
+        """Add one observation to histogram `kind` (ttft_s | prefill_s | duration_s) of a route."""
+        histograms: dict[str, Histogram] = getattr(self, kind)
+        histogram = histograms.get(route)
+        if histogram is None:
+            histogram = histograms[route] = Histogram()
+        histogram.observe(value_s)
+
+    def clear(self) -> None:
+        """Zero everything."""
+        for counter in (self.requests, self.routes, self.disconnects):
+            counter.clear()
+        for histograms in (self.ttft_s, self.prefill_s, self.duration_s):
+            histograms.clear()
+
+    def render(self, mode: str, upstreams: list[dict[str, Any]], num_conversations: int) -> str:
+        """Everything in the Prometheus text format."""
+        lines = [
+            "# TYPE ppd_proxy_requests_total counter",
+            *(
+                f'ppd_proxy_requests_total{{route="{route}",status="{status}"}} {count}'
+                for (route, status), count in sorted(self.requests.items())
+            ),
+            "# TYPE ppd_proxy_route_decisions_total counter",
+            *(f'ppd_proxy_route_decisions_total{{route="{r}"}} {n}' for r, n in sorted(self.routes.items())),
+            "# TYPE ppd_proxy_client_disconnects_total counter",
+            *(
+                f'ppd_proxy_client_disconnects_total{{route="{r}"}} {n}'
+                for r, n in sorted(self.disconnects.items())
+            ),
+        ]
+        for kind, histograms in (
+            ("ttft_seconds", self.ttft_s),
+            ("prefill_seconds", self.prefill_s),
+            ("request_duration_seconds", self.duration_s),
+        ):
+            lines.append(f"# TYPE ppd_proxy_{kind} histogram")
+            for route, histogram in sorted(histograms.items()):
+                lines.extend(histogram.lines(f"ppd_proxy_{kind}", f'route="{route}"'))
+        lines.extend(_gauge_lines(mode, upstreams, num_conversations))
+        return "\n".join(lines) + "\n"
+
+
+def _gauge_lines(mode: str, upstreams: list[dict[str, Any]], num_conversations: int) -> list[str]:
+    lines = ["# TYPE ppd_proxy_mode gauge", f'ppd_proxy_mode{{mode="{mode}"}} 1']
+    lines += ["# TYPE ppd_proxy_conversations gauge", f"ppd_proxy_conversations {num_conversations}"]
+    for name in ("healthy", "outstanding_requests", "outstanding_prefill_tokens"):
+        lines.append(f"# TYPE ppd_proxy_upstream_{name} gauge")
+        for upstream in upstreams:
+            lines.append(f'ppd_proxy_upstream_{name}{{url="{upstream["url"]}"}} {int(upstream[name])}')
+    return lines
+
+
+class DecisionLog:
+    """One JSON line per routed request, appended to a file (or nowhere when path is None)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._file: IO[str] | None = open(path, "a", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record."""
+        if self._file is not None:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

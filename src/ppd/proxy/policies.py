@@ -1,0 +1,192 @@
+"""Routing rules: where one turn of a conversation goes, as pure functions of explicit state.
+
+Every rule reads only its arguments: the turn (number and which instance holds the conversation's
+KV cache), the candidate instances with their health and load, and the mode's options. It returns a
+`Route` or raises `NoHealthyUpstream`. Forwarding, health checks and load counting live elsewhere
+(relay.py, upstreams.py), so each mode's rule can be read, and unit-tested, on its own.
+
+    pd           P (fewest outstanding prefill tokens) -> NIXL handshake -> D, every turn. With
+                 decode affinity, turns 2+ go to the D that holds the history (stock NIXL then pulls
+                 only the missing blocks); otherwise to the least loaded D.
+    ppd          turn 1 as pd with the least loaded D; turns 2+ straight to the D that holds the
+                 history, with no KV transfer. If that D is not a healthy decode instance, P -> D.
+    replication  a new conversation -> the least loaded replica; later turns -> the same replica,
+                 unless it is unhealthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+ROUTE_PD = "pd"
+ROUTE_PPD_DIRECT = "ppd-direct"
+ROUTE_REPLICA = "replica"
+ROUTE_KINDS = (ROUTE_PD, ROUTE_PPD_DIRECT, ROUTE_REPLICA)
+
+
+class Instance(Protocol):
+    """What a rule may read about one upstream instance (upstreams.Upstream satisfies it)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def healthy(self) -> bool: ...
+    @property
+    def outstanding_requests(self) -> int: ...
+    @property
+    def outstanding_prefill_tokens(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """The turn being routed: its 1-based number and who holds the conversation's KV cache."""
+
+    number: int
+    holder_url: str | None = None  # the instance that served the previous turn, if any
+    num_prompt_tokens: int = 0  # estimated prompt length of this turn
+    num_history_tokens: int = 0  # tokens of the conversation before this turn's new input
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The instances of each role, in configuration order, with live health and load."""
+
+    prefills: Sequence[Instance]
+    decodes: Sequence[Instance]
+    replicas: Sequence[Instance]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """Mode options a rule may read."""
+
+    pd_decode_affinity: bool = True
+    rotation: int = 0  # breaks ties between equally loaded instances in turn (round robin)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a turn goes. `target_url` streams the answer; `prefill_url` is P when kind is pd."""
+
+    kind: str  # one of ROUTE_KINDS
+    target_url: str
+    prefill_url: str | None = None
+    reason: str = ""
+
+
+class NoHealthyUpstream(Exception):
+    """No healthy instance of a needed role; the proxy answers 503."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(f"no healthy {role} instance")
+        self.role = role
+
+
+def least_loaded_prefill(prefills: Sequence[Instance], rotation: int) -> Instance:
+    """The healthy P with the fewest outstanding prefill tokens, then fewest requests."""
+    return _least_loaded(
+        prefills, rotation, "prefill", lambda i: (i.outstanding_prefill_tokens, i.outstanding_requests)
+    )
+
+
+def least_loaded_decode(decodes: Sequence[Instance], rotation: int, role: str = "decode") -> Instance:
+    """The healthy instance with the fewest outstanding requests, then fewest prefill tokens."""
+    return _least_loaded(
+        decodes, rotation, role, lambda i: (i.outstanding_requests, i.outstanding_prefill_tokens)
+    )
+
+
+def healthy_holder(turn: Turn, instances: Sequence[Instance]) -> Instance | None:
+    """The instance holding this conversation, if it is among `instances` and healthy."""
+    if turn.holder_url is None:
+        return None
+    for instance in instances:
+        if instance.url == turn.holder_url and instance.healthy:
+            return instance
+    return None
+
+
+def route_pd(turn: Turn, candidates: Candidates, options: RouteOptions) -> Route:
+    """pd: P -> D every turn; D is the holder (with affinity) or the least loaded D."""
+    prefill = least_loaded_prefill(candidates.prefills, options.rotation)
+    if not options.pd_decode_affinity:
+        decode = least_loaded_decode(candidates.decodes, options.rotation)
+        return Route(ROUTE_PD, decode.url, prefill.url, "least loaded decode")
+    holder = healthy_holder(turn, candidates.decodes)
+    if holder is not None:
+        return Route(ROUTE_PD, holder.url, prefill.url, "decode holds history")
+    decode = least_loaded_decode(candidates.decodes, options.rotation)
+    return Route(ROUTE_PD, decode.url, prefill.url, _new_or_rehomed(turn, "least loaded decode"))
+
+
+def route_ppd(turn: Turn, candidates: Candidates, options: RouteOptions) -> Route:
+    """ppd: turns 2+ straight to the healthy D holding the history; otherwise as pd."""
+    holder = healthy_holder(turn, candidates.decodes) if turn.number > 1 else None
+    if holder is not None:
+        return Route(ROUTE_PPD_DIRECT, holder.url, None, "decode holds history")
+    prefill = least_loaded_prefill(candidates.prefills, options.rotation)
+    decode = least_loaded_decode(candidates.decodes, options.rotation)
+    return Route(ROUTE_PD, decode.url, prefill.url, _new_or_rehomed(turn, "least loaded decode"))
+
+
+def route_replication(turn: Turn, candidates: Candidates, options: RouteOptions) -> Route:
+    """replication: the replica holding the conversation, else the least loaded replica."""
+    holder = healthy_holder(turn, candidates.replicas)
+    if holder is not None:
+        return Route(ROUTE_REPLICA, holder.url, None, "replica holds history")
+    replica = least_loaded_decode(candidates.replicas, options.rotation, role="replica")
+    return Route(ROUTE_REPLICA, replica.url, None, _new_or_rehomed(turn, "least loaded replica"))
+
+
+Router = Callable[[Turn, Candidates, RouteOptions], Route]
+
+ROUTERS: dict[str, Router] = {
+    "pd": route_pd,
+    "ppd": route_ppd,
+    "replication": route_replication,
+}
+
+
+def choose_route(mode: str, turn: Turn, candidates: Candidates, options: RouteOptions) -> Route:
+    """The route of one turn under `mode` (a key of ROUTERS)."""
+    return ROUTERS[mode](turn, candidates, options)
+
+
+def _least_loaded(
+    instances: Sequence[Instance], rotation: int, role: str, load: Callable[[Instance], tuple[int, int]]
+) -> Instance:
+    # Ties go round robin from `rotation`, so an idle pool still spreads new work.
+    best: Instance | None = None
+    best_load: tuple[int, int] | None = None
+    count = len(instances)
+    for offset in range(count):
+        instance = instances[(rotation + offset) % count]
+        if not instance.healthy:
+            continue
+        instance_load = load(instance)
+        if best_load is None or instance_load < best_load:
+            best, best_load = instance, instance_load
+    if best is None:
+        raise NoHealthyUpstream(role)
+    return best
+
+
+def _new_or_rehomed(turn: Turn, how: str) -> str:
+    if turn.number == 1 or turn.holder_url is None:
+        return f"new conversation, {how}"
+    return f"holder unavailable, {how}"
+
+
+def estimated_prefill_tokens(route: Route, turn: Turn) -> tuple[int, int]:
+    """Prompt tokens (at P, at the target) this route makes each prefill, for load accounting.
+
+    P prefills the whole prompt; a D fed by P pulls the KV and prefills nothing; an instance that
+    holds the history prefills only the new tail; any other instance prefills the whole prompt.
+    """
+    if route.prefill_url is not None:
+        return turn.num_prompt_tokens, 0
+    if route.target_url == turn.holder_url:
+        return 0, max(0, turn.num_prompt_tokens - turn.num_history_tokens)
+    return 0, turn.num_prompt_tokens

@@ -1,0 +1,192 @@
+"""Forwarding: the NIXL two-hop request bodies, the prefill call, and the streaming relay.
+
+Protocol (vLLM NixlConnector, stock): P gets the client's body with `stream=false`, `max_tokens=1`
+(and `max_completion_tokens=1` for chat), no `stream_options` / `min_tokens`, and a
+`kv_transfer_params` asking for remote decode. P answers with its own `kv_transfer_params`, which go
+to D with the client's original body. P and D see the same X-Request-Id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ppd.openai_api import ApiError
+
+# What P must be asked for, exactly as stock vLLM's NixlConnector expects it.
+PREFILL_KV_TRANSFER_PARAMS: dict[str, Any] = {
+    "do_remote_decode": True,
+    "do_remote_prefill": False,
+    "remote_engine_id": None,
+    "remote_block_ids": None,
+    "remote_host": None,
+    "remote_port": None,
+}
+_PREFILL_DROPPED_FIELDS = ("stream_options", "min_tokens")
+# Hop-by-hop and framing headers are the proxy's own business, not the upstream's.
+_FORWARDED_REQUEST_HEADERS = ("Authorization", "X-Request-Id")
+
+
+def prefill_body(body: dict[str, Any], is_chat: bool) -> dict[str, Any]:
+    """The request for P: prefill only (one token), and keep the KV for a remote decode."""
+    prefill = {key: value for key, value in body.items() if key not in _PREFILL_DROPPED_FIELDS}
+    prefill["stream"] = False
+    prefill["max_tokens"] = 1
+    if is_chat:
+        prefill["max_completion_tokens"] = 1
+    prefill["kv_transfer_params"] = dict(PREFILL_KV_TRANSFER_PARAMS)
+    return prefill
+
+
+def decode_body(body: dict[str, Any], kv_transfer_params: dict[str, Any]) -> dict[str, Any]:
+    """The request for D: the client's body plus P's answer telling D where to pull the KV from."""
+    return {**body, "kv_transfer_params": kv_transfer_params}
+
+
+class UpstreamFailed(Exception):
+    """The upstream could not be reached or did not answer in time: 502 to the client."""
+
+    def __init__(self, url: str, message: str, unreachable: bool) -> None:
+        super().__init__(f"{url}: {message}")
+        self.url = url
+        self.unreachable = unreachable  # connection refused or reset: take it out of service
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """A non-200 answer, relayed to the client: 4xx as is, 5xx as 502."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class UpstreamRejected(Exception):
+    """The upstream answered with an error status before any streaming began."""
+
+    def __init__(self, url: str, answer: UpstreamAnswer) -> None:
+        super().__init__(f"{url} answered {answer.status}")
+        self.url = url
+        self.answer = answer
+
+
+def upstream_headers(request_headers: Any, request_id: str) -> dict[str, str]:
+    """Headers sent upstream: JSON content, the shared request id, the client's Authorization."""
+    headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
+    authorization = request_headers.get(_FORWARDED_REQUEST_HEADERS[0])
+    if authorization:
+        headers["Authorization"] = authorization
+    return headers
+
+
+async def open_upstream(
+    session: aiohttp.ClientSession,
+    url: str,
+    data: bytes,
+    headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> aiohttp.ClientResponse:
+    """POST and wait for the response headers; raise UpstreamFailed or UpstreamRejected on error."""
+    try:
+        response = await session.post(url, data=data, headers=headers, timeout=timeout)
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+        raise UpstreamFailed(url, f"cannot connect: {exc}", unreachable=True) from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise UpstreamFailed(url, f"no answer: {type(exc).__name__} {exc}", unreachable=False) from exc
+    if response.status != 200:
+        try:
+            payload = await response.read()
+        except (TimeoutError, aiohttp.ClientError):
+            payload = b""
+        finally:
+            response.release()
+        content_type = response.headers.get("Content-Type", "application/json")
+        raise UpstreamRejected(url, UpstreamAnswer(response.status, content_type, payload))
+    return response
+
+
+async def call_prefill(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> dict[str, Any]:
+    """Run the prefill hop at P and return P's kv_transfer_params for D."""
+    response = await open_upstream(session, url, json.dumps(body).encode(), headers, timeout)
+    try:
+        payload = json.loads(await response.read())
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise UpstreamFailed(url, f"prefill answer broken off: {exc}", unreachable=False) from exc
+    except ValueError as exc:
+        raise UpstreamFailed(url, "prefill answer is not JSON", unreachable=False) from exc
+    finally:
+        response.release()
+    params = payload.get("kv_transfer_params") if isinstance(payload, dict) else None
+    if not isinstance(params, dict):
+        message = "prefill answer has no kv_transfer_params (is P started with a NixlConnector?)"
+        raise UpstreamFailed(url, message, unreachable=False)
+    return params
+
+
+def rejection_response(rejected: UpstreamRejected) -> web.Response:
+    """The client's answer to an upstream error status: 4xx passed through, 5xx as 502."""
+    answer = rejected.answer
+    if 400 <= answer.status < 500:
+        return web.Response(status=answer.status, body=answer.body, content_type=_mime(answer.content_type))
+    detail = answer.body[:500].decode(errors="replace")
+    raise ApiError(502, f"upstream {rejected.url} answered {answer.status}: {detail}")
+
+
+def _mime(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip() or "application/json"
+
+
+@dataclass(slots=True)
+class RelayResult:
+    """How a relayed answer went: raw perf_counter stamps (s) and the upstream error, if any."""
+
+    first_byte_s: float | None = None
+    last_byte_s: float | None = None
+    upstream_error: str | None = None  # the upstream broke off after the headers were sent
+
+
+async def relay_stream(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    headers: dict[str, str],
+    on_bytes: Callable[[bytes], None],
+) -> tuple[web.StreamResponse, RelayResult]:
+    """Write the upstream body to the client chunk by chunk as it arrives, calling on_bytes(chunk).
+
+    A client that goes away raises out of here (ConnectionResetError, or CancelledError when the
+    server cancels the handler); the caller closes the upstream response, which aborts it upstream.
+    """
+    result = RelayResult()
+    response = web.StreamResponse(status=200, headers=headers)
+    response.content_type = _mime(upstream.headers.get("Content-Type", "text/event-stream"))
+    await response.prepare(request)
+    reader = upstream.content
+    while True:
+        try:
+            chunk = await reader.readany()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Headers are sent: break the connection so the client sees an incomplete stream.
+            result.upstream_error = f"stream from {upstream.url} broken off: {type(exc).__name__} {exc}"
+            response.force_close()
+            return response, result
+        if not chunk:
+            break
+        if result.first_byte_s is None:
+            result.first_byte_s = time.perf_counter()
+        on_bytes(chunk)
+        await response.write(chunk)
+    result.last_byte_s = time.perf_counter()
+    await response.write_eof()
+    return response, result

@@ -1,0 +1,162 @@
+"""The proxy's live state, one per app: mode, upstreams, conversations, telemetry, HTTP client."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from ppd.proxy.config import ProxyConfig
+from ppd.proxy.conversations import ConversationStore
+from ppd.proxy.metrics import DecisionLog, ProxyMetrics
+from ppd.proxy.policies import ROUTE_KINDS, RouteOptions
+from ppd.proxy.upstreams import UpstreamPool
+
+if TYPE_CHECKING:
+    from ppd.proxy.turns import TurnRecord
+
+
+@dataclass
+class ProxyState:
+    """Everything a handler reads or updates. `session` exists while the app runs."""
+
+    config: ProxyConfig
+    mode: str
+    pool: UpstreamPool
+    conversations: ConversationStore
+    metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
+    decision_log: DecisionLog = field(default_factory=lambda: DecisionLog(None))
+    client_session: aiohttp.ClientSession | None = None
+    num_decisions: int = 0
+    upstream_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
+
+    @classmethod
+    def from_config(cls, config: ProxyConfig) -> ProxyState:
+        """Fresh state for a config (no HTTP client yet: the app's startup makes it)."""
+        return cls(
+            config=config,
+            mode=config.mode,
+            pool=UpstreamPool(config),
+            conversations=ConversationStore(config.max_conversations, config.conversation_idle_ttl_s),
+            upstream_timeout=upstream_timeout(config),
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared HTTP client; only while the app runs."""
+        if self.client_session is None:
+            raise RuntimeError("the proxy's HTTP client exists only while the app runs")
+        return self.client_session
+
+    def next_options(self) -> RouteOptions:
+        """Options for the next routing decision; the rotation advances with every decision."""
+        self.num_decisions += 1
+        return RouteOptions(self.config.pd_decode_affinity, self.num_decisions)
+
+    def mark_unreachable(self, url: str, error: str) -> None:
+        """A forward could not connect: take the instance out of service until a check passes."""
+        upstream = self.pool.by_url.get(url)
+        if upstream is not None:
+            self.pool.mark_unreachable(upstream, error, time.monotonic(), self.config.health_interval_s)
+
+    def record_turn(self, record: TurnRecord, path: str) -> None:
+        """Count a finished request in the metrics and the decision log."""
+        route = record.route.kind if record.route is not None else "none"
+        metrics = self.metrics
+        metrics.requests[(route, record.status)] += 1
+        if record.route is None:
+            return
+        metrics.routes[route] += 1
+        if record.client_disconnected:
+            metrics.disconnects[route] += 1
+        if record.first_byte_s is not None:
+            metrics.observe(route, "ttft_s", record.first_byte_s - record.started_s)
+        if record.prefill_ms is not None:
+            metrics.observe(route, "prefill_s", record.prefill_ms / 1000.0)
+        if record.finished_s is not None:
+            metrics.observe(route, "duration_s", record.finished_s - record.started_s)
+        self.decision_log.write(decision_line(self.mode, record, path))
+
+    def status(self) -> dict[str, Any]:
+        """GET /status: the topology and live state; `ppd bench` stores it with every result."""
+        routes = {kind: self.metrics.routes.get(kind, 0) for kind in ROUTE_KINDS}
+        statuses: dict[str, int] = {}
+        for (_, status), count in self.metrics.requests.items():
+            statuses[str(status)] = statuses.get(str(status), 0) + count
+        return {
+            "mode": self.mode,
+            "options": options_status(self.config),
+            "upstreams": self.pool.status(),
+            "prefill": list(self.config.prefill_urls),
+            "decode": list(self.config.decode_urls),
+            "replica": list(self.config.effective_replica_urls),
+            "replicas_are_pd_instances": not self.config.replica_urls,
+            "conversations": len(self.conversations),
+            "routes": routes,
+            "responses_by_status": statuses,
+            "client_disconnects": sum(self.metrics.disconnects.values()),
+        }
+
+
+def upstream_timeout(config: ProxyConfig) -> aiohttp.ClientTimeout:
+    """Connect timeout, and the longest wait for the first byte or between two chunks."""
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=config.connect_timeout_s, sock_read=config.first_byte_timeout_s
+    )
+
+
+def options_status(config: ProxyConfig) -> dict[str, Any]:
+    """The options in force, as /status shows them."""
+    return {
+        "pd_decode_affinity": config.pd_decode_affinity,
+        "max_conversations": config.max_conversations,
+        "conversation_idle_ttl_s": config.conversation_idle_ttl_s,
+        "connect_timeout_s": config.connect_timeout_s,
+        "first_byte_timeout_s": config.first_byte_timeout_s,
+        "max_body_bytes": config.max_body_bytes,
+        "health_interval_s": config.health_interval_s,
+        "health_timeout_s": config.health_timeout_s,
+        "health_max_backoff_s": config.health_max_backoff_s,
+        "admin_token_required": config.admin_token is not None,
+        "decision_log": config.decision_log_path,
+        **config.extra_status,
+    }
+
+
+def decision_line(mode: str, record: TurnRecord, path: str) -> dict[str, Any]:
+    """One decision-log record: the decision, its inputs and how the request went (ms)."""
+    route, turn = record.route, record.turn
+    return {
+        "time_unix_s": round(time.time(), 6),
+        "mode": mode,
+        "path": path,
+        "conversation": record.conversation_key,
+        "turn": turn.number if turn else None,
+        "holder": turn.holder_url if turn else None,
+        "num_prompt_tokens": turn.num_prompt_tokens if turn else None,
+        "num_history_tokens": turn.num_history_tokens if turn else None,
+        "route": route.kind if route else None,
+        "prefill": route.prefill_url if route else None,
+        "upstream": route.target_url if route else None,
+        "reason": route.reason if route else None,
+        "status": record.status,
+        "error": record.error,
+        "client_disconnected": record.client_disconnected,
+        "prefill_ms": _round(record.prefill_ms),
+        "ttft_ms": _ms(record.first_byte_s, record.started_s),
+        "duration_ms": _ms(record.finished_s, record.started_s),
+    }
+
+
+def _ms(stamp_s: float | None, started_s: float) -> float | None:
+    return None if stamp_s is None else round((stamp_s - started_s) * 1000.0, 3)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+STATE = web.AppKey("ppd_proxy_state", ProxyState)

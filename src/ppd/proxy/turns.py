@@ -1,0 +1,233 @@
+"""Serving one turn: parse, identify the conversation, route, forward (one or two hops), record.
+
+The route comes from policies.choose_route; this module only carries it out: the P hop when the
+route has one, then the streaming relay from the target, then the conversation's new state, the
+metrics and the decision log. The client's response headers are sent only after the target
+answered 200, so every failure before that is a clean OpenAI-style error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ppd.openai_api import ApiError, api_error_response, error_response
+from ppd.proxy.capture import AnswerCapture
+from ppd.proxy.conversations import Conversation, TurnOutcome
+from ppd.proxy.inputs import TurnRequest, parse_turn_request, read_json_body
+from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, choose_route, estimated_prefill_tokens
+from ppd.proxy.relay import (
+    UpstreamFailed,
+    UpstreamRejected,
+    call_prefill,
+    decode_body,
+    open_upstream,
+    prefill_body,
+    rejection_response,
+    relay_stream,
+    upstream_headers,
+)
+from ppd.proxy.state import STATE, ProxyState
+
+COMPLETIONS_PATH = "/v1/completions"
+CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    """What happened to one turn; becomes metrics and a decision-log line. Stamps: perf_counter s."""
+
+    started_s: float
+    route: Route | None = None
+    turn: Turn | None = None
+    conversation_key: str | None = None
+    status: int = 200
+    prefill_ms: float | None = None
+    first_byte_s: float | None = None
+    finished_s: float | None = None
+    error: str | None = None
+    client_disconnected: bool = False
+
+
+async def handle_completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/completions."""
+    return await serve_turn(request, is_chat=False)
+
+
+async def handle_chat_completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions."""
+    return await serve_turn(request, is_chat=True)
+
+
+async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
+    """Route and forward one client request; answers errors as OpenAI-style JSON."""
+    state = request.app[STATE]
+    record = TurnRecord(started_s=time.perf_counter())
+    try:
+        body, raw_body = await read_json_body(request, state.config.max_body_bytes)
+        turn_request = parse_turn_request(request.headers, body, raw_body, is_chat)
+        conversation = state.conversations.find(turn_request.identity)
+        turn = record.turn = turn_of(conversation, turn_request)
+        route = record.route = choose_route(state.mode, turn, state.pool.candidates, state.next_options())
+        record.conversation_key = conversation.key if conversation else None
+        return await forward_turn(request, state, turn_request, conversation, route, turn, record)
+    except ApiError as exc:
+        record.status, record.error = exc.status, exc.message
+        return api_error_response(exc)
+    except NoHealthyUpstream as exc:
+        record.status, record.error = 503, str(exc)
+        return error_response(503, str(exc))
+    finally:
+        record.finished_s = time.perf_counter()
+        state.record_turn(record, path=request.path)
+
+
+def turn_of(conversation: Conversation | None, turn_request: TurnRequest) -> Turn:
+    """The routing view of this turn: its number and what the conversation's holder has cached."""
+    if conversation is None:
+        return Turn(1, None, turn_request.num_prompt_tokens, 0)
+    return Turn(
+        conversation.num_turns + 1,
+        conversation.holder_url,
+        turn_request.num_prompt_tokens,
+        conversation.num_history_tokens,
+    )
+
+
+async def forward_turn(
+    request: web.Request,
+    state: ProxyState,
+    turn_request: TurnRequest,
+    conversation: Conversation | None,
+    route: Route,
+    turn: Turn,
+    record: TurnRecord,
+) -> web.StreamResponse:
+    """Carry out the route; commit the conversation's new state when the answer completed."""
+    request_id = request.headers.get("X-Request-Id") or f"ppd-{uuid.uuid4().hex}"
+    headers_up = upstream_headers(request.headers, request_id)
+    headers_down = {
+        "x-ppd-route": route.kind,
+        "x-ppd-turn": str(turn.number),
+        "x-ppd-upstream": route.target_url,
+        "X-Request-Id": request_id,
+    }
+    path = CHAT_PATH if turn_request.is_chat else COMPLETIONS_PATH
+    prefill_tokens_at_p, prefill_tokens_at_target = estimated_prefill_tokens(route, turn)
+    try:
+        data = turn_request.raw_body
+        if route.prefill_url is not None:
+            kv_transfer_params = await _prefill_hop(
+                state, route.prefill_url, path, turn_request, headers_up, prefill_tokens_at_p, record
+            )
+            headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
+            data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
+        capture = AnswerCapture(turn_request.is_chat, turn_request.capture_answer)
+        response = await _target_hop(
+            request, state, route.target_url, path, data, headers_up, headers_down, turn_request,
+            capture, prefill_tokens_at_target, record,
+        )  # fmt: skip
+    except UpstreamRejected as exc:
+        record.status, record.error = exc.answer.status, str(exc)
+        if exc.answer.status >= 500:
+            record.status = 502
+        return rejection_response(exc)
+    except UpstreamFailed as exc:
+        if exc.unreachable:
+            state.mark_unreachable(exc.url, str(exc))
+        raise ApiError(502, f"upstream failed: {exc}") from exc
+    except (asyncio.CancelledError, ConnectionResetError):
+        record.client_disconnected, record.status = True, 499
+        raise
+    if record.error is None:
+        committed = state.conversations.commit_turn(
+            turn_request.identity, conversation, _outcome(route, turn, capture)
+        )
+        record.conversation_key = committed.key
+    return response
+
+
+async def _prefill_hop(
+    state: ProxyState,
+    base_url: str,
+    path: str,
+    turn_request: TurnRequest,
+    headers: dict[str, str],
+    num_prefill_tokens: int,
+    record: TurnRecord,
+) -> dict[str, Any]:
+    upstream = state.pool.by_url[base_url]
+    upstream.begin(num_prefill_tokens)
+    started_s = time.perf_counter()
+    try:
+        body = prefill_body(turn_request.body, turn_request.is_chat)
+        return await call_prefill(state.session, base_url + path, body, headers, state.upstream_timeout)
+    finally:
+        record.prefill_ms = (time.perf_counter() - started_s) * 1000.0
+        upstream.prefill_done(num_prefill_tokens)
+        upstream.end()
+
+
+async def _target_hop(
+    request: web.Request,
+    state: ProxyState,
+    base_url: str,
+    path: str,
+    data: bytes,
+    headers_up: dict[str, str],
+    headers_down: dict[str, str],
+    turn_request: TurnRequest,
+    capture: AnswerCapture,
+    num_prefill_tokens: int,
+    record: TurnRecord,
+) -> web.StreamResponse:
+    upstream = state.pool.by_url[base_url]
+    upstream.begin(num_prefill_tokens)
+    prefill_pending = True
+
+    def on_bytes(chunk: bytes) -> None:
+        nonlocal prefill_pending
+        if prefill_pending:
+            upstream.prefill_done(num_prefill_tokens)
+            prefill_pending = False
+        capture.feed(chunk)
+
+    try:
+        answer = await open_upstream(state.session, base_url + path, data, headers_up, state.upstream_timeout)
+        try:
+            if turn_request.stream:
+                response, result = await relay_stream(request, answer, headers_down, on_bytes)
+                record.first_byte_s, record.error = result.first_byte_s, result.upstream_error
+                if result.upstream_error is not None:
+                    record.status = 502  # after a 200 header: the client sees a broken stream
+                return response
+            body = await answer.read()
+            record.first_byte_s = time.perf_counter()
+            on_bytes(b"")
+            capture.feed_json_body(body)
+            content_type = answer.headers.get("Content-Type", "application/json").split(";", 1)[0]
+            return web.Response(body=body, status=200, headers=headers_down, content_type=content_type)
+        finally:
+            answer.close()  # a no-op after a complete answer; aborts an unfinished one upstream
+    finally:
+        if prefill_pending:
+            upstream.prefill_done(num_prefill_tokens)
+        upstream.end()
+
+
+def _outcome(route: Route, turn: Turn, capture: AnswerCapture) -> TurnOutcome:
+    usage = capture.usage or {}
+    prompt_tokens = usage.get("prompt_tokens")
+    output_tokens = usage.get("completion_tokens")
+    return TurnOutcome(
+        holder_url=route.target_url,
+        num_prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else turn.num_prompt_tokens,
+        num_output_tokens=output_tokens if isinstance(output_tokens, int) else capture.num_content_chunks,
+        answer_text=capture.text if capture.capture_text else None,
+    )

@@ -36,6 +36,7 @@ from ppd.sim.protocol import (
     usage,
 )
 from ppd.sim.request import Request, RequestStatus
+from ppd.sim.timing import api_overhead_s
 from ppd.tokens import decode
 
 SIM_VERSION = f"ppd-sim-{__version__}"
@@ -109,7 +110,7 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
     engine = state.engine
     request = engine.new_request(response_id, params.prompt_token_ids, max_tokens,
                                  hold_kv_on_finish=act_as_prefill)
-    await asyncio.sleep(config.profile.api_overhead_ms * 1e-3 * config.time_scale)
+    await asyncio.sleep(api_overhead_s(config.profile, request.num_prompt_tokens) * config.time_scale)
     if remote is not None:
         try:
             await _pull_remote_kv(state, request, remote)

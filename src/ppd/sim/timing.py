@@ -8,9 +8,11 @@ A step's duration is a linear function of what the step computes (see `step_dura
             + decode_seq_us/1e3      * decoding sequences
             + decode_context_ns/1e6  * context tokens read by decoding sequences
 
-A KV pull costs `kv_handshake_ms` + bytes / bandwidth on a FIFO link shared by an engine pair, plus a
-one-off `kv_first_connect_ms` for the first pull of a pair. Profiles are JSON files (see
-`profiles/`); their parameters are fitted by `benchmarks/sim_calibration.py`.
+A request first spends `api_overhead_ms + api_overhead_per_token_us x prompt tokens` in the API
+server (HTTP, tokenizing, hashing), concurrently with other requests. A KV pull costs
+`kv_handshake_ms` + bytes / bandwidth on a FIFO link shared by an engine pair, plus a one-off
+`kv_first_connect_ms` for the first pull of a pair. Profiles are JSON files (see `profiles/`); their
+parameters are fitted by `benchmarks/sim_calibration.py --fit`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class Profile:
     name: str
     source: str
     step: StepCosts
-    api_overhead_ms: float  # per request: HTTP, tokenization, hand-off to the engine core
+    api_overhead_ms: float  # per request: HTTP, JSON, hand-off to the engine core and back
+    api_overhead_per_token_us: float  # per prompt token: tokenizing, block hashing, moving token ids
     kv_bytes_per_token: int
     kv_bandwidth_gbps: float  # GB/s (1e9 bytes/s) of a NIXL pull
     kv_handshake_ms: float  # per pull: D's request to P, notification, scheduling around it
@@ -75,6 +78,11 @@ def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
         + costs.decode_context_ns * 1e-6 * shape.num_decode_context_tokens
     )
     return total_ms * 1e-3
+
+
+def api_overhead_s(profile: Profile, num_prompt_tokens: int) -> float:
+    """Modeled time a request spends in the API server before the engine sees it, in seconds."""
+    return (profile.api_overhead_ms + profile.api_overhead_per_token_us * 1e-3 * num_prompt_tokens) * 1e-3
 
 
 def prefill_attention_pairs(num_computed_tokens: int, num_new_tokens: int) -> int:

@@ -105,3 +105,62 @@ def test_a_second_up_on_the_same_state_is_refused(tmp_path: Path) -> None:
         records = _records(deployment)
         assert process.is_running(process.Started(records[0].pid, records[0].identity))
     _assert_all_gone(records)
+
+
+def test_1p1d_with_proxy_serves_through_the_python_api(tmp_path: Path) -> None:
+    config = sim_up_config(
+        "1p1d",
+        logs_dir=tmp_path / "logs",
+        state_path=tmp_path / "state.json",
+        time_scale=TIME_SCALE,
+        mode="ppd",
+    )
+    with start(config) as deployment:
+        records = _records(deployment)
+        assert [r.name for r in records] == ["prefill0", "decode0", "proxy"]
+        assert deployment.proxy_url is not None
+        assert _get_json(f"{deployment.proxy_url}/mode") == {"mode": "ppd"}
+        answer = _complete(deployment.proxy_url, "w5 w6 w7 w8 w9")
+        assert answer["usage"]["completion_tokens"] == 3  # type: ignore[index]
+    _assert_all_gone(records)
+
+
+def test_2r_replication_through_the_python_api(tmp_path: Path) -> None:
+    config = sim_up_config(
+        "2r", logs_dir=tmp_path / "logs", state_path=tmp_path / "s.json", time_scale=TIME_SCALE
+    )
+    with start(config) as deployment:
+        records = _records(deployment)
+        assert [r.name for r in records] == ["worker0", "worker1", "proxy"]
+        assert len(deployment.replica_urls) == 2
+        assert deployment.state.mode == "replication"
+        assert deployment.proxy_url is not None
+        assert _complete(deployment.proxy_url, "w1 w2")["usage"]["completion_tokens"] == 3  # type: ignore[index]
+    _assert_all_gone(records)
+
+
+def test_2p2d_cli_up_then_down_leaves_nothing(tmp_path: Path) -> None:
+    up = _ppd(
+        tmp_path, "up", "--backend", "sim", "--topology", "2p2d", "--port-base", "0", "--proxy-port", "0",
+        "--time-scale", str(TIME_SCALE), "--warmup-handshakes", "1",
+    )  # fmt: skip
+    saved = state.load(tmp_path / ".ppd" / "state.json")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "All servers ready!" in up.stdout
+        assert "warming 4 P/D pair(s)" in up.stdout
+        assert saved is not None
+        assert [r.name for r in saved.processes] == ["prefill0", "prefill1", "decode0", "decode1", "proxy"]
+        assert {p.name for p in (tmp_path / "logs").iterdir()} >= {f"{r.name}.log" for r in saved.processes}
+        status = _get_json(f"{saved.proxy_url}/status")
+        assert status["prefill"] == saved.urls("prefill")  # the proxy got the bound URLs, in order
+        assert status["decode"] == saved.urls("decode")
+    finally:
+        down = _ppd(tmp_path, "down")
+    assert down.returncode == 0, down.stderr
+    assert "stopped everything" in down.stdout
+    assert saved is not None
+    _assert_all_gone(saved.processes)
+    again = _ppd(tmp_path, "down")
+    assert again.returncode == 0
+    assert "nothing to stop" in again.stdout

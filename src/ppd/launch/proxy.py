@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ppd.errors import UsageError
-
-MODES = ("pd", "ppd", "replication", "auto")
+from ppd.proxy.config import MODES  # the proxy's own list, so a new mode (auto) needs no change here
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,146 @@
-"""Placeholder until this subcommand lands."""
+"""`ppd bench`: open-loop multi-turn load against a proxy, a vLLM server or a sim; one row per turn.
+
+    ppd bench --url http://localhost:10001 --workload W1 --qps 0.5,1,2 --duration 60 --runs 3 \\
+        --modes pd,ppd,replication --output results/
+"""
+
+from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ppd.bench.config import BenchConfig, validate
+from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options yet."""
+    """The bench's options."""
+    parser.add_argument("--url", required=True, help="base URL of the proxy / vLLM server / sim")
+    parser.add_argument(
+        "--workload",
+        default="W1",
+        help="W1 (512 in/256 out), W2 (4096/128), W3 (256/1024), W4 (8192/64), all, IN/OUT (e.g. 1000/50), "
+        "or a ShareGPT-style conversation file; comma-separated for several (default W1)",
+    )
+    parser.add_argument(
+        "--qps", default="1", help="conversation arrival rates per s, comma-separated (default 1)"
+    )
+    parser.add_argument(
+        "--duration",
+        "--duration-s",
+        dest="duration_s",
+        type=float,
+        default=60.0,
+        help="arrival window of each run in s, warmup included (default 60)",
+    )
+    parser.add_argument("--runs", type=int, default=1, help="runs per mode x workload x qps (default 1)")
+    parser.add_argument(
+        "--modes",
+        default="",
+        help="proxy modes to compare, e.g. pd,ppd,replication; "
+        "set by POST /mode/<m> before each run (default: measure the URL as it is)",
+    )
+    parser.add_argument(
+        "--turns", type=int, default=2, help="turns per conversation of W1-W4 and IN/OUT (default 2)"
+    )
+    parser.add_argument(
+        "--think-time-s", type=float, default=0.0, help="wait between a turn's end and the next"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of arrivals and prompts (default 0)")
+    parser.add_argument(
+        "--arrivals", choices=("poisson", "constant"), default="poisson", help="arrival process"
+    )
+    parser.add_argument(
+        "--warmup-s", type=float, default=0.0, help="turns sent in the first S s are not summarised"
+    )
+    parser.add_argument("--slo-ttft-ms", type=float, default=None, help="TTFT objective for goodput")
+    parser.add_argument("--slo-tpot-ms", type=float, default=None, help="TPOT objective for goodput")
+    parser.add_argument(
+        "--output", type=Path, default=Path("results"), help="result directory (default results/)"
+    )
+    parser.add_argument("--name", default=None, help="result set name (default bench-<utc>-<workloads>)")
+    parser.add_argument("--append", action="store_true", help="add runs to the existing set --name")
+    parser.add_argument(
+        "--api", choices=("completions", "chat"), default="completions", help="OpenAI API to use"
+    )
+    parser.add_argument("--model", default=None, help="model name (default: the first of GET /v1/models)")
+    parser.add_argument(
+        "--no-session-id",
+        action="store_true",
+        help="do not send X-Session-ID (the proxy must recognise conversations by history)",
+    )
+    parser.add_argument(
+        "--request-timeout-s", type=float, default=600.0, help="per-request limit (default 600)"
+    )
+    parser.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        default=120.0,
+        help="after the arrival window, in-flight conversations get this long (default 120)",
+    )
+    parser.add_argument("--admin-token", default=None, help="Bearer token for the proxy's admin endpoints")
+    parser.add_argument(
+        "--prompt-salt", default=None, help="fixed prompt salt (default: random per invocation)"
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=0, help="client connection limit (0: unlimited)"
+    )
+    parser.add_argument("--no-uvloop", action="store_true", help="use the plain asyncio event loop")
+    parser.add_argument("--quiet", action="store_true", help="no live progress and no final table (for CI)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not built yet."""
-    raise UsageError("not built yet")
+    """Build the config, run every point, print the result path."""
+    from ppd.bench.runner import run_bench
+
+    path = run_bench(build_config(args))
+    print(f"ppd bench: results in {path}")
+    return 0
+
+
+def build_config(args: argparse.Namespace) -> BenchConfig:
+    """The typed config from parsed arguments; UsageError on bad values."""
+    from ppd.bench.workloads import parse_workloads  # numpy: only when running
+
+    if args.turns < 1:
+        raise UsageError("--turns must be >= 1")
+    config = BenchConfig(
+        url=args.url,
+        workloads=parse_workloads(args.workload, args.turns),
+        qps=parse_rates(args.qps),
+        duration_s=args.duration_s,
+        runs=args.runs,
+        modes=tuple(mode.strip() for mode in args.modes.split(",") if mode.strip()),
+        think_time_s=args.think_time_s,
+        seed=args.seed,
+        warmup_s=args.warmup_s,
+        slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms),
+        output_dir=args.output,
+        name=args.name,
+        append=args.append,
+        api=args.api,
+        model=args.model,
+        send_session_id=not args.no_session_id,
+        request_timeout_s=args.request_timeout_s,
+        drain_timeout_s=args.drain_timeout_s,
+        admin_token=args.admin_token,
+        prompt_salt=args.prompt_salt,
+        max_connections=args.max_connections,
+        quiet=args.quiet,
+        use_uvloop=not args.no_uvloop,
+        poisson=args.arrivals == "poisson",
+    )
+    validate(config)
+    return config
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """`0.5,1,2` -> (0.5, 1.0, 2.0); UsageError unless every value is a number > 0."""
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--qps {text!r}: expected comma-separated numbers > 0, e.g. 0.5,1,2") from None
+    if not rates or any(rate <= 0 for rate in rates):
+        raise UsageError(f"--qps {text!r}: expected comma-separated numbers > 0, e.g. 0.5,1,2")
+    return rates

@@ -1,0 +1,63 @@
+"""When to send: the seeded arrival schedule of a run's conversations, and stable seed derivation.
+
+Only *when* lives here (and which conversation shape arrives); what the prompts say is in
+workloads.py, and sending is in client.py. The schedule depends on (seed, workload, qps, run) and not
+on the mode, so every mode is measured on the same arrival times: paired comparisons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from ppd.bench.config import TurnShape, WorkloadSpec
+
+
+@dataclass(frozen=True)
+class ConversationPlan:
+    """One conversation of a run: when it arrives and the shape of each of its turns."""
+
+    index: int
+    arrival_s: float  # since the run's start
+    turns: tuple[TurnShape, ...]
+
+
+def derive_seed(*parts: object) -> int:
+    """A 64-bit seed from any parts, stable across processes (unlike hash() of a str)."""
+    text = "\x1f".join(repr(part) for part in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def poisson_arrival_times_s(rate_per_s: float, duration_s: float, rng: random.Random) -> list[float]:
+    """Arrival times in [0, duration_s) of a Poisson process: exponential gaps of mean 1/rate."""
+    times = []
+    now_s = rng.expovariate(rate_per_s)
+    while now_s < duration_s:
+        times.append(now_s)
+        now_s += rng.expovariate(rate_per_s)
+    return times
+
+
+def constant_arrival_times_s(rate_per_s: float, duration_s: float) -> list[float]:
+    """Evenly spaced arrival times in [0, duration_s), the first one after one gap."""
+    gap_s = 1.0 / rate_per_s
+    count = int(duration_s * rate_per_s - 1e-9)
+    return [gap_s * (i + 1) for i in range(count)]
+
+
+def plan_conversations(
+    workload: WorkloadSpec, qps: float, duration_s: float, seed: int, run: int, poisson: bool = True
+) -> list[ConversationPlan]:
+    """The conversations of one run, identical for every mode with the same arguments."""
+    if poisson:
+        arrival_rng = random.Random(derive_seed(seed, "arrivals", workload.name, qps, run))
+        times = poisson_arrival_times_s(qps, duration_s, arrival_rng)
+    else:
+        times = constant_arrival_times_s(qps, duration_s)
+    shape_rng = random.Random(derive_seed(seed, "shapes", workload.name, qps, run))
+    shapes = workload.conversations
+    return [
+        ConversationPlan(index, arrival_s, shapes[0] if len(shapes) == 1 else shape_rng.choice(shapes))
+        for index, arrival_s in enumerate(times)
+    ]

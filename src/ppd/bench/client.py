@@ -1,0 +1,167 @@
+"""Sending one turn and recording, as bytes arrive, what came back: raw perf_counter stamps only.
+
+Metrics (TTFT, TPOT, ...) are computed afterwards from a RawTurn by ppd.bench.metrics. The record is
+filled in place, so a turn cut off mid-stream (drain timeout, Ctrl-C) keeps what had arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from ppd.openai_api import iter_sse_data
+
+ROUTE_HEADERS = ("x-ppd-route", "x-ppd-upstream", "x-ppd-prefill-ms")
+_MAX_ERROR_BODY_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """One HTTP request: path under the base URL, JSON body, extra headers."""
+
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class RawTurn:
+    """What the client saw of one request; times are time.perf_counter() values in s."""
+
+    sent_at: float | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # the route headers that were present
+    chunk_times: list[float] = field(default_factory=list)  # arrival of each content-bearing chunk
+    text_parts: list[str] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+    done: bool = False  # saw `data: [DONE]`
+    error: str | None = None
+    ended_at: float | None = None
+
+    @property
+    def text(self) -> str:
+        """The answer text as streamed."""
+        return "".join(self.text_parts)
+
+    @property
+    def ok(self) -> bool:
+        """A 200 whose stream ended with [DONE] and no error."""
+        return self.status == 200 and self.done and self.error is None
+
+
+class Backend(Protocol):
+    """Sends a turn and fills `record` as the response arrives; never raises for a failed request."""
+
+    async def send(self, request: TurnRequest, record: RawTurn) -> None: ...
+
+
+class HttpBackend:
+    """OpenAI-compatible streaming client over one shared aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout: aiohttp.ClientTimeout):
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeout
+
+    async def send(self, request: TurnRequest, record: RawTurn) -> None:
+        """POST the request and record the stream; failures become record.error."""
+        url = self._base_url + request.path
+        data = json.dumps(request.body, separators=(",", ":")).encode()  # before the send stamp
+        headers = {"Content-Type": "application/json", **request.headers}
+        record.sent_at = time.perf_counter()
+        try:
+            async with self._session.post(url, data=data, headers=headers, timeout=self._timeout) as response:
+                record.status = response.status
+                record.headers = {
+                    name: response.headers[name] for name in ROUTE_HEADERS if name in response.headers
+                }
+                if response.status != 200:
+                    record.error = await _error_text(response)
+                else:
+                    await _read_stream(response, record)
+        except TimeoutError:
+            record.error = f"timeout after {self._timeout.total} s"
+        except aiohttp.ClientPayloadError as exc:
+            record.error = f"broken stream: {exc}"
+        except Exception as exc:  # any failure is a row (ClientError, OSError, a too-long line...)
+            record.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            record.ended_at = time.perf_counter()
+        if record.error is None and not record.done:
+            record.error = "stream ended before [DONE]"
+
+
+async def _read_stream(response: aiohttp.ClientResponse, record: RawTurn) -> None:
+    async for payload in iter_sse_data(response.content):
+        arrived_at = time.perf_counter()  # stamp before parsing: when the bytes were here
+        if payload == b"[DONE]":
+            record.done = True
+            return
+        record_chunk(record, payload, arrived_at)
+        if record.error is not None:
+            return
+
+
+def record_chunk(record: RawTurn, payload: bytes, arrived_at: float) -> None:
+    """Add one SSE data payload (completions or chat chunk, usage, or error) to the record."""
+    try:
+        chunk = json.loads(payload)
+    except ValueError:
+        record.error = f"bad stream chunk: {payload[:200]!r}"
+        return
+    if not isinstance(chunk, dict):
+        record.error = f"bad stream chunk: {payload[:200]!r}"
+        return
+    if "error" in chunk:
+        record.error = _message_of(chunk)
+        return
+    text = _chunk_text(chunk)
+    if text:
+        record.chunk_times.append(arrived_at)
+        record.text_parts.append(text)
+    usage = chunk.get("usage")
+    if usage:
+        record.usage = usage
+
+
+def _chunk_text(chunk: dict[str, Any]) -> str:
+    choices = chunk.get("choices")
+    if not choices:
+        return ""
+    choice = choices[0]
+    text = choice.get("text")
+    if text is None:
+        text = (choice.get("delta") or {}).get("content")
+    return text or ""
+
+
+async def _error_text(response: aiohttp.ClientResponse) -> str:
+    raw = await response.content.read(_MAX_ERROR_BODY_BYTES)
+    try:
+        message = _message_of(json.loads(raw))
+    except ValueError:
+        message = raw.decode("utf-8", "replace").strip()[:300]
+    return f"HTTP {response.status}: {message}"
+
+
+def _message_of(body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message", error))
+    return str(error if error is not None else body)[:300]
+
+
+def make_session(max_connections: int, connect_timeout_s: float) -> aiohttp.ClientSession:
+    """The one client session of an invocation; 0 connections means unlimited (open loop)."""
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
+def request_timeout(request_timeout_s: float, connect_timeout_s: float) -> aiohttp.ClientTimeout:
+    """The per-request timeout: the whole request, and the connection setup within it."""
+    return aiohttp.ClientTimeout(total=request_timeout_s, sock_connect=connect_timeout_s)

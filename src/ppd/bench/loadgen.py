@@ -1,0 +1,255 @@
+"""One measured run: open-loop conversation arrivals, each conversation's turns, the bounded drain.
+
+The arrival loop only waits and starts conversations; each conversation is its own task, so a slow
+request never delays the schedule. Turn k+1 is due when turn k completes plus the think time. After
+the arrival window, in-flight conversations get the drain timeout; then they are cut off: the turn in
+flight is a failed row, the turns after it are rows with sent=False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ppd.bench.arrivals import ConversationPlan, derive_seed
+from ppd.bench.client import Backend, RawTurn, TurnRequest
+from ppd.bench.config import BenchConfig, WorkloadSpec
+from ppd.bench.metrics import conversation_rates, turn_timings
+from ppd.bench.workloads import api_path, random_word_texts, request_body
+from ppd.results import RunInfo, TurnRow
+
+# Timers fire up to ~1 ms late; wake this early and yield until the due time, so sends are on time.
+SPIN_WINDOW_S = 0.001
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """Which run: mode ("" for the URL as is), workload, offered conversation rate, run index."""
+
+    mode: str
+    workload: WorkloadSpec
+    qps: float
+    run: int
+
+
+@dataclass
+class RunContext:
+    """What every conversation of a run shares."""
+
+    point: RunPoint
+    config: BenchConfig
+    model: str
+    salt: str
+    backend: Backend
+    on_row: Callable[[TurnRow], None] = lambda row: None
+    on_send: Callable[[], None] = lambda: None
+    start_at: float = 0.0  # perf_counter of the run's time 0
+    cut_off_reason: str = "cut off by the drain timeout"
+    start_times_s: list[float] = field(default_factory=list)  # when each turn 1 was sent
+    crashes: list[BaseException | None] = field(default_factory=list)
+
+
+async def sleep_until(deadline: float) -> None:
+    """Sleep until time.perf_counter() reaches `deadline`, waking early and yielding the rest."""
+    delay_s = deadline - time.perf_counter() - SPIN_WINDOW_S
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0)
+
+
+async def run_point(context: RunContext, plans: list[ConversationPlan]) -> RunInfo:
+    """Run one point's conversations to completion (or cancellation); rows go to context.on_row."""
+    config, point = context.config, context.point
+    tasks: set[asyncio.Task[None]] = set()
+    started_utc = datetime.now(UTC).isoformat(timespec="seconds")
+    context.start_at = time.perf_counter() + SPIN_WINDOW_S
+    try:
+        await _start_conversations(context, plans, tasks)
+        await _drain(context, tasks)
+    except asyncio.CancelledError:
+        context.cut_off_reason = "interrupted"
+        await _cut_off(tasks)
+        raise
+    if context.crashes:
+        raise RuntimeError("a conversation task crashed") from context.crashes[0]
+    elapsed_s = time.perf_counter() - context.start_at
+    offered, achieved = conversation_rates(len(plans), context.start_times_s, config.duration_s)
+    return RunInfo(
+        point.mode,
+        point.workload.name,
+        point.qps,
+        point.run,
+        started_utc,
+        config.duration_s,
+        elapsed_s,
+        len(plans),
+        offered,
+        achieved,
+        config.seed,
+    )
+
+
+async def _start_conversations(
+    context: RunContext, plans: list[ConversationPlan], tasks: set[asyncio.Task[None]]
+) -> None:
+    for plan in plans:
+        # Prompt text is made before waiting, so making it never delays a send.
+        texts = random_word_texts([turn.num_new_words for turn in plan.turns], _prompt_seed(context, plan))
+        await sleep_until(context.start_at + plan.arrival_s)
+        task = asyncio.create_task(drive_conversation(context, plan, texts))
+        tasks.add(task)
+        task.add_done_callback(lambda done: _forget(done, tasks, context))
+
+
+def _forget(task: asyncio.Task[None], tasks: set[asyncio.Task[None]], context: RunContext) -> None:
+    tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        context.crashes.append(task.exception())  # a bug, not a failed request: raised after the run
+
+
+async def _drain(context: RunContext, tasks: set[asyncio.Task[None]]) -> None:
+    deadline = context.start_at + context.config.duration_s + context.config.drain_timeout_s
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=max(0.0, deadline - time.perf_counter()))
+    context.cut_off_reason = f"cut off by the drain timeout ({context.config.drain_timeout_s:g} s)"
+    await _cut_off(tasks)
+
+
+async def _cut_off(tasks: set[asyncio.Task[None]]) -> None:
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _prompt_seed(context: RunContext, plan: ConversationPlan) -> int:
+    point = context.point
+    return derive_seed(
+        context.config.seed, context.salt, point.mode, point.workload.name, point.qps, point.run, plan.index
+    )
+
+
+def conversation_id(context: RunContext, plan: ConversationPlan) -> str:
+    """The X-Session-ID of a conversation: unique per invocation, run and conversation."""
+    point = context.point
+    run_key = f"{point.mode or 'url'}-{point.workload.name}-q{point.qps:g}-r{point.run}"
+    return f"bench-{context.salt}-{run_key}-c{plan.index}"
+
+
+async def drive_conversation(context: RunContext, plan: ConversationPlan, texts: list[str]) -> None:
+    """Send the turns of one conversation in order; stop at the first failure or cut-off."""
+    session_id = conversation_id(context, plan)
+    headers = {"X-Session-ID": session_id} if context.config.send_session_id else {}
+    answers: list[str] = []
+    due_s = plan.arrival_s
+    for turn, shape in enumerate(plan.turns, start=1):
+        body = request_body(context.config.api, context.model, texts[:turn], answers, shape.num_output_tokens)
+        record = RawTurn()
+        try:
+            if turn > 1:
+                await sleep_until(context.start_at + due_s)
+            context.on_send()
+            await context.backend.send(TurnRequest(api_path(context.config.api), body, headers), record)
+        except asyncio.CancelledError:
+            if record.sent_at is None:
+                _record_not_sent(context, plan, session_id, turn, due_s, context.cut_off_reason)
+                return
+            record.error = context.cut_off_reason
+        row = make_row(context, plan, session_id, turn, due_s, record)
+        context.on_row(row)
+        if turn == 1 and row.sent_s is not None:
+            context.start_times_s.append(row.sent_s)
+        if not row.ok:
+            reason = (
+                f"turn {turn} failed" if record.error != context.cut_off_reason else context.cut_off_reason
+            )
+            _record_not_sent(
+                context, plan, session_id, turn + 1, _since_start(context, record.ended_at), reason
+            )
+            return
+        answers.append(record.text)
+        due_s = _since_start(context, record.ended_at) + context.config.think_time_s
+
+
+def _since_start(context: RunContext, stamp: float | None) -> float:
+    return (stamp if stamp is not None else time.perf_counter()) - context.start_at
+
+
+def _record_not_sent(
+    context: RunContext, plan: ConversationPlan, session_id: str, first_turn: int, due_s: float, reason: str
+) -> None:
+    point = context.point
+    for turn in range(first_turn, len(plan.turns) + 1):
+        context.on_row(
+            TurnRow(
+                point.mode,
+                point.workload.name,
+                point.qps,
+                point.run,
+                plan.index,
+                session_id,
+                turn,
+                sent=False,
+                ok=False,
+                status=None,
+                error=f"not sent: {reason}",
+                scheduled_s=round(due_s, 6),
+                sent_s=None,
+                schedule_lag_ms=None,
+                ttft_ms=None,
+                e2e_ms=None,
+                tpot_ms=None,
+                in_warmup=due_s < context.config.warmup_s,
+            )
+        )
+
+
+def make_row(
+    context: RunContext, plan: ConversationPlan, session_id: str, turn: int, due_s: float, record: RawTurn
+) -> TurnRow:
+    """The row of one sent turn, with latencies computed from the record's raw stamps."""
+    point = context.point
+    sent_s = _since_start(context, record.sent_at)
+    usage = record.usage or {}
+    output_tokens = usage.get("completion_tokens")
+    timings = turn_timings(record.sent_at or 0.0, record.chunk_times, output_tokens)
+    details = usage.get("prompt_tokens_details") or {}
+    ok = record.ok
+    return TurnRow(
+        point.mode,
+        point.workload.name,
+        point.qps,
+        point.run,
+        plan.index,
+        session_id,
+        turn,
+        sent=True,
+        ok=ok,
+        status=record.status,
+        error=record.error,
+        scheduled_s=round(due_s, 6),
+        sent_s=round(sent_s, 6),
+        schedule_lag_ms=round((sent_s - due_s) * 1000.0, 4),
+        ttft_ms=timings.ttft_ms,
+        e2e_ms=timings.e2e_ms if ok else None,
+        tpot_ms=timings.tpot_ms if ok else None,
+        itl_ms=timings.itl_ms,
+        prompt_tokens=usage.get("prompt_tokens"),
+        cached_tokens=details.get("cached_tokens"),
+        output_tokens=output_tokens,
+        route=record.headers.get("x-ppd-route"),
+        upstream=record.headers.get("x-ppd-upstream"),
+        prefill_ms=_float_or_none(record.headers.get("x-ppd-prefill-ms")),
+        in_warmup=sent_s < context.config.warmup_s,
+    )
+
+
+def _float_or_none(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None

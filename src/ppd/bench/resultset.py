@@ -1,0 +1,140 @@
+"""The files of one result set: `<name>.json` (rewritten atomically per run) and `<name>.jsonl` (rows).
+
+Rows are appended and flushed as turns finish, so an interrupted invocation keeps every completed
+row. An existing set can be continued (`--append`): its runs are kept and new runs are numbered on.
+The file contract itself is ppd.results.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from ppd import __version__
+from ppd.bench.config import BenchConfig
+from ppd.bench.server_info import ServerInfo
+from ppd.errors import UsageError
+from ppd.results import SCHEMA, RunInfo, TurnRow, row_to_json, write_json_atomic
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_name(config: BenchConfig, now: datetime) -> str:
+    """bench-<utc timestamp>-<workloads>."""
+    workloads = "-".join(workload.name for workload in config.workloads)
+    return f"bench-{now:%Y%m%dT%H%M%SZ}-{workloads}"
+
+
+def tool_info() -> dict[str, str]:
+    """The tool versions a result was made with."""
+    return {
+        "name": "ppd",
+        "version": __version__,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+    }
+
+
+class ResultSet:
+    """An open result set; close() it (or use `with`)."""
+
+    def __init__(self, json_path: Path, meta: dict[str, Any]) -> None:
+        self.json_path = json_path
+        self.meta = meta
+        self._rows_file: IO[str] = (json_path.parent / meta["rows_file"]).open("a")
+
+    @classmethod
+    def open(cls, config: BenchConfig, server: ServerInfo) -> ResultSet:
+        """Create a new set, or continue an existing one when config.append is set."""
+        name = config.name or default_name(config, datetime.now(UTC))
+        json_path = config.output_dir / f"{name}.json"
+        if json_path.exists():
+            if not config.append:
+                raise UsageError(f"{json_path} exists: pass --append to add runs to it, or another --name")
+            meta = _continued(json_path, config)
+        else:
+            meta = _new_meta(name, config, server)
+        config.output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(json_path, meta)
+        return cls(json_path, meta)
+
+    def __enter__(self) -> ResultSet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def next_run(self, mode: str, workload: str, qps: float) -> int:
+        """The first free run index of a (mode, workload, qps) point."""
+        taken = [
+            run["run"]
+            for run in self.meta["runs"] + self.meta.get("interrupted_runs", [])
+            if (run["mode"], run["workload"], run["qps"]) == (mode, workload, qps)
+        ]
+        return max(taken, default=-1) + 1
+
+    def write_row(self, row: TurnRow) -> None:
+        """Append one row and flush it to the OS."""
+        self._rows_file.write(row_to_json(row) + "\n")
+        self._rows_file.flush()
+
+    def add_run(self, run_info: RunInfo, summaries: list[dict[str, Any]]) -> None:
+        """Record a finished run and rewrite the JSON."""
+        self.meta["runs"].append(asdict(run_info))
+        self.meta["summaries"].extend(summaries)
+        self._save()
+
+    def add_interrupted(self, mode: str, workload: str, qps: float, run: int) -> None:
+        """Record that a run was interrupted: its rows are in the JSONL, it has no summaries."""
+        self.meta.setdefault("interrupted_runs", []).append(
+            {"mode": mode, "workload": workload, "qps": qps, "run": run, "at_utc": utc_now()}
+        )
+        self._save()
+
+    def close(self) -> None:
+        """Close the rows file."""
+        self._rows_file.close()
+
+    def _save(self) -> None:
+        self.meta["updated_utc"] = utc_now()
+        write_json_atomic(self.json_path, self.meta)
+
+
+def _new_meta(name: str, config: BenchConfig, server: ServerInfo) -> dict[str, Any]:
+    now = utc_now()
+    return {
+        "schema": SCHEMA,
+        "name": name,
+        "created_utc": now,
+        "updated_utc": now,
+        "tool": tool_info(),
+        "engines": server.engines,
+        "topology": server.topology,
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "rows_file": f"{name}.jsonl",
+        "runs": [],
+        "summaries": [],
+    }
+
+
+def _continued(json_path: Path, config: BenchConfig) -> dict[str, Any]:
+    try:
+        meta: dict[str, Any] = json.loads(json_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot continue {json_path}: {exc}") from None
+    if meta.get("schema") != SCHEMA:
+        raise UsageError(f"cannot continue {json_path}: schema {meta.get('schema')!r}, expected {SCHEMA!r}")
+    meta.setdefault("appended", []).append(
+        {"at_utc": utc_now(), "tool": tool_info(), "config": config.to_dict()}
+    )
+    return meta

@@ -1,0 +1,116 @@
+"""A whole invocation: every workload x qps x run x mode, results written as runs finish.
+
+Python API (the demo uses it):
+    from ppd.bench.runner import run_bench
+    json_path = run_bench(BenchConfig(url=..., workloads=(builtin_workload("W1", 2),), qps=(1.0,)))
+
+Modes are innermost, so the modes of one (workload, qps, run) run back to back on the same arrival
+schedule, and drift of the machine over the invocation hits them alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ppd.bench.arrivals import plan_conversations
+from ppd.bench.client import HttpBackend, make_session, request_timeout
+from ppd.bench.config import BenchConfig, validate
+from ppd.bench.loadgen import RunContext, RunPoint, run_point
+from ppd.bench.metrics import summarize
+from ppd.bench.progress import LiveProgress, Progress, QuietProgress, final_table
+from ppd.bench.resultset import ResultSet
+from ppd.bench.server_info import ServerInfo, prepare_mode, probe
+from ppd.results import TurnRow
+
+
+def run_bench(config: BenchConfig) -> Path:
+    """Run the whole invocation in a fresh event loop (uvloop unless disabled); the result JSON path."""
+    validate(config)
+    with asyncio.Runner(loop_factory=_loop_factory(config.use_uvloop)) as runner:
+        return runner.run(run_bench_async(config))
+
+
+def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if not use_uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+async def run_bench_async(config: BenchConfig) -> Path:
+    """Run the whole invocation on the running loop; the result JSON path."""
+    validate(config)
+    salt = config.prompt_salt or secrets.token_hex(4)
+    console = Console(stderr=True)
+    progress: Progress = QuietProgress() if config.quiet else LiveProgress(console)
+    async with make_session(config.max_connections, config.connect_timeout_s) as session:
+        server = await probe(session, config.url, config.model)
+        backend = HttpBackend(
+            session, config.url, request_timeout(config.request_timeout_s, config.connect_timeout_s)
+        )
+        with ResultSet.open(config, server) as results:
+            summaries: list[dict[str, Any]] = []
+            try:
+                for point in run_points(config, server, results):
+                    if config.modes:
+                        await prepare_mode(session, config.url, point.mode, config.admin_token)
+                    context = RunContext(point, config, server.model, salt, backend)
+                    summaries += await _measure(context, results, progress)
+            except asyncio.CancelledError:
+                print(f"ppd bench: interrupted; completed rows kept in {results.json_path}", file=sys.stderr)
+                raise
+    if not config.quiet:
+        Console().print(final_table(summaries))
+    return results.json_path
+
+
+def run_points(config: BenchConfig, server: ServerInfo, results: ResultSet) -> Iterator[RunPoint]:
+    """Every run in order: workload, qps, run, then mode; run indices continue an appended set."""
+    modes = config.modes or (server.mode,)
+    for workload in config.workloads:
+        for qps in config.qps:
+            first_run = max(results.next_run(mode, workload.name, qps) for mode in modes)
+            for run in range(first_run, first_run + config.runs):
+                for mode in modes:
+                    yield RunPoint(mode, workload, qps, run)
+
+
+async def _measure(context: RunContext, results: ResultSet, progress: Progress) -> list[dict[str, Any]]:
+    """One run: rows written as they come, then its summaries recorded."""
+    config, point = context.config, context.point
+    rows: list[TurnRow] = []
+
+    def on_row(row: TurnRow) -> None:
+        rows.append(row)
+        results.write_row(row)
+        progress.on_row(row)
+
+    context.on_row = on_row
+    context.on_send = progress.on_send
+    plans = plan_conversations(
+        point.workload, point.qps, config.duration_s, config.seed, point.run, config.poisson
+    )
+    progress.start_run(
+        f"{point.mode or 'url'} {point.workload.name} qps={point.qps:g} run={point.run}", len(plans)
+    )
+    try:
+        run_info = await run_point(context, plans)
+    except asyncio.CancelledError:
+        results.add_interrupted(point.mode, point.workload.name, point.qps, point.run)
+        raise
+    finally:
+        progress.end_run()
+    summaries = summarize(rows, run_info, config.slo)
+    results.add_run(run_info, summaries)
+    return summaries

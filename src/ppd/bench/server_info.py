@@ -1,0 +1,108 @@
+"""What the bench asks the server besides turns: model, versions, topology, and the proxy's admin calls.
+
+Probes tolerate servers that lack an endpoint (a bare vLLM has no /status, a sim no /mode); the
+admin calls that `--modes` depends on fail loudly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ppd.errors import UsageError
+
+_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
+_ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=30.0)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the URL told about itself at the start of an invocation."""
+
+    model: str
+    mode: str  # the proxy's current mode, "" when the URL is not a proxy
+    engines: list[dict[str, Any]]  # [{"url", "role", "version", "model"}]
+    topology: dict[str, Any] | None  # the proxy's GET /status, None otherwise
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    """The JSON of a GET, or None for any failure (missing endpoint, not JSON, unreachable)."""
+    try:
+        async with session.get(url, timeout=_PROBE_TIMEOUT) as response:
+            if response.status != 200:
+                return None
+            return json.loads(await response.read())
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+async def probe(session: aiohttp.ClientSession, base_url: str, model: str | None) -> ServerInfo:
+    """Ask the URL for its model, mode, engine versions and topology."""
+    base_url = base_url.rstrip("/")
+    status = await get_json(session, base_url + "/status")
+    topology = status if isinstance(status, dict) else None
+    served_model = model or await _first_model(session, base_url)
+    if topology is not None:
+        engines = engines_from_status(topology, served_model)
+        mode = str(topology.get("mode") or "")
+    else:
+        version = await get_json(session, base_url + "/version")
+        engine_version = version.get("version") if isinstance(version, dict) else None
+        engines = [{"url": base_url, "role": "engine", "version": engine_version, "model": served_model}]
+        mode = await _current_mode(session, base_url)
+    return ServerInfo(served_model, mode, engines, topology)
+
+
+async def _first_model(session: aiohttp.ClientSession, base_url: str) -> str:
+    models = await get_json(session, base_url + "/v1/models")
+    try:
+        return str(models["data"][0]["id"])
+    except (TypeError, KeyError, IndexError):
+        raise UsageError(
+            f"{base_url}/v1/models lists no model (is the URL right?); pass --model NAME"
+        ) from None
+
+
+async def _current_mode(session: aiohttp.ClientSession, base_url: str) -> str:
+    answer = await get_json(session, base_url + "/mode")
+    return str(answer.get("mode") or "") if isinstance(answer, dict) else ""
+
+
+def engines_from_status(status: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    """The engine list of a proxy /status: every list of dicts that have a "url"."""
+    engines = []
+    for value in status.values():
+        if not isinstance(value, list):
+            continue
+        for entry in value:
+            if isinstance(entry, dict) and "url" in entry:
+                roles = entry.get("roles") or [entry.get("role", "engine")]
+                role = "+".join(str(role) for role in roles)
+                engines.append(
+                    {"url": entry["url"], "role": role, "version": entry.get("version"), "model": model}
+                )
+    return engines
+
+
+async def admin_post(session: aiohttp.ClientSession, url: str, admin_token: str | None) -> None:
+    """POST an admin endpoint of the proxy; raise RuntimeError unless it answers 2xx."""
+    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+    try:
+        async with session.post(url, headers=headers, timeout=_ADMIN_TIMEOUT) as response:
+            if response.status // 100 != 2:
+                text = (await response.read())[:300].decode("utf-8", "replace")
+                raise RuntimeError(f"POST {url} answered {response.status}: {text}")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise RuntimeError(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def prepare_mode(
+    session: aiohttp.ClientSession, base_url: str, mode: str, admin_token: str | None
+) -> None:
+    """Switch the proxy to `mode` and forget its conversations, so each run starts clean."""
+    base_url = base_url.rstrip("/")
+    await admin_post(session, f"{base_url}/mode/{mode}", admin_token)
+    await admin_post(session, f"{base_url}/conversations/clear", admin_token)

@@ -1,0 +1,153 @@
+"""What to send: workload definitions, prompt text, and the request body of each turn.
+
+Prompts are random vocabulary words `w<N>` (see ppd.tokens), so a turn of K new words adds exactly K
+tokens on the sim and on the GPU model folder. The history grows: turn k+1's prompt is turn k's
+prompt, the answer text, and the new words, joined by single spaces (completions API); the chat API
+sends the same history as alternating user/assistant messages.
+
+Prompt words are seeded by (seed, salt, mode, workload, qps, run, conversation). The salt is fresh per
+invocation unless given, so no run, and no later invocation against the same engines, starts from
+another run's prefix cache; the arrival schedule (arrivals.py) does not depend on mode or salt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppd.bench.config import Api, TurnShape, WorkloadSpec
+from ppd.errors import UsageError
+from ppd.tokens import NUM_WORD_TOKENS
+
+# (new input words, output tokens) per turn, from the PPD paper's workloads.
+BUILTIN_WORKLOADS = {"W1": (512, 256), "W2": (4096, 128), "W3": (256, 1024), "W4": (8192, 64)}
+_CUSTOM_RE = re.compile(r"^(\d+)/(\d+)$")
+_HUMAN_ROLES = {"human", "user"}
+_ASSISTANT_ROLES = {"gpt", "assistant", "chatgpt", "bard", "bing"}
+
+
+def builtin_workload(name: str, num_turns: int) -> WorkloadSpec:
+    """W1..W4 with `num_turns` equal turns per conversation."""
+    num_new_words, num_output_tokens = BUILTIN_WORKLOADS[name]
+    turns = (TurnShape(num_new_words, num_output_tokens),) * num_turns
+    return WorkloadSpec(name, (turns,), "builtin")
+
+
+def parse_workloads(text: str, num_turns: int) -> tuple[WorkloadSpec, ...]:
+    """`W1`, `all`, `IN/OUT` (e.g. 512/256), or a conversation file path; comma-separated."""
+    workloads: list[WorkloadSpec] = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.upper() == "ALL":
+            workloads.extend(builtin_workload(name, num_turns) for name in BUILTIN_WORKLOADS)
+        elif item.upper() in BUILTIN_WORKLOADS:
+            workloads.append(builtin_workload(item.upper(), num_turns))
+        elif match := _CUSTOM_RE.match(item):
+            shape = TurnShape(int(match.group(1)), int(match.group(2)))
+            workloads.append(WorkloadSpec(item.replace("/", "x"), ((shape,) * num_turns,), "custom"))
+        elif Path(item).is_file():
+            workloads.append(load_conversation_file(Path(item)))
+        else:
+            raise UsageError(
+                f"workload {item!r}: expected W1, W2, W3, W4, all, IN/OUT (e.g. 512/256) or an existing file"
+            )
+    return tuple(workloads)
+
+
+def load_conversation_file(path: Path) -> WorkloadSpec:
+    """A ShareGPT-style file: [{"conversations": [{"from": "human"|"gpt", "value": str}, ...]}, ...].
+
+    Each human message followed by an assistant message is one turn: its new words are the human
+    message's word count, its output tokens the answer's word count (both at least 1).
+    """
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"workload file {path}: cannot read JSON ({exc})") from None
+    if not isinstance(entries, list):
+        raise UsageError(f"workload file {path}: expected a JSON list of conversations")
+    conversations = [shape for entry in entries if (shape := _conversation_shape(entry))]
+    if not conversations:
+        raise UsageError(f"workload file {path}: no conversation with a human message and an answer")
+    return WorkloadSpec(path.stem, tuple(conversations), str(path))
+
+
+def _conversation_shape(entry: Any) -> tuple[TurnShape, ...]:
+    messages = entry.get("conversations") if isinstance(entry, dict) else None
+    if not isinstance(messages, list):
+        return ()
+    turns: list[TurnShape] = []
+    pending_words: int | None = None
+    for message in messages:
+        role = str(message.get("from", "")).lower() if isinstance(message, dict) else ""
+        words = len(str(message.get("value", "")).split()) if isinstance(message, dict) else 0
+        if role in _HUMAN_ROLES:
+            pending_words = words if pending_words is None else pending_words + words
+        elif role in _ASSISTANT_ROLES and pending_words is not None:
+            turns.append(TurnShape(max(1, pending_words), max(1, words)))
+            pending_words = None
+    return tuple(turns)
+
+
+@lru_cache(maxsize=1)
+def _vocabulary() -> np.ndarray[Any, np.dtype[np.object_]]:
+    return np.array([f"w{i}" for i in range(NUM_WORD_TOKENS)], dtype=object)
+
+
+def random_word_texts(num_words: Sequence[int], seed: int) -> list[str]:
+    """One text of random `w<N>` words per count, seeded; ~5x faster than a random.Random loop.
+
+    Speed matters: texts are made on the event loop between arrivals, and a slow generator would
+    delay the send times and chunk stamps of other requests.
+    """
+    rng = np.random.default_rng(seed)
+    vocabulary = _vocabulary()
+    return [" ".join(vocabulary[rng.integers(0, NUM_WORD_TOKENS, count)]) for count in num_words]
+
+
+def completions_prompt(user_texts: Sequence[str], answers: Sequence[str]) -> str:
+    """The prompt of turn len(user_texts): user texts and the answers between them."""
+    parts: list[str] = []
+    for index, user_text in enumerate(user_texts):
+        if index:
+            parts.append(answers[index - 1].strip())
+        parts.append(user_text)
+    return " ".join(parts)
+
+
+def chat_messages(user_texts: Sequence[str], answers: Sequence[str]) -> list[dict[str, str]]:
+    """The messages of turn len(user_texts): alternating user and assistant messages."""
+    messages: list[dict[str, str]] = []
+    for index, user_text in enumerate(user_texts):
+        if index:
+            messages.append({"role": "assistant", "content": answers[index - 1].strip()})
+        messages.append({"role": "user", "content": user_text})
+    return messages
+
+
+def request_body(
+    api: Api, model: str, user_texts: Sequence[str], answers: Sequence[str], num_output_tokens: int
+) -> dict[str, Any]:
+    """The streaming request of the next turn, with an exact output length (ignore_eos)."""
+    body: dict[str, Any] = {"model": model}
+    if api == "chat":
+        body["messages"] = chat_messages(user_texts, answers)
+    else:
+        body["prompt"] = completions_prompt(user_texts, answers)
+    body.update(
+        max_tokens=num_output_tokens,
+        ignore_eos=True,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    return body
+
+
+def api_path(api: Api) -> str:
+    """The endpoint of an API."""
+    return "/v1/chat/completions" if api == "chat" else "/v1/completions"

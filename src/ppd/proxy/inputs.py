@@ -105,9 +105,9 @@ def _checked_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _checked_prompt(body: Mapping[str, Any]) -> str | list[Any]:
     prompt = body.get("prompt")
-    if isinstance(prompt, str) or (isinstance(prompt, list) and prompt):
+    if isinstance(prompt, (str, list)) and prompt:
         return prompt
-    raise ApiError(400, "'prompt' must be a string or a non-empty list", "prompt")
+    raise ApiError(400, "'prompt' must be a non-empty string or list", "prompt")
 
 
 def _estimate_tokens(content: Any) -> int:

@@ -1,0 +1,50 @@
+"""ProxyConfig validation and the CLI's mapping to it."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from ppd.errors import UsageError
+from ppd.proxy.cli import add_arguments, build_config
+from ppd.proxy.config import ProxyConfig
+
+
+def test_replicas_default_to_prefill_and_decode_instances() -> None:
+    config = ProxyConfig(
+        "replication", prefill_urls=("http://a:1/",), decode_urls=("http://b:2", "http://a:1")
+    )
+    assert config.prefill_urls == ("http://a:1",)
+    assert config.effective_replica_urls == ("http://a:1", "http://b:2")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "fast", "replica_urls": ("http://a:1",)}, "unknown mode"),
+        ({"mode": "pd"}, "no upstreams"),
+        ({"mode": "pd", "prefill_urls": ("http://a:1",)}, "both --prefill and --decode"),
+        ({"mode": "pd", "replica_urls": ("ftp://a",)}, "must look like"),
+        ({"mode": "pd", "replica_urls": ("http://a:1/v1",)}, "path"),
+        ({"mode": "pd", "replica_urls": ("http://a:1",), "max_conversations": 0}, "max_conversations"),
+        ({"mode": "pd", "replica_urls": ("http://a:1",), "connect_timeout_s": -1}, "connect_timeout_s"),
+        ({"mode": "pd", "replica_urls": ("http://a:1",), "admin_token": ""}, "admin-token"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(kwargs: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        ProxyConfig(**kwargs)
+
+
+def test_cli_builds_the_config_with_repeated_and_multi_url_flags() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["--mode", "ppd", "--prefill", "http://p:1", "--decode", "http://d:1", "http://d:2", "--decode",
+         "http://d:3", "--no-pd-decode-affinity", "--admin-token", "t", "--decision-log", "x.jsonl"]
+    )  # fmt: skip
+    config = build_config(args)
+    assert config.decode_urls == ("http://d:1", "http://d:2", "http://d:3")
+    assert config.pd_decode_affinity is False
+    assert (config.admin_token, config.decision_log_path, config.host) == ("t", "x.jsonl", "127.0.0.1")

@@ -164,3 +164,47 @@ def test_2p2d_cli_up_then_down_leaves_nothing(tmp_path: Path) -> None:
     again = _ppd(tmp_path, "down")
     assert again.returncode == 0
     assert "nothing to stop" in again.stdout
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_two_hosts_started_one_at_a_time_with_only_host(tmp_path: Path) -> None:
+    # 127.0.0.1 and 127.0.0.2 stand for two machines: both are loopback addresses on Linux.
+    decode_port, prefill_port, proxy_port = (
+        _free_port("127.0.0.2"),
+        _free_port("127.0.0.1"),
+        _free_port("127.0.0.1"),
+    )
+    topology = tmp_path / "two.toml"
+    topology.write_text(
+        f'[proxy]\nhost = "127.0.0.1"\nport = {proxy_port}\n'
+        f'[[instance]]\nhost = "127.0.0.1"\nport = {prefill_port}\nrole = "prefill"\n'
+        f'[[instance]]\nhost = "127.0.0.2"\nport = {decode_port}\nrole = "decode"\n'
+    )
+    common = ("up", "--backend", "sim", "--topology", str(topology), "--time-scale", str(TIME_SCALE))
+    engines = _ppd(tmp_path, *common, "--only-host", "127.0.0.2", "--state", "b.json", "--logs", "logs-b")
+    proxy_host = _ppd(tmp_path, *common, "--only-host", "127.0.0.1", "--state", "a.json", "--logs", "logs-a")
+    try:
+        assert engines.returncode == 0, engines.stderr
+        assert proxy_host.returncode == 0, proxy_host.stderr
+        assert "proxy" not in engines.stdout.split("All servers ready!")[1]  # the engine host runs no proxy
+        assert "waiting for 1 engine(s) on other hosts" in proxy_host.stdout
+        assert "warming 1 P/D pair(s)" in proxy_host.stdout
+        saved = state.load(tmp_path / "a.json")
+        assert saved is not None
+        assert [r.name for r in saved.processes] == ["prefill0", "proxy"]
+        assert saved.urls("decode") == [f"http://127.0.0.2:{decode_port}"]
+        status = _get_json(f"{saved.proxy_url}/status")
+        assert status["decode"] == [f"http://127.0.0.2:{decode_port}"]
+        assert _complete(str(saved.proxy_url), "w3 w4 w5")["usage"]["completion_tokens"] == 3  # type: ignore[index]
+    finally:
+        down_a = _ppd(tmp_path, "down", "--state", "a.json")
+        down_b = _ppd(tmp_path, "down", "--state", "b.json")
+    assert "decode0" not in down_a.stdout  # each host stops only its own processes
+    assert "decode0" in down_b.stdout
+    assert down_a.returncode == down_b.returncode == 0

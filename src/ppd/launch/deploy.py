@@ -231,13 +231,15 @@ def _initial_state(config: UpConfig, local: tuple[Instance, ...], mode: str | No
     )
 
 
-def _engine_version(config: UpConfig, local: tuple[Instance, ...]) -> str:
+def _engine_version(config: UpConfig, local: tuple[Instance, ...]) -> str | None:
+    if not local:
+        return None  # a proxy-only host needs no vLLM
     if config.backend == "sim":
         from ppd import __version__
 
         return f"ppd-sim {__version__}"
     options = _vllm_options(config)
-    env = vllm_env(local[0], options, os.environ) if local else dict(os.environ)
+    env = vllm_env(local[0], options, os.environ)
     return f"vllm {vllm_version(options.python, env)}"
 
 

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ppd.bench.config import BenchConfig
+from ppd.bench.runner import run_bench_async
+from ppd.bench.workloads import parse_workloads
+from ppd.errors import UsageError
+from ppd.results import SCHEMA, load_result
+
+
+def _config(url: str, output: Path, **overrides: Any) -> BenchConfig:
+    base = BenchConfig(
+        url=url,
+        workloads=parse_workloads("4/2", 2),
+        qps=(10.0,),
+        duration_s=0.3,
+        poisson=False,
+        output_dir=output,
+        name="set",
+        quiet=True,
+    )
+    return replace(base, **overrides)
+
+
+def test_an_invocation_writes_the_result_json_and_rows(fake_engine: Any, tmp_path: Path) -> None:
+    async def scenario() -> tuple[Path, Any]:
+        async with fake_engine() as engine:
+            return await run_bench_async(_config(engine.url, tmp_path, runs=2)), engine
+
+    path, engine = asyncio.run(scenario())
+    assert path == tmp_path / "set.json"
+    meta, rows = load_result(path)
+    assert meta["schema"] == SCHEMA and meta["rows_file"] == "set.jsonl" and meta["seed"] == 0
+    assert meta["engines"] == [
+        {"url": engine.url, "role": "engine", "version": "fake-1", "model": "fake-model"}
+    ]
+    assert meta["topology"] is None and meta["tool"]["name"] == "ppd"
+    assert meta["config"]["workloads"][0]["turns"] == [{"num_new_words": 4, "num_output_tokens": 2}] * 2
+    assert [run["run"] for run in meta["runs"]] == [0, 1]
+    assert len(meta["summaries"]) == 6 and {s["turn_group"] for s in meta["summaries"]} == {"1", "2+", "all"}
+    assert len(rows) == 2 * 2 * 2 and all(row.ok and row.mode == "" for row in rows)
+    assert all(s["success_rate"] == 1.0 for s in meta["summaries"])
+
+
+def test_modes_are_set_before_each_run_with_the_admin_token(fake_engine: Any, tmp_path: Path) -> None:
+    async def scenario() -> tuple[Path, Any]:
+        async with fake_engine() as engine:
+            config = _config(engine.url, tmp_path, modes=("pd", "ppd"), admin_token="tok")
+            return await run_bench_async(config), engine
+
+    path, engine = asyncio.run(scenario())
+    assert engine.admin_calls == [
+        ("/mode/pd", "Bearer tok"),
+        ("/conversations/clear", "Bearer tok"),
+        ("/mode/ppd", "Bearer tok"),
+        ("/conversations/clear", "Bearer tok"),
+    ]
+    meta, rows = load_result(path)
+    assert [run["mode"] for run in meta["runs"]] == ["pd", "ppd"]
+    assert meta["config"]["admin_token"] == "<set>"
+    assert {row.mode for row in rows} == {"pd", "ppd"}
+
+
+def test_append_numbers_runs_on_and_refuses_to_overwrite(fake_engine: Any, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with fake_engine() as engine:
+            await run_bench_async(_config(engine.url, tmp_path))
+            with pytest.raises(UsageError, match="--append"):
+                await run_bench_async(_config(engine.url, tmp_path))
+            await run_bench_async(_config(engine.url, tmp_path, append=True, qps=(10.0, 5.0)))
+
+    asyncio.run(scenario())
+    meta, rows = load_result(tmp_path / "set.json")
+    assert [(run["qps"], run["run"]) for run in meta["runs"]] == [(10.0, 0), (10.0, 1), (5.0, 0)]
+    assert len(meta["appended"]) == 1
+    assert {(row.qps, row.run) for row in rows} == {(10.0, 0), (10.0, 1), (5.0, 0)}
+
+
+def test_an_interrupted_invocation_keeps_rows_and_marks_the_run(fake_engine: Any, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with fake_engine(lambda body: "hang" if len(body["prompt"].split()) > 4 else "ok") as engine:
+            task = asyncio.create_task(run_bench_async(_config(engine.url, tmp_path)))
+            await asyncio.sleep(0.8)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    meta = json.loads((tmp_path / "set.json").read_text())
+    assert meta["runs"] == [] and meta["summaries"] == []
+    assert [(r["mode"], r["run"]) for r in meta["interrupted_runs"]] == [("", 0)]
+    _, rows = load_result(tmp_path / "set.json")
+    assert {(row.turn, row.ok, row.error) for row in rows} == {(1, True, None), (2, False, "interrupted")}
+
+
+def test_a_url_without_models_needs_model(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--model"):
+        asyncio.run(run_bench_async(_config("http://127.0.0.1:9", tmp_path)))

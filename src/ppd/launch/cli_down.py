@@ -19,16 +19,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Stop every process the state file lists; 0 also when there was nothing to stop."""
     from ppd.launch.deploy import stop
+    from ppd.launch.process import STILL_RUNNING
 
     if args.timeout_s < 0:
         raise UsageError("--timeout-s must be >= 0")
     lines = stop(args.state, args.timeout_s, progress=_print)
     if not lines:
-        print(f"nothing to stop: no state file at {args.state}")
+        print(f"nothing to stop: no deployment recorded in {args.state}")
         return 0
-    stuck = [line for line in lines if "STILL RUNNING" in line]
-    print("stopped everything" if not stuck else f"{len(stuck)} process(es) could not be stopped")
-    return 1 if stuck else 0
+    stuck = [line for line in lines if STILL_RUNNING in line]
+    if stuck:
+        print(f"{len(stuck)} process(es) could not be stopped; {args.state} is kept")
+        return 1
+    print("stopped everything")
+    return 0
 
 
 def _print(message: str) -> None:

@@ -148,9 +148,10 @@ def start(config: UpConfig, progress: Progress = quiet) -> Deployment:
 
 
 def stop(target: Deployment | Path, timeout_s: float = 30.0, progress: Progress = quiet) -> list[str]:
-    """Stop every process a state file lists (proxy first), by pid, and delete the file.
+    """Stop every process a state file lists, all at once, by pid; then delete the file.
 
-    Returns one line per process; [] when there was nothing to stop.
+    Returns one line per process; [] when there was nothing to stop. The file is kept when a
+    process survived SIGKILL, so a later `ppd down` can try again.
     """
     state_path = target.state_path if isinstance(target, Deployment) else target
     deployment_state = state.load(state_path)
@@ -163,7 +164,8 @@ def stop(target: Deployment | Path, timeout_s: float = 30.0, progress: Progress 
     ]
     for line in lines:
         progress(line)
-    state.remove(state_path)
+    if not any(outcome.startswith(process.STILL_RUNNING) for outcome in outcomes):
+        state.remove(state_path)
     return lines
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _POLL_INTERVAL_S = 0.05
+STILL_RUNNING = "STILL RUNNING"
 _PROC = Path("/proc")  # Linux; elsewhere (macOS) process identity comes from `ps`
 
 
@@ -135,7 +136,7 @@ def stop(started: Started, timeout_s: float) -> str:
     _signal_group(started.pid, signal.SIGKILL)
     if _wait_group_gone(started, 5.0):
         return f"killed (did not stop within {timeout_s:g} s of SIGTERM)"
-    return "STILL RUNNING after SIGKILL"
+    return f"{STILL_RUNNING} after SIGKILL"
 
 
 def _pid_is_another_group_leader(pid: int) -> bool:

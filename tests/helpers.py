@@ -53,6 +53,7 @@ def start_ppd(*args: str, timeout_s: float = 20.0) -> Server:
             if match and not found:
                 found.append(match.group(1))
                 ready.set()
+        process.stdout.close()  # at EOF: the process is gone; no unclosed-file warning later
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()

@@ -50,7 +50,7 @@ def decode_body(body: dict[str, Any], kv_transfer_params: dict[str, Any]) -> dic
 
 
 class UpstreamFailed(Exception):
-    """The upstream could not be reached or did not answer in time: 502 to the client."""
+    """The upstream (base URL `url`) could not be reached or did not answer in time: 502."""
 
     def __init__(self, url: str, message: str, unreachable: bool) -> None:
         super().__init__(f"{url}: {message}")
@@ -88,13 +88,14 @@ def upstream_headers(request_headers: Any, request_id: str) -> dict[str, str]:
 async def open_upstream(
     session: aiohttp.ClientSession,
     url: str,
+    path: str,
     data: bytes,
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout,
 ) -> aiohttp.ClientResponse:
-    """POST and wait for the response headers; raise UpstreamFailed or UpstreamRejected on error."""
+    """POST url+path and wait for the response headers; UpstreamFailed or UpstreamRejected on error."""
     try:
-        response = await session.post(url, data=data, headers=headers, timeout=timeout)
+        response = await session.post(url + path, data=data, headers=headers, timeout=timeout)
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
         raise UpstreamFailed(url, f"cannot connect: {exc}", unreachable=True) from exc
     except (TimeoutError, aiohttp.ClientError) as exc:
@@ -114,12 +115,13 @@ async def open_upstream(
 async def call_prefill(
     session: aiohttp.ClientSession,
     url: str,
+    path: str,
     body: dict[str, Any],
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout,
 ) -> dict[str, Any]:
-    """Run the prefill hop at P and return P's kv_transfer_params for D."""
-    response = await open_upstream(session, url, json.dumps(body).encode(), headers, timeout)
+    """Run the prefill hop at P (base URL `url`) and return P's kv_transfer_params for D."""
+    response = await open_upstream(session, url, path, json.dumps(body).encode(), headers, timeout)
     try:
         payload = json.loads(await response.read())
     except (TimeoutError, aiohttp.ClientError) as exc:

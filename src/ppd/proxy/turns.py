@@ -167,7 +167,7 @@ async def _prefill_hop(
     started_s = time.perf_counter()
     try:
         body = prefill_body(turn_request.body, turn_request.is_chat)
-        return await call_prefill(state.session, base_url + path, body, headers, state.upstream_timeout)
+        return await call_prefill(state.session, base_url, path, body, headers, state.upstream_timeout)
     finally:
         record.prefill_ms = (time.perf_counter() - started_s) * 1000.0
         upstream.prefill_done(num_prefill_tokens)
@@ -199,7 +199,7 @@ async def _target_hop(
         capture.feed(chunk)
 
     try:
-        answer = await open_upstream(state.session, base_url + path, data, headers_up, state.upstream_timeout)
+        answer = await open_upstream(state.session, base_url, path, data, headers_up, state.upstream_timeout)
         try:
             if turn_request.stream:
                 response, result = await relay_stream(request, answer, headers_down, on_bytes)

@@ -1,20 +1,24 @@
 """Capture the answer text and usage from the bytes the proxy relays, cheaply.
 
-The relay forwards upstream bytes untouched; this scanner reads them on the side. It splits them
-into SSE lines and finds the text of each chunk with a byte search for `"text":"` (completions) or
-`"content":"` (chat) instead of parsing the JSON. Only a chunk whose text contains a backslash
-escape, or that carries usage, is parsed as JSON. The answer text lets the proxy recognise the
+The relay forwards upstream bytes untouched; this reads them on the side. Chunks are only appended
+as they pass; every `_SCAN_BYTES` (and at the end) one regular-expression pass over the complete SSE
+lines collects the `"text":"..."` (completions) or `"content":"..."` (chat) strings, so the cost per
+relayed chunk is a list append, not a JSON parse. Only a string with a backslash escape is decoded as
+JSON, and only an event carrying usage is parsed. The answer text lets the proxy recognise the
 conversation's next turn by its history; usage gives exact token counts when the client asked for it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-_COMPLETION_KEY = b'"text":"'
-_CHAT_KEY = b'"content":"'
-_MAX_PENDING_BYTES = 4 * 1024 * 1024  # an SSE line longer than this is not an answer chunk
+# A JSON string body: runs of plain characters and backslash escapes.
+_COMPLETION_TEXT = re.compile(rb'"text":"([^"\\]*(?:\\.[^"\\]*)*)"')
+_CHAT_CONTENT = re.compile(rb'"content":"([^"\\]*(?:\\.[^"\\]*)*)"')
+_USAGE_MARKS = (b'"usage":{', b'"usage": {')
+_SCAN_BYTES = 64 * 1024  # scan in batches: bounded memory, few Python-level calls
 
 
 class AnswerCapture:
@@ -25,29 +29,57 @@ class AnswerCapture:
         self.capture_text = capture_text
         self.usage: dict[str, Any] | None = None
         self.num_content_chunks = 0
-        self._key = _CHAT_KEY if is_chat else _COMPLETION_KEY
+        self._pattern = _CHAT_CONTENT if is_chat else _COMPLETION_TEXT
         self._parts: list[str] = []
-        self._pending = b""
+        self._pending: list[bytes] = []
+        self._num_pending_bytes = 0
 
     @property
     def text(self) -> str:
-        """The answer text captured so far."""
+        """The answer text captured so far (complete after `finish`)."""
         return "".join(self._parts)
 
     def feed(self, data: bytes) -> None:
-        """Scan the next relayed bytes of an SSE stream (any split across lines is fine)."""
-        buffer = self._pending + data if self._pending else data
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            if buffer.startswith(b"data:", start):
-                self._scan_event(buffer[start:end])
-            start = end + 1
-        self._pending = buffer[start:]
-        if len(self._pending) > _MAX_PENDING_BYTES:
-            self._pending = b""
+        """Take the next relayed bytes of an SSE stream (any split across lines is fine)."""
+        self._pending.append(data)
+        self._num_pending_bytes += len(data)
+        if self._num_pending_bytes >= _SCAN_BYTES:
+            self._scan(final=False)
+
+    def finish(self) -> None:
+        """The stream ended: scan what is left."""
+        self._scan(final=True)
+
+    def _scan(self, final: bool) -> None:
+        buffer = b"".join(self._pending)
+        end = len(buffer) if final else buffer.rfind(b"\n") + 1
+        self._pending = [buffer[end:]] if end < len(buffer) else []
+        self._num_pending_bytes = len(buffer) - end
+        lines = buffer[:end]
+        for match in self._pattern.finditer(lines):
+            self._add_text(match.group(1))
+        for mark in _USAGE_MARKS:
+            at = lines.rfind(mark)
+            if at >= 0:
+                self._read_usage(lines, at)
+
+    def _read_usage(self, lines: bytes, at: int) -> None:
+        line_start = lines.rfind(b"\n", 0, at) + 1
+        line_end = lines.find(b"\n", at)
+        payload = _parse_data_line(lines[line_start : line_end if line_end >= 0 else len(lines)])
+        usage = payload.get("usage") if payload else None
+        if isinstance(usage, dict):
+            self.usage = usage
+
+    def _add_text(self, raw: bytes) -> None:
+        if not raw:
+            return
+        self.num_content_chunks += 1
+        if self.capture_text:
+            if b"\\" in raw:
+                self._parts.append(json.loads(b'"' + raw + b'"'))
+            else:
+                self._parts.append(raw.decode("utf-8", "replace"))
 
     def feed_json_body(self, body: bytes) -> None:
         """Read a whole non-streamed JSON answer."""
@@ -65,28 +97,6 @@ class AnswerCapture:
             self._parts.append(text)
             self.num_content_chunks += 1
 
-    def _scan_event(self, line: bytes) -> None:
-        key_at = line.find(self._key)
-        if key_at >= 0:
-            text_start = key_at + len(self._key)
-            text_end = line.find(b'"', text_start)
-            segment = line[text_start:text_end]
-            if b"\\" in segment or text_end < 0:
-                self._add_text(_parsed_text(line, self.is_chat))
-            elif segment:
-                self._add_text(segment.decode("utf-8", "replace"))
-        if b'"usage"' in line and b'"usage":null' not in line:
-            payload = _parse_data_line(line)
-            usage = payload.get("usage") if payload else None
-            if isinstance(usage, dict):
-                self.usage = usage
-
-    def _add_text(self, text: str) -> None:
-        if text:
-            self.num_content_chunks += 1
-            if self.capture_text:
-                self._parts.append(text)
-
 
 def _parse_data_line(line: bytes) -> dict[str, Any] | None:
     try:
@@ -94,11 +104,6 @@ def _parse_data_line(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return payload if isinstance(payload, dict) else None
-
-
-def _parsed_text(line: bytes, is_chat: bool) -> str:
-    payload = _parse_data_line(line)
-    return _first_choice_text(payload, "delta" if is_chat else None) if payload else ""
 
 
 def _first_choice_text(payload: dict[str, Any], chat_field: str | None) -> str:

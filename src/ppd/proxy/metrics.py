@@ -135,6 +135,11 @@ class DecisionLog:
     def __init__(self, path: str | None) -> None:
         self._file: IO[str] | None = open(path, "a", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115
 
+    @property
+    def enabled(self) -> bool:
+        """Whether records go anywhere (so callers can skip building them)."""
+        return self._file is not None
+
     def write(self, record: dict[str, Any]) -> None:
         """Append one record."""
         if self._file is not None:

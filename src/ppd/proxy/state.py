@@ -78,7 +78,8 @@ class ProxyState:
             metrics.observe(route, "prefill_s", record.prefill_ms / 1000.0)
         if record.finished_s is not None:
             metrics.observe(route, "duration_s", record.finished_s - record.started_s)
-        self.decision_log.write(decision_line(self.mode, record, path))
+        if self.decision_log.enabled:
+            self.decision_log.write(decision_line(self.mode, record, path))
 
     def status(self) -> dict[str, Any]:
         """GET /status: the topology and live state; `ppd bench` stores it with every result."""

@@ -203,6 +203,7 @@ async def _target_hop(
         try:
             if turn_request.stream:
                 response, result = await relay_stream(request, answer, headers_down, on_bytes)
+                capture.finish()
                 record.first_byte_s, record.error = result.first_byte_s, result.upstream_error
                 if result.upstream_error is not None:
                     record.status = 502  # after a 200 header: the client sees a broken stream

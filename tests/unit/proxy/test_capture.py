@@ -34,6 +34,7 @@ def test_completion_text_and_usage_across_arbitrary_splits() -> None:
         capture = AnswerCapture(is_chat=False)
         for start in range(0, len(stream), step):
             capture.feed(stream[start : start + step])
+        capture.finish()
         assert capture.text == 'w1 w2 "q"'
         assert capture.num_content_chunks == 3
         assert capture.usage == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
@@ -43,6 +44,7 @@ def test_chat_deltas_with_escapes_and_role_only_chunk() -> None:
     capture = AnswerCapture(is_chat=True)
     capture.feed(sse({"choices": [{"delta": {"role": "assistant", "content": ""}}]}))
     capture.feed(chat_chunk("line\nbreak") + chat_chunk(" é"))
+    capture.finish()
     assert capture.text == "line\nbreak é"
     assert capture.num_content_chunks == 2
 
@@ -50,6 +52,7 @@ def test_chat_deltas_with_escapes_and_role_only_chunk() -> None:
 def test_capture_text_off_still_counts_chunks() -> None:
     capture = AnswerCapture(is_chat=False, capture_text=False)
     capture.feed(completion_chunk("w1") + completion_chunk(" w2"))
+    capture.finish()
     assert capture.text == "" and capture.num_content_chunks == 2
 
 
@@ -67,3 +70,22 @@ def test_json_bodies() -> None:
     broken = AnswerCapture(is_chat=True)
     broken.feed_json_body(b"not json")
     assert broken.text == "" and broken.usage is None
+
+
+def test_long_streams_are_scanned_in_batches_without_losing_split_lines() -> None:
+    capture = AnswerCapture(is_chat=False)
+    chunks = [completion_chunk(f" w{i}") for i in range(3000)]  # well over one scan batch
+    stream = b"".join(chunks)
+    for start in range(0, len(stream), 1000):
+        capture.feed(stream[start : start + 1000])
+    capture.finish()
+    assert capture.text == "".join(f" w{i}" for i in range(3000))
+    assert capture.num_content_chunks == 3000
+
+
+def test_text_that_looks_like_a_key_inside_a_string_is_not_an_answer() -> None:
+    tricky = 'say "text":"x" \\ done'
+    capture = AnswerCapture(is_chat=False)
+    capture.feed(sse({"choices": [{"text": tricky, "logprobs": {"tokens": ['"text":"']}}]}))
+    capture.finish()
+    assert capture.text == tricky and capture.num_content_chunks == 1

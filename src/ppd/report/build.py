@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ SUMMARY_FILE = "summary.md"
 
 
 @dataclass(frozen=True)
-class ReportFiles:
-    """Where a report's outputs were written."""
+class Report:
+    """A written report: the merged data and where each output file is."""
 
+    merged: MergedResults
+    crossover: dict[str, Any]
     out_dir: Path
     merged_json: Path
     crossover_json: Path
@@ -29,8 +32,11 @@ class ReportFiles:
     plots: list[Path]
 
 
-def build_report(inputs: list[ResultFile], out_dir: Path) -> ReportFiles:
-    """Merge the inputs and write every report file into out_dir (created if needed)."""
+def build_report(inputs: list[ResultFile], out_dir: Path, notes: Sequence[str] = ()) -> Report:
+    """Merge the inputs and write every report file into out_dir (created if needed).
+
+    `notes` are printed near the top of summary.md (e.g. the demo's time scale).
+    """
     from ppd.report.plots import write_plots  # matplotlib is slow to import; only reports need it
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -43,9 +49,9 @@ def build_report(inputs: list[ResultFile], out_dir: Path) -> ReportFiles:
     crossover_json = out_dir / CROSSOVER_FILE
     write_json_atomic(crossover_json, crossover)
     summary_md = out_dir / SUMMARY_FILE
-    summary_md.write_text(render_summary(merged, crossover))
+    summary_md.write_text(render_summary(merged, crossover, notes))
     plots = write_plots(merged, out_dir)
-    return ReportFiles(out_dir, merged_json, crossover_json, summary_md, plots)
+    return Report(merged, crossover, out_dir, merged_json, crossover_json, summary_md, plots)
 
 
 def merged_to_json(merged: MergedResults) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class PairOutcome:
     qps: float
     winner: str  # a mode, or "tie" when the 95% CI of the difference contains 0
     margin_percent: float
+    significant: bool | None  # the winner's lead exceeds the 95% CI; None without CIs
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def _outcome(
         _mean(merged, workload, mode_b, diff.qps, choice) or 0.0,
     )
     margin = abs(diff.diff) / loser_value * 100 if loser_value else 0.0
-    return PairOutcome(diff.qps, winner(diff, mode_a, mode_b), margin)
+    significant = None if diff.half_width is None else abs(diff.diff) > diff.half_width
+    return PairOutcome(diff.qps, winner(diff, mode_a, mode_b), margin, significant)
 
 
 @dataclass(frozen=True)

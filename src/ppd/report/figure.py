@@ -53,8 +53,8 @@ def modes_title(modes: Sequence[str]) -> str:
 
 
 def panel_grid(plt: Any, names: Sequence[str], rows_per_name: int = 1) -> tuple[Any, dict[str, list[Any]]]:
-    """Panels per name: one each in a grid 2 wide (3 beyond 4 names), or a column of rows_per_name each."""
-    num_cols = len(names) if rows_per_name > 1 else 1 if len(names) == 1 else 2 if len(names) <= 4 else 3
+    """Panels per name in a grid 2 wide (1 for one name, 3 beyond 4); each name a column of rows_per_name."""
+    num_cols = 1 if len(names) == 1 else 2 if len(names) <= 4 else 3
     num_rows = math.ceil(len(names) / num_cols) * rows_per_name
     fig, axes = plt.subplots(num_rows, num_cols, figsize=(6.5 * num_cols, 4.8 * num_rows), squeeze=False)
     panels: dict[str, list[Any]] = {}
@@ -103,7 +103,7 @@ def draw_series(ax: Any, points: Sequence[SeriesPoint], style: ModeStyle, label:
 def finish_qps_axes(
     ax: Any, title: str, y_label: str, qps_values: Sequence[float], values: Sequence[float] = ()
 ) -> None:
-    """Log-scale QPS axis ticked at the measured QPS, labels, grid; log y when values span > 20x."""
+    """Log-scale QPS axis ticked at the measured QPS, labels, grid; log y when values (given) span > 20x."""
     ax.set_xscale("log")
     if qps_values:
         ax.set_xlim(min(qps_values) / 1.4, max(qps_values) * 1.4)
@@ -114,8 +114,17 @@ def finish_qps_axes(
     ax.set_title(title, fontsize=12, fontweight="bold")
     positive = [v for v in values if v > 0]
     if positive and len(positive) == len(values) and max(positive) / min(positive) > 20:
-        ax.set_yscale("log")
+        _plain_log_y(ax)
     ax.grid(True, alpha=0.3)
+
+
+def _plain_log_y(ax: Any) -> None:
+    """Log y (latency past saturation spans decades) with ticks written 20, 100, 500, not 2×10¹."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def figure_legend(fig: Any, axes: Sequence[Any]) -> None:
@@ -149,8 +158,10 @@ def save(fig: Any, plt: Any, path: Path, title: str) -> Path:
     visible = [ax for ax in fig.axes if ax.get_visible()]
     figure_legend(fig, visible)
     legend_height_in = 0.32 * math.ceil(len(_labels(visible)) / 4) + 0.1
+    title_height_in = 0.3 * (title.count("\n") + 1) + 0.1
     fig.suptitle(title, fontsize=14)
-    fig.tight_layout(rect=(0, legend_height_in / fig.get_figheight(), 1, 1))
+    height_in = fig.get_figheight()
+    fig.tight_layout(rect=(0, legend_height_in / height_in, 1, 1 - title_height_in / height_in))
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

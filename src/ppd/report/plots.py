@@ -7,6 +7,7 @@ of the 95% CI across runs (none for a single run), and a title saying what is co
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,54 +55,60 @@ def pyplot() -> Any:
     return plt
 
 
+@dataclass(frozen=True)
+class MetricPlot:
+    """One metric of one turn group against QPS: what to read and how to label it."""
+
+    turn_group: str
+    metric: str
+    y_label: str
+    what: str
+    higher_is_better: bool
+    scale: float = 1.0  # 100 for a fraction shown in percent
+    log_y_if_wide: bool = False  # latencies past saturation span decades
+    y_limits: tuple[float, float] | None = None
+
+
+E2E_PLOT = MetricPlot("all", "e2e_ms.mean", "Mean E2E latency (ms)", "Mean end-to-end latency vs load",
+                      higher_is_better=False, log_y_if_wide=True)  # fmt: skip
+SUCCESS_PLOT = MetricPlot("all", "success_rate", "Successful requests (%)", "Success rate vs load",
+                          higher_is_better=True, scale=100.0, y_limits=(0.0, 105.0))  # fmt: skip
+THROUGHPUT_PLOT = MetricPlot("all", "output_throughput_tps", "Output throughput (tokens/s)",
+                             "Output token throughput vs load", higher_is_better=True)  # fmt: skip
+
+
 def write_plots(merged: MergedResults, out_dir: Path) -> list[Path]:
     """Draw all six plots into out_dir; returns their paths."""
     plt = pyplot()
     styles = mode_styles(merged.modes())
     return [
         plot_p99_ttft(plt, merged, styles, out_dir / PLOT_FILES[0]),
-        plot_metric(
-            plt, merged, styles, out_dir / PLOT_FILES[1], ("all", "e2e_ms.mean"),
-            "Mean E2E latency (ms)", "Mean end-to-end latency vs load", "lower is better",
-        ),
+        plot_metric(plt, merged, styles, out_dir / PLOT_FILES[1], E2E_PLOT),
         plot_ratio_crossover(plt, merged, styles, out_dir / PLOT_FILES[2]),
-        plot_metric(
-            plt, merged, styles, out_dir / PLOT_FILES[3], ("all", "success_rate"),
-            "Successful requests (%)", "Success rate vs load", "higher is better", scale=100.0,
-        ),
-        plot_metric(
-            plt, merged, styles, out_dir / PLOT_FILES[4], ("all", "output_throughput_tps"),
-            "Output throughput (tokens/s)", "Output token throughput vs load", "higher is better",
-        ),
+        plot_metric(plt, merged, styles, out_dir / PLOT_FILES[3], SUCCESS_PLOT),
+        plot_metric(plt, merged, styles, out_dir / PLOT_FILES[4], THROUGHPUT_PLOT),
         plot_throughput_bars(plt, merged, styles, out_dir / PLOT_FILES[5]),
-    ]  # fmt: skip
+    ]
 
 
 def plot_metric(
-    plt: Any,
-    merged: MergedResults,
-    styles: dict[str, ModeStyle],
-    path: Path,
-    where: tuple[str, str],
-    y_label: str,
-    what: str,
-    direction: str,
-    scale: float = 1.0,
+    plt: Any, merged: MergedResults, styles: dict[str, ModeStyle], path: Path, spec: MetricPlot
 ) -> Path:
     """One metric of one turn group vs QPS, a line per mode, a panel per workload."""
-    turn_group, metric = where
     fig, panels = panel_grid(plt, merged.workloads())
     for workload, (ax,) in panels.items():
         values = []
         for mode in merged.modes():
-            points = series_points(merged.series(workload, mode, turn_group, metric), scale)
+            series = merged.series(workload, mode, spec.turn_group, spec.metric)
+            points = series_points(series, spec.scale)
             draw_series(ax, points, styles[mode], mode_label(mode))
             values += [p.value for p in points]
-        if scale == 100.0:
-            ax.set_ylim(0, 105)
-        qps_values = merged.qps_values(workload)
-        finish_qps_axes(ax, workload, y_label, qps_values, values if scale == 1.0 else ())
-    title = f"{what}: {modes_title(merged.modes())} ({direction}; error bars: 95% CI across runs)"
+        if spec.y_limits is not None:
+            ax.set_ylim(*spec.y_limits)
+        log_y_values = values if spec.log_y_if_wide else ()
+        finish_qps_axes(ax, workload, spec.y_label, merged.qps_values(workload), log_y_values)
+    direction = "higher is better" if spec.higher_is_better else "lower is better"
+    title = f"{spec.what}: {modes_title(merged.modes())} ({direction}; error bars: 95% CI across runs)"
     return save(fig, plt, path, title)
 
 

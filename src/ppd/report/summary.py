@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ppd.report.comparisons import (
@@ -30,8 +31,8 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def render_summary(merged: MergedResults, crossover: dict[str, Any]) -> str:
-    """The whole summary.md."""
+def render_summary(merged: MergedResults, crossover: dict[str, Any], notes: Sequence[str] = ()) -> str:
+    """The whole summary.md; `notes` go under the opening line."""
     num_runs = len({(k.workload, k.mode, k.qps, run) for k, p in merged.points.items() for run in p.run_ids})
     lines = [
         "# ppd report",
@@ -42,6 +43,7 @@ def render_summary(merged: MergedResults, crossover: dict[str, Any]) -> str:
         + ", ".join(merged.workloads())
         + ".",
         "",
+        *(line for note in notes for line in (note, "")),
         CI_NOTE,
         "",
         "## Key results",
@@ -70,6 +72,8 @@ def key_results(merged: MergedResults) -> list[str]:
         "",
         *head_to_head_section(head_to_head(merged, "ppd", "replication"), "ppd", "replication"),
         "### Goodput per mode (requests/s meeting the SLOs, all turns)",
+        "",
+        slo_text(merged),
         "",
         *goodput_section(metric_tables(merged, "all", "goodput_rps")),
         "### Mean TTFT of turns 2+ by mode (ms)",
@@ -135,16 +139,30 @@ def head_to_head_section(rows: list[PairRow], mode_a: str, mode_b: str) -> list[
         "Winner changes at QPS",
     ]
     note = f"Metric: {TURN2_TTFT_MEAN.label}. A tie means the 95% CI of the difference contains 0."
+    if _single_run(rows):
+        note += " Some points have a single run: no CI, so small margins there may be noise."
     return [*table(header, body), "", note, ""]
+
+
+def slo_text(merged: MergedResults) -> str:
+    """Which SLOs the inputs' goodput was measured against (bench config "slo")."""
+    slos = {json.dumps(r.meta.get("config", {}).get("slo"), sort_keys=True) for r in merged.inputs}
+    parts = []
+    for text in sorted(slos):
+        slo = json.loads(text) or {}
+        limits = [
+            f"{name.split('_')[0].upper()} ≤ {number(value)} ms"
+            for name, value in sorted(slo.items())
+            if value
+        ]
+        parts.append(", ".join(limits) if limits else "none (goodput = every successful request)")
+    return "SLO: " + "; ".join(parts) + "."
 
 
 def goodput_section(tables: list[MetricTable]) -> list[str]:
     """Goodput grids, or why there are none."""
     if not tables:
-        return [
-            "Not available: the runs had no SLO (bench --slo-ttft-ms / --slo-tpot-ms), so no goodput.",
-            "",
-        ]
+        return ["Not available: no run recorded a goodput.", ""]
     return grid_section(tables)
 
 
@@ -158,6 +176,10 @@ def grid_section(tables: list[MetricTable]) -> list[str]:
         ]
         lines += [*table(header, body), ""]
     return lines
+
+
+def _single_run(rows: list[PairRow]) -> bool:
+    return any(o.winner != "tie" and o.significant is None for row in rows for o in row.outcomes)
 
 
 def crossover_section(crossover: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ def test_key_results_tables_hold_the_known_numbers(tmp_path: Path) -> None:
     assert "### PPD vs Replication: which wins where" in text
     assert "| W2 | 0.5 (−43.1%) | — | 1, 2, 4, 8 | PPD→Replication at 2.80 (95%: 0.833–≥8.00) |" in text
     assert "### Goodput per mode" in text
+    assert "SLO: TTFT ≤ 500 ms." in text
     assert "| PPD | 1.35 ± 0.00 | 2.70 ± 0.00 | 5.40 ± 0.00 | 10.8 ± 0.0 | 21.6 ± 0.0 |" in text
     assert "| W1 | PD | 0.5 | 3 | 45 | 90 | 0 | 0 |" in text  # samples: 3 runs x 15 / x 30 requests
     assert "| a.json | 2025-01-01T00:00:00Z | 0.1.0 | sim (sim-8b) | 0 | PD, PPD, Replication | 90 |" in text

@@ -96,14 +96,16 @@ class HttpBackend:
 
 
 async def _read_stream(response: aiohttp.ClientResponse, record: RawTurn) -> None:
+    # Read to the end of the body, not just to [DONE]: leaving early closes the connection, which a
+    # proxy sees as a client gone mid-answer (and the connection could not be reused).
     async for payload in iter_sse_data(response.content):
         arrived_at = time.perf_counter()  # stamp before parsing: when the bytes were here
         if payload == b"[DONE]":
             record.done = True
-            return
-        record_chunk(record, payload, arrived_at)
-        if record.error is not None:
-            return
+        elif not record.done:
+            record_chunk(record, payload, arrived_at)
+            if record.error is not None:
+                return
 
 
 def record_chunk(record: RawTurn, payload: bytes, arrived_at: float) -> None:

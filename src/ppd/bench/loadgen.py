@@ -45,7 +45,7 @@ class RunContext:
     salt: str
     backend: Backend
     on_row: Callable[[TurnRow], None] = lambda row: None
-    on_send: Callable[[], None] = lambda: None
+    on_send: Callable[[int], None] = lambda turn: None
     start_at: float = 0.0  # perf_counter of the run's time 0
     cut_off_reason: str = "cut off by the drain timeout"
     start_times_s: list[float] = field(default_factory=list)  # when each turn 1 was sent
@@ -103,6 +103,7 @@ async def _start_conversations(
         task = asyncio.create_task(drive_conversation(context, plan, texts))
         tasks.add(task)
         task.add_done_callback(lambda done: _forget(done, tasks, context))
+        await asyncio.sleep(0)  # let it send now, before the next conversation's text is made
 
 
 def _forget(task: asyncio.Task[None], tasks: set[asyncio.Task[None]], context: RunContext) -> None:
@@ -152,7 +153,7 @@ async def drive_conversation(context: RunContext, plan: ConversationPlan, texts:
         try:
             if turn > 1:
                 await sleep_until(context.start_at + due_s)
-            context.on_send()
+            context.on_send(turn)
             await context.backend.send(TurnRequest(api_path(context.config.api), body, headers), record)
         except asyncio.CancelledError:
             if record.sent_at is None:

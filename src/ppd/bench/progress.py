@@ -11,9 +11,11 @@ import time
 from collections import defaultdict
 from typing import Any, Protocol
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from ppd.results import TurnRow
 
@@ -24,7 +26,7 @@ class Progress(Protocol):
     """Hooks the runner calls; all cheap."""
 
     def start_run(self, label: str, num_planned: int) -> None: ...
-    def on_send(self) -> None: ...
+    def on_send(self, turn: int) -> None: ...
     def on_row(self, row: TurnRow) -> None: ...
     def end_run(self) -> None: ...
 
@@ -35,7 +37,7 @@ class QuietProgress:
     def start_run(self, label: str, num_planned: int) -> None:
         """Nothing."""
 
-    def on_send(self) -> None:
+    def on_send(self, turn: int) -> None:
         """Nothing."""
 
     def on_row(self, row: TurnRow) -> None:
@@ -71,9 +73,10 @@ class LiveProgress:
         self._live = Live(self._render(), console=self._console, auto_refresh=False, transient=False)
         self._live.start()
 
-    def on_send(self) -> None:
+    def on_send(self, turn: int) -> None:
         """A turn was sent."""
         self._num_sent += 1
+        self._num_conversations += turn == 1
         self._maybe_refresh()
 
     def on_row(self, row: TurnRow) -> None:
@@ -82,8 +85,6 @@ class LiveProgress:
             self._num_not_sent += 1
         elif row.ok:
             self._num_ok += 1
-            if row.turn == 1:
-                self._num_conversations += 1
             if row.ttft_ms is not None and not row.in_warmup:
                 self._ttft_ms["1" if row.turn == 1 else "2+"].append(row.ttft_ms)
         else:
@@ -96,6 +97,8 @@ class LiveProgress:
             self._live.update(self._render(), refresh=True)
             self._live.stop()
             self._live = None
+            if not self._console.is_terminal:
+                self._console.line()  # a non-interactive Live leaves its last frame unterminated
 
     def _maybe_refresh(self) -> None:
         now = time.perf_counter()
@@ -103,35 +106,16 @@ class LiveProgress:
             self._last_frame_at = now
             self._live.update(self._render(), refresh=True)
 
-    def _render(self) -> Table:
-        table = Table(box=None, show_header=True, header_style="bold")
-        for column in (
-            "run",
-            "elapsed s",
-            "planned",
-            "sent",
-            "ok",
-            "failed",
-            "not sent",
-            "in flight",
-            "TTFT p50 t1 ms",
-            "TTFT p50 t2+ ms",
-        ):
-            table.add_column(column, justify="right" if column != "run" else "left")
+    def _render(self) -> Text:
         finished = self._num_ok + self._num_failed
-        table.add_row(
-            self._label,
-            f"{time.perf_counter() - self._started_at:.1f}",
-            str(self._num_planned),
-            str(self._num_sent),
-            str(self._num_ok),
-            str(self._num_failed),
-            str(self._num_not_sent),
-            str(self._num_sent - finished),
-            _median_text(self._ttft_ms["1"]),
-            _median_text(self._ttft_ms["2+"]),
+        line = (
+            f"{self._label}  {time.perf_counter() - self._started_at:5.1f} s  "
+            f"conversations {self._num_conversations}/{self._num_planned}  sent {self._num_sent}  "
+            f"ok {self._num_ok}  failed {self._num_failed}  not sent {self._num_not_sent}  "
+            f"in flight {self._num_sent - finished}  TTFT p50 turn 1 {_median_text(self._ttft_ms['1'])} ms  "
+            f"turns 2+ {_median_text(self._ttft_ms['2+'])} ms"
         )
-        return table
+        return Text(line, style="red" if self._num_failed else "")
 
 
 def _median_text(values: list[float]) -> str:
@@ -149,18 +133,10 @@ def final_table(summaries: list[dict[str, Any]]) -> Table:
             _add(values, "e2e_mean", summary["e2e_ms"]["mean"])
             _add(values, "success", summary["success_rate"])
             values["runs"].append(1.0)
-    table = Table(title="ppd bench (mean over runs)", header_style="bold")
-    for column in (
-        "workload",
-        "mode",
-        "qps",
-        "runs",
-        "TTFT p50 turn 1 ms",
-        "TTFT p50 turns 2+ ms",
-        "E2E mean ms",
-        "success",
-    ):
-        table.add_column(column, justify="left" if column in ("workload", "mode") else "right")
+    table = Table(title="ppd bench (mean over runs)", header_style="bold", box=box.SIMPLE_HEAD)
+    columns = ("workload", "mode", "qps", "runs", "TTFT p50 t1 ms", "TTFT p50 t2+ ms", "E2E mean ms", "ok")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("workload", "mode") else "right", no_wrap=True)
     for (workload, mode, qps), values in points.items():
         table.add_row(
             workload,

@@ -27,6 +27,7 @@ from ppd.bench.metrics import summarize
 from ppd.bench.progress import LiveProgress, Progress, QuietProgress, final_table
 from ppd.bench.resultset import ResultSet
 from ppd.bench.server_info import ServerInfo, prepare_mode, probe
+from ppd.bench.workloads import context_tokens
 from ppd.results import TurnRow
 
 
@@ -56,6 +57,7 @@ async def run_bench_async(config: BenchConfig) -> Path:
     progress: Progress = QuietProgress() if config.quiet else LiveProgress(console)
     async with make_session(config.max_connections, config.connect_timeout_s) as session:
         server = await probe(session, config.url, config.model)
+        warn_if_too_long(config, server)
         backend = HttpBackend(
             session, config.url, request_timeout(config.request_timeout_s, config.connect_timeout_s)
         )
@@ -71,8 +73,25 @@ async def run_bench_async(config: BenchConfig) -> Path:
                 print(f"ppd bench: interrupted; completed rows kept in {results.json_path}", file=sys.stderr)
                 raise
     if not config.quiet:
-        Console().print(final_table(summaries))
+        stdout = Console()
+        if not stdout.is_terminal:
+            stdout = Console(width=160)  # a log file is no 80-column screen
+        stdout.print(final_table(summaries))
     return results.json_path
+
+
+def warn_if_too_long(config: BenchConfig, server: ServerInfo) -> None:
+    """Say up front when a workload's later turns cannot fit the server's context (they will fail)."""
+    if server.max_model_len is None:
+        return
+    for workload in config.workloads:
+        longest = max(context_tokens(conversation) for conversation in workload.conversations)
+        if longest > server.max_model_len:
+            print(
+                f"ppd bench: warning: {workload.name} needs up to {longest} tokens of context, "
+                f"the server's max_model_len is {server.max_model_len}: turns beyond it will fail (HTTP 400)",
+                file=sys.stderr,
+            )
 
 
 def run_points(config: BenchConfig, server: ServerInfo, results: ResultSet) -> Iterator[RunPoint]:

@@ -26,6 +26,7 @@ class ServerInfo:
     mode: str  # the proxy's current mode, "" when the URL is not a proxy
     engines: list[dict[str, Any]]  # [{"url", "role", "version", "model"}]
     topology: dict[str, Any] | None  # the proxy's GET /status, None otherwise
+    max_model_len: int | None = None  # from GET /v1/models, when the server says
 
 
 async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
@@ -44,7 +45,8 @@ async def probe(session: aiohttp.ClientSession, base_url: str, model: str | None
     base_url = base_url.rstrip("/")
     status = await get_json(session, base_url + "/status")
     topology = status if isinstance(status, dict) else None
-    served_model = model or await _first_model(session, base_url)
+    models = await get_json(session, base_url + "/v1/models")
+    served_model = model or _first_model(models, base_url)
     if topology is not None:
         engines = engines_from_status(topology, served_model)
         mode = str(topology.get("mode") or "")
@@ -53,17 +55,24 @@ async def probe(session: aiohttp.ClientSession, base_url: str, model: str | None
         engine_version = version.get("version") if isinstance(version, dict) else None
         engines = [{"url": base_url, "role": "engine", "version": engine_version, "model": served_model}]
         mode = await _current_mode(session, base_url)
-    return ServerInfo(served_model, mode, engines, topology)
+    return ServerInfo(served_model, mode, engines, topology, _max_model_len(models, served_model))
 
 
-async def _first_model(session: aiohttp.ClientSession, base_url: str) -> str:
-    models = await get_json(session, base_url + "/v1/models")
+def _first_model(models: Any, base_url: str) -> str:
     try:
         return str(models["data"][0]["id"])
     except (TypeError, KeyError, IndexError):
         raise UsageError(
             f"{base_url}/v1/models lists no model (is the URL right?); pass --model NAME"
         ) from None
+
+
+def _max_model_len(models: Any, model: str) -> int | None:
+    cards = models.get("data") if isinstance(models, dict) else None
+    for card in cards if isinstance(cards, list) else []:
+        if isinstance(card, dict) and card.get("id") == model and isinstance(card.get("max_model_len"), int):
+            return int(card["max_model_len"])
+    return None
 
 
 async def _current_mode(session: aiohttp.ClientSession, base_url: str) -> str:

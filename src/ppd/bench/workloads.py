@@ -148,6 +148,11 @@ def request_body(
     return body
 
 
+def context_tokens(turns: Sequence[TurnShape]) -> int:
+    """Prompt + output tokens of a conversation's last turn (completions API; chat adds role words)."""
+    return sum(turn.num_new_words + turn.num_output_tokens for turn in turns)
+
+
 def api_path(api: Api) -> str:
     """The endpoint of an API."""
     return "/v1/chat/completions" if api == "chat" else "/v1/completions"

@@ -19,11 +19,15 @@ Behaviour = Callable[[dict[str, Any]], str]
 class FakeEngine:
     """`async with FakeEngine() as engine:` serves at engine.url; engine.requests holds what came."""
 
-    def __init__(self, behaviour: Behaviour = lambda body: "ok", token_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, behaviour: Behaviour = lambda body: "ok", token_delay_s: float = 0.0, linger_s: float = 0.0
+    ) -> None:
         self.behaviour = behaviour
         self.token_delay_s = token_delay_s
+        self.linger_s = linger_s  # pause between [DONE] and the end of the body, as a proxy may
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.admin_calls: list[tuple[str, str | None]] = []
+        self.peers: list[object] = []  # the client address of each generate request
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -59,6 +63,7 @@ class FakeEngine:
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append((request.path, body, dict(request.headers)))
+        self.peers.append(request.transport.get_extra_info("peername") if request.transport else None)
         behaviour = self.behaviour(body)
         if behaviour == "http500":
             return error_response(500, "engine exploded")
@@ -98,6 +103,7 @@ class FakeEngine:
         await response.write(sse_event({"choices": [], "usage": usage}))
         if behaviour != "no_done":
             await response.write(SSE_DONE)
+        await asyncio.sleep(self.linger_s)
         return response
 
 

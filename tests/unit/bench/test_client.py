@@ -35,6 +35,21 @@ def test_ok_stream_records_chunks_usage_and_route_headers(fake_engine: Any) -> N
     assert engine.requests[0][2]["X-Session-ID"] == "s1"
 
 
+def test_a_finished_stream_is_read_to_its_end_so_the_connection_is_reused(fake_engine: Any) -> None:
+    async def scenario() -> tuple[list[RawTurn], Any]:
+        async with fake_engine(linger_s=0.05) as engine, make_session(0, 5.0) as session:
+            backend = HttpBackend(session, engine.url, request_timeout(5.0, 5.0))
+            records = [RawTurn(), RawTurn()]
+            for record in records:
+                body = {"model": "fake-model", "prompt": "w1", "max_tokens": 2, "stream": True}
+                await backend.send(TurnRequest("/v1/completions", body, {}), record)
+            return records, engine
+
+    records, engine = asyncio.run(scenario())
+    assert all(record.ok for record in records)
+    assert engine.peers[0] == engine.peers[1]  # one keep-alive connection: no disconnect after [DONE]
+
+
 def test_chat_stream_reads_delta_content(fake_engine: Any) -> None:
     async def scenario() -> RawTurn:
         async with fake_engine() as engine:

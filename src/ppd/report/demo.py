@@ -77,8 +77,8 @@ class DemoConfig:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `ppd demo`."""
-    parser.add_argument("--out", type=Path, default=Path("ppd-demo"), metavar="DIR",
-                        help="where results/, report/ and logs/ go (default: ppd-demo)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=Path("demo-out"), metavar="DIR",
+                        help="where results/, report/ and logs/ go (default: demo-out)")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="W1 and W4 at two loads, 2 s runs: about a minute instead of four")  # fmt: skip
     parser.add_argument("--runs", type=int, default=None,

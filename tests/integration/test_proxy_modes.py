@@ -128,6 +128,7 @@ def test_replication_affinity_with_explicit_replicas(ppd_server) -> None:
             assert (kind, number) == ("replica", turn)
             assert homes.setdefault(conversation, upstream) == upstream
     assert set(homes.values()) == set(replicas)
+    assert call(proxy, "/mode/ppd", {}).status == 409  # no P or D instances to route to
 
 
 def test_replication_without_replicas_uses_the_pd_instances(ppd_server) -> None:

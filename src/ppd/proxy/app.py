@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ppd import __version__
 from ppd.openai_api import ApiError, api_error_response, error_response
-from ppd.proxy.config import MODES, ProxyConfig
+from ppd.proxy.config import MODES, ProxyConfig, mode_unavailable
 from ppd.proxy.metrics import DecisionLog
 from ppd.proxy.state import STATE, ProxyState
 from ppd.proxy.turns import CHAT_PATH, COMPLETIONS_PATH, handle_chat_completions, handle_completions
@@ -105,6 +105,9 @@ async def set_mode(request: web.Request) -> web.Response:
     if mode not in MODES:
         raise ApiError(400, f"unknown mode {mode!r}; allowed: {', '.join(MODES)}", "mode")
     state = request.app[STATE]
+    problem = mode_unavailable(mode, state.config)
+    if problem:
+        raise ApiError(409, problem, "mode")
     previous, state.mode = state.mode, mode
     return web.json_response({"mode": mode, "previous": previous})
 

@@ -62,6 +62,9 @@ def check_config(config: ProxyConfig) -> None:
         raise UsageError("give both --prefill and --decode instances, or neither")
     if not config.prefill_urls and not config.replica_urls:
         raise UsageError("no upstreams: give --prefill and --decode URLs, and/or --replica URLs")
+    problem = mode_unavailable(config.mode, config)
+    if problem:
+        raise UsageError(problem)
     _check_positive("max_conversations", config.max_conversations)
     for name in (
         "conversation_idle_ttl_s",
@@ -77,6 +80,13 @@ def check_config(config: ProxyConfig) -> None:
         raise UsageError(f"port {config.port} is outside 0..65535")
     if config.admin_token is not None and not config.admin_token:
         raise UsageError("--admin-token must not be empty")
+
+
+def mode_unavailable(mode: str, config: ProxyConfig) -> str | None:
+    """Why `mode` cannot route with these instances, or None when it can."""
+    if mode in ("pd", "ppd") and not (config.prefill_urls and config.decode_urls):
+        return f"mode {mode} needs --prefill and --decode instances; this proxy has replicas only"
+    return None
 
 
 def check_url(url: str) -> None:

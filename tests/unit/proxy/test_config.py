@@ -24,12 +24,19 @@ def test_replicas_default_to_prefill_and_decode_instances() -> None:
     [
         ({"mode": "fast", "replica_urls": ("http://a:1",)}, "unknown mode"),
         ({"mode": "pd"}, "no upstreams"),
+        ({"mode": "ppd", "replica_urls": ("http://a:1",)}, "needs --prefill and --decode"),
         ({"mode": "pd", "prefill_urls": ("http://a:1",)}, "both --prefill and --decode"),
-        ({"mode": "pd", "replica_urls": ("ftp://a",)}, "must look like"),
-        ({"mode": "pd", "replica_urls": ("http://a:1/v1",)}, "path"),
-        ({"mode": "pd", "replica_urls": ("http://a:1",), "max_conversations": 0}, "max_conversations"),
-        ({"mode": "pd", "replica_urls": ("http://a:1",), "connect_timeout_s": -1}, "connect_timeout_s"),
-        ({"mode": "pd", "replica_urls": ("http://a:1",), "admin_token": ""}, "admin-token"),
+        ({"mode": "replication", "replica_urls": ("ftp://a",)}, "must look like"),
+        ({"mode": "replication", "replica_urls": ("http://a:1/v1",)}, "path"),
+        (
+            {"mode": "replication", "replica_urls": ("http://a:1",), "max_conversations": 0},
+            "max_conversations",
+        ),
+        (
+            {"mode": "replication", "replica_urls": ("http://a:1",), "connect_timeout_s": -1},
+            "connect_timeout_s",
+        ),
+        ({"mode": "replication", "replica_urls": ("http://a:1",), "admin_token": ""}, "admin-token"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(kwargs: dict, message: str) -> None:

@@ -117,6 +117,8 @@ def test_engine_gone_before_streaming_is_502_then_out_of_service(ppd_server) -> 
     assert "no healthy prefill" in assert_openai_error(post_json(proxy, "/v1/completions", body), 503)
     upstreams = {u["url"]: u for u in call(proxy, "/status").json()["upstreams"]}
     assert upstreams[prefill.url]["healthy"] is False and upstreams[decode.url]["healthy"] is True
+    failed = upstreams[prefill.url]
+    assert failed["num_failures"] == 1 and "cannot connect" in failed["last_error"]
 
 
 def test_first_byte_timeout_is_502(ppd_server) -> None:

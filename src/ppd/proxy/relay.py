@@ -157,6 +157,7 @@ class RelayResult:
     first_byte_s: float | None = None
     last_byte_s: float | None = None
     upstream_error: str | None = None  # the upstream broke off after the headers were sent
+    client_gone: bool = False  # the client closed the connection mid-stream
 
 
 async def relay_stream(
@@ -167,8 +168,9 @@ async def relay_stream(
 ) -> tuple[web.StreamResponse, RelayResult]:
     """Write the upstream body to the client chunk by chunk as it arrives, calling on_bytes(chunk).
 
-    A client that goes away raises out of here (ConnectionResetError, or CancelledError when the
-    server cancels the handler); the caller closes the upstream response, which aborts it upstream.
+    A client that goes away is noticed at the next write (`client_gone`), or sooner by the server
+    cancelling the handler (CancelledError); either way the caller then closes the upstream
+    response, which aborts the request upstream.
     """
     result = RelayResult()
     response = web.StreamResponse(status=200, headers=headers)
@@ -188,7 +190,11 @@ async def relay_stream(
         if result.first_byte_s is None:
             result.first_byte_s = time.perf_counter()
         on_bytes(chunk)
-        await response.write(chunk)
+        try:
+            await response.write(chunk)
+        except ConnectionResetError:
+            result.client_gone = True  # the caller's `finally` closes the upstream: it aborts
+            return response, result
     result.last_byte_s = time.perf_counter()
     await response.write_eof()
     return response, result

@@ -56,10 +56,14 @@ class ProxyState:
         self.num_decisions += 1
         return RouteOptions(self.config.pd_decode_affinity, self.num_decisions)
 
-    def mark_unreachable(self, url: str, error: str) -> None:
-        """A forward could not connect: take the instance out of service until a check passes."""
+    def note_failure(self, url: str, error: str, unreachable: bool) -> None:
+        """Count a failed forward; one that could not connect takes the instance out of service."""
         upstream = self.pool.by_url.get(url)
-        if upstream is not None:
+        if upstream is None:
+            return
+        upstream.num_failures += 1
+        upstream.last_error = error
+        if unreachable:
             self.pool.mark_unreachable(upstream, error, time.monotonic(), self.config.health_interval_s)
 
     def record_turn(self, record: TurnRecord, path: str) -> None:

@@ -136,14 +136,13 @@ async def forward_turn(
     except UpstreamRejected as exc:
         record.status, record.error = exc.answer.status, str(exc)
         if exc.answer.status >= 500:
-            record.status = 502
+            state.note_failure(exc.url, str(exc), unreachable=False)
         return rejection_response(exc)
     except UpstreamFailed as exc:
-        if exc.unreachable:
-            state.mark_unreachable(exc.url, str(exc))
+        state.note_failure(exc.url, str(exc), exc.unreachable)
         raise ApiError(502, f"upstream failed: {exc}") from exc
-    except (asyncio.CancelledError, ConnectionResetError):
-        record.client_disconnected, record.status = True, 499
+    except asyncio.CancelledError:
+        record.client_disconnected, record.status, record.error = True, 499, "client disconnected"
         raise
     if record.error is None:
         committed = state.conversations.commit_turn(
@@ -207,6 +206,10 @@ async def _target_hop(
                 record.first_byte_s, record.error = result.first_byte_s, result.upstream_error
                 if result.upstream_error is not None:
                     record.status = 502  # after a 200 header: the client sees a broken stream
+                    state.note_failure(base_url, result.upstream_error, unreachable=False)
+                if result.client_gone:
+                    record.client_disconnected, record.status = True, 499
+                    record.error = "client disconnected"
                 return response
             body = await answer.read()
             record.first_byte_s = time.perf_counter()

@@ -90,7 +90,6 @@ class UpstreamPool:
         """A request could not reach it: out of service until a health check passes."""
         upstream.healthy = False
         upstream.last_error = error
-        upstream.num_failures += 1
         upstream.next_check_s = min(upstream.next_check_s, now_s + retry_in_s)
 
     def clear_counters(self) -> None:

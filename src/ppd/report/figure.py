@@ -56,7 +56,13 @@ def panel_grid(plt: Any, names: Sequence[str], rows_per_name: int = 1) -> tuple[
     """Panels per name in a grid 2 wide (1 for one name, 3 beyond 4); each name a column of rows_per_name."""
     num_cols = 1 if len(names) == 1 else 2 if len(names) <= 4 else 3
     num_rows = math.ceil(len(names) / num_cols) * rows_per_name
-    fig, axes = plt.subplots(num_rows, num_cols, figsize=(6.5 * num_cols, 4.8 * num_rows), squeeze=False)
+    fig, axes = plt.subplots(
+        num_rows,
+        num_cols,
+        figsize=(6.5 * num_cols, 4.8 * num_rows + 1.0),
+        squeeze=False,
+        layout="constrained",
+    )
     panels: dict[str, list[Any]] = {}
     for index, name in enumerate(names):
         block_row, col = divmod(index, num_cols)
@@ -93,7 +99,8 @@ def draw_series(ax: Any, points: Sequence[SeriesPoint], style: ModeStyle, label:
         return
     xs = [p.qps for p in points]
     ys = [p.value for p in points]
-    errors = [p.half_width or 0.0 for p in points]
+    # A single run has no CI: draw no bar rather than a zero-width one that reads as certainty.
+    errors = None if all(p.half_width is None for p in points) else [p.half_width or 0.0 for p in points]
     ax.errorbar(
         xs, ys, yerr=errors, color=style.color, marker=style.marker, markersize=6,
         linewidth=1.8, capsize=3, label=label, **line,
@@ -135,13 +142,9 @@ def figure_legend(fig: Any, axes: Sequence[Any]) -> None:
             handles.setdefault(label, handle)
     if handles:
         fig.legend(
-            list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)),
-            fontsize=10, frameon=False, bbox_to_anchor=(0.5, 0.0),
+            list(handles.values()), list(handles), loc="outside lower center", ncol=min(4, len(handles)),
+            fontsize=10, frameon=False,
         )  # fmt: skip
-
-
-def _labels(axes: Sequence[Any]) -> set[str]:
-    return {label for ax in axes for label in ax.get_legend_handles_labels()[1]}
 
 
 def note_in_panel(ax: Any, text: str, centred: bool = True) -> None:
@@ -154,14 +157,13 @@ def note_in_panel(ax: Any, text: str, centred: bool = True) -> None:
 
 
 def save(fig: Any, plt: Any, path: Path, title: str) -> Path:
-    """Title the figure, add the shared legend below the panels, save it as PNG and free it."""
-    visible = [ax for ax in fig.axes if ax.get_visible()]
-    figure_legend(fig, visible)
-    legend_height_in = 0.32 * math.ceil(len(_labels(visible)) / 4) + 0.1
-    title_height_in = 0.3 * (title.count("\n") + 1) + 0.1
+    """Title the figure, add the shared legend below the panels, save it as PNG and free it.
+
+    Figures use matplotlib's constrained layout, which keeps the title and the legend clear of the
+    panels.
+    """
+    figure_legend(fig, [ax for ax in fig.axes if ax.get_visible()])
     fig.suptitle(title, fontsize=14)
-    height_in = fig.get_figheight()
-    fig.tight_layout(rect=(0, legend_height_in / height_in, 1, 1 - title_height_in / height_in))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

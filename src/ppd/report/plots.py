@@ -14,6 +14,7 @@ from typing import Any
 from ppd.report.crossover import MetricChoice, best_by_qps, find_crossings, pair_differences
 from ppd.report.figure import (
     ModeStyle,
+    SeriesPoint,
     draw_series,
     finish_qps_axes,
     mode_styles,
@@ -165,19 +166,16 @@ def _draw_ratio_panel(
 ) -> None:
     best = {row["qps"]: row["mode"] for row in best_by_qps(merged, workload, choice)}
     for mode in merged.modes():
-        points = []
+        points: list[SeriesPoint] = []
         for qps, best_mode in best.items():
             mine = merged.estimate(workload, mode, qps, choice.turn_group, choice.metric)
             theirs = merged.estimate(workload, best_mode, qps, choice.turn_group, choice.metric)
             if mine is None or theirs is None or theirs.mean <= 0:
                 continue
             half_width = None if mode == best_mode else ratio_half_width(mine, theirs)
-            points.append((qps, mine.mean / theirs.mean, half_width))
+            points.append(SeriesPoint(qps, mine.mean / theirs.mean, half_width))
         if points:
-            ax.errorbar(
-                [p[0] for p in points], [p[1] for p in points], yerr=[p[2] or 0.0 for p in points],
-                color=styles[mode].color, marker=styles[mode].marker, capsize=3, label=mode_label(mode),
-            )  # fmt: skip
+            draw_series(ax, points, styles[mode], mode_label(mode))
     ax.axhline(1.0, color="black", linewidth=0.8)
     _mark_best_changes(ax, merged, workload, choice, list(best.items()))
     if not best:
@@ -207,7 +205,9 @@ def _mark_best_changes(
 def plot_throughput_bars(plt: Any, merged: MergedResults, styles: dict[str, ModeStyle], path: Path) -> Path:
     """Output token throughput per mode at each workload's highest QPS that every mode measured."""
     workloads, modes = merged.workloads(), merged.modes()
-    fig, ax = plt.subplots(figsize=(max(7.0, 2.2 * len(workloads) * max(1, len(modes)) / 2), 5.5))
+    fig, ax = plt.subplots(
+        figsize=(max(7.0, 2.2 * len(workloads) * max(1, len(modes)) / 2), 5.5), layout="constrained"
+    )
     width = 0.8 / max(1, len(modes))
     tick_labels, labelled = [], set()
     for index, workload in enumerate(workloads):
@@ -222,7 +222,7 @@ def plot_throughput_bars(plt: Any, merged: MergedResults, styles: dict[str, Mode
                 continue
             x = index + (offset - (len(modes) - 1) / 2) * width
             bar = ax.bar(
-                x, estimate.mean, width, yerr=estimate.half_width or 0.0, capsize=3,
+                x, estimate.mean, width, yerr=estimate.half_width, capsize=3,
                 color=styles[mode].color, label=None if mode in labelled else mode_label(mode),
             )  # fmt: skip
             labelled.add(mode)
@@ -231,5 +231,8 @@ def plot_throughput_bars(plt: Any, merged: MergedResults, styles: dict[str, Mode
     ax.set_xlabel("Workload (at its highest QPS measured by every mode)")
     ax.set_ylabel("Output throughput (tokens/s)")
     ax.grid(True, axis="y", alpha=0.3)
-    title = f"Throughput at peak common load: {modes_title(modes)} (higher is better; bars: 95% CI)"
+    title = (
+        f"Throughput at peak common load: {modes_title(modes)}\n"
+        "(higher is better; error bars: 95% CI across runs)"
+    )
     return save(fig, plt, path, title)

@@ -31,6 +31,7 @@ class Request:
     block_hashes: list[int]  # chained hashes of the full blocks of token_ids computed so far
     answer_seed: int
     arrival_s: float = 0.0
+    ready_s: float = 0.0  # modeled loop time at which the engine may first see it (after the API)
     num_external_tokens: int = 0  # prompt tokens whose KV was pulled from a remote P (act as D)
     hold_kv_on_finish: bool = False  # keep the blocks for a remote decode instance (act as P)
     status: RequestStatus = RequestStatus.WAITING

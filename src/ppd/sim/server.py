@@ -19,7 +19,7 @@ from aiohttp import web
 from ppd import __version__
 from ppd.openai_api import SSE_DONE, ApiError, api_error_response, error_response
 from ppd.sim.config import SimConfig
-from ppd.sim.engine import Engine
+from ppd.sim.engine import TIMER_EARLY_S, Engine
 from ppd.sim.kv_transfer import PULL_PATH, KVPuller, RemotePrefill, parse_kv_transfer_params
 from ppd.sim.metrics import render_metrics
 from ppd.sim.protocol import (
@@ -110,7 +110,9 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
     engine = state.engine
     request = engine.new_request(response_id, params.prompt_token_ids, max_tokens,
                                  hold_kv_on_finish=act_as_prefill)
-    await asyncio.sleep(api_overhead_s(config.profile, request.num_prompt_tokens) * config.time_scale)
+    api_s = api_overhead_s(config.profile, request.num_prompt_tokens) * config.time_scale
+    request.ready_s = request.arrival_s + api_s
+    await asyncio.sleep(max(0.0, api_s - TIMER_EARLY_S))
     if remote is not None:
         try:
             await _pull_remote_kv(state, request, remote)
@@ -140,6 +142,7 @@ async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefi
     num_cached = state.engine.count_cached_prompt_blocks(request.block_hashes[:max_local_blocks])
     await state.puller.pull(remote, num_cached)
     request.num_external_tokens = request.num_prompt_tokens
+    request.ready_s = asyncio.get_running_loop().time()
 
 
 async def _respond_whole(

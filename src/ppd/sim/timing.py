@@ -3,7 +3,7 @@
 A step's duration is a linear function of what the step computes (see `step_duration_s`):
 
     step_ms = base_ms
-            + prefill_token_us/1e3   * prefill tokens
+            + max(prefill_min_ms, prefill_token_us/1e3 * prefill tokens)   (if the step has prefill)
             + attention_pair_ns/1e6  * (query, key) pairs attended by prefill tokens
             + decode_seq_us/1e3      * decoding sequences
             + decode_context_ns/1e6  * context tokens read by decoding sequences
@@ -35,6 +35,7 @@ class StepCosts:
     """Coefficients of the step-time formula."""
 
     base_ms: float
+    prefill_min_ms: float  # a step with any prefill costs at least this for its prefill part
     prefill_token_us: float
     attention_pair_ns: float
     decode_seq_us: float
@@ -70,9 +71,12 @@ class BatchShape:
 
 def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
     """Modeled wall time of one engine step, in seconds (before time scaling)."""
+    prefill_ms = costs.prefill_token_us * 1e-3 * shape.num_prefill_tokens
+    if shape.num_prefill_tokens:
+        prefill_ms = max(costs.prefill_min_ms, prefill_ms)
     total_ms = (
         costs.base_ms
-        + costs.prefill_token_us * 1e-3 * shape.num_prefill_tokens
+        + prefill_ms
         + costs.attention_pair_ns * 1e-6 * shape.num_attention_pairs
         + costs.decode_seq_us * 1e-3 * shape.num_decode_seqs
         + costs.decode_context_ns * 1e-6 * shape.num_decode_context_tokens

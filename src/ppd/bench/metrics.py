@@ -106,9 +106,10 @@ def meets_slo(row: TurnRow, slo: Slo) -> bool:
 
 
 def measured_duration_s(rows: Iterable[TurnRow]) -> float:
-    """Sum over the runs present of (last ok completion or send - first send), in s.
+    """Sum over the runs present of (last completion - first due time) of their sent rows, in s.
 
-    Summing per run makes throughput right for rows pooled from several runs.
+    Summing per run makes throughput right for rows pooled from several runs. Callers pass every
+    turn group's rows, so the throughputs of groups "1" and "2+" add up to that of "all".
     """
     spans: dict[tuple[str, str, float, int], list[float]] = {}
     for row in rows:
@@ -116,8 +117,8 @@ def measured_duration_s(rows: Iterable[TurnRow]) -> float:
             continue
         end_s = row.sent_s + (row.e2e_ms or 0.0) / 1000.0
         key = (row.mode, row.workload, row.qps, row.run)
-        span = spans.setdefault(key, [row.sent_s, end_s])
-        span[0] = min(span[0], row.sent_s)
+        span = spans.setdefault(key, [row.scheduled_s, end_s])
+        span[0] = min(span[0], row.scheduled_s)
         span[1] = max(span[1], end_s)
     return sum(end_s - start_s for start_s, end_s in spans.values())
 
@@ -125,21 +126,22 @@ def measured_duration_s(rows: Iterable[TurnRow]) -> float:
 def summarize(rows: Sequence[TurnRow], run_info: RunInfo | None, slo: Slo) -> list[dict[str, Any]]:
     """One summary per turn group ("1", "2+", "all") of the given rows (one run, or pooled runs)."""
     measured = [row for row in rows if not row.in_warmup]
+    duration_s = measured_duration_s(measured)
     return [
-        summarize_group([row for row in measured if in_group(row, group)], group, rows, run_info, slo)
+        summarize_group([row for row in measured if in_group(row, group)], group, duration_s, run_info, slo)
         for group in TURN_GROUPS
     ]
 
 
 def summarize_group(
-    rows: Sequence[TurnRow], group: str, all_rows: Sequence[TurnRow], run_info: RunInfo | None, slo: Slo
+    rows: Sequence[TurnRow], group: str, duration_s: float, run_info: RunInfo | None, slo: Slo
 ) -> dict[str, Any]:
-    """The summary dict of one turn group's non-warmup rows (the shape `ppd report` reads)."""
+    """The summary dict of one turn group's non-warmup rows (the shape `ppd report` reads);
+    `duration_s` is the measured time of all groups (measured_duration_s)."""
     sent = [row for row in rows if row.sent]
     ok = [row for row in sent if row.ok]
-    duration_s = measured_duration_s(sent)
     num_good = sum(1 for row in ok if meets_slo(row, slo))
-    summary = _labels(run_info, all_rows, group)
+    summary = _labels(run_info, rows, group)
     summary.update(
         count=len(sent),
         num_ok=len(ok),

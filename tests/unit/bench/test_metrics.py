@@ -133,10 +133,10 @@ def test_summary_shape_groups_and_warmup_exclusion() -> None:
 
 def test_throughput_and_goodput_under_slos() -> None:
     rows = [
-        _row(sent_s=0.0, e2e_ms=1000.0, ttft_ms=10.0, tpot_ms=1.0),
-        _row(sent_s=1.0, e2e_ms=1000.0, ttft_ms=50.0, tpot_ms=1.0),  # misses the TTFT SLO
-        _row(sent_s=2.0, e2e_ms=2000.0, ttft_ms=10.0, tpot_ms=9.0),  # misses the TPOT SLO
-        _row(sent_s=3.0, ok=False),
+        _row(scheduled_s=0.0, sent_s=0.0, e2e_ms=1000.0, ttft_ms=10.0, tpot_ms=1.0),
+        _row(scheduled_s=1.0, sent_s=1.0, e2e_ms=1000.0, ttft_ms=50.0, tpot_ms=1.0),  # misses the TTFT SLO
+        _row(scheduled_s=2.0, sent_s=2.0, e2e_ms=2000.0, ttft_ms=10.0, tpot_ms=9.0),  # misses the TPOT SLO
+        _row(scheduled_s=3.0, sent_s=3.0, ok=False),
     ]
     everything = summarize(rows, RUN, Slo(ttft_ms=20.0, tpot_ms=5.0))[2]
     assert everything["duration_s"] == pytest.approx(4.0)  # first send 0 s, last completion 4 s
@@ -144,16 +144,25 @@ def test_throughput_and_goodput_under_slos() -> None:
     assert everything["output_throughput_tps"] == pytest.approx(3 * 46 / 4)
     assert everything["goodput_rps"] == pytest.approx(1 / 4)
     assert everything["slo_attainment"] == pytest.approx(1 / 4)
-    no_slo = summarize(rows, RUN, Slo())[2]
-    assert no_slo["goodput_rps"] == no_slo["request_throughput_rps"]
+    no_slo = summarize(rows, RUN, Slo())
+    assert no_slo[2]["goodput_rps"] == no_slo[2]["request_throughput_rps"]
+    second_turns = [_row(turn=2, scheduled_s=3.5, sent_s=3.5, e2e_ms=500.0)]
+    groups = summarize(rows + second_turns, RUN, Slo())
+    assert groups[0]["duration_s"] == groups[1]["duration_s"] == groups[2]["duration_s"] == pytest.approx(4.0)
+    assert groups[0]["request_throughput_rps"] + groups[1]["request_throughput_rps"] == pytest.approx(
+        groups[2]["request_throughput_rps"]
+    )
 
 
 def test_pooled_rows_sum_per_run_durations() -> None:
-    rows = [_row(run=0, sent_s=0.0, e2e_ms=2000.0), _row(run=1, sent_s=0.5, e2e_ms=1500.0)]
-    assert measured_duration_s(rows) == pytest.approx(2.0 + 1.5)
+    rows = [
+        _row(run=0, scheduled_s=0.0, sent_s=0.0, e2e_ms=2000.0),
+        _row(run=1, scheduled_s=0.4, sent_s=0.5, e2e_ms=1500.0),
+    ]
+    assert measured_duration_s(rows) == pytest.approx(2.0 + 1.6)
     pooled = summarize(rows, None, Slo())[2]
     assert pooled["run"] is None and pooled["mode"] == "ppd" and pooled["offered_rate"] is None
-    assert pooled["request_throughput_rps"] == pytest.approx(2 / 3.5)
+    assert pooled["request_throughput_rps"] == pytest.approx(2 / 3.6)
 
 
 def test_conversation_rates_show_a_client_that_falls_behind() -> None:

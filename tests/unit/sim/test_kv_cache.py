@@ -1,0 +1,46 @@
+from ppd.sim.kv_cache import KVCache, block_hashes_of, extend_block_hashes
+
+
+def test_block_hashes_chain_so_equal_blocks_after_different_prefixes_differ() -> None:
+    a = block_hashes_of([1, 2, 3, 4, 9, 9, 9, 9], block_size=4)
+    b = block_hashes_of([5, 6, 7, 8, 9, 9, 9, 9], block_size=4)
+    assert len(a) == 2
+    assert a[1] != b[1]
+    assert block_hashes_of([1, 2, 3, 4, 9, 9, 9, 9, 7], block_size=4) == a  # partial block not hashed
+
+
+def test_extend_block_hashes_matches_hashing_at_once() -> None:
+    tokens = list(range(40))
+    hashes = block_hashes_of(tokens[:17], 8)
+    extend_block_hashes(hashes, tokens, 8)
+    assert hashes == block_hashes_of(tokens, 8)
+
+
+def test_committed_blocks_stay_findable_after_free_until_evicted() -> None:
+    cache = KVCache(num_blocks=4, block_size=2)
+    hashes = block_hashes_of([1, 2, 3, 4], 2)
+    blocks = cache.allocate(2)
+    assert blocks is not None
+    for block_id, block_hash in zip(blocks, hashes, strict=True):
+        cache.commit(block_id, block_hash)
+    cache.free(blocks)
+    assert cache.cached_prefix(hashes) == blocks
+    assert cache.num_free_blocks == 4
+    # Two fresh blocks come from the never-used ones first; the cached ones survive.
+    assert cache.allocate(2) is not None
+    assert cache.cached_prefix(hashes) == blocks
+    # The next allocation must evict: the sequence's tail block goes first (freed in reverse).
+    assert cache.allocate(1) == [blocks[1]]
+    assert cache.cached_prefix(hashes) == blocks[:1]
+
+
+def test_touch_takes_cached_blocks_out_of_the_free_queue() -> None:
+    cache = KVCache(num_blocks=2, block_size=2)
+    blocks = cache.allocate(1)
+    assert blocks is not None
+    cache.commit(blocks[0], 123)
+    cache.free(blocks)
+    cache.touch(blocks)
+    assert cache.num_free_blocks == 1
+    assert cache.allocate(2) is None
+    assert cache.usage == 0.5

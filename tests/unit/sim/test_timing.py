@@ -1,0 +1,69 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from ppd.sim.timing import (
+    BatchShape,
+    ProfileError,
+    StepCosts,
+    api_overhead_s,
+    load_profile,
+    prefill_attention_pairs,
+    step_duration_s,
+    transfer_duration_s,
+)
+
+COSTS = StepCosts(
+    base_ms=5.0,
+    prefill_min_ms=10.0,
+    prefill_token_us=20.0,
+    attention_pair_ns=1.0,
+    decode_seq_us=10.0,
+    decode_context_ns=40.0,
+)
+
+
+def test_step_duration_adds_each_term() -> None:
+    shape = BatchShape(
+        num_prefill_tokens=1000,
+        num_attention_pairs=1_000_000,
+        num_decode_seqs=10,
+        num_decode_context_tokens=10_000,
+    )
+    expected_ms = 5.0 + 20.0 + 1.0 + 0.1 + 0.4
+    assert step_duration_s(COSTS, shape) == pytest.approx(expected_ms / 1e3)
+
+
+def test_small_prefill_pays_the_floor_and_decode_only_does_not() -> None:
+    assert step_duration_s(COSTS, BatchShape(num_prefill_tokens=10)) == pytest.approx(15.0e-3)
+    assert step_duration_s(COSTS, BatchShape(num_decode_seqs=1, num_decode_context_tokens=100)) == (
+        pytest.approx((5.0 + 0.01 + 0.004) / 1e3)
+    )
+
+
+def test_attention_pairs_are_causal() -> None:
+    assert prefill_attention_pairs(0, 4) == 10  # 1+2+3+4
+    assert prefill_attention_pairs(100, 1) == 101
+
+
+def test_transfer_of_8192_tokens_at_8_3_gbps_is_about_129_ms() -> None:
+    assert transfer_duration_s(8192, 131072, 8.3) == pytest.approx(0.1294, abs=1e-3)
+
+
+def test_default_profile_loads_and_names_its_source() -> None:
+    profile = load_profile("h100-llama3.1-8b")
+    assert "calibration" in profile.source
+    assert profile.kv_bytes_per_token == 131072
+    assert api_overhead_s(profile, 0) == pytest.approx(profile.api_overhead_ms / 1e3)
+
+
+def test_profile_with_unknown_key_is_rejected(tmp_path: Path) -> None:
+    data = json.loads(Path(load_profile.__globals__["PROFILES_DIR"], "h100-llama3.1-8b.json").read_text())
+    data["step"]["bogus_ms"] = 1
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match="bogus_ms"):
+        load_profile(str(path))
+    with pytest.raises(ProfileError, match="no profile"):
+        load_profile("no-such-profile")

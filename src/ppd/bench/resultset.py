@@ -34,6 +34,15 @@ def default_name(config: BenchConfig, now: datetime) -> str:
     return f"bench-{now:%Y%m%dT%H%M%SZ}-{workloads}"
 
 
+def _free_name(output_dir: Path, name: str) -> str:
+    """`name`, or `name-2`, `name-3`... when a set of that name exists (two invocations in a second)."""
+    candidate, number = name, 1
+    while (output_dir / f"{candidate}.json").exists():
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
+
+
 def tool_info() -> dict[str, str]:
     """The tool versions a result was made with."""
     return {
@@ -55,7 +64,7 @@ class ResultSet:
     @classmethod
     def open(cls, config: BenchConfig, server: ServerInfo) -> ResultSet:
         """Create a new set, or continue an existing one when config.append is set."""
-        name = config.name or default_name(config, datetime.now(UTC))
+        name = config.name or _free_name(config.output_dir, default_name(config, datetime.now(UTC)))
         json_path = config.output_dir / f"{name}.json"
         if json_path.exists():
             if not config.append:

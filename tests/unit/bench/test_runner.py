@@ -103,3 +103,14 @@ def test_an_interrupted_invocation_keeps_rows_and_marks_the_run(fake_engine: Any
 def test_a_url_without_models_needs_model(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--model"):
         asyncio.run(run_bench_async(_config("http://127.0.0.1:9", tmp_path)))
+
+
+def test_default_names_never_collide(fake_engine: Any, tmp_path: Path) -> None:
+    async def scenario() -> list[Path]:
+        async with fake_engine() as engine:
+            config = _config(engine.url, tmp_path, name=None, qps=(20.0,), duration_s=0.1)
+            return [await run_bench_async(config) for _ in range(2)]
+
+    first, second = asyncio.run(scenario())
+    assert first != second and first.name.startswith("bench-") and first.name.endswith("-4x2.json")
+    assert first.exists() and second.exists()

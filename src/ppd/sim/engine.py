@@ -159,8 +159,12 @@ class Engine:
             if request.first_token_s is None:
                 request.first_token_s = now_s
                 stats.num_prompt_tokens += request.num_prompt_tokens
-            request.output_ready.set()
+            if request.on_token is not None:
+                request.on_token(request)
+            else:
+                request.output_ready.set()
         for request in finished:
+            request.output_ready.set()
             stats.num_finished_requests += 1
             if request.hold_kv_on_finish:
                 request.lease_id = self.leases.grant(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ppd.tokens import NUM_WORD_TOKENS
@@ -42,7 +43,9 @@ class Request:
     num_preemptions: int = 0
     first_token_s: float | None = None
     lease_id: str | None = None  # set when acting as P: the blocks are held under this id
-    output_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    output_ready: asyncio.Event = field(default_factory=asyncio.Event)  # new tokens, finished or aborted
+    # When set, called synchronously with each step's new token instead of setting output_ready.
+    on_token: Callable[[Request], None] | None = None
 
     @property
     def num_tokens(self) -> int:

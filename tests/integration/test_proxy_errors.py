@@ -107,17 +107,18 @@ def test_no_healthy_upstream_is_503(ppd_server) -> None:
 
 
 def test_engine_gone_before_streaming_is_502_then_out_of_service(ppd_server) -> None:
+    # The only D is gone: nowhere to fail over to (tests/integration/test_proxy_failover.py has that).
     prefill, decode = ppd_server(*SIM_FAST), ppd_server(*SIM_FAST)
     proxy = ppd_server("proxy", "--mode", "pd", "--prefill", prefill.url, "--decode", decode.url,
                        "--health-interval-s", "60").url  # fmt: skip
     assert wait_until(lambda: all(u["version"] for u in call(proxy, "/status").json()["upstreams"]))
-    prefill.stop()
+    decode.stop()
     body = {"prompt": "w1 w2", "max_tokens": 2, "stream": True}
     assert "cannot connect" in assert_openai_error(post_json(proxy, "/v1/completions", body), 502)
-    assert "no healthy prefill" in assert_openai_error(post_json(proxy, "/v1/completions", body), 503)
+    assert "no healthy decode" in assert_openai_error(post_json(proxy, "/v1/completions", body), 503)
     upstreams = {u["url"]: u for u in call(proxy, "/status").json()["upstreams"]}
-    assert upstreams[prefill.url]["healthy"] is False and upstreams[decode.url]["healthy"] is True
-    failed = upstreams[prefill.url]
+    assert upstreams[decode.url]["healthy"] is False and upstreams[prefill.url]["healthy"] is True
+    failed = upstreams[decode.url]
     assert failed["num_failures"] == 1 and "cannot connect" in failed["last_error"]
 
 

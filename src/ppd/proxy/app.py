@@ -7,6 +7,7 @@
     GET  /status                                  mode, options, upstreams, conversations, routes
     GET  /metrics, POST /metrics/clear (admin)    Prometheus text; zero the counters
     GET  /health, /version, /v1/models
+    GET  /openapi.json                            the OpenAPI description of all of the above
 
 Admin endpoints need `Authorization: Bearer <token>` when the config has an admin token.
 """
@@ -25,6 +26,7 @@ from ppd import __version__
 from ppd.openai_api import ApiError, api_error_response, error_response
 from ppd.proxy.config import MODES, ProxyConfig, mode_unavailable
 from ppd.proxy.metrics import DecisionLog
+from ppd.proxy.openapi import openapi_description
 from ppd.proxy.state import STATE, ProxyState
 from ppd.proxy.turns import CHAT_PATH, COMPLETIONS_PATH, handle_chat_completions, handle_completions
 from ppd.proxy.upstreams import HealthChecker
@@ -48,6 +50,7 @@ def build_app(config: ProxyConfig) -> web.Application:
     app.router.add_post("/metrics/clear", clear_metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)
+    app.router.add_get("/openapi.json", openapi)
     return app
 
 
@@ -150,6 +153,11 @@ async def health(request: web.Request) -> web.Response:
 async def version(request: web.Request) -> web.Response:
     """GET /version."""
     return web.json_response({"version": f"ppd-proxy-{__version__}"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """GET /openapi.json."""
+    return web.json_response(openapi_description(request.app[STATE].config.max_body_bytes))
 
 
 async def models(request: web.Request) -> web.Response:

@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=10001, help="port (0 picks a free one)")
     parser.add_argument("--admin-token", help="require 'Authorization: Bearer T' on admin endpoints")
     parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without --admin-token (anyone reaching it can switch modes)",
+    )
+    parser.add_argument(
         "--pd-decode-affinity",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -42,7 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=300.0,
         help="longest wait for an upstream's first byte, and between two chunks of its stream",
     )
-    parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    parser.add_argument(
+        "--prefill-timeout-s",
+        type=float,
+        default=60.0,
+        help="longest wait for P's answer; a P that fails or times out: D prefills the turn itself",
+    )
+    parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="larger bodies: 413")
+    parser.add_argument(
+        "--body-timeout-s", type=float, default=30.0, help="longest wait for a request's whole body (408)"
+    )
     parser.add_argument("--health-interval-s", type=float, default=2.0)
     parser.add_argument("--health-timeout-s", type=float, default=2.0)
     parser.add_argument("--health-max-backoff-s", type=float, default=30.0)
@@ -64,7 +78,10 @@ def build_config(args: argparse.Namespace) -> ProxyConfig:
         conversation_idle_ttl_s=args.conversation_ttl_s,
         connect_timeout_s=args.connect_timeout_s,
         first_byte_timeout_s=args.first_byte_timeout_s,
+        prefill_timeout_s=args.prefill_timeout_s,
         max_body_bytes=args.max_body_bytes,
+        body_timeout_s=args.body_timeout_s,
+        insecure=args.insecure,
         health_interval_s=args.health_interval_s,
         health_timeout_s=args.health_timeout_s,
         health_max_backoff_s=args.health_max_backoff_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -31,7 +32,10 @@ class ProxyConfig:
     conversation_idle_ttl_s: float = 3600.0
     connect_timeout_s: float = 5.0
     first_byte_timeout_s: float = 300.0  # also bounds each gap between chunks of a stream
+    prefill_timeout_s: float = 60.0  # longest wait for P's answer; then D prefills the turn itself
     max_body_bytes: int = 16 * 1024 * 1024
+    body_timeout_s: float = 30.0  # longest wait for a client's whole request body (408 after)
+    insecure: bool = False  # allow a non-loopback bind address without an admin token
     health_interval_s: float = 2.0
     health_timeout_s: float = 2.0
     health_max_backoff_s: float = 30.0
@@ -70,7 +74,9 @@ def check_config(config: ProxyConfig) -> None:
         "conversation_idle_ttl_s",
         "connect_timeout_s",
         "first_byte_timeout_s",
+        "prefill_timeout_s",
         "max_body_bytes",
+        "body_timeout_s",
         "health_interval_s",
         "health_timeout_s",
         "health_max_backoff_s",
@@ -80,6 +86,21 @@ def check_config(config: ProxyConfig) -> None:
         raise UsageError(f"port {config.port} is outside 0..65535")
     if config.admin_token is not None and not config.admin_token:
         raise UsageError("--admin-token must not be empty")
+    if config.admin_token is None and not config.insecure and not is_loopback(config.host):
+        raise UsageError(
+            f"refusing to bind non-loopback address {config.host!r} without --admin-token "
+            "(anyone who reaches it could switch modes); give --admin-token T, or --insecure"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address reaches only this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 def mode_unavailable(mode: str, config: ProxyConfig) -> str | None:

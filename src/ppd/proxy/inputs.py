@@ -7,15 +7,17 @@ passed through to the client.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ppd.openai_api import ApiError
-from ppd.proxy.conversations import SESSION_BODY_FIELD, Identity, session_id_of
+from ppd.proxy.conversations import SESSION_BODY_FIELD, SESSION_HEADER, Identity, session_id_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,21 +33,57 @@ class TurnRequest:
     capture_answer: bool  # whether the answer text is needed to recognise the next turn
 
 
-async def read_json_body(request: web.Request, max_body_bytes: int) -> tuple[dict[str, Any], bytes]:
-    """The request's JSON object and raw bytes; ApiError 413 when too large, 400 when not an object."""
+# Longer session ids are refused: each is kept as a conversation key, up to --max-conversations.
+MAX_SESSION_ID_CHARS = 512
+# Deeper JSON is refused: the proxy's own walks over a body (digests, re-encoding) must not recurse
+# into a RecursionError. Real requests nest a handful of levels.
+MAX_JSON_DEPTH = 64
+
+
+async def read_json_body(
+    request: web.Request, max_body_bytes: int, body_timeout_s: float
+) -> tuple[dict[str, Any], bytes]:
+    """The request's JSON object and raw bytes: ApiError 413 when too large, 408 when it does not
+    arrive whole within body_timeout_s, 400 when it is broken or not a JSON object."""
     if request.content_length is not None and request.content_length > max_body_bytes:
         raise ApiError(413, f"request body of {request.content_length} bytes exceeds {max_body_bytes}")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(body_timeout_s):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, f"request body exceeds {max_body_bytes} bytes") from exc
+    except TimeoutError as exc:
+        raise ApiError(408, f"request body did not arrive within {body_timeout_s:g} s") from exc
+    except HttpProcessingError as exc:  # e.g. broken chunked framing or Content-Encoding
+        raise ApiError(400, f"request body is malformed: {exc.message}") from exc
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ApiError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels") from exc
+    # Only a body with many brackets can nest deeply; counting them is a C-speed scan.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(body) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     return body, raw
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a scalar: 0), without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+        pending.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return deepest
 
 
 def parse_turn_request(
@@ -53,6 +91,8 @@ def parse_turn_request(
 ) -> TurnRequest:
     """Check the fields the proxy relies on and work out the request's identity."""
     _check_common_fields(body)
+    if len(headers.get(SESSION_HEADER, "")) > MAX_SESSION_ID_CHARS:
+        raise ApiError(400, f"{SESSION_HEADER} is longer than {MAX_SESSION_ID_CHARS} characters")
     session_id = session_id_of(headers, body)
     if SESSION_BODY_FIELD in body:
         body = {key: value for key, value in body.items() if key != SESSION_BODY_FIELD}
@@ -91,6 +131,8 @@ def _check_common_fields(body: Mapping[str, Any]) -> None:
     conversation_id = body.get(SESSION_BODY_FIELD)
     if conversation_id is not None and (not isinstance(conversation_id, str) or not conversation_id):
         raise ApiError(400, f"'{SESSION_BODY_FIELD}' must be a non-empty string", SESSION_BODY_FIELD)
+    if isinstance(conversation_id, str) and len(conversation_id) > MAX_SESSION_ID_CHARS:
+        raise ApiError(400, f"'{SESSION_BODY_FIELD}' is longer than {MAX_SESSION_ID_CHARS} characters")
 
 
 def _checked_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -72,6 +72,7 @@ class ProxyMetrics:
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (route, http status)
     routes: Counter[str] = field(default_factory=Counter)  # decisions per route
     disconnects: Counter[str] = field(default_factory=Counter)  # clients gone mid-answer, per route
+    failovers: Counter[str] = field(default_factory=Counter)  # turns served another way, per kind
     ttft_s: dict[str, Histogram] = field(default_factory=dict)  # to the first relayed byte
     prefill_s: dict[str, Histogram] = field(default_factory=dict)  # the P hop
     duration_s: dict[str, Histogram] = field(default_factory=dict)  # whole request
@@ -86,7 +87,7 @@ class ProxyMetrics:
 
     def clear(self) -> None:
         """Zero everything."""
-        for counter in (self.requests, self.routes, self.disconnects):
+        for counter in (self.requests, self.routes, self.disconnects, self.failovers):
             counter.clear()
         for histograms in (self.ttft_s, self.prefill_s, self.duration_s):
             histograms.clear()
@@ -106,6 +107,8 @@ class ProxyMetrics:
                 f'ppd_proxy_client_disconnects_total{{route="{r}"}} {n}'
                 for r, n in sorted(self.disconnects.items())
             ),
+            "# TYPE ppd_proxy_failovers_total counter",
+            *(f'ppd_proxy_failovers_total{{kind="{k}"}} {n}' for k, n in sorted(self.failovers.items())),
         ]
         for kind, histograms in (
             ("ttft_seconds", self.ttft_s),

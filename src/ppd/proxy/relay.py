@@ -160,13 +160,32 @@ class RelayResult:
     client_gone: bool = False  # the client closed the connection mid-stream
 
 
+async def read_first_chunk(url: str, upstream: aiohttp.ClientResponse) -> tuple[bytes, float]:
+    """The answer's first bytes and their arrival (perf_counter s), read before the client's headers.
+
+    Until then a failure can still be answered cleanly, or retried elsewhere: an engine that dies
+    while it prefills breaks no client stream. UpstreamFailed (`unreachable` unless it timed out).
+    """
+    try:
+        chunk = await upstream.content.readany()
+    except TimeoutError as exc:
+        raise UpstreamFailed(url, f"no answer: {type(exc).__name__} {exc}", unreachable=False) from exc
+    except aiohttp.ClientError as exc:
+        message = f"broke off before the first byte: {type(exc).__name__} {exc}"
+        raise UpstreamFailed(url, message, unreachable=True) from exc
+    return chunk, time.perf_counter()
+
+
 async def relay_stream(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     headers: dict[str, str],
     on_bytes: Callable[[bytes], None],
+    first: tuple[bytes, float] = (b"", 0.0),
 ) -> tuple[web.StreamResponse, RelayResult]:
     """Write the upstream body to the client chunk by chunk as it arrives, calling on_bytes(chunk).
+
+    `first`: the chunk read_first_chunk returned, and its arrival stamp, sent before any other.
 
     A client that goes away is noticed at the next write (`client_gone`), or sooner by the server
     cancelling the handler (CancelledError); either way the caller then closes the upstream
@@ -177,16 +196,20 @@ async def relay_stream(
     response.content_type = _mime(upstream.headers.get("Content-Type", "text/event-stream"))
     await response.prepare(request)
     reader = upstream.content
+    chunk, first_byte_s = first
+    if chunk:
+        result.first_byte_s = first_byte_s
     while True:
-        try:
-            chunk = await reader.readany()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            # Headers are sent: break the connection so the client sees an incomplete stream.
-            result.upstream_error = f"stream from {upstream.url} broken off: {type(exc).__name__} {exc}"
-            response.force_close()
-            return response, result
         if not chunk:
-            break
+            try:
+                chunk = await reader.readany()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                # Headers are sent: break the connection so the client sees an incomplete stream.
+                result.upstream_error = f"stream from {upstream.url} broken off: {type(exc).__name__} {exc}"
+                response.force_close()
+                return response, result
+            if not chunk:
+                break
         if result.first_byte_s is None:
             result.first_byte_s = time.perf_counter()
         on_bytes(chunk)
@@ -195,6 +218,7 @@ async def relay_stream(
         except ConnectionResetError:
             result.client_gone = True  # the caller's `finally` closes the upstream: it aborts
             return response, result
+        chunk = b""
     result.last_byte_s = time.perf_counter()
     await response.write_eof()
     return response, result

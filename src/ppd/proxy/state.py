@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ppd.proxy.config import ProxyConfig
 from ppd.proxy.conversations import ConversationStore
+from ppd.proxy.failover import FAILOVER_KINDS
 from ppd.proxy.metrics import DecisionLog, ProxyMetrics
 from ppd.proxy.policies import ROUTE_KINDS, RouteOptions
 from ppd.proxy.upstreams import UpstreamPool
@@ -32,6 +33,7 @@ class ProxyState:
     client_session: aiohttp.ClientSession | None = None
     num_decisions: int = 0
     upstream_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
+    prefill_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> ProxyState:
@@ -42,6 +44,7 @@ class ProxyState:
             pool=UpstreamPool(config),
             conversations=ConversationStore(config.max_conversations, config.conversation_idle_ttl_s),
             upstream_timeout=upstream_timeout(config),
+            prefill_timeout=prefill_timeout(config),
         )
 
     @property
@@ -57,14 +60,19 @@ class ProxyState:
         return RouteOptions(self.config.pd_decode_affinity, self.num_decisions)
 
     def note_failure(self, url: str, error: str, unreachable: bool) -> None:
-        """Count a failed forward; one that could not connect takes the instance out of service."""
+        """Count a failed forward; one that could not connect, or a streak, takes the instance out."""
         upstream = self.pool.by_url.get(url)
         if upstream is None:
             return
-        upstream.num_failures += 1
-        upstream.last_error = error
-        if unreachable:
-            self.pool.mark_unreachable(upstream, error, time.monotonic(), self.config.health_interval_s)
+        interval_s, max_backoff_s = self.config.health_interval_s, self.config.health_max_backoff_s
+        now_s = time.monotonic()
+        self.pool.note_request_failure(upstream, error, unreachable, now_s, interval_s, max_backoff_s)
+
+    def note_success(self, url: str) -> None:
+        """A forward to `url` completed."""
+        upstream = self.pool.by_url.get(url)
+        if upstream is not None:
+            self.pool.note_request_success(upstream)
 
     def record_turn(self, record: TurnRecord, path: str) -> None:
         """Count a finished request in the metrics and the decision log."""
@@ -76,6 +84,8 @@ class ProxyState:
         metrics.routes[route] += 1
         if record.client_disconnected:
             metrics.disconnects[route] += 1
+        for kind in record.failovers:
+            metrics.failovers[kind] += 1
         if record.first_byte_s is not None:
             metrics.observe(route, "ttft_s", record.first_byte_s - record.started_s)
         if record.prefill_ms is not None:
@@ -87,7 +97,8 @@ class ProxyState:
 
     def status(self) -> dict[str, Any]:
         """GET /status: the topology and live state; `ppd bench` stores it with every result."""
-        routes = {kind: self.metrics.routes.get(kind, 0) for kind in ROUTE_KINDS}
+        # Every mode's route kind, and others (pd-fallback) once they happened.
+        routes = {kind: self.metrics.routes.get(kind, 0) for kind in ROUTE_KINDS} | dict(self.metrics.routes)
         statuses: dict[str, int] = {}
         for (_, status), count in self.metrics.requests.items():
             statuses[str(status)] = statuses.get(str(status), 0) + count
@@ -103,6 +114,7 @@ class ProxyState:
             "routes": routes,
             "responses_by_status": statuses,
             "client_disconnects": sum(self.metrics.disconnects.values()),
+            "failovers": {kind: self.metrics.failovers.get(kind, 0) for kind in FAILOVER_KINDS},
         }
 
 
@@ -110,6 +122,13 @@ def upstream_timeout(config: ProxyConfig) -> aiohttp.ClientTimeout:
     """Connect timeout, and the longest wait for the first byte or between two chunks."""
     return aiohttp.ClientTimeout(
         total=None, sock_connect=config.connect_timeout_s, sock_read=config.first_byte_timeout_s
+    )
+
+
+def prefill_timeout(config: ProxyConfig) -> aiohttp.ClientTimeout:
+    """Connect timeout, and the longest wait for P's answer before D prefills the turn itself."""
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=config.connect_timeout_s, sock_read=config.prefill_timeout_s
     )
 
 
@@ -121,7 +140,9 @@ def options_status(config: ProxyConfig) -> dict[str, Any]:
         "conversation_idle_ttl_s": config.conversation_idle_ttl_s,
         "connect_timeout_s": config.connect_timeout_s,
         "first_byte_timeout_s": config.first_byte_timeout_s,
+        "prefill_timeout_s": config.prefill_timeout_s,
         "max_body_bytes": config.max_body_bytes,
+        "body_timeout_s": config.body_timeout_s,
         "health_interval_s": config.health_interval_s,
         "health_timeout_s": config.health_timeout_s,
         "health_max_backoff_s": config.health_max_backoff_s,
@@ -147,6 +168,7 @@ def decision_line(mode: str, record: TurnRecord, path: str) -> dict[str, Any]:
         "prefill": route.prefill_url if route else None,
         "upstream": route.target_url if route else None,
         "reason": route.reason if route else None,
+        "failovers": record.failovers,
         "status": record.status,
         "error": record.error,
         "client_disconnected": record.client_disconnected,

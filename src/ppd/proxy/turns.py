@@ -2,8 +2,10 @@
 
 The route comes from policies.choose_route; this module only carries it out: the P hop when the
 route has one, then the streaming relay from the target, then the conversation's new state, the
-metrics and the decision log. The client's response headers are sent only after the target
-answered 200, so every failure before that is a clean OpenAI-style error.
+metrics and the decision log. The client's response headers are sent only after the target's first
+bytes arrived, so every failure before that is a clean OpenAI-style error, or a failover
+(failover.py): a P that fails or times out leaves the turn to D alone, and a target that cannot be
+reached gets the turn routed once more without it.
 """
 
 from __future__ import annotations
@@ -12,16 +14,24 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from ppd.openai_api import ApiError, api_error_response, error_response
 from ppd.proxy.capture import AnswerCapture
 from ppd.proxy.conversations import Conversation, TurnOutcome
+from ppd.proxy.failover import (
+    FAILOVER_PREFILL_FAILED,
+    FAILOVER_RETRIED,
+    prefill_failed_route,
+    retry_route,
+    route_with_failover,
+)
 from ppd.proxy.inputs import TurnRequest, parse_turn_request, read_json_body
-from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, choose_route, estimated_prefill_tokens
+from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, estimated_prefill_tokens
 from ppd.proxy.relay import (
     UpstreamFailed,
     UpstreamRejected,
@@ -29,6 +39,7 @@ from ppd.proxy.relay import (
     decode_body,
     open_upstream,
     prefill_body,
+    read_first_chunk,
     rejection_response,
     relay_stream,
     upstream_headers,
@@ -53,6 +64,7 @@ class TurnRecord:
     finished_s: float | None = None
     error: str | None = None
     client_disconnected: bool = False
+    failovers: list[str] = field(default_factory=list)  # failover.FAILOVER_KINDS, in order
 
 
 async def handle_completions(request: web.Request) -> web.StreamResponse:
@@ -70,16 +82,22 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
     state = request.app[STATE]
     record = TurnRecord(started_s=time.perf_counter())
     try:
-        body, raw_body = await read_json_body(request, state.config.max_body_bytes)
+        config = state.config
+        body, raw_body = await read_json_body(request, config.max_body_bytes, config.body_timeout_s)
         turn_request = parse_turn_request(request.headers, body, raw_body, is_chat)
         conversation = state.conversations.find(turn_request.identity)
         turn = record.turn = turn_of(conversation, turn_request)
-        route = record.route = choose_route(state.mode, turn, state.pool.candidates, state.next_options())
+        route, failover = route_with_failover(state.mode, turn, state.pool.candidates, state.next_options())
+        record.route = route
+        record.failovers += [failover] if failover else []
         record.conversation_key = conversation.key if conversation else None
         return await forward_turn(request, state, turn_request, conversation, route, turn, record)
     except ApiError as exc:
         record.status, record.error = exc.status, exc.message
-        return api_error_response(exc)
+        response = api_error_response(exc)
+        if exc.status in (408, 413):
+            response.force_close()  # the unread rest of the body must not be parsed as a request
+        return response
     except NoHealthyUpstream as exc:
         record.status, record.error = 503, str(exc)
         return error_response(503, str(exc))
@@ -109,30 +127,23 @@ async def forward_turn(
     turn: Turn,
     record: TurnRecord,
 ) -> web.StreamResponse:
-    """Carry out the route; commit the conversation's new state when the answer completed."""
+    """Carry out the route, failing over where it can; commit the conversation when the answer completed."""
     request_id = request.headers.get("X-Request-Id") or f"ppd-{uuid.uuid4().hex}"
-    headers_up = upstream_headers(request.headers, request_id)
-    headers_down = {
-        "x-ppd-route": route.kind,
-        "x-ppd-turn": str(turn.number),
-        "x-ppd-upstream": route.target_url,
-        "X-Request-Id": request_id,
-    }
-    path = CHAT_PATH if turn_request.is_chat else COMPLETIONS_PATH
-    prefill_tokens_at_p, prefill_tokens_at_target = estimated_prefill_tokens(route, turn)
+    forward = _Forward(request, state, turn_request, turn, record, request_id)
     try:
-        data = turn_request.raw_body
-        if route.prefill_url is not None:
-            kv_transfer_params = await _prefill_hop(
-                state, route.prefill_url, path, turn_request, headers_up, prefill_tokens_at_p, record
-            )
-            headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
-            data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
-        capture = AnswerCapture(turn_request.is_chat, turn_request.capture_answer)
-        response = await _target_hop(
-            request, state, route.target_url, path, data, headers_up, headers_down, turn_request,
-            capture, prefill_tokens_at_target, record,
-        )  # fmt: skip
+        try:
+            response, capture = await forward.attempt(route)
+        except UpstreamFailed as exc:
+            if not exc.unreachable:
+                raise
+            # Nothing reached the client yet and the instance is gone: route the turn once more.
+            state.note_failure(exc.url, str(exc), unreachable=True)
+            try:
+                route = forward.rerouted(state.mode, record.route or route)
+            except NoHealthyUpstream as no_other:
+                raise ApiError(502, f"upstream failed: {exc}; {no_other}") from exc
+            record.failovers.append(FAILOVER_RETRIED)
+            response, capture = await forward.attempt(route)
     except UpstreamRejected as exc:
         record.status, record.error = exc.answer.status, str(exc)
         if exc.answer.status >= 500:
@@ -145,11 +156,86 @@ async def forward_turn(
         record.client_disconnected, record.status, record.error = True, 499, "client disconnected"
         raise
     if record.error is None:
+        final_route = record.route or route
+        state.note_success(final_route.target_url)
         committed = state.conversations.commit_turn(
-            turn_request.identity, conversation, _outcome(route, turn, capture)
+            turn_request.identity, conversation, _outcome(final_route, turn, capture)
         )
         record.conversation_key = committed.key
     return response
+
+
+@dataclass
+class _Forward:
+    """One turn's forwarding: what every attempt shares, and the KV that P prepared, once it did."""
+
+    request: web.Request
+    state: ProxyState
+    turn_request: TurnRequest
+    turn: Turn
+    record: TurnRecord
+    request_id: str
+    kv_transfer_params: dict[str, Any] | None = None
+    kv_prefill_url: str | None = None
+
+    @property
+    def path(self) -> str:
+        return CHAT_PATH if self.turn_request.is_chat else COMPLETIONS_PATH
+
+    async def attempt(self, route: Route) -> tuple[web.StreamResponse, AnswerCapture]:
+        """The P hop (unless this turn's KV is ready), then the target; a failed P leaves D alone."""
+        record, turn_request = self.record, self.turn_request
+        headers_up = upstream_headers(self.request.headers, self.request_id)
+        record.route = route
+        data = turn_request.raw_body
+        if route.prefill_url is not None and route.prefill_url != self.kv_prefill_url:
+            try:
+                await self._prefill(route, route.prefill_url)
+            except (UpstreamFailed, UpstreamRejected) as exc:
+                if isinstance(exc, UpstreamRejected) and exc.answer.status < 500:
+                    raise  # the request's own fault (e.g. unknown model): the client hears P's answer
+                self.state.note_failure(exc.url, str(exc), getattr(exc, "unreachable", False))
+                route = record.route = prefill_failed_route(route, str(exc))
+                record.failovers.append(FAILOVER_PREFILL_FAILED)
+        headers_down = {
+            "x-ppd-route": route.kind,
+            "x-ppd-turn": str(self.turn.number),
+            "x-ppd-upstream": route.target_url,
+            "X-Request-Id": self.request_id,
+        }
+        if record.failovers:
+            headers_down["x-ppd-failover"] = ",".join(record.failovers)
+        if route.prefill_url is not None and self.kv_transfer_params is not None:
+            headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
+            data = json.dumps(decode_body(turn_request.body, self.kv_transfer_params)).encode()
+        capture = AnswerCapture(turn_request.is_chat, turn_request.capture_answer)
+        _, prefill_tokens_at_target = estimated_prefill_tokens(route, self.turn)
+        response = await _target_hop(
+            self.request, self.state, route.target_url, self.path, data, headers_up, headers_down,
+            turn_request, capture, prefill_tokens_at_target, record,
+        )  # fmt: skip
+        return response, capture
+
+    async def _prefill(self, route: Route, prefill_url: str) -> None:
+        headers_up = upstream_headers(self.request.headers, self.request_id)
+        prefill_tokens_at_p, _ = estimated_prefill_tokens(route, self.turn)
+        self.kv_transfer_params = await _prefill_hop(
+            self.state, prefill_url, self.path, self.turn_request, headers_up, prefill_tokens_at_p,
+            self.record,
+        )  # fmt: skip
+        self.kv_prefill_url = prefill_url
+
+    def rerouted(self, mode: str, failed: Route) -> Route:
+        """The route of a retry after `failed.target_url` could not be reached (now out of service)."""
+        state = self.state
+        prefill = state.pool.by_url.get(self.kv_prefill_url or "")
+        have_kv = self.kv_transfer_params is not None and prefill is not None and prefill.healthy
+        if not have_kv:
+            self.kv_transfer_params = self.kv_prefill_url = None
+        route = retry_route(mode, self.turn, state.pool.candidates, state.next_options(), failed, have_kv)
+        if have_kv and route.prefill_url is not None:
+            route = Route(route.kind, route.target_url, self.kv_prefill_url, route.reason)
+        return route
 
 
 async def _prefill_hop(
@@ -166,7 +252,7 @@ async def _prefill_hop(
     started_s = time.perf_counter()
     try:
         body = prefill_body(turn_request.body, turn_request.is_chat)
-        return await call_prefill(state.session, base_url, path, body, headers, state.upstream_timeout)
+        return await call_prefill(state.session, base_url, path, body, headers, state.prefill_timeout)
     finally:
         record.prefill_ms = (time.perf_counter() - started_s) * 1000.0
         upstream.prefill_done(num_prefill_tokens)
@@ -201,7 +287,8 @@ async def _target_hop(
         answer = await open_upstream(state.session, base_url, path, data, headers_up, state.upstream_timeout)
         try:
             if turn_request.stream:
-                response, result = await relay_stream(request, answer, headers_down, on_bytes)
+                first = await read_first_chunk(base_url, answer)
+                response, result = await relay_stream(request, answer, headers_down, on_bytes, first)
                 capture.finish()
                 record.first_byte_s, record.error = result.first_byte_s, result.upstream_error
                 if result.upstream_error is not None:
@@ -211,7 +298,7 @@ async def _target_hop(
                     record.client_disconnected, record.status = True, 499
                     record.error = "client disconnected"
                 return response
-            body = await answer.read()
+            body = await _read_whole(base_url, answer)
             record.first_byte_s = time.perf_counter()
             on_bytes(b"")
             capture.feed_json_body(body)
@@ -223,6 +310,16 @@ async def _target_hop(
         if prefill_pending:
             upstream.prefill_done(num_prefill_tokens)
         upstream.end()
+
+
+async def _read_whole(base_url: str, answer: aiohttp.ClientResponse) -> bytes:
+    # Nothing was sent to the client yet: a broken answer is an UpstreamFailed, retried when it broke.
+    try:
+        return await answer.read()
+    except TimeoutError as exc:
+        raise UpstreamFailed(base_url, f"no answer: {type(exc).__name__} {exc}", unreachable=False) from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailed(base_url, f"answer broken off: {type(exc).__name__} {exc}", True) from exc
 
 
 def _outcome(route: Route, turn: Turn, capture: AnswerCapture) -> TurnOutcome:

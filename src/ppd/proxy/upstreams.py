@@ -19,6 +19,10 @@ import aiohttp
 from ppd.proxy.config import ROLE_DECODE, ROLE_PREFILL, ROLE_REPLICA, ProxyConfig
 from ppd.proxy.policies import Candidates
 
+# Consecutive failed requests (timeouts, 5xx, broken streams) that take an instance out of service
+# even while its /health passes: a stalled engine would otherwise cost every turn a timeout.
+EJECT_AFTER_FAILURES = 3
+
 
 @dataclass(eq=False)
 class Upstream:
@@ -35,6 +39,8 @@ class Upstream:
     last_error: str | None = None
     num_requests: int = 0  # sent since start (or the last /metrics/clear)
     num_failures: int = 0  # connection failures, timeouts and 5xx answers
+    consecutive_request_failures: int = 0  # failed requests since its last success
+    ejected_until_s: float = 0.0  # monotonic: health checks cannot return it to service before this
 
     def begin(self, num_prefill_tokens: int) -> None:
         """A request was sent that will prefill `num_prefill_tokens` here."""
@@ -62,6 +68,7 @@ class Upstream:
             "num_requests": self.num_requests,
             "num_failures": self.num_failures,
             "consecutive_health_failures": self.consecutive_failures,
+            "consecutive_request_failures": self.consecutive_request_failures,
             "last_error": self.last_error,
         }
 
@@ -91,6 +98,30 @@ class UpstreamPool:
         upstream.healthy = False
         upstream.last_error = error
         upstream.next_check_s = min(upstream.next_check_s, now_s + retry_in_s)
+
+    def note_request_failure(
+        self, upstream: Upstream, error: str, unreachable: bool, now_s: float, interval_s: float,
+        max_backoff_s: float,
+    ) -> None:  # fmt: skip
+        """A forward failed: out of service at once when unreachable, or after repeated failures.
+
+        Repeated failures hold the instance out for a backoff that doubles with each further failure,
+        so a stalled engine whose /health still passes is tried again only now and then.
+        """
+        upstream.num_failures += 1
+        upstream.consecutive_request_failures += 1
+        upstream.last_error = error
+        excess = upstream.consecutive_request_failures - EJECT_AFTER_FAILURES
+        if excess >= 0:
+            hold_s = next_check_delay_s(excess, interval_s, max_backoff_s)
+            upstream.ejected_until_s = now_s + hold_s
+            self.mark_unreachable(upstream, error, now_s, hold_s)
+        elif unreachable:
+            self.mark_unreachable(upstream, error, now_s, interval_s)
+
+    def note_request_success(self, upstream: Upstream) -> None:
+        """A forward completed: its failure streak is over."""
+        upstream.consecutive_request_failures = 0
 
     def clear_counters(self) -> None:
         """Zero the cumulative counters (live load counters are left alone)."""
@@ -139,7 +170,7 @@ class HealthChecker:
         if error is None:
             if upstream.version is None:
                 upstream.version = await self._fetch_version(upstream.url)
-            upstream.healthy = True
+            upstream.healthy = self._clock() >= upstream.ejected_until_s
             upstream.consecutive_failures = 0
         else:
             upstream.healthy = False

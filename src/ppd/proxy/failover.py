@@ -1,0 +1,77 @@
+"""Where a turn goes when its route cannot be carried out, as pure functions of explicit state.
+
+    no healthy P          D alone: the D holding the history (its prefix cache), else the least
+                          loaded D, prefills the turn locally (route `pd-fallback`)
+    P failed or timed out the D already chosen prefills the turn locally (route `pd-fallback`)
+    target unreachable    before any byte reached the client: the turn is routed once more without
+                          it (it is out of service by then); KV that P already prepared is reused
+
+Each kind is counted (metrics, /status) so a fallback never hides: a turn served on D alone is
+slower than PD or PPD and would skew a measurement.
+"""
+
+from __future__ import annotations
+
+from ppd.proxy.policies import (
+    Candidates,
+    NoHealthyUpstream,
+    Route,
+    RouteOptions,
+    Turn,
+    choose_route,
+    healthy_holder,
+    least_loaded_decode,
+)
+
+ROUTE_PD_FALLBACK = "pd-fallback"
+
+FAILOVER_NO_PREFILL = "no_prefill"  # no healthy P: D alone
+FAILOVER_PREFILL_FAILED = "prefill_failed"  # P errored or timed out: D alone
+FAILOVER_RETRIED = "retried"  # the target could not be reached: routed once more elsewhere
+FAILOVER_KINDS = (FAILOVER_NO_PREFILL, FAILOVER_PREFILL_FAILED, FAILOVER_RETRIED)
+
+
+def decode_only_route(turn: Turn, candidates: Candidates, options: RouteOptions, why: str) -> Route:
+    """D alone: the healthy D holding the history, else the least loaded healthy D."""
+    holder = healthy_holder(turn, candidates.decodes)
+    decode = holder if holder is not None else least_loaded_decode(candidates.decodes, options.rotation)
+    return Route(ROUTE_PD_FALLBACK, decode.url, None, why)
+
+
+def route_with_failover(
+    mode: str, turn: Turn, candidates: Candidates, options: RouteOptions
+) -> tuple[Route, str | None]:
+    """The mode's route, or D alone when it needs a P and none is healthy; and the failover kind."""
+    try:
+        return choose_route(mode, turn, candidates, options), None
+    except NoHealthyUpstream as exc:
+        if exc.role != "prefill" or not candidates.decodes:
+            raise
+    why = "no healthy prefill, decode prefills locally"
+    return decode_only_route(turn, candidates, options, why), FAILOVER_NO_PREFILL
+
+
+def prefill_failed_route(route: Route, error: str) -> Route:
+    """The route after its P hop failed: the chosen target prefills the turn itself."""
+    why = f"prefill failed ({error}), decode prefills locally"
+    return Route(ROUTE_PD_FALLBACK, route.target_url, None, why)
+
+
+def retry_route(
+    mode: str,
+    turn: Turn,
+    candidates: Candidates,
+    options: RouteOptions,
+    failed: Route,
+    have_kv: bool,
+) -> Route:
+    """The route of a turn whose target `failed.target_url` could not be reached (now unhealthy).
+
+    With KV already prepared by this turn's P (`have_kv`), a new route through P keeps that P, so
+    the new target pulls the same blocks instead of P prefilling the prompt twice.
+    """
+    route, _ = route_with_failover(mode, turn, candidates, options)
+    why = f"retry: {failed.target_url} unreachable; {route.reason}"
+    if route.prefill_url is not None and have_kv:
+        return Route(route.kind, route.target_url, failed.prefill_url, why)
+    return Route(route.kind, route.target_url, route.prefill_url, why)

@@ -58,6 +58,8 @@ async def run_bench_async(config: BenchConfig) -> Path:
     async with make_session(config.max_connections, config.connect_timeout_s) as session:
         server = await probe(session, config.url, config.model)
         warn_if_too_long(config, server)
+        for mode in config.modes:  # fail before measuring anything if a mode or the token is refused
+            await prepare_mode(session, config.url, mode, config.admin_token)
         backend = HttpBackend(
             session, config.url, request_timeout(config.request_timeout_s, config.connect_timeout_s)
         )

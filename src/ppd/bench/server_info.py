@@ -97,15 +97,18 @@ def engines_from_status(status: dict[str, Any], model: str) -> list[dict[str, An
 
 
 async def admin_post(session: aiohttp.ClientSession, url: str, admin_token: str | None) -> None:
-    """POST an admin endpoint of the proxy; raise RuntimeError unless it answers 2xx."""
+    """POST an admin endpoint of the proxy; UsageError unless it answers 2xx (wrong mode, token, URL)."""
     headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
     try:
         async with session.post(url, headers=headers, timeout=_ADMIN_TIMEOUT) as response:
             if response.status // 100 != 2:
-                text = (await response.read())[:300].decode("utf-8", "replace")
-                raise RuntimeError(f"POST {url} answered {response.status}: {text}")
+                text = (await response.read())[:300].decode("utf-8", "replace").strip()
+                hint = " (pass --admin-token)" if response.status in (401, 403) else ""
+                raise UsageError(f"POST {url} answered {response.status}{hint}: {text}")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise RuntimeError(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
+        raise UsageError(
+            f"POST {url} failed ({type(exc).__name__}: {exc}); --modes needs a ppd proxy"
+        ) from exc
 
 
 async def prepare_mode(

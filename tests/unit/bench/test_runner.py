@@ -56,12 +56,13 @@ def test_modes_are_set_before_each_run_with_the_admin_token(fake_engine: Any, tm
             return await run_bench_async(config), engine
 
     path, engine = asyncio.run(scenario())
-    assert engine.admin_calls == [
+    switch = [
         ("/mode/pd", "Bearer tok"),
         ("/conversations/clear", "Bearer tok"),
         ("/mode/ppd", "Bearer tok"),
         ("/conversations/clear", "Bearer tok"),
     ]
+    assert engine.admin_calls == switch + switch  # a check of every mode first, then before each run
     meta, rows = load_result(path)
     assert [run["mode"] for run in meta["runs"]] == ["pd", "ppd"]
     assert meta["config"]["admin_token"] == "<set>"
@@ -114,3 +115,14 @@ def test_default_names_never_collide(fake_engine: Any, tmp_path: Path) -> None:
     first, second = asyncio.run(scenario())
     assert first != second and first.name.startswith("bench-") and first.name.endswith("-4x2.json")
     assert first.exists() and second.exists()
+
+
+def test_a_refused_mode_stops_before_any_run(fake_engine: Any, tmp_path: Path) -> None:
+    async def scenario() -> Any:
+        async with fake_engine() as engine:
+            with pytest.raises(UsageError, match="/mode/replication answered 404"):
+                await run_bench_async(_config(engine.url, tmp_path, modes=("pd", "replication")))
+            return engine
+
+    engine = asyncio.run(scenario())
+    assert engine.requests == []

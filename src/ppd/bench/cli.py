@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from ppd.bench.config import BenchConfig, validate
@@ -16,78 +17,53 @@ from ppd.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench's options."""
-    parser.add_argument("--url", required=True, help="base URL of the proxy / vLLM server / sim")
-    parser.add_argument(
-        "--workload",
-        default="W1",
-        help="W1 (512 in/256 out), W2 (4096/128), W3 (256/1024), W4 (8192/64), all, IN/OUT (e.g. 1000/50), "
-        "or a ShareGPT-style conversation file; comma-separated for several (default W1)",
-    )
-    parser.add_argument(
-        "--qps", default="1", help="conversation arrival rates per s, comma-separated (default 1)"
-    )
-    parser.add_argument(
-        "--duration",
-        "--duration-s",
-        dest="duration_s",
-        type=float,
-        default=60.0,
-        help="arrival window of each run in s, warmup included (default 60)",
-    )
-    parser.add_argument("--runs", type=int, default=1, help="runs per mode x workload x qps (default 1)")
-    parser.add_argument(
-        "--modes",
-        default="",
-        help="proxy modes to compare, e.g. pd,ppd,replication; "
-        "set by POST /mode/<m> before each run (default: measure the URL as it is)",
-    )
-    parser.add_argument(
-        "--turns", type=int, default=2, help="turns per conversation of W1-W4 and IN/OUT (default 2)"
-    )
-    parser.add_argument(
-        "--think-time-s", type=float, default=0.0, help="wait between a turn's end and the next"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of arrivals and prompts (default 0)")
-    parser.add_argument(
-        "--arrivals", choices=("poisson", "constant"), default="poisson", help="arrival process"
-    )
-    parser.add_argument(
-        "--warmup-s", type=float, default=0.0, help="turns sent in the first S s are not summarised"
-    )
-    parser.add_argument("--slo-ttft-ms", type=float, default=None, help="TTFT objective for goodput")
-    parser.add_argument("--slo-tpot-ms", type=float, default=None, help="TPOT objective for goodput")
-    parser.add_argument(
-        "--output", type=Path, default=Path("results"), help="result directory (default results/)"
-    )
-    parser.add_argument("--name", default=None, help="result set name (default bench-<utc>-<workloads>)")
-    parser.add_argument("--append", action="store_true", help="add runs to the existing set --name")
-    parser.add_argument(
-        "--api", choices=("completions", "chat"), default="completions", help="OpenAI API to use"
-    )
-    parser.add_argument("--model", default=None, help="model name (default: the first of GET /v1/models)")
-    parser.add_argument(
-        "--no-session-id",
-        action="store_true",
-        help="do not send X-Session-ID (the proxy must recognise conversations by history)",
-    )
-    parser.add_argument(
-        "--request-timeout-s", type=float, default=600.0, help="per-request limit (default 600)"
-    )
-    parser.add_argument(
-        "--drain-timeout-s",
-        type=float,
-        default=120.0,
-        help="after the arrival window, in-flight conversations get this long (default 120)",
-    )
-    parser.add_argument("--admin-token", default=None, help="Bearer token for the proxy's admin endpoints")
-    parser.add_argument(
-        "--prompt-salt", default=None, help="fixed prompt salt (default: random per invocation)"
-    )
-    parser.add_argument(
-        "--max-connections", type=int, default=0, help="client connection limit (0: unlimited)"
-    )
-    parser.add_argument("--no-uvloop", action="store_true", help="use the plain asyncio event loop")
-    parser.add_argument("--quiet", action="store_true", help="no live progress and no final table (for CI)")
+    add = parser.add_argument
+    add("--url", required=True, help="base URL of the proxy / vLLM server / sim")
+    _add_load_arguments(add)
+    _add_output_arguments(add)
+    _add_client_arguments(add)
+
+
+# One flag per line reads better than one keyword per line.
+# fmt: off
+def _add_load_arguments(add: Callable[..., object]) -> None:
+    add("--workload", default="W1", help="W1 (512 in/256 out), W2 (4096/128), W3 (256/1024), W4 (8192/64), "
+        "all, IN/OUT (e.g. 1000/50) or a ShareGPT-style conversation file; comma-separated (default W1)")
+    add("--qps", default="1", help="conversation arrival rates per s, comma-separated (default 1)")
+    add("--duration", "--duration-s", dest="duration_s", type=float, default=60.0,
+        help="arrival window of each run in s, warmup included (default 60)")
+    add("--runs", type=int, default=1, help="runs per mode x workload x qps (default 1)")
+    add("--modes", default="", help="proxy modes to compare, e.g. pd,ppd,replication, set by POST "
+        "/mode/<m> before each run (default: measure the URL as it is)")
+    add("--turns", type=int, default=2, help="turns per conversation of W1-W4 and IN/OUT (default 2)")
+    add("--think-time-s", type=float, default=0.0, help="wait between a turn's end and the next (default 0)")
+    add("--seed", type=int, default=0, help="seed of arrivals and prompts (default 0)")
+    add("--arrivals", choices=("poisson", "constant"), default="poisson", help="arrival process")
+    add("--warmup-s", type=float, default=0.0, help="turns sent in the first S s are not summarised")
+    add("--slo-ttft-ms", type=float, default=None, help="TTFT objective for goodput")
+    add("--slo-tpot-ms", type=float, default=None, help="TPOT objective for goodput")
+
+
+def _add_output_arguments(add: Callable[..., object]) -> None:
+    add("--output", type=Path, default=Path("results"), help="result directory (default results/)")
+    add("--name", default=None, help="result set name (default bench-<utc>-<workloads>)")
+    add("--append", action="store_true", help="add runs to the existing set --name")
+    add("--quiet", action="store_true", help="no live progress and no final table (for CI)")
+
+
+def _add_client_arguments(add: Callable[..., object]) -> None:
+    add("--api", choices=("completions", "chat"), default="completions", help="OpenAI API to use")
+    add("--model", default=None, help="model name (default: the first of GET /v1/models)")
+    add("--no-session-id", action="store_true",
+        help="do not send X-Session-ID (the proxy must recognise conversations by history)")
+    add("--request-timeout-s", type=float, default=600.0, help="per-request limit (default 600)")
+    add("--drain-timeout-s", type=float, default=120.0,
+        help="after the arrival window, in-flight conversations get this long (default 120)")
+    add("--admin-token", default=None, help="Bearer token for the proxy's admin endpoints")
+    add("--prompt-salt", default=None, help="fixed prompt salt (default: random per invocation)")
+    add("--max-connections", type=int, default=0, help="client connection limit (0: unlimited)")
+    add("--no-uvloop", action="store_true", help="use the plain asyncio event loop")
+# fmt: on
 
 
 def run(args: argparse.Namespace) -> int:

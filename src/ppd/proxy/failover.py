@@ -4,7 +4,8 @@
                           loaded D, prefills the turn locally (route `pd-fallback`)
     P failed or timed out the D already chosen prefills the turn locally (route `pd-fallback`)
     target unreachable    before any byte reached the client: the turn is routed once more without
-                          it (it is out of service by then); KV that P already prepared is reused
+                          it (it is out of service by then), through P again when the route has a P:
+                          the dead target may have pulled (and so released) the KV P prepared
 
 Each kind is counted (metrics, /status) so a fallback never hides: a turn served on D alone is
 slower than PD or PPD and would skew a measurement.
@@ -57,21 +58,8 @@ def prefill_failed_route(route: Route, error: str) -> Route:
     return Route(ROUTE_PD_FALLBACK, route.target_url, None, why)
 
 
-def retry_route(
-    mode: str,
-    turn: Turn,
-    candidates: Candidates,
-    options: RouteOptions,
-    failed: Route,
-    have_kv: bool,
-) -> Route:
-    """The route of a turn whose target `failed.target_url` could not be reached (now unhealthy).
-
-    With KV already prepared by this turn's P (`have_kv`), a new route through P keeps that P, so
-    the new target pulls the same blocks instead of P prefilling the prompt twice.
-    """
+def retry_route(mode: str, turn: Turn, candidates: Candidates, options: RouteOptions, failed: Route) -> Route:
+    """The route of a turn whose target `failed.target_url` could not be reached (now unhealthy)."""
     route, _ = route_with_failover(mode, turn, candidates, options)
     why = f"retry: {failed.target_url} unreachable; {route.reason}"
-    if route.prefill_url is not None and have_kv:
-        return Route(route.kind, route.target_url, failed.prefill_url, why)
     return Route(route.kind, route.target_url, route.prefill_url, why)

@@ -96,9 +96,13 @@ async def open_upstream(
     """POST url+path and wait for the response headers; UpstreamFailed or UpstreamRejected on error."""
     try:
         response = await session.post(url + path, data=data, headers=headers, timeout=timeout)
-    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
         raise UpstreamFailed(url, f"cannot connect: {exc}", unreachable=True) from exc
-    except (TimeoutError, aiohttp.ClientError) as exc:
+    except TimeoutError as exc:
+        raise UpstreamFailed(url, f"no answer: {type(exc).__name__} {exc}", unreachable=False) from exc
+    except aiohttp.ClientConnectionError as exc:  # reset or closed before any answer: the engine went away
+        raise UpstreamFailed(url, f"connection lost: {type(exc).__name__} {exc}", unreachable=True) from exc
+    except aiohttp.ClientError as exc:
         raise UpstreamFailed(url, f"no answer: {type(exc).__name__} {exc}", unreachable=False) from exc
     if response.status != 200:
         try:
@@ -205,8 +209,13 @@ async def relay_stream(
                 chunk = await reader.readany()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 # Headers are sent: break the connection so the client sees an incomplete stream.
+                # Closing the transport (not only force_close) keeps aiohttp from ending the chunked
+                # body cleanly, which would make the cut answer look whole and leave the client a
+                # pooled connection that is about to close under its next request.
                 result.upstream_error = f"stream from {upstream.url} broken off: {type(exc).__name__} {exc}"
                 response.force_close()
+                if request.transport is not None:
+                    request.transport.close()
                 return response, result
             if not chunk:
                 break

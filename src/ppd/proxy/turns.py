@@ -167,7 +167,7 @@ async def forward_turn(
 
 @dataclass
 class _Forward:
-    """One turn's forwarding: what every attempt shares, and the KV that P prepared, once it did."""
+    """One turn's forwarding: what every attempt (the route, and at most one retry) shares."""
 
     request: web.Request
     state: ProxyState
@@ -175,67 +175,65 @@ class _Forward:
     turn: Turn
     record: TurnRecord
     request_id: str
-    kv_transfer_params: dict[str, Any] | None = None
-    kv_prefill_url: str | None = None
 
     @property
     def path(self) -> str:
         return CHAT_PATH if self.turn_request.is_chat else COMPLETIONS_PATH
 
     async def attempt(self, route: Route) -> tuple[web.StreamResponse, AnswerCapture]:
-        """The P hop (unless this turn's KV is ready), then the target; a failed P leaves D alone."""
+        """The P hop when the route has one (a failed P leaves the turn to D alone), then the target."""
         record, turn_request = self.record, self.turn_request
-        headers_up = upstream_headers(self.request.headers, self.request_id)
         record.route = route
+        headers_down = {"X-Request-Id": self.request_id}
         data = turn_request.raw_body
-        if route.prefill_url is not None and route.prefill_url != self.kv_prefill_url:
-            try:
-                await self._prefill(route, route.prefill_url)
-            except (UpstreamFailed, UpstreamRejected) as exc:
-                if isinstance(exc, UpstreamRejected) and exc.answer.status < 500:
-                    raise  # the request's own fault (e.g. unknown model): the client hears P's answer
-                self.state.note_failure(exc.url, str(exc), getattr(exc, "unreachable", False))
-                route = record.route = prefill_failed_route(route, str(exc))
+        if route.prefill_url is not None:
+            kv_transfer_params, prefill_error = await self._prefill(route, route.prefill_url)
+            if kv_transfer_params is None:
+                route = record.route = prefill_failed_route(route, prefill_error)
                 record.failovers.append(FAILOVER_PREFILL_FAILED)
-        headers_down = {
+            else:
+                headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
+                data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
+        headers_down |= {
             "x-ppd-route": route.kind,
             "x-ppd-turn": str(self.turn.number),
             "x-ppd-upstream": route.target_url,
-            "X-Request-Id": self.request_id,
         }
         if record.failovers:
             headers_down["x-ppd-failover"] = ",".join(record.failovers)
-        if route.prefill_url is not None and self.kv_transfer_params is not None:
-            headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
-            data = json.dumps(decode_body(turn_request.body, self.kv_transfer_params)).encode()
         capture = AnswerCapture(turn_request.is_chat, turn_request.capture_answer)
         _, prefill_tokens_at_target = estimated_prefill_tokens(route, self.turn)
         response = await _target_hop(
-            self.request, self.state, route.target_url, self.path, data, headers_up, headers_down,
-            turn_request, capture, prefill_tokens_at_target, record,
+            self.request, self.state, route.target_url, self.path, data, self._headers_up(),
+            headers_down, turn_request, capture, prefill_tokens_at_target, record,
         )  # fmt: skip
         return response, capture
 
-    async def _prefill(self, route: Route, prefill_url: str) -> None:
-        headers_up = upstream_headers(self.request.headers, self.request_id)
+    async def _prefill(self, route: Route, prefill_url: str) -> tuple[dict[str, Any] | None, str]:
+        """P's kv_transfer_params, or None and why when P failed or timed out."""
         prefill_tokens_at_p, _ = estimated_prefill_tokens(route, self.turn)
-        self.kv_transfer_params = await _prefill_hop(
-            self.state, prefill_url, self.path, self.turn_request, headers_up, prefill_tokens_at_p,
-            self.record,
-        )  # fmt: skip
-        self.kv_prefill_url = prefill_url
+        try:
+            kv_transfer_params = await _prefill_hop(
+                self.state, prefill_url, self.path, self.turn_request, self._headers_up(),
+                prefill_tokens_at_p, self.record,
+            )  # fmt: skip
+        except UpstreamRejected as exc:
+            if exc.answer.status < 500:
+                raise  # the request's own fault (e.g. unknown model): the client hears P's answer
+            self.state.note_failure(exc.url, str(exc), unreachable=False)
+            return None, str(exc)
+        except UpstreamFailed as exc:
+            self.state.note_failure(exc.url, str(exc), exc.unreachable)
+            return None, str(exc)
+        return kv_transfer_params, ""
+
+    def _headers_up(self) -> dict[str, str]:
+        return upstream_headers(self.request.headers, self.request_id)
 
     def rerouted(self, mode: str, failed: Route) -> Route:
         """The route of a retry after `failed.target_url` could not be reached (now out of service)."""
         state = self.state
-        prefill = state.pool.by_url.get(self.kv_prefill_url or "")
-        have_kv = self.kv_transfer_params is not None and prefill is not None and prefill.healthy
-        if not have_kv:
-            self.kv_transfer_params = self.kv_prefill_url = None
-        route = retry_route(mode, self.turn, state.pool.candidates, state.next_options(), failed, have_kv)
-        if have_kv and route.prefill_url is not None:
-            route = Route(route.kind, route.target_url, self.kv_prefill_url, route.reason)
-        return route
+        return retry_route(mode, self.turn, state.pool.candidates, state.next_options(), failed)
 
 
 async def _prefill_hop(

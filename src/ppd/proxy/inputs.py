@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from ppd.openai_api import ApiError
 from ppd.proxy.conversations import SESSION_BODY_FIELD, SESSION_HEADER, Identity, session_id_of
@@ -54,8 +55,8 @@ async def read_json_body(
         raise ApiError(413, f"request body exceeds {max_body_bytes} bytes") from exc
     except TimeoutError as exc:
         raise ApiError(408, f"request body did not arrive within {body_timeout_s:g} s") from exc
-    except HttpProcessingError as exc:  # e.g. broken chunked framing or Content-Encoding
-        raise ApiError(400, f"request body is malformed: {exc.message}") from exc
+    except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a Content-Encoding it is not in
+        raise ApiError(400, f"request body is malformed: {' '.join(str(exc).split())}") from exc
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

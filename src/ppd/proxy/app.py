@@ -2,7 +2,7 @@
 
     POST /v1/completions, /v1/chat/completions    routed and relayed (turns.py)
     GET  /mode                                    {"mode": ...}
-    POST /mode/{pd|ppd|replication}               switch at runtime (admin)
+    POST /mode/{pd|ppd|replication|auto}          switch at runtime (admin)
     POST /conversations/clear                     forget every conversation (admin)
     GET  /status                                  mode, options, upstreams, conversations, routes
     GET  /metrics, POST /metrics/clear (admin)    Prometheus text; zero the counters

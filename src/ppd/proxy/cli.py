@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--health-timeout-s", type=float, default=2.0)
     parser.add_argument("--health-max-backoff-s", type=float, default=30.0)
     parser.add_argument("--decision-log", metavar="FILE", help="append one JSON line per routed request")
+    slo = parser.add_argument_group("auto mode (docs/auto.md)")
+    slo.add_argument("--slo-ttft-ms", type=float, help="prefer routes expected to meet this TTFT (ms)")
+    slo.add_argument("--slo-tpot-ms", type=float, help="prefer routes expected to meet this TPOT (ms)")
 
 
 def build_config(args: argparse.Namespace) -> ProxyConfig:
@@ -86,6 +89,8 @@ def build_config(args: argparse.Namespace) -> ProxyConfig:
         health_timeout_s=args.health_timeout_s,
         health_max_backoff_s=args.health_max_backoff_s,
         decision_log_path=args.decision_log,
+        slo_ttft_ms=args.slo_ttft_ms,
+        slo_tpot_ms=args.slo_tpot_ms,
     )
 
 

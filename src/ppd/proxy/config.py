@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from ppd.errors import UsageError
 
-# Routing modes the proxy serves. `auto` (issue 8) is added here and in policies.ROUTERS.
-MODES = ("pd", "ppd", "replication")
+# Routing modes the proxy serves; each has its rule in policies.ROUTERS.
+MODES = ("pd", "ppd", "replication", "auto")
 
 ROLE_PREFILL = "prefill"
 ROLE_DECODE = "decode"
@@ -40,6 +40,8 @@ class ProxyConfig:
     health_timeout_s: float = 2.0
     health_max_backoff_s: float = 30.0
     decision_log_path: str | None = None
+    slo_ttft_ms: float | None = None  # auto mode: prefer routes expected to meet these (ms, real time)
+    slo_tpot_ms: float | None = None
     extra_status: dict[str, str] = field(default_factory=dict)  # free-form labels shown in /status
 
     def __post_init__(self) -> None:
@@ -69,6 +71,9 @@ def check_config(config: ProxyConfig) -> None:
     problem = mode_unavailable(config.mode, config)
     if problem:
         raise UsageError(problem)
+    for name in ("slo_ttft_ms", "slo_tpot_ms"):
+        if getattr(config, name) is not None:
+            _check_positive(name, getattr(config, name))
     _check_positive("max_conversations", config.max_conversations)
     for name in (
         "conversation_idle_ttl_s",

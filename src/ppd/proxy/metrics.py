@@ -73,6 +73,7 @@ class ProxyMetrics:
     routes: Counter[str] = field(default_factory=Counter)  # decisions per route
     disconnects: Counter[str] = field(default_factory=Counter)  # clients gone mid-answer, per route
     failovers: Counter[str] = field(default_factory=Counter)  # turns served another way, per kind
+    auto_decisions: Counter[str] = field(default_factory=Counter)  # auto mode: per decision (auto-pd, ...)
     ttft_s: dict[str, Histogram] = field(default_factory=dict)  # to the first relayed byte
     prefill_s: dict[str, Histogram] = field(default_factory=dict)  # the P hop
     duration_s: dict[str, Histogram] = field(default_factory=dict)  # whole request
@@ -87,7 +88,7 @@ class ProxyMetrics:
 
     def clear(self) -> None:
         """Zero everything."""
-        for counter in (self.requests, self.routes, self.disconnects, self.failovers):
+        for counter in (self.requests, self.routes, self.disconnects, self.failovers, self.auto_decisions):
             counter.clear()
         for histograms in (self.ttft_s, self.prefill_s, self.duration_s):
             histograms.clear()
@@ -109,6 +110,11 @@ class ProxyMetrics:
             ),
             "# TYPE ppd_proxy_failovers_total counter",
             *(f'ppd_proxy_failovers_total{{kind="{k}"}} {n}' for k, n in sorted(self.failovers.items())),
+            "# TYPE ppd_proxy_auto_decisions_total counter",
+            *(
+                f'ppd_proxy_auto_decisions_total{{decision="{d}"}} {n}'
+                for d, n in sorted(self.auto_decisions.items())
+            ),
         ]
         for kind, histograms in (
             ("ttft_seconds", self.ttft_s),

@@ -12,13 +12,29 @@ KV cache), the candidate instances with their health and load, and the mode's op
                  history, with no KV transfer. If that D is not a healthy decode instance, P -> D.
     replication  a new conversation -> the least loaded replica; later turns -> the same replica,
                  unless it is unhealthy.
+    auto         every turn, the cheapest by the cost model of auto.py (which documents the formula)
+                 of: direct at the holder, any other replica prefilling the whole prompt, and any
+                 P -> D pair; from token counts, live load and the running estimates in
+                 RouteOptions.auto. The route says which (`decision`: auto-direct | auto-replica |
+                 auto-pd) and why (`reason`: the chosen and the runner-up estimates).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
+
+from ppd.proxy.auto import (
+    DECISION_DIRECT,
+    DECISION_PD,
+    DECISION_REPLICA,
+    AutoInputs,
+    Estimate,
+    InstanceCosts,
+    Option,
+    choose,
+)
 
 ROUTE_PD = "pd"
 ROUTE_PPD_DIRECT = "ppd-direct"
@@ -37,6 +53,8 @@ class Instance(Protocol):
     def outstanding_requests(self) -> int: ...
     @property
     def outstanding_prefill_tokens(self) -> int: ...
+    @property
+    def running_decodes(self) -> int: ...  # requests past their prefill, generating
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +82,7 @@ class RouteOptions:
 
     pd_decode_affinity: bool = True
     rotation: int = 0  # breaks ties between equally loaded instances in turn (round robin)
+    auto: AutoInputs | None = None  # auto mode: the running estimates and SLOs (None: the priors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +93,7 @@ class Route:
     target_url: str
     prefill_url: str | None = None
     reason: str = ""
+    decision: str | None = None  # auto mode: AUTO_DECISIONS (x-ppd-decision header, /metrics)
 
 
 class NoHealthyUpstream(Exception):
@@ -140,12 +160,95 @@ def route_replication(turn: Turn, candidates: Candidates, options: RouteOptions)
     return Route(ROUTE_REPLICA, replica.url, None, _new_or_rehomed(turn, "least loaded replica"))
 
 
+AUTO_DIRECT = "auto-" + DECISION_DIRECT
+AUTO_PD = "auto-" + DECISION_PD
+AUTO_REPLICA = "auto-" + DECISION_REPLICA
+AUTO_DECISIONS = (AUTO_DIRECT, AUTO_PD, AUTO_REPLICA)
+_AUTO_ROUTE_KINDS = {
+    DECISION_DIRECT: ROUTE_PPD_DIRECT,
+    DECISION_PD: ROUTE_PD,
+    DECISION_REPLICA: ROUTE_REPLICA,
+}
+
+
+def route_auto(turn: Turn, candidates: Candidates, options: RouteOptions) -> Route:
+    """auto: the option of least expected marginal cost (auto.py) among direct, replica and P -> D."""
+    inputs = options.auto or default_auto_inputs()
+    choices = auto_options(turn, candidates, options.rotation, inputs.speed)
+    if not choices:
+        raise NoHealthyUpstream("replica or decode")
+    chosen, expected = choose(choices, inputs.model)
+    reason = f"{_describe(chosen, expected)}; runner-up {_runner_up(chosen, choices, inputs)}"
+    kind, decision = _AUTO_ROUTE_KINDS[chosen.decision], "auto-" + chosen.decision
+    prefill_url = chosen.prefill.url if chosen.prefill is not None else None
+    return Route(kind, chosen.target.url, prefill_url, reason, decision)
+
+
+def auto_options(turn: Turn, candidates: Candidates, rotation: int, speed: InstanceCosts) -> list[Option]:
+    """Every way to serve the turn on healthy instances: direct first, then replicas, then P -> D."""
+    costs: dict[str, InstanceCosts] = {}
+
+    def of(instance: Instance) -> InstanceCosts:
+        if instance.url not in costs:
+            load = instance.outstanding_prefill_tokens, instance.running_decodes
+            costs[instance.url] = replace(
+                speed, url=instance.url, queued_prefill_tokens=load[0], running_decodes=load[1]
+            )
+        return costs[instance.url]
+
+    num_tail = max(0, turn.num_prompt_tokens - turn.num_history_tokens)
+    holder = healthy_holder(turn, [*candidates.decodes, *candidates.replicas])
+    options = [Option(DECISION_DIRECT, of(holder), None, num_tail)] if holder is not None else []
+    for replica in _rotated(candidates.replicas, rotation):
+        if replica.url != turn.holder_url:
+            options.append(Option(DECISION_REPLICA, of(replica), None, turn.num_prompt_tokens))
+    for prefill in _rotated(candidates.prefills, rotation):
+        for decode in _rotated(candidates.decodes, rotation):
+            if prefill.url == decode.url:
+                continue
+            num_kv = num_tail if decode.url == turn.holder_url else turn.num_prompt_tokens
+            options.append(Option(DECISION_PD, of(decode), of(prefill), turn.num_prompt_tokens, num_kv))
+    return options
+
+
+def default_auto_inputs() -> AutoInputs:
+    """The cost model's inputs before anything was observed: the priors of estimates.py."""
+    from ppd.proxy.estimates import Estimates  # estimates imports auto; keep policies free of it
+
+    return Estimates().inputs()
+
+
+def _rotated(instances: Sequence[Instance], rotation: int) -> list[Instance]:
+    healthy = [instance for instance in instances if instance.healthy]
+    if not healthy:
+        return healthy
+    start = rotation % len(healthy)
+    return healthy[start:] + healthy[:start]
+
+
+def _describe(option: Option, expected: Estimate) -> str:
+    where = option.target.url if option.prefill is None else f"{option.prefill.url} -> {option.target.url}"
+    return (
+        f"auto-{option.decision} {where}: ttft {expected.ttft_ms:.1f} ms, tpot {expected.tpot_ms:.2f} ms, "
+        f"cost {expected.cost_ms:.0f} ms"
+    )
+
+
+def _runner_up(chosen: Option, choices: list[Option], inputs: AutoInputs) -> str:
+    others = [option for option in choices if option is not chosen]
+    if not others:
+        return "none"
+    option, expected = choose(others, inputs.model)
+    return _describe(option, expected)
+
+
 Router = Callable[[Turn, Candidates, RouteOptions], Route]
 
 ROUTERS: dict[str, Router] = {
     "pd": route_pd,
     "ppd": route_ppd,
     "replication": route_replication,
+    "auto": route_auto,
 }
 
 

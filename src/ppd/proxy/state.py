@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ppd.proxy.config import ProxyConfig
 from ppd.proxy.conversations import ConversationStore
+from ppd.proxy.estimates import Estimates, turn_observation
 from ppd.proxy.failover import FAILOVER_KINDS
 from ppd.proxy.metrics import DecisionLog, ProxyMetrics
 from ppd.proxy.policies import ROUTE_KINDS, RouteOptions
@@ -34,6 +35,7 @@ class ProxyState:
     num_decisions: int = 0
     upstream_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
     prefill_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
+    estimates: Estimates = field(default_factory=Estimates)  # auto mode's; learnt in every mode
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> ProxyState:
@@ -57,7 +59,9 @@ class ProxyState:
     def next_options(self) -> RouteOptions:
         """Options for the next routing decision; the rotation advances with every decision."""
         self.num_decisions += 1
-        return RouteOptions(self.config.pd_decode_affinity, self.num_decisions)
+        config = self.config
+        auto = self.estimates.inputs(config.slo_ttft_ms, config.slo_tpot_ms) if self.mode == "auto" else None
+        return RouteOptions(config.pd_decode_affinity, self.num_decisions, auto)
 
     def note_failure(self, url: str, error: str, unreachable: bool) -> None:
         """Count a failed forward; one that could not connect, or a streak, takes the instance out."""
@@ -86,6 +90,11 @@ class ProxyState:
             metrics.disconnects[route] += 1
         for kind in record.failovers:
             metrics.failovers[kind] += 1
+        if record.route.decision is not None:
+            metrics.auto_decisions[record.route.decision] += 1
+        observation = turn_observation(record)
+        if observation is not None:
+            self.estimates.observe(observation)
         if record.first_byte_s is not None:
             metrics.observe(route, "ttft_s", record.first_byte_s - record.started_s)
         if record.prefill_ms is not None:
@@ -115,6 +124,7 @@ class ProxyState:
             "responses_by_status": statuses,
             "client_disconnects": sum(self.metrics.disconnects.values()),
             "failovers": {kind: self.metrics.failovers.get(kind, 0) for kind in FAILOVER_KINDS},
+            "auto": {"decisions": dict(self.metrics.auto_decisions), "estimates": self.estimates.status()},
         }
 
 
@@ -148,6 +158,8 @@ def options_status(config: ProxyConfig) -> dict[str, Any]:
         "health_max_backoff_s": config.health_max_backoff_s,
         "admin_token_required": config.admin_token is not None,
         "decision_log": config.decision_log_path,
+        "slo_ttft_ms": config.slo_ttft_ms,
+        "slo_tpot_ms": config.slo_tpot_ms,
         **config.extra_status,
     }
 
@@ -168,6 +180,7 @@ def decision_line(mode: str, record: TurnRecord, path: str) -> dict[str, Any]:
         "prefill": route.prefill_url if route else None,
         "upstream": route.target_url if route else None,
         "reason": route.reason if route else None,
+        "decision": route.decision if route else None,
         "failovers": record.failovers,
         "status": record.status,
         "error": record.error,

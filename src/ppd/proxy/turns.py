@@ -23,6 +23,7 @@ from aiohttp import web
 from ppd.openai_api import ApiError, api_error_response, error_response
 from ppd.proxy.capture import AnswerCapture
 from ppd.proxy.conversations import Conversation, TurnOutcome
+from ppd.proxy.estimates import HopLoad
 from ppd.proxy.failover import (
     FAILOVER_PREFILL_FAILED,
     FAILOVER_RETRIED,
@@ -65,6 +66,12 @@ class TurnRecord:
     error: str | None = None
     client_disconnected: bool = False
     failovers: list[str] = field(default_factory=list)  # failover.FAILOVER_KINDS, in order
+    # What the running estimates (estimates.py) learn from: load at each hop's send, more stamps.
+    prefill_load: HopLoad | None = None
+    target_load: HopLoad | None = None
+    target_sent_s: float | None = None
+    last_byte_s: float | None = None
+    usage: dict[str, Any] | None = None
 
 
 async def handle_completions(request: web.Request) -> web.StreamResponse:
@@ -158,6 +165,7 @@ async def forward_turn(
     if record.error is None:
         final_route = record.route or route
         state.note_success(final_route.target_url)
+        record.usage = capture.usage
         committed = state.conversations.commit_turn(
             turn_request.identity, conversation, _outcome(final_route, turn, capture)
         )
@@ -201,6 +209,8 @@ class _Forward:
         }
         if record.failovers:
             headers_down["x-ppd-failover"] = ",".join(record.failovers)
+        if route.decision is not None:
+            headers_down["x-ppd-decision"] = route.decision
         capture = AnswerCapture(turn_request.is_chat, turn_request.capture_answer)
         _, prefill_tokens_at_target = estimated_prefill_tokens(route, self.turn)
         response = await _target_hop(
@@ -246,6 +256,7 @@ async def _prefill_hop(
     record: TurnRecord,
 ) -> dict[str, Any]:
     upstream = state.pool.by_url[base_url]
+    record.prefill_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
     upstream.begin(num_prefill_tokens)
     started_s = time.perf_counter()
     try:
@@ -271,6 +282,8 @@ async def _target_hop(
     record: TurnRecord,
 ) -> web.StreamResponse:
     upstream = state.pool.by_url[base_url]
+    record.target_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
+    record.target_sent_s = time.perf_counter()
     upstream.begin(num_prefill_tokens)
     prefill_pending = True
 
@@ -289,6 +302,7 @@ async def _target_hop(
                 response, result = await relay_stream(request, answer, headers_down, on_bytes, first)
                 capture.finish()
                 record.first_byte_s, record.error = result.first_byte_s, result.upstream_error
+                record.last_byte_s = result.last_byte_s
                 if result.upstream_error is not None:
                     record.status = 502  # after a 200 header: the client sees a broken stream
                     state.note_failure(base_url, result.upstream_error, unreachable=False)

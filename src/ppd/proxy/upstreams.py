@@ -33,6 +33,7 @@ class Upstream:
     healthy: bool = True  # optimistic until the first check says otherwise
     outstanding_requests: int = 0  # requests sent and not yet finished
     outstanding_prefill_tokens: int = 0  # prompt tokens sent whose prefill has not answered yet
+    outstanding_prefill_requests: int = 0  # requests sent whose prefill has not answered yet
     version: str | None = None  # from its GET /version
     consecutive_failures: int = 0
     next_check_s: float = 0.0  # monotonic time of the next health check
@@ -46,11 +47,18 @@ class Upstream:
         """A request was sent that will prefill `num_prefill_tokens` here."""
         self.outstanding_requests += 1
         self.outstanding_prefill_tokens += num_prefill_tokens
+        self.outstanding_prefill_requests += 1
         self.num_requests += 1
 
     def prefill_done(self, num_prefill_tokens: int) -> None:
         """The first byte of the answer arrived: its prefill is over."""
         self.outstanding_prefill_tokens -= num_prefill_tokens
+        self.outstanding_prefill_requests -= 1
+
+    @property
+    def running_decodes(self) -> int:
+        """Requests past their prefill and not finished: what it is generating for (auto mode)."""
+        return self.outstanding_requests - self.outstanding_prefill_requests
 
     def end(self) -> None:
         """The request finished, failed or was cancelled."""
@@ -64,6 +72,7 @@ class Upstream:
             "healthy": self.healthy,
             "outstanding_requests": self.outstanding_requests,
             "outstanding_prefill_tokens": self.outstanding_prefill_tokens,
+            "running_decodes": self.running_decodes,
             "version": self.version,
             "num_requests": self.num_requests,
             "num_failures": self.num_failures,

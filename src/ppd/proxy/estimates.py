@@ -1,0 +1,256 @@
+"""Running estimates of the engines' speed, fitted online from what the proxy itself observes.
+
+The auto mode (auto.py) needs three small time models, all in milliseconds of real time:
+
+    decode step     step_ms(N)        = step_base_ms  + step_per_decode_ms  * N    N: running decodes
+    prefill answer  ttft_ms - step(N) = prefill_fixed_ms + prefill_ms_per_token * (Q + n)
+    KV pull         d_ttft_ms - step(N) - c * Q = kv_fixed_ms + kv_ms_per_token * m
+
+Observations, taken from every completed turn whatever the mode:
+
+- decode: the mean gap between the first and last relayed byte of an answer, per output token
+  ((last - first) / (output tokens - 1), chunk gaps), against the target's running decodes when the
+  request was sent (+1, itself);
+- prefill: the TTFT of a turn served locally (target sent -> first byte), against the prefill tokens
+  queued at the target when it was sent (Q) plus the tokens it had to prefill itself (n = prompt -
+  cached, from the answer's usage); and P's answer time of a turn-1 PD prefill (x-ppd-prefill-ms;
+  later turns are left out because P's prefix cache may hold part of the prompt, which the proxy
+  cannot see);
+- KV pull: the TTFT at D of a PD turn (D sent -> first byte) less D's step and queue, against the
+  tokens D had to pull (m = the prompt, less the history when D held the conversation);
+- the mean output length: a running mean of `usage.completion_tokens`.
+
+Each line is a least-squares fit in which older observations weigh geometrically less (`forget`
+per observation, so ~1/(1 - forget) observations count), started from a prior: the H100 figures
+of ../shared/calibration (vLLM 0.25.1, Llama-3.1-8B). The prior is two pseudo-observations whose
+weight decays the same way down to a floor, so a fit whose x never varies still has a slope. All
+instances share the fits (they are assumed to be the same GPU and model); their load, which is what
+differs between them, comes from the proxy's live counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ppd.proxy.auto import AutoInputs, AutoModel, InstanceCosts
+
+if TYPE_CHECKING:
+    from ppd.proxy.turns import TurnRecord
+
+_MIN_GAPS_FOR_STEP = 3  # fewer chunk gaps than this say little about the step time
+_OUTPUT_MEAN_WEIGHT = 0.1  # weight of the newest answer in the running mean of output tokens
+
+
+@dataclass
+class LinearFit:
+    """y ≈ a + b·x by least squares; old observations fade by `forget` each; starts from a prior line."""
+
+    prior_a: float
+    prior_b: float
+    prior_x: tuple[float, float]  # where the prior's two pseudo-observations sit
+    forget: float = 0.97
+    prior_weight: float = 2.0  # total weight of the prior's pseudo-observations now
+    prior_weight_floor: float = 0.5
+    num_observations: int = 0
+    _sums: list[float] = field(default_factory=lambda: [0.0] * 5)  # w, wx, wy, wxx, wxy of the data
+
+    def observe(self, x: float, y: float) -> None:
+        """Add one observation; every earlier one (and the prior) weighs `forget` times less."""
+        sums = self._sums
+        for index in range(5):
+            sums[index] *= self.forget
+        for index, value in enumerate((1.0, x, y, x * x, x * y)):
+            sums[index] += value
+        self.prior_weight = max(self.prior_weight_floor, self.prior_weight * self.forget)
+        self.num_observations += 1
+
+    def coefficients(self) -> tuple[float, float]:
+        """(a, b) of the fit, with a ≥ 0 and b ≥ 0 (times and rates are never negative)."""
+        w, wx, wy, wxx, wxy = self._with_prior()
+        det = w * wxx - wx * wx
+        slope = (w * wxy - wx * wy) / det if det > 1e-12 * max(1.0, w * wxx) else self.prior_b
+        slope = max(0.0, slope)
+        return max(0.0, (wy - slope * wx) / w), slope
+
+    def predict(self, x: float) -> float:
+        """a + b·x of the current fit."""
+        a, b = self.coefficients()
+        return a + b * x
+
+    def _with_prior(self) -> list[float]:
+        half = self.prior_weight / 2.0
+        totals = list(self._sums)
+        for x in self.prior_x:
+            y = self.prior_a + self.prior_b * x
+            for index, value in enumerate((1.0, x, y, x * x, x * y)):
+                totals[index] += half * value
+        return totals
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Starting values (ms, tokens): real vLLM 0.25.1 on one H100, Llama-3.1-8B (calibration README)."""
+
+    step_base_ms: float = 6.4
+    step_per_decode_ms: float = 0.077  # 6.45 ms at batch 1 .. 16.2 ms at batch 128
+    prefill_fixed_ms: float = 15.0
+    prefill_ms_per_token: float = 0.022
+    kv_fixed_ms: float = 35.0
+    kv_ms_per_token: float = 0.0175  # 128 KiB per token at ~7.5 GB/s
+    mean_output_tokens: float = 128.0
+
+
+@dataclass(frozen=True, slots=True)
+class HopLoad:
+    """An instance's load when a request was sent to it: queued prefill tokens, running decodes."""
+
+    queued_prefill_tokens: int
+    running_decodes: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnObservation:
+    """What one completed turn showed; stamps are perf_counter seconds, times ms."""
+
+    route_kind: str  # policies.ROUTE_*: "pd" pulled KV from P, anything else prefilled at the target
+    target_url: str
+    holder_url: str | None
+    num_prompt_tokens: int
+    num_history_tokens: int
+    is_first_turn: bool
+    usage: dict[str, Any] | None
+    target_load: HopLoad | None
+    target_sent_s: float | None
+    first_byte_s: float | None
+    last_byte_s: float | None
+    prefill_load: HopLoad | None = None
+    prefill_ms: float | None = None
+
+
+class Estimates:
+    """The proxy's running estimates (one per proxy; kept across mode switches and clears)."""
+
+    def __init__(self, priors: Priors | None = None, forget: float = 0.97) -> None:
+        p = priors or Priors()
+        self.step = LinearFit(p.step_base_ms, p.step_per_decode_ms, (1.0, 128.0), forget)
+        self.prefill = LinearFit(p.prefill_fixed_ms, p.prefill_ms_per_token, (512.0, 8192.0), forget)
+        self.kv = LinearFit(p.kv_fixed_ms, p.kv_ms_per_token, (512.0, 8192.0), forget)
+        self.mean_output_tokens = p.mean_output_tokens
+        self.num_outputs = 0
+
+    def instance_costs(self, url: str, queued_prefill_tokens: int, running_decodes: int) -> InstanceCosts:
+        """The cost model's view of one instance with this load."""
+        step_base_ms, step_per_decode_ms = self.step.coefficients()
+        prefill_fixed_ms, prefill_ms_per_token = self.prefill.coefficients()
+        return InstanceCosts(
+            url,
+            queued_prefill_tokens,
+            running_decodes,
+            step_base_ms,
+            step_per_decode_ms,
+            prefill_fixed_ms,
+            prefill_ms_per_token,
+        )
+
+    def model(self, slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None) -> AutoModel:
+        """KV transfer, output length and SLOs for the cost model."""
+        kv_fixed_ms, kv_ms_per_token = self.kv.coefficients()
+        return AutoModel(kv_fixed_ms, kv_ms_per_token, self.mean_output_tokens, slo_ttft_ms, slo_tpot_ms)
+
+    def inputs(self, slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None) -> AutoInputs:
+        """A frozen snapshot for one routing decision (instances' load is filled in by the router)."""
+        return AutoInputs(self.model(slo_ttft_ms, slo_tpot_ms), self.instance_costs("", 0, 0))
+
+    def observe(self, turn: TurnObservation) -> None:
+        """Learn from one completed turn (see the module docstring for what each fit takes)."""
+        num_output_tokens = _usage_int(turn.usage, "completion_tokens")
+        if num_output_tokens is not None:
+            self._observe_output(num_output_tokens)
+        if turn.prefill_ms is not None and turn.prefill_load is not None and turn.is_first_turn:
+            self._observe_prefill(turn.prefill_load, turn.num_prompt_tokens, turn.prefill_ms)
+        load = turn.target_load
+        if load is None or turn.target_sent_s is None or turn.first_byte_s is None:
+            return
+        num_gaps = (num_output_tokens or 0) - 1
+        if num_gaps >= _MIN_GAPS_FOR_STEP and turn.last_byte_s is not None:
+            gap_ms = (turn.last_byte_s - turn.first_byte_s) * 1000.0 / num_gaps
+            self.step.observe(load.running_decodes + 1, gap_ms)
+        ttft_ms = (turn.first_byte_s - turn.target_sent_s) * 1000.0
+        if turn.route_kind == "pd":
+            self._observe_pull(turn, load, ttft_ms)
+        else:
+            num_cached = _cached_tokens(turn.usage)
+            num_prompt = _usage_int(turn.usage, "prompt_tokens") or turn.num_prompt_tokens
+            self._observe_prefill(load, max(0, num_prompt - num_cached), ttft_ms)
+
+    def _observe_output(self, num_output_tokens: int) -> None:
+        weight = max(_OUTPUT_MEAN_WEIGHT, 1.0 / (self.num_outputs + 2))  # the prior counts as one answer
+        self.mean_output_tokens += weight * (num_output_tokens - self.mean_output_tokens)
+        self.num_outputs += 1
+
+    def _observe_prefill(self, load: HopLoad, num_tokens: int, answer_ms: float) -> None:
+        step_ms = self.step.predict(load.running_decodes)
+        self.prefill.observe(load.queued_prefill_tokens + num_tokens, answer_ms - step_ms)
+
+    def _observe_pull(self, turn: TurnObservation, load: HopLoad, ttft_ms: float) -> None:
+        pulled_history = turn.holder_url == turn.target_url
+        num_pulled = turn.num_prompt_tokens - (turn.num_history_tokens if pulled_history else 0)
+        _, prefill_ms_per_token = self.prefill.coefficients()
+        queue_ms = prefill_ms_per_token * load.queued_prefill_tokens
+        self.kv.observe(max(0, num_pulled), ttft_ms - self.step.predict(load.running_decodes) - queue_ms)
+
+    def status(self) -> dict[str, Any]:
+        """The current estimates, as /status shows them (ms, tokens)."""
+        step_base_ms, step_per_decode_ms = self.step.coefficients()
+        prefill_fixed_ms, prefill_ms_per_token = self.prefill.coefficients()
+        kv_fixed_ms, kv_ms_per_token = self.kv.coefficients()
+        return {
+            "step_base_ms": round(step_base_ms, 4),
+            "step_per_decode_ms": round(step_per_decode_ms, 5),
+            "prefill_fixed_ms": round(prefill_fixed_ms, 4),
+            "prefill_ms_per_token": round(prefill_ms_per_token, 6),
+            "prefill_tokens_per_s": round(1000.0 / prefill_ms_per_token) if prefill_ms_per_token else None,
+            "kv_fixed_ms": round(kv_fixed_ms, 4),
+            "kv_ms_per_token": round(kv_ms_per_token, 6),
+            "mean_output_tokens": round(self.mean_output_tokens, 2),
+            "observations": {
+                "step": self.step.num_observations,
+                "prefill": self.prefill.num_observations,
+                "kv": self.kv.num_observations,
+                "outputs": self.num_outputs,
+            },
+        }
+
+
+def _usage_int(usage: dict[str, Any] | None, key: str) -> int | None:
+    value = usage.get(key) if usage else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _cached_tokens(usage: dict[str, Any] | None) -> int:
+    details = usage.get("prompt_tokens_details") if usage else None
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else 0
+
+
+def turn_observation(record: TurnRecord) -> TurnObservation | None:
+    """What a completed turn's record shows, or None when it is not a clean observation."""
+    route, turn = record.route, record.turn
+    if route is None or turn is None or record.status != 200 or record.failovers:
+        return None
+    return TurnObservation(
+        route_kind=route.kind,
+        target_url=route.target_url,
+        holder_url=turn.holder_url,
+        num_prompt_tokens=turn.num_prompt_tokens,
+        num_history_tokens=turn.num_history_tokens,
+        is_first_turn=turn.number == 1,
+        usage=record.usage,
+        target_load=record.target_load,
+        target_sent_s=record.target_sent_s,
+        first_byte_s=record.first_byte_s,
+        last_byte_s=record.last_byte_s,
+        prefill_load=record.prefill_load,
+        prefill_ms=record.prefill_ms,
+    )

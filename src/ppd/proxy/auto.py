@@ -25,9 +25,14 @@ is unknown, max_tokens being only a bound):
              + E/2 * step_per_decode_ms * N_T                        the N_T decodes it slows down
              + N_S * (c * n + step_base_ms)                          decodes on S stall for the prefill
              + [pd] N_T * step_base_ms                               and on T for the pulled-KV step
+             + c * n                                                 S's GPU time is taken from the
+                                                                     turns that arrive after it
 
 cost_ms is the marginal end-to-end time the option adds summed over everyone it touches, so
-minimising it minimises mean E2E (the greedy, one-turn-at-a-time version). The choice is the
+minimising it minimises mean E2E (the greedy, one-turn-at-a-time version). The last term makes
+prefill work count twice (once in this turn's TTFT, once as the wait it adds for later arrivals),
+so re-prefilling a history on another instance (replica) is chosen only when the holder's queue is
+longer than the extra work, not whenever it is merely a little busier. The choice is the
 cheapest option whose ttft_ms and tpot_ms meet the SLOs; when none meets them, the cheapest of all.
 Ties keep the order of the options (the caller rotates it to spread an idle pool).
 """
@@ -124,7 +129,7 @@ def estimate(option: Option, model: AutoModel) -> Estimate:
     tpot_ms = target.step_ms(target.running_decodes + 1)
     expected = model.mean_output_tokens
     slowdown_ms = 0.5 * expected * target.step_per_decode_ms * target.running_decodes
-    cost_ms = ttft_ms + expected * tpot_ms + slowdown_ms + stall_ms
+    cost_ms = ttft_ms + expected * tpot_ms + slowdown_ms + stall_ms + prefill_ms
     return Estimate(ttft_ms, tpot_ms, cost_ms, _meets_slo(ttft_ms, tpot_ms, model))
 
 

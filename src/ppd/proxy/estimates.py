@@ -4,7 +4,7 @@ The auto mode (auto.py) needs three small time models, all in milliseconds of re
 
     decode step     step_ms(N)        = step_base_ms  + step_per_decode_ms  * N    N: running decodes
     prefill answer  ttft_ms - step(N) = prefill_fixed_ms + prefill_ms_per_token * (Q + n)
-    KV pull         d_ttft_ms - step(N) - c * Q = kv_fixed_ms + kv_ms_per_token * m
+    KV pull         d_ttft_ms - step(N)   = kv_fixed_ms + kv_ms_per_token * m       (Q = 0 at D)
 
 Observations, taken from every completed turn whatever the mode:
 
@@ -16,8 +16,9 @@ Observations, taken from every completed turn whatever the mode:
   cached, from the answer's usage); and P's answer time of a turn-1 PD prefill (x-ppd-prefill-ms;
   later turns are left out because P's prefix cache may hold part of the prompt, which the proxy
   cannot see);
-- KV pull: the TTFT at D of a PD turn (D sent -> first byte) less D's step and queue, against the
-  tokens D had to pull (m = the prompt, less the history when D held the conversation);
+- KV pull: the TTFT at D of a PD turn (D sent -> first byte) less D's step, against the tokens D
+  had to pull (m = the prompt, less the history when D held the conversation); only turns that found
+  no prefill queued at D, whose wait would otherwise be mistaken for transfer time;
 - the mean output length: a running mean of `usage.completion_tokens`.
 
 Each line is a least-squares fit in which older observations weigh geometrically less (`forget`
@@ -178,7 +179,8 @@ class Estimates:
             self.step.observe(load.running_decodes + 1, gap_ms)
         ttft_ms = (turn.first_byte_s - turn.target_sent_s) * 1000.0
         if turn.route_kind == "pd":
-            self._observe_pull(turn, load, ttft_ms)
+            if load.queued_prefill_tokens == 0:  # D's own queue would be mistaken for transfer time
+                self._observe_pull(turn, load, ttft_ms)
         else:
             num_cached = _cached_tokens(turn.usage)
             num_prompt = _usage_int(turn.usage, "prompt_tokens") or turn.num_prompt_tokens
@@ -196,9 +198,7 @@ class Estimates:
     def _observe_pull(self, turn: TurnObservation, load: HopLoad, ttft_ms: float) -> None:
         pulled_history = turn.holder_url == turn.target_url
         num_pulled = turn.num_prompt_tokens - (turn.num_history_tokens if pulled_history else 0)
-        _, prefill_ms_per_token = self.prefill.coefficients()
-        queue_ms = prefill_ms_per_token * load.queued_prefill_tokens
-        self.kv.observe(max(0, num_pulled), ttft_ms - self.step.predict(load.running_decodes) - queue_ms)
+        self.kv.observe(max(0, num_pulled), ttft_ms - self.step.predict(load.running_decodes))
 
     def status(self) -> dict[str, Any]:
         """The current estimates, as /status shows them (ms, tokens)."""

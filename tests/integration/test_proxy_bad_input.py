@@ -11,6 +11,8 @@ import contextlib
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -217,3 +219,11 @@ def test_non_http_bytes_get_the_parsers_400_and_the_proxy_keeps_serving(proxy: s
         reply = exchange(proxy, data)
         assert 400 <= reply.status < 500, (name, reply.status)
     assert_still_serving(proxy)
+
+
+def test_non_loopback_bind_without_admin_token_exits_2_with_one_line() -> None:
+    command = [sys.executable, "-m", "ppd", "proxy", "--mode", "replication", "--replica", "http://127.0.0.1:9",
+               "--host", "0.0.0.0", "--port", "0"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") <= 1 and "--admin-token" in done.stderr and "--insecure" in done.stderr

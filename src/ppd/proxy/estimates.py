@@ -23,8 +23,8 @@ Observations, taken from every completed turn whatever the mode:
 
 Each line is a least-squares fit in which older observations weigh geometrically less (`forget`
 per observation, so ~1/(1 - forget) observations count), started from a prior: the H100 figures
-of ../shared/calibration (vLLM 0.25.1, Llama-3.1-8B). The prior is two pseudo-observations whose
-weight decays the same way down to a floor, so a fit whose x never varies still has a slope. All
+of ../shared/calibration (vLLM 0.25.1, Llama-3.1-8B), whose weight decays the same way down to a
+floor, so a fit whose x never varies still has a slope (LinearFit). All
 instances share the fits (they are assumed to be the same GPU and model); their load, which is what
 differs between them, comes from the proxy's live counters.
 """
@@ -45,48 +45,52 @@ _OUTPUT_MEAN_WEIGHT = 0.1  # weight of the newest answer in the running mean of 
 
 @dataclass
 class LinearFit:
-    """y ≈ a + b·x by least squares; old observations fade by `forget` each; starts from a prior line."""
+    """y ≈ a + b·x by least squares; old observations fade by `forget` each; starts from a prior line.
+
+    The prior acts twice, with a weight that decays like an observation's down to a floor: as that
+    much weight on the prior line's value at the data's mean x (the level), and as a ridge pulling
+    the slope toward the prior's over the prior's x range (so a fit whose x never varies keeps the
+    prior slope). With no data the fit is the prior line.
+    """
 
     prior_a: float
     prior_b: float
-    prior_x: tuple[float, float]  # where the prior's two pseudo-observations sit
+    prior_x: tuple[float, float]  # the x range the prior slope is trusted over
     forget: float = 0.97
-    prior_weight: float = 2.0  # total weight of the prior's pseudo-observations now
-    prior_weight_floor: float = 0.5
+    prior_weight: float = 2.0  # weight of the prior now, in observations
+    prior_weight_floor: float = 0.05
     num_observations: int = 0
     _sums: list[float] = field(default_factory=lambda: [0.0] * 5)  # w, wx, wy, wxx, wxy of the data
 
     def observe(self, x: float, y: float) -> None:
         """Add one observation; every earlier one (and the prior) weighs `forget` times less."""
         sums = self._sums
-        for index in range(5):
-            sums[index] *= self.forget
         for index, value in enumerate((1.0, x, y, x * x, x * y)):
-            sums[index] += value
+            sums[index] = sums[index] * self.forget + value
         self.prior_weight = max(self.prior_weight_floor, self.prior_weight * self.forget)
         self.num_observations += 1
 
     def coefficients(self) -> tuple[float, float]:
         """(a, b) of the fit, with a ≥ 0 and b ≥ 0 (times and rates are never negative)."""
-        w, wx, wy, wxx, wxy = self._with_prior()
-        det = w * wxx - wx * wx
-        slope = (w * wxy - wx * wy) / det if det > 1e-12 * max(1.0, w * wxx) else self.prior_b
-        slope = max(0.0, slope)
-        return max(0.0, (wy - slope * wx) / w), slope
+        w, wx, wy, wxx, wxy = self._sums
+        if w <= 0.0:
+            return self.prior_a, self.prior_b
+        mean_x, mean_y = wx / w, wy / w
+        prior_level = self.prior_a + self.prior_b * mean_x
+        level = max(0.0, (w * mean_y + self.prior_weight * prior_level) / (w + self.prior_weight))
+        spread = (self.prior_x[1] - self.prior_x[0]) / 2.0
+        ridge = self.prior_weight * spread * spread
+        sxx, sxy = max(0.0, wxx - w * mean_x * mean_x), wxy - w * mean_x * mean_y
+        slope = max(0.0, (sxy + ridge * self.prior_b) / (sxx + ridge))
+        intercept = level - slope * mean_x
+        if intercept < 0.0:  # keep the fit right at the data, through the origin
+            return 0.0, (level / mean_x if mean_x > 0 else slope)
+        return intercept, slope
 
     def predict(self, x: float) -> float:
         """a + b·x of the current fit."""
         a, b = self.coefficients()
         return a + b * x
-
-    def _with_prior(self) -> list[float]:
-        half = self.prior_weight / 2.0
-        totals = list(self._sums)
-        for x in self.prior_x:
-            y = self.prior_a + self.prior_b * x
-            for index, value in enumerate((1.0, x, y, x * x, x * y)):
-                totals[index] += half * value
-        return totals
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,12 @@ so re-prefilling a history on another instance (replica) is chosen only when the
 longer than the extra work, not whenever it is merely a little busier. The choice is the
 cheapest option whose ttft_ms and tpot_ms meet the SLOs; when none meets them, the cheapest of all.
 Ties keep the order of the options (the caller rotates it to spread an idle pool).
+
+The caller may name a default (policies.route_auto: replication's choice, the holder or else the
+least loaded replica, which keeps the prefix cache and spreads load with no model at all). The
+choice leaves it only for an option that meets the SLOs where the default does not, or whose
+cost_ms is at least SWITCH_MARGIN (a fraction) below the default's: the estimates are running fits
+on noisy observations, so a small predicted gain is as likely to be a loss.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ DECISION_DIRECT = "direct"
 DECISION_REPLICA = "replica"
 DECISION_PD = "pd"
 DECISIONS = (DECISION_DIRECT, DECISION_PD, DECISION_REPLICA)
+SWITCH_MARGIN = 0.2  # leave the default only for an option expected to cost this much less
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +140,24 @@ def estimate(option: Option, model: AutoModel) -> Estimate:
     return Estimate(ttft_ms, tpot_ms, cost_ms, _meets_slo(ttft_ms, tpot_ms, model))
 
 
-def choose(options: Sequence[Option], model: AutoModel) -> tuple[Option, Estimate]:
-    """The cheapest option meeting the SLOs, else the cheapest; the first of equals. Needs ≥ 1."""
+def choose(
+    options: Sequence[Option],
+    model: AutoModel,
+    default: Option | None = None,
+    margin: float = SWITCH_MARGIN,
+) -> tuple[Option, Estimate]:
+    """The cheapest option meeting the SLOs, else the cheapest (the first of equals); with a
+    default, that default unless the winner meets the SLOs where it does not or costs `margin` less."""
     if not options:
         raise ValueError("choose needs at least one option")
     scored = [(option, estimate(option, model)) for option in options]
-    return min(scored, key=lambda scored_option: _rank(scored_option[1]))  # min keeps the first of equals
+    best = min(scored, key=lambda scored_option: _rank(scored_option[1]))  # min keeps the first of equals
+    if default is None or best[0] is default:
+        return best
+    kept = (default, estimate(default, model))
+    if best[1].meets_slo and not kept[1].meets_slo:
+        return best
+    return best if best[1].cost_ms <= (1.0 - margin) * kept[1].cost_ms else kept
 
 
 def _rank(candidate: Estimate) -> tuple[bool, float]:

@@ -12,11 +12,12 @@ KV cache), the candidate instances with their health and load, and the mode's op
                  history, with no KV transfer. If that D is not a healthy decode instance, P -> D.
     replication  a new conversation -> the least loaded replica; later turns -> the same replica,
                  unless it is unhealthy.
-    auto         every turn, the cheapest by the cost model of auto.py (which documents the formula)
-                 of: direct at the holder, any other replica prefilling the whole prompt, and any
+    auto         every turn, by the cost model of auto.py (which documents the formula), one of:
+                 direct at the holder, any other replica prefilling the whole prompt, and any
                  P -> D pair; from token counts, live load and the running estimates in
-                 RouteOptions.auto. The route says which (`decision`: auto-direct | auto-replica |
-                 auto-pd) and why (`reason`: the chosen and the runner-up estimates).
+                 RouteOptions.auto. Replication's choice is kept unless another option is expected
+                 to be clearly cheaper. The route says which (`decision`: auto-direct |
+                 auto-replica | auto-pd) and why (`reason`: the chosen and the runner-up estimates).
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ def route_auto(turn: Turn, candidates: Candidates, options: RouteOptions) -> Rou
     choices = auto_options(turn, candidates, options.rotation, inputs.speed)
     if not choices:
         raise NoHealthyUpstream("replica or decode")
-    chosen, expected = choose(choices, inputs.model)
+    default = _replication_choice(candidates, options.rotation, choices)
+    chosen, expected = choose(choices, inputs.model, default)
     reason = f"{_describe(chosen, expected)}; runner-up {_runner_up(chosen, choices, inputs)}"
     kind, decision = _AUTO_ROUTE_KINDS[chosen.decision], "auto-" + chosen.decision
     prefill_url = chosen.prefill.url if chosen.prefill is not None else None
@@ -209,6 +211,17 @@ def auto_options(turn: Turn, candidates: Candidates, rotation: int, speed: Insta
             num_kv = num_tail if decode.url == turn.holder_url else turn.num_prompt_tokens
             options.append(Option(DECISION_PD, of(decode), of(prefill), turn.num_prompt_tokens, num_kv))
     return options
+
+
+def _replication_choice(candidates: Candidates, rotation: int, choices: list[Option]) -> Option | None:
+    """What replication would do: the holder, else the least loaded replica (None: no replicas)."""
+    if choices[0].decision == DECISION_DIRECT:
+        return choices[0]
+    try:
+        url = least_loaded_decode(candidates.replicas, rotation, role="replica").url
+    except NoHealthyUpstream:
+        return None
+    return next(o for o in choices if o.decision == DECISION_REPLICA and o.target.url == url)
 
 
 def default_auto_inputs() -> AutoInputs:

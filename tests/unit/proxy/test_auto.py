@@ -110,3 +110,22 @@ def test_ties_keep_the_order_given() -> None:
 def test_choose_needs_an_option() -> None:
     with pytest.raises(ValueError, match="at least one option"):
         choose([], MODEL)
+
+
+def test_the_default_is_kept_unless_another_option_is_clearly_cheaper() -> None:
+    holder, other = instance("h", queued=2800), instance("o")
+    direct = Option(DECISION_DIRECT, holder, None, 500)
+    elsewhere = Option(DECISION_REPLICA, other, None, 1800)
+    assert estimate(elsewhere, MODEL).cost_ms < estimate(direct, MODEL).cost_ms  # a little cheaper
+    assert choose([direct, elsewhere], MODEL)[0] is elsewhere
+    assert choose([direct, elsewhere], MODEL, default=direct)[0] is direct
+    swamped = Option(DECISION_DIRECT, instance("h", queued=200_000), None, 500)
+    assert choose([swamped, elsewhere], MODEL, default=swamped)[0] is elsewhere
+
+
+def test_an_option_that_alone_meets_the_slo_replaces_the_default() -> None:
+    model = AutoModel(20.0, 0.005, 100.0, slo_ttft_ms=60.0)
+    default = Option(DECISION_DIRECT, instance("h", queued=5_000), None, 500)  # ttft 10 + 5 + 55
+    other = Option(DECISION_REPLICA, instance("o"), None, 1800)  # ttft 33
+    assert estimate(other, model).cost_ms > 0.8 * estimate(default, model).cost_ms  # not 20% cheaper
+    assert choose([default, other], model, default=default)[0] is other

@@ -235,6 +235,7 @@ class _Forward:
         except UpstreamFailed as exc:
             self.state.note_failure(exc.url, str(exc), exc.unreachable)
             return None, str(exc)
+        self.state.note_success(prefill_url)
         return kv_transfer_params, ""
 
     def _headers_up(self) -> dict[str, str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ppd.proxy.history import PrefixIndex, chat_digest
+from ppd.proxy.history import PrefixIndex, chat_digest, completion_history_text
 
 SESSION_HEADER = "X-Session-ID"
 SESSION_BODY_FIELD = "conversation_id"
@@ -148,8 +148,7 @@ class ConversationStore:
             conversation.chat_key = digest
             self._by_chat_digest[digest] = conversation.key
         elif identity.prompt_bytes is not None:
-            known_text = identity.prompt_bytes + answer.encode("utf-8", "surrogatepass")
-            self._prompts.add(conversation.key, known_text)
+            self._prompts.add(conversation.key, completion_history_text(identity.prompt_bytes, answer))
 
     def _forget_history(self, conversation: Conversation) -> None:
         if conversation.chat_key is not None:

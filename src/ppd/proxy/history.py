@@ -44,6 +44,19 @@ def _role_and_content(message: Any) -> tuple[str, str]:
     return role, json.dumps(content, sort_keys=True)  # content parts, tool calls, null
 
 
+def completion_history_text(prompt: bytes, answer: str) -> bytes:
+    """The text a continuing completions prompt starts with: the prompt, then the answer.
+
+    When neither side has whitespace where they meet (an answer of words like `w12 w34`), a client
+    must put a separator between them to keep the words apart; the usual one is a single space, so
+    that is what the known history holds. Otherwise the two are joined as they are.
+    """
+    answer_bytes = answer.encode("utf-8", "surrogatepass")
+    if prompt and answer_bytes and not prompt[-1:].isspace() and not answer_bytes[:1].isspace():
+        return prompt + b" " + answer_bytes
+    return prompt + answer_bytes
+
+
 def text_digest(data: bytes | memoryview) -> bytes:
     """Digest of a (prefix of a) prompt, as bytes."""
     return hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest()

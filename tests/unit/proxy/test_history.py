@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ppd.proxy.history import HEAD_BYTES, PrefixIndex, chat_digest
+from ppd.proxy.history import HEAD_BYTES, PrefixIndex, chat_digest, completion_history_text
 
 
 def test_chat_digest_of_history_plus_answer_equals_digest_of_the_next_requests_earlier_messages() -> None:
@@ -59,3 +59,17 @@ def test_same_exact_short_text_newer_owner_wins() -> None:
     index.add("b", b"w1")
     assert index.longest_prefix_owner(b"w1 w2") == "b"
     assert len(index) == 1
+
+
+def test_word_answers_are_joined_to_the_prompt_with_the_space_a_client_must_add() -> None:
+    assert completion_history_text(b"w1 w2", "w3 w4") == b"w1 w2 w3 w4"
+    assert completion_history_text(b"w1 w2 ", "w3") == b"w1 w2 w3"
+    assert completion_history_text(b"Q:", " yes") == b"Q: yes"
+    assert completion_history_text(b"w1", "") == b"w1"
+
+
+def test_a_prompt_built_as_prompt_space_answer_space_new_words_is_recognised() -> None:
+    index = PrefixIndex()
+    prompt = b" ".join(b"w%d" % i for i in range(100))
+    index.add("c", completion_history_text(prompt, "w7 w8 w9"))
+    assert index.longest_prefix_owner(prompt + b" w7 w8 w9 w500 w501") == "c"

@@ -116,6 +116,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes files private; results are meant to be shared
         with os.fdopen(fd, "w") as tmp:
             json.dump(data, tmp, indent=1)
             tmp.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ def build_report(inputs: list[ResultFile], out_dir: Path, notes: Sequence[str] =
         raise ValueError("the result files hold no summaries (no run has completed yet)")
     crossover = analyze(merged)
     merged_json = out_dir / MERGED_FILE
-    write_json_atomic(merged_json, merged_to_json(merged))
+    write_json_atomic(merged_json, merged_to_json(merged, out_dir))
     crossover_json = out_dir / CROSSOVER_FILE
     write_json_atomic(crossover_json, crossover)
     summary_md = out_dir / SUMMARY_FILE
@@ -54,8 +55,12 @@ def build_report(inputs: list[ResultFile], out_dir: Path, notes: Sequence[str] =
     return Report(merged, crossover, out_dir, merged_json, crossover_json, summary_md, plots)
 
 
-def merged_to_json(merged: MergedResults) -> dict[str, Any]:
-    """The merged results file: inputs' provenance plus one entry per merged point."""
+def merged_to_json(merged: MergedResults, out_dir: Path | None = None) -> dict[str, Any]:
+    """The merged results file: inputs' provenance plus one entry per merged point.
+
+    Input paths are written relative to out_dir when given, so a committed report regenerates
+    byte for byte from any checkout.
+    """
     return {
         "schema": "ppd.report/1",
         "tool": {"name": "ppd", "version": __version__},
@@ -65,12 +70,12 @@ def merged_to_json(merged: MergedResults) -> dict[str, Any]:
         ),
         "modes": merged.modes(),
         "workloads": merged.workloads(),
-        "inputs": [_input_json(result) for result in merged.inputs],
+        "inputs": [_input_json(result, out_dir) for result in merged.inputs],
         "points": [_point_json(merged.points[key]) for key in sorted(merged.points)],
     }
 
 
-def _input_json(result: ResultFile) -> dict[str, Any]:
+def _input_json(result: ResultFile, out_dir: Path | None) -> dict[str, Any]:
     meta = result.meta
     keep = (
         "name",
@@ -84,11 +89,17 @@ def _input_json(result: ResultFile) -> dict[str, Any]:
         "rows_file",
     )
     return {
-        "path": str(result.path),
+        "path": _path_label(result.path, out_dir),
         **{key: meta.get(key) for key in keep},
         "num_runs": len(meta.get("runs", [])),
         "num_summaries_used": len(result.summaries),
     }
+
+
+def _path_label(path: Path, out_dir: Path | None) -> str:
+    if out_dir is None:
+        return str(path)
+    return os.path.relpath(path.resolve(), out_dir.resolve())
 
 
 def _point_json(point: MergedPoint) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import random
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -64,36 +65,34 @@ class Workload:
 # ---------------------------------------------------------------- processes
 
 
-def start(args: list[str], timeout_s: float = 30.0) -> tuple[subprocess.Popen[str], str]:
-    """Start `python -m ppd ARGS --port 0` and return it with the URL it announces."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ppd", *args, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def start(args: list[str], log_path: Path, timeout_s: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `python -m ppd ARGS --port 0`, output to log_path, and return it with its URL.
+
+    Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the process.
+    """
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ppd", *args, "--port", "0"], stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + timeout_s
-    assert process.stdout is not None
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        match = _URL_RE.search(line)
+        match = _URL_RE.search(log_path.read_text(errors="replace"))
         if match:
             return process, match.group(1)
-        if not line and process.poll() is not None:
+        if process.poll() is not None:
             break
+        time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"ppd {' '.join(args)} did not start")
+    raise RuntimeError(f"ppd {' '.join(args)} did not start; see {log_path}")
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def rss_kib(pid: int) -> int:
@@ -240,22 +239,31 @@ def parse_args() -> argparse.Namespace:
         "--switch-every-s", type=float, default=0.0, help="cycle the mode this often (0: never)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--log-dir", type=Path, help="where the engines' and proxy's output goes (a temp dir)"
+    )
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
     workload = Workload(args.turns, args.prompt_words, args.max_tokens, args.think_s)
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="ppd-soak-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
     sim = ("sim", "--time-scale", str(args.time_scale))
-    prefill, prefill_url = start([*sim])
-    decode, decode_url = start([*sim, "--seed", "1"])
-    proxy, url = start(["proxy", "--mode", args.mode, "--prefill", prefill_url, "--decode", decode_url,
-                        "--max-conversations", str(args.max_conversations)])  # fmt: skip
+    prefill, prefill_url = start([*sim], log_dir / "prefill.log")
+    decode, decode_url = start([*sim, "--seed", "1"], log_dir / "decode.log")
+    proxy_args = ["proxy", "--mode", args.mode, "--prefill", prefill_url, "--decode", decode_url,
+                  "--max-conversations", str(args.max_conversations)]  # fmt: skip
+    proxy, url = start(proxy_args, log_dir / "proxy.log")
     try:
-        return asyncio.run(run(args, workload, url, proxy.pid))
+        status = asyncio.run(run(args, workload, url, proxy.pid))
     finally:
         for process in (proxy, decode, prefill):
             stop(process)
+    tracebacks = (log_dir / "proxy.log").read_text(errors="replace").count("Traceback")
+    print(f"proxy log: {tracebacks} tracebacks ({log_dir / 'proxy.log'})")
+    return status if tracebacks == 0 else 1
 
 
 async def run(args: argparse.Namespace, workload: Workload, url: str, proxy_pid: int) -> int:

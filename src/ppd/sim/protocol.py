@@ -12,11 +12,29 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ppd import __version__
 from ppd.openai_api import ApiError
 from ppd.tokens import VOCAB_SIZE, encode, render_chat
 
 COMPLETION = "completion"
 CHAT = "chat"
+# vLLM answers with "vllm-<version>-<hash>"; a sim says what it is (results tell a sim from vLLM).
+SYSTEM_FINGERPRINT = f"ppd-sim-{__version__}"
+
+
+class ValidationError(ApiError):
+    """A 400 that vLLM raises while validating the body's schema (pydantic), before its own checks:
+    its error type is the HTTP phrase "Bad Request" and its param the location, e.g. "body.max_tokens"
+    (tests/fixtures/vllm-0.25.1/error_max_tokens_type.json). Checks vLLM makes after parsing the body
+    (max_tokens < 1, context too long) are plain ApiErrors, typed "BadRequestError"."""
+
+    error_type = "Bad Request"
+
+
+def validation_message(kind: str, location: tuple[str | int, ...], message: str, value: Any) -> str:
+    """A pydantic-style message in vLLM's words: what was wrong, where, and the value given."""
+    detail = {"type": kind, "loc": ("body", *location), "msg": message, "input": value}
+    return f"1 validation error:\n  {detail!r}"
 
 
 @dataclass(frozen=True)
@@ -70,40 +88,61 @@ def parse_tokenize(body: Any) -> list[int]:
 
 
 def resolve_max_tokens(num_prompt_tokens: int, max_tokens: int | None, max_model_len: int) -> int:
-    """The output length to generate; ApiError(400) in vLLM's words when the context is too long."""
-    if num_prompt_tokens > max_model_len:
-        raise ApiError(
-            400,
-            f"This model's maximum context length is {max_model_len} tokens. However, your request has "
-            f"{num_prompt_tokens} input tokens. Please reduce the length of the input messages.",
-        )
-    room = max_model_len - num_prompt_tokens
+    """The output length to generate; ApiError(400, param "input_tokens") in vLLM's words when the
+    context is too long (tests/fixtures/vllm-0.25.1/error_too_long.json)."""
     if max_tokens is None:
-        if room < 1:
-            raise ApiError(400, f"The prompt ({num_prompt_tokens} tokens) leaves no room to generate "
-                                f"within max_model_len {max_model_len}.")
-        return room
-    if max_tokens > room:
+        if num_prompt_tokens >= max_model_len:
+            raise ApiError(
+                400,
+                f"This model's maximum context length is {max_model_len} tokens. However, your request has "
+                f"{num_prompt_tokens} input tokens. Please reduce the length of the input messages. "
+                f"(parameter=input_tokens, value={num_prompt_tokens})",
+                "input_tokens",
+            )
+        return max_model_len - num_prompt_tokens
+    if num_prompt_tokens + max_tokens > max_model_len:
+        # vLLM tokenizes at most max_model_len - max_tokens + 1 tokens of a prompt, so past that it
+        # can only say "at least".
+        cap = max_model_len - max_tokens + 1
+        seen = min(num_prompt_tokens, cap) if cap > 0 else num_prompt_tokens
+        at_least = "at least " if seen == cap else ""
         raise ApiError(
             400,
-            f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's maximum "
-            f"context length is {max_model_len} tokens and your request has {num_prompt_tokens} input "
-            f"tokens ({max_tokens} > {max_model_len} - {num_prompt_tokens}).",
-            "max_tokens",
+            f"This model's maximum context length is {max_model_len} tokens. However, you requested "
+            f"{max_tokens} output tokens and your prompt contains {at_least}{seen} input tokens, for a total "
+            f"of {at_least}{seen + max_tokens} tokens. Please reduce the length of the input prompt or the "
+            f"number of requested output tokens. (parameter=input_tokens, value={seen})",
+            "input_tokens",
         )
     return max_tokens
 
 
 def _require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
+        message = validation_message("model_attributes_type", (), "Input should be a valid dictionary", body)
+        raise ValidationError(400, message, "body")
     return body
 
 
-def _optional(body: dict[str, Any], name: str, kind: type) -> Any:
+_TYPE_WORDS = {
+    int: "a valid integer", bool: "a valid boolean", str: "a valid string", dict: "a valid dictionary",
+}
+
+
+def _optional(body: dict[str, Any], name: str, kind: type, where: tuple[str, ...] = ()) -> Any:
     value = body.get(name)
     if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-        raise ApiError(400, f"'{name}' must be of type {kind.__name__}, got {type(value).__name__}.", name)
+        location = (*where, name)
+        words = _TYPE_WORDS.get(kind, f"of type {kind.__name__}")
+        if isinstance(value, str) and kind in (int, bool):
+            # pydantic's wording for a string it could not read as a number or boolean
+            error, text = f"{kind.__name__}_parsing", f"Input should be {words}, unable to interpret input"
+            if kind is int:
+                text = f"Input should be {words}, unable to parse string as an integer"
+        else:
+            error, text = f"{kind.__name__}_type", f"Input should be {words}"
+        message = validation_message(error, location, text, value)
+        raise ValidationError(400, message, ".".join(("body", *location)))
     return value
 
 
@@ -117,22 +156,28 @@ def _prompt_token_ids(prompt: Any) -> list[int]:
         if any(not 0 <= t < VOCAB_SIZE for t in token_ids):
             raise ApiError(400, f"Token ids in 'prompt' must be in [0, {VOCAB_SIZE}).", "prompt")
     elif prompt is None:
-        raise ApiError(400, "'prompt' is required.", "prompt")
+        token_ids = []
     else:
-        raise ApiError(400, "'prompt' must be a string, a list of token ids, or a batch of one of those "
-                            "(batches of several prompts are not supported by ppd sim).", "prompt")
+        raise ValidationError(400, "'prompt' must be a string, a list of token ids, or a batch of one of "
+                                   "those (batches of several prompts are not supported by ppd sim).",
+                              "body.prompt")
     if not token_ids:
-        raise ApiError(400, "The prompt is empty: it must contain at least one token.", "prompt")
+        message = validation_message(
+            "value_error", (), "Value error, Either prompt or prompt_embeds must be provided and non-empty. "
+            "(parameter=prompt)", prompt)
+        raise ValidationError(400, message, "prompt")
     return token_ids
 
 
 def _messages(messages: Any) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects.", "messages")
+        raise ValidationError(400, "'messages' must be a non-empty list of {role, content} objects.",
+                              "body.messages")
     rendered = []
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise ApiError(400, f"messages[{index}] must be an object with a string 'role'.", "messages")
+            raise ValidationError(400, f"messages[{index}] must be an object with a string 'role'.",
+                                  f"body.messages.{index}")
         rendered.append({"role": message["role"], "content": _content_text(message.get("content"), index)})
     return rendered
 
@@ -145,7 +190,8 @@ def _content_text(content: Any, index: int) -> str:
         texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
         if len(texts) == len(content) and all(isinstance(text, str) for text in texts):
             return "\n".join(texts)  # type: ignore[arg-type]
-    raise ApiError(400, f"messages[{index}].content must be a string or a list of text parts.", "messages")
+    raise ValidationError(400, f"messages[{index}].content must be a string or a list of text parts.",
+                          f"body.messages.{index}.content")
 
 
 def _max_tokens(body: dict[str, Any], names: tuple[str, ...], default_if_absent: int | None) -> int | None:
@@ -153,7 +199,8 @@ def _max_tokens(body: dict[str, Any], names: tuple[str, ...], default_if_absent:
         value = _optional(body, name, int)
         if value is not None:
             if value < 1:
-                raise ApiError(400, f"{name} must be at least 1, got {value}.", name)
+                message = f"{name} must be at least 1, got {value}. (parameter={name}, value={value})"
+                raise ApiError(400, message, name)
             return int(value)
     return default_if_absent
 
@@ -163,18 +210,31 @@ def _include_usage(body: dict[str, Any]) -> bool:
     if options is None:
         return False
     if not isinstance(options, dict):
-        raise ApiError(400, "'stream_options' must be an object.", "stream_options")
-    return bool(_optional(options, "include_usage", bool))
+        message = validation_message("model_type", ("stream_options",), "Input should be a valid dictionary",
+                                     options)
+        raise ValidationError(400, message, "body.stream_options")
+    return bool(_optional(options, "include_usage", bool, ("stream_options",)))
 
 
-def usage(num_prompt_tokens: int, num_completion_tokens: int, num_cached_tokens: int) -> dict[str, Any]:
-    """vLLM's usage object with prompt_tokens_details (--enable-prompt-tokens-details)."""
+def usage(
+    num_prompt_tokens: int, num_completion_tokens: int, num_cached_tokens: int, streamed: bool = False
+) -> dict[str, Any]:
+    """vLLM's usage object with prompt_tokens_details (--enable-prompt-tokens-details); a whole answer's
+    details also carry "multimodal_tokens": null, a stream's usage chunk does not (as vLLM 0.25.1)."""
+    details: dict[str, Any] = {"cached_tokens": max(0, num_cached_tokens)}
+    if not streamed:
+        details["multimodal_tokens"] = None
     return {
         "prompt_tokens": num_prompt_tokens,
         "total_tokens": num_prompt_tokens + num_completion_tokens,
         "completion_tokens": num_completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": max(0, num_cached_tokens)},
+        "prompt_tokens_details": details,
     }
+
+
+def answer_text(words: str) -> str:
+    """The answer's text as vLLM detokenizes it: every generated word after a space (" w12 w34")."""
+    return " " + words if words else words
 
 
 def completion_body(
@@ -187,11 +247,13 @@ def completion_body(
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "length",
-                     "stop_reason": None, "prompt_logprobs": None}],
+                     "stop_reason": None, "token_ids": None, "prompt_logprobs": None,
+                     "prompt_token_ids": None, "routed_experts": None}],
         "service_tier": None,
-        "system_fingerprint": None,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
         "usage": usage_info,
         "kv_transfer_params": kv_transfer_params,
+        "metrics": None,
     }
 
 
@@ -201,7 +263,7 @@ def chat_body(
     """A non-streaming /v1/chat/completions answer."""
     message: dict[str, Any] = {
         "role": "assistant", "content": text, "refusal": None, "annotations": None, "audio": None,
-        "function_call": None, "tool_calls": [], "reasoning_content": None,
+        "function_call": None, "reasoning": None,
     }
     return {
         "id": response_id,
@@ -209,12 +271,15 @@ def chat_body(
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "length",
-                     "stop_reason": None}],
+                     "stop_reason": None, "token_ids": None, "routed_experts": None}],
         "service_tier": None,
-        "system_fingerprint": None,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
         "usage": usage_info,
         "prompt_logprobs": None,
+        "prompt_token_ids": None,
+        "prompt_text": None,
         "kv_transfer_params": kv_transfer_params,
+        "metrics": None,
     }
 
 
@@ -228,22 +293,27 @@ class StreamTemplates:
         head = {"id": response_id, "object": obj, "created": created, "model": model}
         self.head_json = json.dumps(head, separators=(",", ":"))[:-1]  # without the closing brace
         if kind == COMPLETION:
+            # Field order and nulls as vLLM 0.25.1 (tests/fixtures/vllm-0.25.1/completion_stream.json).
             self.prefix = f'data: {self.head_json},"choices":[{{"index":0,"text":"'.encode()
-            self.suffix = b'","logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}\n\n'
-            self.last_suffix = (
-                b'","logprobs":null,"finish_reason":"length","stop_reason":null}],"usage":null}\n\n'
-            )
+            tail = b'"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}\n\n'
+            self.suffix = b'","logprobs":null,"finish_reason":null,' + tail
+            self.last_suffix = b'","logprobs":null,"finish_reason":"length",' + tail
             self.opening = b""
         else:
+            # As tests/fixtures/vllm-0.25.1/chat_stream.json: the role chunk carries the prompt fields.
             self.prefix = f'data: {self.head_json},"choices":[{{"index":0,"delta":{{"content":"'.encode()
-            self.suffix = b'"},"logprobs":null,"finish_reason":null}]}\n\n'
-            self.last_suffix = b'"},"logprobs":null,"finish_reason":"length","stop_reason":null}]}\n\n'
+            self.suffix = b'"},"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n'
+            self.last_suffix = (
+                b'"},"logprobs":null,"finish_reason":"length","stop_reason":null,"token_ids":null}]}\n\n'
+            )
             self.opening = (
                 f'data: {self.head_json},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},'
-                f'"logprobs":null,"finish_reason":null}}]}}\n\n'
+                f'"logprobs":null,"finish_reason":null}}],"prompt_token_ids":null,"prompt_text":null}}\n\n'
             ).encode()
 
     def usage_chunk(self, usage_info: dict[str, Any]) -> bytes:
         """The final chunk with empty choices that stream_options.include_usage asks for."""
         tail = json.dumps(usage_info, separators=(",", ":"))
-        return f'data: {self.head_json},"choices":[],"usage":{tail}}}\n\n'.encode()
+        fingerprint = json.dumps(SYSTEM_FINGERPRINT)
+        chunk = f'data: {self.head_json},"choices":[],"usage":{tail},"system_fingerprint":{fingerprint}}}\n\n'
+        return chunk.encode()

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ppd import __version__
-from ppd.openai_api import SSE_DONE, ApiError, api_error_response, error_response
+from ppd.openai_api import SSE_DONE, ApiError, error_body
 from ppd.sim.config import SimConfig
 from ppd.sim.engine import TIMER_EARLY_S, Engine
 from ppd.sim.kv_transfer import PULL_PATH, KVPuller, RemotePrefill, parse_kv_transfer_params
@@ -27,6 +28,8 @@ from ppd.sim.protocol import (
     COMPLETION,
     GenerateParams,
     StreamTemplates,
+    ValidationError,
+    answer_text,
     chat_body,
     completion_body,
     parse_chat,
@@ -34,6 +37,7 @@ from ppd.sim.protocol import (
     parse_tokenize,
     resolve_max_tokens,
     usage,
+    validation_message,
 )
 from ppd.sim.request import Request, RequestStatus
 from ppd.sim.timing import api_overhead_s
@@ -55,7 +59,7 @@ STATE = web.AppKey("ppd_sim_state", SimState)
 
 def build_app(config: SimConfig) -> web.Application:
     """An aiohttp app serving one simulated engine; the engine runs while the app runs."""
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_route_errors_as_json])
     app.cleanup_ctx.append(_engine_lifespan(config))
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -69,6 +73,35 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_get("/ppd/stats", stats)
     app.router.add_post("/ppd/stats/reset", reset_stats)
     return app
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """JSON as vLLM sends it: Content-Type "application/json", no charset parameter."""
+    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def api_error_response(exc: ApiError) -> web.Response:
+    """vLLM's error JSON; schema violations are typed "Bad Request" like vLLM's validation errors."""
+    body = error_body(exc.status, exc.message, exc.param)
+    if isinstance(exc, ValidationError):
+        body["error"]["type"] = exc.error_type
+    return json_response(body, exc.status)
+
+
+def error_response(status: int, message: str, param: str | None = None) -> web.Response:
+    return api_error_response(ApiError(status, message, param))
+
+
+@web.middleware
+async def _route_errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An unknown path or method answers like vLLM's FastAPI: {"detail": "Not Found"} as JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_response({"detail": exc.reason}, exc.status)
 
 
 def _engine_lifespan(config: SimConfig) -> Any:
@@ -155,12 +188,12 @@ async def _respond_whole(
     if request.status is not RequestStatus.FINISHED:
         return _with_headers(error_response(500, "The request was aborted."), headers)
     state = http_request.app[STATE]
-    text = decode(request.output_token_ids)
+    text = answer_text(decode(request.output_token_ids))
     usage_info = usage(request.num_prompt_tokens, request.num_output_tokens, request.num_cached_tokens)
     kv_params = _kv_transfer_params(http_request, state, request)
     build = completion_body if params.kind == COMPLETION else chat_body
     model = state.config.served_model_name
-    return web.json_response(build(response_id, model, text, usage_info, kv_params), headers=headers)
+    return json_response(build(response_id, model, text, usage_info, kv_params), headers=headers)
 
 
 def _kv_transfer_params(http_request: web.Request, state: SimState, request: Request) -> Any:
@@ -211,7 +244,8 @@ async def _stream(
             request.output_ready.clear()
         if request.status is RequestStatus.FINISHED and not sink.closed:
             tail = [templates.usage_chunk(usage(request.num_prompt_tokens, request.num_output_tokens,
-                                                request.num_cached_tokens))] if params.include_usage else []
+                                                request.num_cached_tokens, streamed=True))
+                    ] if params.include_usage else []
             await response.write_eof(b"".join([*tail, SSE_DONE]))
     except ConnectionResetError:
         pass  # the client went away; the caller aborts the request
@@ -252,7 +286,7 @@ class TokenSink:
         parts = [self.opening] if self.num_sent == 0 else []
         for index in range(self.num_sent, num_out):
             token_id = token_ids[self.num_prompt + index]
-            word = b" w%d" % token_id if index else b"w%d" % token_id
+            word = b" w%d" % token_id  # vLLM's detokenizer puts the space before every word
             parts.append(self.prefix + word + (self.last_suffix if index == self.last_index else self.suffix))
         self.num_sent = num_out
         if self.transport.is_closing():
@@ -269,10 +303,15 @@ def _check_model(model: str | None, served_model_name: str) -> None:
 
 
 async def _json_body(http_request: web.Request) -> Any:
+    raw = await http_request.read()
     try:
-        return json.loads(await http_request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"The request body is not valid JSON: {exc}") from exc
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        message = validation_message("json_invalid", (exc.pos,), "JSON decode error", {})
+        raise ValidationError(400, f"{message} ({exc.msg})", f"body.{exc.pos}") from exc
+    except UnicodeDecodeError as exc:
+        message = validation_message("json_invalid", (exc.start,), "JSON decode error", {})
+        raise ValidationError(400, f"{message} (not UTF-8)", f"body.{exc.start}") from exc
 
 
 def _with_headers(response: web.Response, headers: dict[str, str]) -> web.Response:
@@ -282,12 +321,18 @@ def _with_headers(response: web.Response, headers: dict[str, str]) -> web.Respon
 
 async def models(http_request: web.Request) -> web.Response:
     config = http_request.app[STATE].config
+    created = int(time.time())
     card = {
-        "id": config.served_model_name, "object": "model", "created": int(time.time()), "owned_by": "vllm",
+        "id": config.served_model_name, "object": "model", "created": created, "owned_by": "vllm",
         "root": config.served_model_name, "parent": None, "max_model_len": config.max_model_len,
-        "permission": [],
+        "permission": [{
+            "id": f"modelperm-{uuid.uuid4().hex[:16]}", "object": "model_permission", "created": created,
+            "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
+            "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
+            "organization": "*", "group": None, "is_blocking": False,
+        }],
     }
-    return web.json_response({"object": "list", "data": [card]})
+    return json_response({"object": "list", "data": [card]})
 
 
 async def health(http_request: web.Request) -> web.Response:
@@ -295,7 +340,7 @@ async def health(http_request: web.Request) -> web.Response:
 
 
 async def version(http_request: web.Request) -> web.Response:
-    return web.json_response({"version": SIM_VERSION})
+    return json_response({"version": SIM_VERSION})
 
 
 async def tokenize(http_request: web.Request) -> web.Response:
@@ -308,7 +353,7 @@ async def tokenize(http_request: web.Request) -> web.Response:
         token_ids = parse_tokenize(body)
     except ApiError as exc:
         return api_error_response(exc)
-    return web.json_response({"count": len(token_ids), "max_model_len": config.max_model_len,
+    return json_response({"count": len(token_ids), "max_model_len": config.max_model_len,
                               "tokens": token_ids, "token_strs": None})
 
 
@@ -338,7 +383,7 @@ async def kv_pull(http_request: web.Request) -> web.Response:
         return error_response(
             404, f"Engine {state.config.engine_id} holds no KV blocks for request {lease_id!r}: unknown, "
             f"already pulled, or its {state.config.kv_lease_s:g} s lease expired.")
-    return web.json_response({"engine_id": state.config.engine_id, "num_blocks": len(lease.block_ids),
+    return json_response({"engine_id": state.config.engine_id, "num_blocks": len(lease.block_ids),
                               "num_tokens": lease.num_tokens})
 
 
@@ -346,7 +391,7 @@ async def stats(http_request: web.Request) -> web.Response:
     """Engine figures for benchmarks: drift of real time behind the modeled clock, steps, tokens."""
     engine = http_request.app[STATE].engine
     s = engine.stats
-    return web.json_response({
+    return json_response({
         "num_steps": s.num_steps,
         "last_drift_ms": s.last_drift_s * 1e3,
         "max_drift_ms": s.max_drift_s * 1e3,

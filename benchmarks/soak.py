@@ -289,7 +289,8 @@ async def run(args: argparse.Namespace, workload: Workload, url: str, proxy_pid:
             last_switch[0] = elapsed_s
             await post(f"{url}/mode/{MODES[int(elapsed_s // args.switch_every_s) % len(MODES)]}")
         status = await get_json(url + "/status")
-        print(f"  t={elapsed_s:6.0f}s turns={counts.turns} errors={counts.errors} "
+        in_flight = sum(upstream["outstanding_requests"] for upstream in status["upstreams"])
+        print(f"  t={elapsed_s:6.0f}s turns={counts.turns} errors={counts.errors} in_flight={in_flight} "
               f"conversations={status['conversations']} rss={now_kib / 1024:.1f}MiB", flush=True)  # fmt: skip
 
     started_s = time.monotonic()

@@ -171,8 +171,8 @@ def test_history_recognition_for_completions_and_chat(ppd_server) -> None:
     proxy = topology.proxy
     prompt = words(0, 300)  # longer than the index's head, so the long-prompt path is exercised
     first = completion(proxy, prompt)
-    # A word answer is joined with the space a client must add to keep the words apart.
-    second = completion(proxy, prompt + " " + answer_text(first, False) + " w7 w8")
+    # vLLM's answer text starts with a space (" w12 w34"), so prompt + answer is the history as is.
+    second = completion(proxy, prompt + answer_text(first, False) + " w7 w8")
     assert route(second)[:2] == ("ppd-direct", 2)
     unrelated = completion(proxy, words(5, 40))
     assert route(unrelated)[:2] == ("pd", 1)

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import random
 
+from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS
 from ppd.sim.config import sim_config
 from ppd.sim.offline import OfflineEngine
 from ppd.sim.timing import (
@@ -44,8 +45,8 @@ from ppd.sim.timing import (
     PROFILES_DIR,
     Profile,
     api_overhead_s,
+    kv_pull_duration_s,
     load_profile,
-    transfer_duration_s,
 )
 
 SOURCE = "../shared/calibration/h100x2-vllm0.25.1-nixl-probe.txt (vLLM 0.25.1, 2x H100, 2026-11-25)"
@@ -144,9 +145,9 @@ def _pd_total_ms(profile: Profile, rng: random.Random, num_tokens: int) -> float
     prompt = _words(rng, num_tokens)
     prefill_ms = _first_token_ms(profile, prompt, 1)
     config = sim_config(profile)
-    num_pulled_tokens = -(-num_tokens // config.block_size) * config.block_size
-    pull_s = profile.kv_handshake_ms * 1e-3 + transfer_duration_s(
-        num_pulled_tokens, profile.kv_bytes_per_token, config.kv_bandwidth_gbps
+    num_pulled_blocks = -(-num_tokens // config.block_size)
+    pull_s = profile.kv_handshake_ms * 1e-3 + kv_pull_duration_s(
+        profile, num_pulled_blocks, config.block_size, config.kv_bandwidth_gbps
     )
     engine = OfflineEngine(config)
     request = engine.new_request(prompt, 64, num_external_tokens=num_tokens)
@@ -182,7 +183,9 @@ def predict_points(
 
 STEP_FIT = ("base_ms", "prefill_min_ms", "prefill_token_us", "attention_pair_ns", "decode_seq_us")
 API_FIT = ("api_overhead_ms", "api_overhead_per_token_us")
-PD_FIT = ("kv_handshake_ms", "kv_bandwidth_gbps")
+# The pull's own cost (kv_descriptor_us, kv_bandwidth_gbps) is fitted to vLLM's NIXL series in the kv
+# probes (results/h100x2-vllm0.25.1-nixl/kv_probe_summary.py); the PD points fit what is around it.
+PD_FIT = ("kv_handshake_ms",)
 
 
 def with_params(profile: Profile, params: dict[str, float]) -> Profile:
@@ -302,14 +305,7 @@ def start_sim(profile_arg: str, engine_id: str) -> tuple[str, object]:
 
 
 BASE = {"model": "llama", "temperature": 0, "ignore_eos": True}
-REMOTE_DECODE = {
-    "do_remote_decode": True,
-    "do_remote_prefill": False,
-    "remote_engine_id": None,
-    "remote_block_ids": None,
-    "remote_host": None,
-    "remote_port": None,
-}
+REMOTE_DECODE = PREFILL_KV_TRANSFER_PARAMS
 
 
 async def stream_ttft(session, url: str, body: dict) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -470,9 +466,9 @@ def write_profile(profile: Profile, profile_arg: str, in_place: bool) -> str:
     is_path = profile_arg.endswith(".json") or "/" in profile_arg
     source = Path(profile_arg) if is_path else PROFILES_DIR / f"{profile_arg}.json"
     data = json.loads(source.read_text())
-    data["step"] = {
+    data["step"] = {**data["step"], **{
         k: round(v, 4) for k, v in current_params(profile, (*STEP_FIT, "decode_context_ns")).items()
-    }
+    }}  # fixed step parameters (cudagraph_max_tokens, eager_step_ms) kept as they are
     data.update({k: round(v, 4) for k, v in current_params(profile, API_FIT + PD_FIT).items()})
     target = source if in_place else Path(tempfile.mkdtemp()) / source.name
     target.write_text(json.dumps(data, indent=2) + "\n")

@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS
+
 TIMEOUT = aiohttp.ClientTimeout(total=120)
 NEW_WORDS_TURN2 = 192
 
@@ -96,14 +98,7 @@ async def pd_turn(session: aiohttp.ClientSession, prefill: str, decode: str, pro
         "max_tokens": 1,
         "stream": False,
         "ignore_eos": True,
-        "kv_transfer_params": {
-            "do_remote_decode": True,
-            "do_remote_prefill": False,
-            "remote_engine_id": None,
-            "remote_block_ids": None,
-            "remote_host": None,
-            "remote_port": None,
-        },
+        "kv_transfer_params": dict(PREFILL_KV_TRANSFER_PARAMS),
     }
     d_before = await transfer_series(session, decode)
     p_before = await transfer_series(session, prefill)

@@ -18,6 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS
+
 TIMEOUT_S = 60.0
 
 
@@ -107,14 +109,7 @@ def record(prefill: str, decode: str) -> dict[str, dict[str, Any]]:
     )
     pd_prompt = words(6000, 100)
     p_body = completion(pd_prompt, 1, False)
-    p_body["kv_transfer_params"] = {
-        "do_remote_decode": True,
-        "do_remote_prefill": False,
-        "remote_engine_id": None,
-        "remote_block_ids": None,
-        "remote_host": None,
-        "remote_port": None,
-    }
+    p_body["kv_transfer_params"] = dict(PREFILL_KV_TRANSFER_PARAMS)
     out["pd_prefill"] = exchange(prefill, "POST", "/v1/completions", p_body)
     params = (out["pd_prefill"]["json"] or {}).get("kv_transfer_params")
     d_body = completion(pd_prompt, 8, True, kv_transfer_params=params)

@@ -10,6 +10,17 @@ from aiohttp import StreamReader, web
 
 SSE_DONE = b"data: [DONE]\n\n"
 
+# The kv_transfer_params that make a vLLM NixlConnector instance act as P: prefill, then hold the
+# KV blocks for a remote decode (DESIGN.md, "vLLM NixlConnector P/D handshake").
+PREFILL_KV_TRANSFER_PARAMS: dict[str, Any] = {
+    "do_remote_decode": True,
+    "do_remote_prefill": False,
+    "remote_engine_id": None,
+    "remote_block_ids": None,
+    "remote_host": None,
+    "remote_port": None,
+}
+
 # vLLM names the error type after the HTTP status; clients read `error.message` and the status.
 _ERROR_TYPES = {
     400: "BadRequestError",

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from ppd.launch.readiness import LaunchError
+from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS
 from ppd.tokens import random_words
 
 WARMUP_PROMPT_TOKENS = 64
@@ -39,14 +40,7 @@ def prefill_body(model: str, prompt: str) -> dict[str, Any]:
         "prompt": prompt,
         "max_tokens": 1,
         "stream": False,
-        "kv_transfer_params": {
-            "do_remote_decode": True,
-            "do_remote_prefill": False,
-            "remote_engine_id": None,
-            "remote_block_ids": None,
-            "remote_host": None,
-            "remote_port": None,
-        },
+        "kv_transfer_params": dict(PREFILL_KV_TRANSFER_PARAMS),
     }
 
 

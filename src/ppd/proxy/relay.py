@@ -17,17 +17,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ppd.openai_api import ApiError
+from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS, ApiError
 
-# What P must be asked for, exactly as stock vLLM's NixlConnector expects it.
-PREFILL_KV_TRANSFER_PARAMS: dict[str, Any] = {
-    "do_remote_decode": True,
-    "do_remote_prefill": False,
-    "remote_engine_id": None,
-    "remote_block_ids": None,
-    "remote_host": None,
-    "remote_port": None,
-}
 _PREFILL_DROPPED_FIELDS = ("stream_options", "min_tokens")
 # Hop-by-hop and framing headers are the proxy's own business, not the upstream's.
 _FORWARDED_REQUEST_HEADERS = ("Authorization", "X-Request-Id")

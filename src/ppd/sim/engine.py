@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from dataclasses import dataclass
 
 from ppd.sim.config import SimConfig
@@ -43,6 +44,8 @@ class EngineStats:
     sum_drift_s: float = 0.0
     num_drift_samples: int = 0
     busy_s: float = 0.0  # modeled (scaled) time spent in steps
+    num_stalls: int = 0  # KV pulls that held the step loop (NIXL posts from D's worker)
+    stall_s: float = 0.0  # modeled (scaled) time they held it
 
     def record_drift(self, drift_s: float) -> None:
         self.last_drift_s = drift_s
@@ -68,6 +71,8 @@ class Engine:
         self.stats = EngineStats()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Work that holds the step loop between two steps (KV pulls), with who waits for its end.
+        self._stalls: deque[tuple[float, asyncio.Future[None]]] = deque()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ppd-sim-engine")
@@ -118,6 +123,14 @@ class Engine:
         request.output_ready.set()
         self._wakeup.set()
 
+    async def occupy(self, duration_s: float) -> None:
+        """Hold the step loop for duration_s (modeled, before time scaling) between two steps, FIFO
+        with other holds: how vLLM's D spends posting a NIXL read (no step runs meanwhile)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stalls.append((duration_s, done))
+        self._wakeup.set()
+        await done
+
     def count_cached_prompt_blocks(self, prompt_block_hashes: list[int]) -> int:
         """Leading prompt blocks already in this engine's prefix cache."""
         return self.kv_cache.count_cached(prompt_block_hashes)
@@ -127,13 +140,23 @@ class Engine:
         clock_s = loop.time()
         time_scale = self.config.time_scale
         costs = self.config.profile.step
+        idle = True
         while True:
+            if self._stalls:
+                if idle:
+                    clock_s = max(clock_s, loop.time())
+                clock_s = await self._run_stall(clock_s)
+                idle = False
+                continue
             scheduled = self.scheduler.schedule()
             if not scheduled:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                clock_s = self._idle_clock_start(clock_s, loop.time())
+                if not self._stalls:
+                    clock_s = self._idle_clock_start(clock_s, loop.time())
+                idle = True
                 continue
+            idle = False
             duration_s = step_duration_s(costs, batch_shape(scheduled)) * time_scale
             end_s = clock_s + duration_s
             delay_s = end_s - loop.time() - TIMER_EARLY_S
@@ -143,6 +166,20 @@ class Engine:
             self.stats.busy_s += duration_s
             self._apply_step(scheduled, now_s)
             clock_s = end_s if now_s - end_s < _RESYNC_LAG_S else now_s
+
+    async def _run_stall(self, clock_s: float) -> float:
+        """Let the first queued hold pass on the modeled clock; returns the clock after it."""
+        loop = asyncio.get_running_loop()
+        duration_s, done = self._stalls.popleft()
+        end_s = clock_s + duration_s * self.config.time_scale
+        delay_s = end_s - loop.time() - TIMER_EARLY_S
+        await asyncio.sleep(delay_s if delay_s > 0 else 0)
+        now_s = loop.time()
+        self.stats.num_stalls += 1
+        self.stats.stall_s += duration_s * self.config.time_scale
+        if not done.done():
+            done.set_result(None)
+        return end_s if now_s - end_s < _RESYNC_LAG_S else now_s
 
     def _idle_clock_start(self, last_end_s: float, now_s: float) -> float:
         """Where the modeled clock resumes after idling: when the first new request was due, so a

@@ -9,8 +9,8 @@ lacks, on a FIFO link shared by that engine pair, and spends the modeled transfe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -18,7 +18,7 @@ import aiohttp
 from ppd.openai_api import ApiError
 from ppd.sim.kv_cache import KVCache
 from ppd.sim.request import Request
-from ppd.sim.timing import Profile, transfer_duration_s
+from ppd.sim.timing import Profile, kv_pull_duration_s
 
 PULL_PATH = "/ppd/kv/pull"
 _PULL_TIMEOUT_S = 30.0
@@ -137,9 +137,9 @@ def _flatten_block_ids(groups: Any) -> list[int]:
 
 @dataclass
 class _Link:
-    """The NIXL link to one remote engine: connected once, then one transfer at a time (FIFO)."""
+    """The NIXL link to one remote engine: the first pull pays the connection setup. Transfers are
+    serialised by D's engine loop (Engine.occupy), which posts them."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     connected: bool = False
 
 
@@ -168,8 +168,13 @@ class KVPuller:
         if self._session is not None:
             await self._session.close()
 
-    async def pull(self, remote: RemotePrefill, num_cached_blocks: int) -> int:
-        """Pull the blocks after the first num_cached_blocks; returns how many blocks moved."""
+    async def pull(
+        self, remote: RemotePrefill, num_cached_blocks: int, occupy: Callable[[float], Awaitable[None]]
+    ) -> int:
+        """Pull the blocks after the first num_cached_blocks; returns how many blocks moved.
+
+        `occupy(seconds)` holds D's engine loop for the transfer (Engine.occupy): vLLM's D posts the
+        NIXL read from its worker, one copy per descriptor, before its next step."""
         wanted = remote.remote_block_ids[num_cached_blocks:]
         try:
             await self._claim(remote, len(wanted))
@@ -183,9 +188,8 @@ class KVPuller:
             wait_s += self.profile.kv_first_connect_ms * 1e-3
         await asyncio.sleep(wait_s * self.time_scale)
         num_tokens = len(wanted) * self.block_size
-        busy_s = transfer_duration_s(num_tokens, self.profile.kv_bytes_per_token, self.bandwidth_gbps)
-        async with link.lock:
-            await asyncio.sleep(busy_s * self.time_scale)
+        busy_s = kv_pull_duration_s(self.profile, len(wanted), self.block_size, self.bandwidth_gbps)
+        await occupy(busy_s)  # FIFO on D's loop, so pulls of one D never overlap
         self._count(len(wanted), num_tokens, wait_s + busy_s)
         return len(wanted)
 

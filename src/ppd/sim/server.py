@@ -173,7 +173,7 @@ async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefi
         )
     max_local_blocks = (request.num_prompt_tokens - 1) // block_size
     num_cached = state.engine.count_cached_prompt_blocks(request.block_hashes[:max_local_blocks])
-    await state.puller.pull(remote, num_cached)
+    await state.puller.pull(remote, num_cached, state.engine.occupy)
     request.num_external_tokens = request.num_prompt_tokens
     request.ready_s = asyncio.get_running_loop().time()
 
@@ -402,6 +402,8 @@ async def stats(http_request: web.Request) -> web.Response:
         "num_preemptions": engine.scheduler.num_preemptions,
         "kv_cache_usage": engine.kv_cache.usage,
         "num_leases": len(engine.leases),
+        "num_kv_pull_stalls": s.num_stalls,
+        "kv_pull_stall_ms": s.stall_s * 1e3,
     })
 
 

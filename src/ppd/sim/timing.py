@@ -7,11 +7,18 @@ A step's duration is a linear function of what the step computes (see `step_dura
             + attention_pair_ns/1e6  * (query, key) pairs attended by prefill tokens
             + decode_seq_us/1e3      * decoding sequences
             + decode_context_ns/1e6  * context tokens read by decoding sequences
+            + eager_step_ms          (if the step schedules more than cudagraph_max_tokens tokens)
+
+The last term: vLLM captures CUDA graphs for batches of up to 512 tokens; a bigger batch (a 512-token
+prefill plus any decode) runs without them and pays the kernel launches (~18 ms on the 2x H100 runs:
+results/h100x2-vllm0.25.1-nixl/README.md).
 
 A request first spends `api_overhead_ms + api_overhead_per_token_us x prompt tokens` in the API
-server (HTTP, tokenizing, hashing), concurrently with other requests. A KV pull costs
-`kv_handshake_ms` + bytes / bandwidth on a FIFO link shared by an engine pair, plus a one-off
-`kv_first_connect_ms` for the first pull of a pair. Profiles are JSON files (see `profiles/`); their
+server (HTTP, tokenizing, hashing), concurrently with other requests. A KV pull waits
+`kv_handshake_ms` (plus a one-off `kv_first_connect_ms` for the first pull of a pair), then occupies
+D's engine loop for `kv_pull_duration_s`: NIXL posts one copy per descriptor (a block of one layer's
+K or V) from D's worker, so the pull costs per descriptor and blocks D's steps meanwhile (vLLM's
+nixl_post_time ~ nixl_xfer_time in the kv probes). Profiles are JSON files (see `profiles/`); their
 parameters are fitted by `benchmarks/sim_calibration.py --fit`.
 """
 
@@ -40,6 +47,8 @@ class StepCosts:
     attention_pair_ns: float
     decode_seq_us: float
     decode_context_ns: float
+    cudagraph_max_tokens: int  # largest batch (tokens) that runs as a captured CUDA graph
+    eager_step_ms: float  # extra cost of a step above cudagraph_max_tokens (no CUDA graph)
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,9 @@ class Profile:
     api_overhead_ms: float  # per request: HTTP, JSON, hand-off to the engine core and back
     api_overhead_per_token_us: float  # per prompt token: tokenizing, block hashing, moving token ids
     kv_bytes_per_token: int
-    kv_bandwidth_gbps: float  # GB/s (1e9 bytes/s) of a NIXL pull
+    kv_bandwidth_gbps: float  # GB/s (1e9 bytes/s) of the link, on top of the per-descriptor cost
+    kv_descriptors_per_block: int  # NIXL descriptors per KV block: layers x 2 (K and V)
+    kv_descriptor_us: float  # D's cost of posting one descriptor's copy
     kv_handshake_ms: float  # per pull: D's request to P, notification, scheduling around it
     kv_first_connect_ms: float  # once per engine pair: NIXL connection setup
     default_kv_cache_tokens: int
@@ -81,6 +92,8 @@ def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
         + costs.decode_seq_us * 1e-3 * shape.num_decode_seqs
         + costs.decode_context_ns * 1e-6 * shape.num_decode_context_tokens
     )
+    if shape.num_prefill_tokens + shape.num_decode_seqs > costs.cudagraph_max_tokens:
+        total_ms += costs.eager_step_ms
     return total_ms * 1e-3
 
 
@@ -97,6 +110,17 @@ def prefill_attention_pairs(num_computed_tokens: int, num_new_tokens: int) -> in
 def transfer_duration_s(num_tokens: int, kv_bytes_per_token: int, bandwidth_gbps: float) -> float:
     """Seconds the link is busy moving the KV of num_tokens tokens."""
     return num_tokens * kv_bytes_per_token / (bandwidth_gbps * 1e9)
+
+
+def kv_pull_duration_s(profile: Profile, num_blocks: int, block_size: int, bandwidth_gbps: float) -> float:
+    """Seconds a pull of num_blocks blocks occupies D: per-descriptor posting plus the bytes on the link.
+
+    Fitted to the kv probes (results/h100x2-vllm0.25.1-nixl/raw): 8192 tokens took 125 ms at block 16
+    (32,768 descriptors), ~50 ms at 64 and 17 ms at 128 for the same 1 GiB."""
+    num_descriptors = num_blocks * profile.kv_descriptors_per_block
+    return num_descriptors * profile.kv_descriptor_us * 1e-6 + transfer_duration_s(
+        num_blocks * block_size, profile.kv_bytes_per_token, bandwidth_gbps
+    )
 
 
 def load_profile(name_or_path: str) -> Profile:

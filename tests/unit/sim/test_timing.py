@@ -8,6 +8,7 @@ from ppd.sim.timing import (
     ProfileError,
     StepCosts,
     api_overhead_s,
+    kv_pull_duration_s,
     load_profile,
     prefill_attention_pairs,
     step_duration_s,
@@ -21,6 +22,8 @@ COSTS = StepCosts(
     attention_pair_ns=1.0,
     decode_seq_us=10.0,
     decode_context_ns=40.0,
+    cudagraph_max_tokens=2048,
+    eager_step_ms=7.0,
 )
 
 
@@ -40,6 +43,22 @@ def test_small_prefill_pays_the_floor_and_decode_only_does_not() -> None:
     assert step_duration_s(COSTS, BatchShape(num_decode_seqs=1, num_decode_context_tokens=100)) == (
         pytest.approx((5.0 + 0.01 + 0.004) / 1e3)
     )
+
+
+def test_a_step_above_the_cuda_graph_size_pays_the_eager_cost() -> None:
+    at_limit = BatchShape(num_prefill_tokens=2040, num_decode_seqs=8)
+    above = BatchShape(num_prefill_tokens=2040, num_decode_seqs=9)
+    assert step_duration_s(COSTS, above) - step_duration_s(COSTS, at_limit) == pytest.approx(
+        (7.0 + 0.01) / 1e3
+    )
+
+
+def test_a_kv_pull_costs_per_descriptor_so_bigger_blocks_pull_faster() -> None:
+    profile = load_profile("h100-llama3.1-8b")
+    # 8192 tokens: 512 blocks of 16 = 32,768 descriptors; 64 blocks of 128 = 4,096 (the probe: 125 vs 17 ms)
+    block16 = kv_pull_duration_s(profile, 512, 16, profile.kv_bandwidth_gbps)
+    block128 = kv_pull_duration_s(profile, 64, 128, profile.kv_bandwidth_gbps)
+    assert block16 == pytest.approx(0.125, rel=0.1) and block128 == pytest.approx(0.017, rel=0.2)
 
 
 def test_attention_pairs_are_causal() -> None:

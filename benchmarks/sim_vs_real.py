@@ -1,0 +1,156 @@
+"""How far the sim is from real GPUs: per workload x QPS x mode, the sim's TTFT (turn 1, turns 2+)
+and TPOT (all turns) at p50 and p99 against the same bench configuration on real vLLM.
+
+    .venv/bin/python benchmarks/sim_vs_real.py \
+        --real results/h100x2-vllm0.25.1-nixl --sim results/h100x2-vllm0.25.1-nixl/sim-comparison
+
+Both sides are `ppd bench` result JSONs (their per-run summaries; one run per point in the committed
+sets, several runs are averaged). Relative error = (sim - real) / real. P99 only where both sides
+had >= 100 samples (the bench writes null otherwise). Ends with
+`sim_vs_real ttft_p50_max_rel_err=<f> tpot_p50_max_rel_err=<f> ttft_p99_max_rel_err=<f>
+tpot_p99_max_rel_err=<f> ...`. Goals: <= 0.10 at p50, <= 0.20 at p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# (label, turn group, metric) of every compared figure
+FIGURES = (
+    ("ttft_t1", "1", "ttft_ms"),
+    ("ttft_t2+", "2+", "ttft_ms"),
+    ("tpot", "all", "tpot_ms"),
+)
+PERCENTILES = ("p50", "p99")
+Point = tuple[str, float, str]  # workload, qps, mode
+MODE_ORDER = {"pd": 0, "ppd": 1, "replication": 2}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    point: Point
+    figure: str
+    percentile: str
+    real_ms: float
+    sim_ms: float
+
+    @property
+    def rel_err(self) -> float:
+        return (self.sim_ms - self.real_ms) / self.real_ms
+
+
+def result_files(path: Path) -> list[Path]:
+    """Result JSONs (schema ppd.result/*) in a directory (not recursive), or the file itself."""
+    candidates = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    return [
+        p for p in candidates if str(json.loads(p.read_text()).get("schema", "")).startswith("ppd.result/")
+    ]
+
+
+def summary_values(paths: list[Path]) -> dict[tuple[Point, str, str, str], float]:
+    """Mean over runs of each (point, turn group, metric, percentile); a point with any null run is left
+    out (as ppd report does: a p99 with < 100 samples in one run makes the point's p99 unknown)."""
+    runs: dict[tuple[Point, str, str, str], list[float | None]] = defaultdict(list)
+    for path in paths:
+        for summary in json.loads(path.read_text())["summaries"]:
+            point = (summary["workload"], float(summary["qps"]), summary["mode"])
+            for _, group, metric in FIGURES:
+                if summary["turn_group"] != group:
+                    continue
+                for percentile in PERCENTILES:
+                    runs[(point, group, metric, percentile)].append(summary[metric][percentile])
+    return {key: statistics.fmean(v for v in values if v is not None)
+            for key, values in runs.items() if values and all(v is not None for v in values)}  # fmt: skip
+
+
+def compare(real: dict[tuple[Point, str, str, str], float],
+            sim: dict[tuple[Point, str, str, str], float]) -> list[Comparison]:  # fmt: skip
+    found = []
+    for (point, group, metric, percentile), real_ms in real.items():
+        sim_ms = sim.get((point, group, metric, percentile))
+        if sim_ms is None or real_ms <= 0:
+            continue
+        label = next(name for name, g, m in FIGURES if (g, m) == (group, metric))
+        found.append(Comparison(point, label, percentile, real_ms, sim_ms))
+    figure_order = [name for name, _, _ in FIGURES]
+
+    def order(c: Comparison) -> tuple[Any, ...]:
+        workload, qps, mode = c.point
+        return workload, qps, MODE_ORDER.get(mode, 9), mode, figure_order.index(c.figure), c.percentile
+
+    return sorted(found, key=order)
+
+
+def table(comparisons: list[Comparison]) -> str:
+    """One line per workload x QPS x mode: real / sim / relative error of every figure."""
+    columns = [(figure, percentile) for figure, _, _ in FIGURES for percentile in PERCENTILES]
+    header = f"{'workload':<8} {'qps':>5} {'mode':<11} " + " ".join(
+        f"{figure + ' ' + percentile:>24}" for figure, percentile in columns
+    )
+    lines = [
+        header,
+        f"{'':<26} " + " ".join(f"{'real / sim ms (err)':>24}" for _ in columns),
+        "-" * len(header),
+    ]
+    by_point: dict[Point, dict[tuple[str, str], Comparison]] = defaultdict(dict)
+    for c in comparisons:
+        by_point[c.point][(c.figure, c.percentile)] = c
+    for point, cells in by_point.items():
+        texts = []
+        for column in columns:
+            c = cells.get(column)
+            texts.append(
+                f"{'-':>24}" if c is None else f"{c.real_ms:7.1f} /{c.sim_ms:7.1f} ({c.rel_err:+6.1%})"
+            )
+        lines.append(f"{point[0]:<8} {point[1]:>5g} {point[2]:<11} " + " ".join(texts))
+    return "\n".join(lines)
+
+
+def summary_line(comparisons: list[Comparison]) -> str:
+    """Max and median |relative error| of TTFT (turn 1 and 2+ together) and TPOT at each percentile."""
+    parts = []
+    for percentile in PERCENTILES:
+        for name, figures in (("ttft", ("ttft_t1", "ttft_t2+")), ("tpot", ("tpot",))):
+            errors = [
+                abs(c.rel_err) for c in comparisons if c.percentile == percentile and c.figure in figures
+            ]
+            worst = max(errors) if errors else float("nan")
+            median = statistics.median(errors) if errors else float("nan")
+            parts.append(f"{name}_{percentile}_max_rel_err={worst:.4f}")
+            parts.append(f"{name}_{percentile}_median_rel_err={median:.4f}")
+    within = [c for c in comparisons if abs(c.rel_err) <= (0.10 if c.percentile == "p50" else 0.20)]
+    return f"sim_vs_real {' '.join(parts)} within_goal={len(within)}/{len(comparisons)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--real", type=Path, default=Path("results/h100x2-vllm0.25.1-nixl"))
+    parser.add_argument("--sim", type=Path, default=Path("results/h100x2-vllm0.25.1-nixl/sim-comparison"))
+    args = parser.parse_args(argv)
+    real_files, sim_files = result_files(args.real), result_files(args.sim)
+    if not real_files or not sim_files:
+        print(f"no result files in {args.real if not real_files else args.sim}", file=sys.stderr)
+        return 2
+    comparisons = compare(summary_values(real_files), summary_values(sim_files))
+    print(f"real: {', '.join(p.name for p in real_files)}")
+    print(f"sim:  {', '.join(p.name for p in sim_files)}")
+    print("TTFT turn 1 and turns 2+, TPOT over all turns; err = (sim - real) / real; "
+          "p99 only where both sides had >= 100 samples")  # fmt: skip
+    print(table(comparisons))
+    for percentile, goal in (("p50", 0.10), ("p99", 0.20)):
+        off = [c for c in comparisons if c.percentile == percentile and abs(c.rel_err) > goal]
+        print(f"{percentile}: {len(off)} of {sum(c.percentile == percentile for c in comparisons)} figures "
+              f"off by more than {goal:.0%}")  # fmt: skip
+    print(summary_line(comparisons))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

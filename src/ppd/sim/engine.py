@@ -179,6 +179,9 @@ class Engine:
         self.stats.stall_s += duration_s * self.config.time_scale
         if not done.done():
             done.set_result(None)
+            # Let the puller submit its request before the next step is scheduled: in vLLM the
+            # request already waits in D's scheduler and joins the step right after its transfer.
+            await asyncio.sleep(0)
         return end_s if now_s - end_s < _RESYNC_LAG_S else now_s
 
     def _idle_clock_start(self, last_end_s: float, now_s: float) -> float:

@@ -3,7 +3,8 @@
 A step's duration is a linear function of what the step computes (see `step_duration_s`):
 
     step_ms = base_ms
-            + max(prefill_min_ms, prefill_token_us/1e3 * prefill tokens)   (if the step has prefill)
+            + max(prefill_min_ms, prefill_token_us/1e3 * prefill tokens)   (if the step has prefill;
+                                                                     the floor only without decodes)
             + attention_pair_ns/1e6  * (query, key) pairs attended by prefill tokens
             + decode_seq_us/1e3      * decoding sequences
             + decode_context_ns/1e6  * context tokens read by decoding sequences
@@ -83,7 +84,9 @@ class BatchShape:
 def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
     """Modeled wall time of one engine step, in seconds (before time scaling)."""
     prefill_ms = costs.prefill_token_us * 1e-3 * shape.num_prefill_tokens
-    if shape.num_prefill_tokens:
+    if shape.num_prefill_tokens and not shape.num_decode_seqs:
+        # The floor is a forward pass of its own; beside decodes the pass runs anyway and a few
+        # prefill tokens (D's 1-token recompute after a KV pull) cost what they compute.
         prefill_ms = max(costs.prefill_min_ms, prefill_ms)
     total_ms = (
         costs.base_ms

@@ -113,6 +113,26 @@ def table(comparisons: list[Comparison]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(comparisons: list[Comparison]) -> str:
+    """The same figures as a Markdown table (err only at p99, to keep it narrow)."""
+    columns = [(figure, percentile) for percentile in PERCENTILES for figure, _, _ in FIGURES]
+    names = {"ttft_t1": "TTFT t1", "ttft_t2+": "TTFT t2+", "tpot": "TPOT"}
+    lines = [
+        "| workload | QPS | mode | " + " | ".join(f"{names[f]} {p}" for f, p in columns) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in columns) + " |",
+    ]
+    by_point: dict[Point, dict[tuple[str, str], Comparison]] = defaultdict(dict)
+    for c in comparisons:
+        by_point[c.point][(c.figure, c.percentile)] = c
+    for (workload, qps, mode), cells in by_point.items():
+        texts = []
+        for column in columns:
+            c = cells.get(column)
+            texts.append("–" if c is None else f"{c.real_ms:.1f} / {c.sim_ms:.1f} ({c.rel_err:+.0%})")
+        lines.append(f"| {workload} | {qps:g} | {mode} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
 def summary_line(comparisons: list[Comparison]) -> str:
     """Max and median |relative error| of TTFT (turn 1 and 2+ together) and TPOT at each percentile."""
     parts = []
@@ -133,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--real", type=Path, default=Path("results/h100x2-vllm0.25.1-nixl"))
     parser.add_argument("--sim", type=Path, default=Path("results/h100x2-vllm0.25.1-nixl/sim-comparison"))
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args(argv)
     real_files, sim_files = result_files(args.real), result_files(args.sim)
     if not real_files or not sim_files:
@@ -143,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sim:  {', '.join(p.name for p in sim_files)}")
     print("TTFT turn 1 and turns 2+, TPOT over all turns; err = (sim - real) / real; "
           "p99 only where both sides had >= 100 samples")  # fmt: skip
-    print(table(comparisons))
+    print(markdown_table(comparisons) if args.markdown else table(comparisons))
     for percentile, goal in (("p50", 0.10), ("p99", 0.20)):
         off = [c for c in comparisons if c.percentile == percentile and abs(c.rel_err) > goal]
         print(f"{percentile}: {len(off)} of {sum(c.percentile == percentile for c in comparisons)} figures "

@@ -73,6 +73,7 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         # Work that holds the step loop between two steps (KV pulls), with who waits for its end.
         self._stalls: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._step_waiters: list[asyncio.Future[None]] = []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ppd-sim-engine")
@@ -131,6 +132,15 @@ class Engine:
         self._wakeup.set()
         await done
 
+    async def after_next_step(self) -> None:
+        """Return when the step now due has run, or at once if the engine has nothing to run: how a
+        finished NIXL read reaches vLLM's scheduler (reported with a step's output, scheduled after)."""
+        if not self.scheduler.has_work():
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._step_waiters.append(done)
+        await done
+
     def count_cached_prompt_blocks(self, prompt_block_hashes: list[int]) -> int:
         """Leading prompt blocks already in this engine's prefix cache."""
         return self.kv_cache.count_cached(prompt_block_hashes)
@@ -179,8 +189,8 @@ class Engine:
         self.stats.stall_s += duration_s * self.config.time_scale
         if not done.done():
             done.set_result(None)
-            # Let the puller submit its request before the next step is scheduled: in vLLM the
-            # request already waits in D's scheduler and joins the step right after its transfer.
+            # Let the puller ask for the next step's end (Engine.after_next_step) before that step
+            # is scheduled.
             await asyncio.sleep(0)
         return end_s if now_s - end_s < _RESYNC_LAG_S else now_s
 
@@ -191,6 +201,10 @@ class Engine:
         return max(last_end_s, min(due_s, now_s))
 
     def _apply_step(self, scheduled: list[ScheduledRequest], now_s: float) -> None:
+        waiters, self._step_waiters = self._step_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         with_output, finished = self.scheduler.complete_step(scheduled)
         stats = self.stats
         stats.num_steps += 1

@@ -174,6 +174,7 @@ async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefi
     max_local_blocks = (request.num_prompt_tokens - 1) // block_size
     num_cached = state.engine.count_cached_prompt_blocks(request.block_hashes[:max_local_blocks])
     await state.puller.pull(remote, num_cached, state.engine.occupy)
+    await state.engine.after_next_step()  # vLLM learns of the finished read with a step's output
     request.num_external_tokens = request.num_prompt_tokens
     request.ready_s = asyncio.get_running_loop().time()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,14 +44,35 @@ def _free_name(output_dir: Path, name: str) -> str:
     return candidate
 
 
-def tool_info() -> dict[str, str]:
-    """The tool versions a result was made with."""
+def tool_info() -> dict[str, str | None]:
+    """The tool versions a result was made with (the git commit when ppd runs from a checkout)."""
     return {
         "name": "ppd",
         "version": __version__,
+        "git_commit": source_commit(),
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,
     }
+
+
+def source_commit() -> str | None:
+    """`git describe` of the checkout ppd's code runs from, `-dirty` when it has changes; else None."""
+    source_dir = Path(__file__).resolve().parents[3]
+    if not (source_dir / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(source_dir), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
 
 
 def row_line(row: TurnRow) -> str:

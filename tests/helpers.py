@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 _URL_RE = re.compile(r"listening on (http://\S+)")
 
@@ -62,3 +66,27 @@ def start_ppd(*args: str, timeout_s: float = 20.0) -> Server:
         process.wait()
         raise RuntimeError(f"ppd {' '.join(args)} did not start:\n{''.join(log)}")
     return Server(found[0], process, log)
+
+
+@dataclass
+class Reply:
+    """A whole HTTP answer, error statuses included."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_call(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None, method: str | None = None
+) -> Reply:
+    """One blocking HTTP request (30 s timeout); a 4xx/5xx is a Reply, not an exception."""
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return Reply(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, dict(error.headers), error.read())

@@ -7,37 +7,21 @@ import json
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from helpers import Reply, http_call
 
 SIM_FAST = ("sim", "--time-scale", "0.05")
 SIM_REAL_TIME = ("sim", "--time-scale", "1")
 TOKEN = "s3cret"
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 def call(base: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None,
          method: str | None = None) -> Reply:  # fmt: skip
-    request = urllib.request.Request(base + path, data=data, headers=headers or {}, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Reply(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return Reply(error.code, dict(error.headers), error.read())
+    return http_call(base + path, data, headers, method)
 
 
 def post_json(base: str, path: str, body: Any, headers: dict[str, str] | None = None) -> Reply:

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+from helpers import Reply, http_call
 
 SIM = ("sim", "--time-scale", "0.05")
 TOKEN = "s3cret"
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 def call(base: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
     data = None if body is None else json.dumps(body).encode()
-    method = "GET" if body is None else "POST"
-    request = urllib.request.Request(base + path, data=data, headers=headers or {}, method=method)
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Reply(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return Reply(error.code, dict(error.headers), error.read())
+    return http_call(base + path, data, {"Content-Type": "application/json", **(headers or {})})
 
 
 def admin(base: str, path: str) -> Reply:

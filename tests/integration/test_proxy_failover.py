@@ -146,10 +146,16 @@ def test_killed_decode_is_rehomed_and_dead_prefill_leaves_turns_to_decode(ppd_se
     assert failed_after(load.results, killed_s) == []
     failed = [r for r in load.results if not r.ok]
     assert len(failed) <= in_flight_at(load.results, killed_s)  # only streams already under way
-    # Every conversation that lived on the dead D moved: its next turn went P -> the other D.
+    # Every conversation that lived on the dead D moved: its first turn on the other D went P -> D
+    # (a turn in flight at the kill may be that one, re-routed before its stream began).
     after = [r for r in load.results if r.sent_s > killed_s]
     assert after and all(r.upstream == decode_b.url for r in after)
-    assert any(r.route == "pd" and r.turn > 1 for r in after)
+    lived_on_a = {r.conversation for r in load.results if r.upstream == decode_a.url}
+    first_on_b = {}
+    for r in sorted(load.results, key=lambda r: r.turn):
+        if r.conversation in lived_on_a and r.upstream == decode_b.url and r.ok:
+            first_on_b.setdefault(r.conversation, r)
+    assert first_on_b and all(r.route == "pd" and r.turn > 1 for r in first_on_b.values())
     assert upstreams(proxy)[decode_a.url]["healthy"] is False
 
     # Now P dies too: new conversations are served on D alone (pd-fallback), later turns D-direct.

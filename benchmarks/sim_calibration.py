@@ -466,9 +466,10 @@ def write_profile(profile: Profile, profile_arg: str, in_place: bool) -> str:
     is_path = profile_arg.endswith(".json") or "/" in profile_arg
     source = Path(profile_arg) if is_path else PROFILES_DIR / f"{profile_arg}.json"
     data = json.loads(source.read_text())
-    data["step"] = {**data["step"], **{
-        k: round(v, 4) for k, v in current_params(profile, (*STEP_FIT, "decode_context_ns")).items()
-    }}  # fixed step parameters (cudagraph_max_tokens, eager_step_ms) kept as they are
+    data["step"] = {
+        **data["step"],
+        **{k: round(v, 4) for k, v in current_params(profile, (*STEP_FIT, "decode_context_ns")).items()},
+    }  # fixed step parameters (cudagraph_max_tokens, eager_step_ms) kept as they are
     data.update({k: round(v, 4) for k, v in current_params(profile, API_FIT + PD_FIT).items()})
     target = source if in_place else Path(tempfile.mkdtemp()) / source.name
     target.write_text(json.dumps(data, indent=2) + "\n")

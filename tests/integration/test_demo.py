@@ -66,7 +66,11 @@ def test_quick_demo_measures_three_modes_and_writes_the_report(tmp_path: Path) -
 def test_ctrl_c_mid_measurement_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     command = _ppd("demo", "--quick", "--out", str(out))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT's default action, even where this test runs with it ignored (a background job of a shell)
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint
+    )
     assert process.stdout is not None
     seen = []
     for line in process.stdout:  # pytest-timeout bounds this if the demo never gets there

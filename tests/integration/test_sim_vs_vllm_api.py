@@ -121,7 +121,7 @@ def sse_events(text: str) -> list[str]:
     assert text.endswith("\n\n"), "an SSE stream ends with a blank line"
     events = text[:-2].split("\n\n")
     assert all(event.startswith("data: ") and "\n" not in event for event in events), events
-    return [event[len("data: "):] for event in events]
+    return [event[len("data: ") :] for event in events]
 
 
 def stream_differences(real_text: str, sim_text: str) -> list[str]:

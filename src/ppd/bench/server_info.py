@@ -49,13 +49,20 @@ async def probe(session: aiohttp.ClientSession, base_url: str, model: str | None
     served_model = model or _first_model(models, base_url)
     if topology is not None:
         engines = engines_from_status(topology, served_model)
+        for engine in engines:  # the proxy learns versions on its health checks, maybe not yet
+            if engine["version"] is None:
+                engine["version"] = _version(await get_json(session, engine["url"] + "/version"))
         mode = str(topology.get("mode") or "")
     else:
-        version = await get_json(session, base_url + "/version")
-        engine_version = version.get("version") if isinstance(version, dict) else None
+        engine_version = _version(await get_json(session, base_url + "/version"))
         engines = [{"url": base_url, "role": "engine", "version": engine_version, "model": served_model}]
         mode = await _current_mode(session, base_url)
     return ServerInfo(served_model, mode, engines, topology, _max_model_len(models, served_model))
+
+
+def _version(answer: Any) -> str | None:
+    version = answer.get("version") if isinstance(answer, dict) else None
+    return None if version is None else str(version)
 
 
 def _first_model(models: Any, base_url: str) -> str:

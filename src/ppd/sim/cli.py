@@ -17,10 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default 8000)")
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    add("--profile", default="h100-llama3.1-8b", help="time-model profile: a name in ppd/sim/profiles or a "
-        "JSON file (default h100-llama3.1-8b)")
-    add("--time-scale", type=float, default=1.0, help="multiplies every modeled duration; 0.1 runs ten "
-        "times faster (default 1)")
+    add(
+        "--profile",
+        default="h100-llama3.1-8b",
+        help="time-model profile: a name in ppd/sim/profiles or a JSON file (default h100-llama3.1-8b)",
+    )
+    add(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiplies every modeled duration; 0.1 runs ten times faster (default 1)",
+    )
     add("--engine-id", default=None, help="engine id in kv_transfer_params (default sim-<port>)")
     add("--served-model-name", default="llama", help="model name the API answers to (default llama)")
     add("--max-model-len", type=int, default=None, help="longest prompt + output, tokens (profile)")
@@ -28,10 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--block-size", type=int, default=16, help="tokens per KV block (default 16)")
     add("--max-num-batched-tokens", type=int, default=8192, help="token budget per step (default 8192)")
     add("--max-num-seqs", type=int, default=256, help="most requests in the running batch (default 256)")
-    add("--kv-bandwidth-gbps", type=float, default=None, help="NIXL pull bandwidth in GB/s, 1e9 bytes/s "
-        "(profile)")
-    add("--kv-lease-s", type=float, default=30.0, help="how long a prefill engine holds unpulled KV blocks, "
-        "wall seconds (default 30)")
+    add(
+        "--kv-bandwidth-gbps",
+        type=float,
+        default=None,
+        help="NIXL pull bandwidth in GB/s, 1e9 bytes/s (profile)",
+    )
+    add(
+        "--kv-lease-s",
+        type=float,
+        default=30.0,
+        help="how long a prefill engine holds unpulled KV blocks, wall seconds (default 30)",
+    )
     add("--seed", type=int, default=0, help="seed of the generated answer words (default 0)")
 
 
@@ -64,15 +79,26 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
     config = sim_config(
-        profile, host=args.host, port=args.port, time_scale=args.time_scale,
-        engine_id=args.engine_id or f"sim-{args.port}", served_model_name=args.served_model_name,
-        max_model_len=args.max_model_len, kv_cache_tokens=args.kv_cache_tokens, block_size=args.block_size,
-        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
-        kv_bandwidth_gbps=args.kv_bandwidth_gbps, kv_lease_s=args.kv_lease_s, seed=args.seed,
+        profile,
+        host=args.host,
+        port=args.port,
+        time_scale=args.time_scale,
+        engine_id=args.engine_id or f"sim-{args.port}",
+        served_model_name=args.served_model_name,
+        max_model_len=args.max_model_len,
+        kv_cache_tokens=args.kv_cache_tokens,
+        block_size=args.block_size,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
+        kv_bandwidth_gbps=args.kv_bandwidth_gbps,
+        kv_lease_s=args.kv_lease_s,
+        seed=args.seed,
     )
     if config.max_model_len > config.num_kv_blocks * config.block_size:
-        raise UsageError(f"--max-model-len {config.max_model_len} does not fit in the KV cache of "
-                         f"{config.num_kv_blocks * config.block_size} tokens; raise --kv-cache-tokens")
+        raise UsageError(
+            f"--max-model-len {config.max_model_len} does not fit in the KV cache of "
+            f"{config.num_kv_blocks * config.block_size} tokens; raise --kv-cache-tokens"
+        )
     return config
 
 
@@ -82,4 +108,3 @@ def _check_positive(args: argparse.Namespace, names: list[str], optional: bool =
         if (value is None and optional) or (value is not None and value > 0):
             continue
         raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-

@@ -117,8 +117,10 @@ def _parse_remote_prefill(value: dict[str, Any]) -> RemotePrefill:
     host, port, groups = value.get("remote_host"), value.get("remote_port"), value.get("remote_block_ids")
     if not isinstance(engine_id, str) or not isinstance(request_id, str) or not isinstance(host, str):
         raise ApiError(
-            400, "kv_transfer_params with do_remote_prefill need string remote_engine_id, "
-            "remote_request_id and remote_host", "kv_transfer_params"
+            400,
+            "kv_transfer_params with do_remote_prefill need string remote_engine_id, "
+            "remote_request_id and remote_host",
+            "kv_transfer_params",
         )
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise ApiError(400, "kv_transfer_params.remote_port must be a port number", "kv_transfer_params")
@@ -210,9 +212,7 @@ class KVPuller:
                 answer = await response.json(content_type=None)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ApiError(
-                503, f"KV pull from {remote.remote_engine_id} at {url} failed: {exc!r}"
-            ) from exc
+            raise ApiError(503, f"KV pull from {remote.remote_engine_id} at {url} failed: {exc!r}") from exc
         if status != 200:
             message = answer.get("error", {}).get("message", "") if isinstance(answer, dict) else ""
             status_to_client = 400 if status < 500 else 503

@@ -82,8 +82,11 @@ def parse_tokenize(body: Any) -> list[int]:
     """Token ids of a /tokenize body: {"prompt": str} or {"messages": [...]}."""
     body = _require_object(body)
     if "messages" in body:
-        return encode(render_chat(_messages(body["messages"]), _optional(body, "add_generation_prompt", bool)
-                                  is not False))
+        return encode(
+            render_chat(
+                _messages(body["messages"]), _optional(body, "add_generation_prompt", bool) is not False
+            )
+        )
     return _prompt_token_ids(body.get("prompt"))
 
 
@@ -125,7 +128,10 @@ def _require_object(body: Any) -> dict[str, Any]:
 
 
 _TYPE_WORDS = {
-    int: "a valid integer", bool: "a valid boolean", str: "a valid string", dict: "a valid dictionary",
+    int: "a valid integer",
+    bool: "a valid boolean",
+    str: "a valid string",
+    dict: "a valid dictionary",
 }
 
 
@@ -158,26 +164,34 @@ def _prompt_token_ids(prompt: Any) -> list[int]:
     elif prompt is None:
         token_ids = []
     else:
-        raise ValidationError(400, "'prompt' must be a string, a list of token ids, or a batch of one of "
-                                   "those (batches of several prompts are not supported by ppd sim).",
-                              "body.prompt")
+        raise ValidationError(
+            400,
+            "'prompt' must be a string, a list of token ids, or a batch of one of "
+            "those (batches of several prompts are not supported by ppd sim).",
+            "body.prompt",
+        )
     if not token_ids:
         message = validation_message(
-            "value_error", (), "Value error, Either prompt or prompt_embeds must be provided and non-empty. "
-            "(parameter=prompt)", prompt)
+            "value_error",
+            (),
+            "Value error, Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)",
+            prompt,
+        )
         raise ValidationError(400, message, "prompt")
     return token_ids
 
 
 def _messages(messages: Any) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
-        raise ValidationError(400, "'messages' must be a non-empty list of {role, content} objects.",
-                              "body.messages")
+        raise ValidationError(
+            400, "'messages' must be a non-empty list of {role, content} objects.", "body.messages"
+        )
     rendered = []
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise ValidationError(400, f"messages[{index}] must be an object with a string 'role'.",
-                                  f"body.messages.{index}")
+            raise ValidationError(
+                400, f"messages[{index}] must be an object with a string 'role'.", f"body.messages.{index}"
+            )
         rendered.append({"role": message["role"], "content": _content_text(message.get("content"), index)})
     return rendered
 
@@ -190,8 +204,11 @@ def _content_text(content: Any, index: int) -> str:
         texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
         if len(texts) == len(content) and all(isinstance(text, str) for text in texts):
             return "\n".join(texts)  # type: ignore[arg-type]
-    raise ValidationError(400, f"messages[{index}].content must be a string or a list of text parts.",
-                          f"body.messages.{index}.content")
+    raise ValidationError(
+        400,
+        f"messages[{index}].content must be a string or a list of text parts.",
+        f"body.messages.{index}.content",
+    )
 
 
 def _max_tokens(body: dict[str, Any], names: tuple[str, ...], default_if_absent: int | None) -> int | None:
@@ -210,8 +227,9 @@ def _include_usage(body: dict[str, Any]) -> bool:
     if options is None:
         return False
     if not isinstance(options, dict):
-        message = validation_message("model_type", ("stream_options",), "Input should be a valid dictionary",
-                                     options)
+        message = validation_message(
+            "model_type", ("stream_options",), "Input should be a valid dictionary", options
+        )
         raise ValidationError(400, message, "body.stream_options")
     return bool(_optional(options, "include_usage", bool, ("stream_options",)))
 
@@ -246,9 +264,19 @@ def completion_body(
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "length",
-                     "stop_reason": None, "token_ids": None, "prompt_logprobs": None,
-                     "prompt_token_ids": None, "routed_experts": None}],
+        "choices": [
+            {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": "length",
+                "stop_reason": None,
+                "token_ids": None,
+                "prompt_logprobs": None,
+                "prompt_token_ids": None,
+                "routed_experts": None,
+            }
+        ],
         "service_tier": None,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "usage": usage_info,
@@ -262,16 +290,30 @@ def chat_body(
 ) -> dict[str, Any]:
     """A non-streaming /v1/chat/completions answer."""
     message: dict[str, Any] = {
-        "role": "assistant", "content": text, "refusal": None, "annotations": None, "audio": None,
-        "function_call": None, "reasoning": None,
+        "role": "assistant",
+        "content": text,
+        "refusal": None,
+        "annotations": None,
+        "audio": None,
+        "function_call": None,
+        "reasoning": None,
     }
     return {
         "id": response_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "length",
-                     "stop_reason": None, "token_ids": None, "routed_experts": None}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "length",
+                "stop_reason": None,
+                "token_ids": None,
+                "routed_experts": None,
+            }
+        ],
         "service_tier": None,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "usage": usage_info,

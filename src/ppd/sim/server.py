@@ -77,8 +77,9 @@ def build_app(config: SimConfig) -> web.Application:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """JSON as vLLM sends it: Content-Type "application/json", no charset parameter."""
-    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        body=json.dumps(body).encode(), status=status, content_type="application/json", headers=headers
+    )
 
 
 def api_error_response(exc: ApiError) -> web.Response:
@@ -141,8 +142,9 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
     prefix = "cmpl" if kind == COMPLETION else "chatcmpl"
     response_id = f"{prefix}-{x_request_id or uuid.uuid4().hex}"
     engine = state.engine
-    request = engine.new_request(response_id, params.prompt_token_ids, max_tokens,
-                                 hold_kv_on_finish=act_as_prefill)
+    request = engine.new_request(
+        response_id, params.prompt_token_ids, max_tokens, hold_kv_on_finish=act_as_prefill
+    )
     api_s = api_overhead_s(config.profile, request.num_prompt_tokens) * config.time_scale
     request.ready_s = request.arrival_s + api_s
     await asyncio.sleep(max(0.0, api_s - TIMER_EARLY_S))
@@ -180,7 +182,10 @@ async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefi
 
 
 async def _respond_whole(
-    http_request: web.Request, request: Request, params: GenerateParams, response_id: str,
+    http_request: web.Request,
+    request: Request,
+    params: GenerateParams,
+    response_id: str,
     headers: dict[str, str],
 ) -> web.StreamResponse:
     while not request.is_finished:
@@ -226,7 +231,10 @@ def _advertised_address(http_request: web.Request, configured_host: str) -> tupl
 
 
 async def _stream(
-    http_request: web.Request, request: Request, params: GenerateParams, response_id: str,
+    http_request: web.Request,
+    request: Request,
+    params: GenerateParams,
+    response_id: str,
     headers: dict[str, str],
 ) -> web.StreamResponse:
     state = http_request.app[STATE]
@@ -244,9 +252,20 @@ async def _stream(
             await request.output_ready.wait()
             request.output_ready.clear()
         if request.status is RequestStatus.FINISHED and not sink.closed:
-            tail = [templates.usage_chunk(usage(request.num_prompt_tokens, request.num_output_tokens,
-                                                request.num_cached_tokens, streamed=True))
-                    ] if params.include_usage else []
+            tail = (
+                [
+                    templates.usage_chunk(
+                        usage(
+                            request.num_prompt_tokens,
+                            request.num_output_tokens,
+                            request.num_cached_tokens,
+                            streamed=True,
+                        )
+                    )
+                ]
+                if params.include_usage
+                else []
+            )
             await response.write_eof(b"".join([*tail, SSE_DONE]))
     except ConnectionResetError:
         pass  # the client went away; the caller aborts the request
@@ -271,8 +290,9 @@ class TokenSink:
         "transport",
     )
 
-    def __init__(self, transport: asyncio.Transport | Any, templates: StreamTemplates, num_prompt: int,
-                 max_tokens: int) -> None:
+    def __init__(
+        self, transport: asyncio.Transport | Any, templates: StreamTemplates, num_prompt: int, max_tokens: int
+    ) -> None:
         self.transport = transport
         self.opening = templates.opening
         self.prefix, self.suffix, self.last_suffix = templates.prefix, templates.suffix, templates.last_suffix
@@ -324,14 +344,29 @@ async def models(http_request: web.Request) -> web.Response:
     config = http_request.app[STATE].config
     created = int(time.time())
     card = {
-        "id": config.served_model_name, "object": "model", "created": created, "owned_by": "vllm",
-        "root": config.served_model_name, "parent": None, "max_model_len": config.max_model_len,
-        "permission": [{
-            "id": f"modelperm-{uuid.uuid4().hex[:16]}", "object": "model_permission", "created": created,
-            "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
-            "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
-            "organization": "*", "group": None, "is_blocking": False,
-        }],
+        "id": config.served_model_name,
+        "object": "model",
+        "created": created,
+        "owned_by": "vllm",
+        "root": config.served_model_name,
+        "parent": None,
+        "max_model_len": config.max_model_len,
+        "permission": [
+            {
+                "id": f"modelperm-{uuid.uuid4().hex[:16]}",
+                "object": "model_permission",
+                "created": created,
+                "allow_create_engine": False,
+                "allow_sampling": True,
+                "allow_logprobs": True,
+                "allow_search_indices": False,
+                "allow_view": True,
+                "allow_fine_tuning": False,
+                "organization": "*",
+                "group": None,
+                "is_blocking": False,
+            }
+        ],
     }
     return json_response({"object": "list", "data": [card]})
 
@@ -349,13 +384,20 @@ async def tokenize(http_request: web.Request) -> web.Response:
     try:
         body = await _json_body(http_request)
         if isinstance(body, dict):
-            _check_model(body.get("model") if isinstance(body.get("model"), str) else None,
-                         config.served_model_name)
+            _check_model(
+                body.get("model") if isinstance(body.get("model"), str) else None, config.served_model_name
+            )
         token_ids = parse_tokenize(body)
     except ApiError as exc:
         return api_error_response(exc)
-    return json_response({"count": len(token_ids), "max_model_len": config.max_model_len,
-                              "tokens": token_ids, "token_strs": None})
+    return json_response(
+        {
+            "count": len(token_ids),
+            "max_model_len": config.max_model_len,
+            "tokens": token_ids,
+            "token_strs": None,
+        }
+    )
 
 
 async def metrics(http_request: web.Request) -> web.Response:
@@ -382,30 +424,39 @@ async def kv_pull(http_request: web.Request) -> web.Response:
     lease = state.engine.leases.take(lease_id)
     if lease is None:
         return error_response(
-            404, f"Engine {state.config.engine_id} holds no KV blocks for request {lease_id!r}: unknown, "
-            f"already pulled, or its {state.config.kv_lease_s:g} s lease expired.")
-    return json_response({"engine_id": state.config.engine_id, "num_blocks": len(lease.block_ids),
-                              "num_tokens": lease.num_tokens})
+            404,
+            f"Engine {state.config.engine_id} holds no KV blocks for request {lease_id!r}: unknown, "
+            f"already pulled, or its {state.config.kv_lease_s:g} s lease expired.",
+        )
+    return json_response(
+        {
+            "engine_id": state.config.engine_id,
+            "num_blocks": len(lease.block_ids),
+            "num_tokens": lease.num_tokens,
+        }
+    )
 
 
 async def stats(http_request: web.Request) -> web.Response:
     """Engine figures for benchmarks: drift of real time behind the modeled clock, steps, tokens."""
     engine = http_request.app[STATE].engine
     s = engine.stats
-    return json_response({
-        "num_steps": s.num_steps,
-        "last_drift_ms": s.last_drift_s * 1e3,
-        "max_drift_ms": s.max_drift_s * 1e3,
-        "mean_drift_ms": s.sum_drift_s * 1e3 / s.num_drift_samples if s.num_drift_samples else 0.0,
-        "num_generation_tokens": s.num_generation_tokens,
-        "num_running": len(engine.scheduler.running),
-        "num_waiting": len(engine.scheduler.waiting),
-        "num_preemptions": engine.scheduler.num_preemptions,
-        "kv_cache_usage": engine.kv_cache.usage,
-        "num_leases": len(engine.leases),
-        "num_kv_pull_stalls": s.num_stalls,
-        "kv_pull_stall_ms": s.stall_s * 1e3,
-    })
+    return json_response(
+        {
+            "num_steps": s.num_steps,
+            "last_drift_ms": s.last_drift_s * 1e3,
+            "max_drift_ms": s.max_drift_s * 1e3,
+            "mean_drift_ms": s.sum_drift_s * 1e3 / s.num_drift_samples if s.num_drift_samples else 0.0,
+            "num_generation_tokens": s.num_generation_tokens,
+            "num_running": len(engine.scheduler.running),
+            "num_waiting": len(engine.scheduler.waiting),
+            "num_preemptions": engine.scheduler.num_preemptions,
+            "kv_cache_usage": engine.kv_cache.usage,
+            "num_leases": len(engine.leases),
+            "num_kv_pull_stalls": s.num_stalls,
+            "kv_pull_stall_ms": s.stall_s * 1e3,
+        }
+    )
 
 
 async def reset_stats(http_request: web.Request) -> web.Response:

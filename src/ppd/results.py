@@ -2,7 +2,8 @@
 
 One bench invocation writes `<name>.json` (everything but the rows) and `<name>.jsonl` beside it
 (one TurnRow per line). The JSON is rewritten atomically after every completed run, and rows are
-appended as turns finish, so Ctrl-C keeps every completed row.
+appended as turns finish, so Ctrl-C keeps every completed row. A finished set's rows may be stored
+gzip-compressed as `<rows_file>.gz` (results committed to a repository): readers take either.
 
 Result JSON (schema "ppd.result/1"):
     {
@@ -22,6 +23,7 @@ Result JSON (schema "ppd.result/1"):
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -95,10 +97,18 @@ def row_to_json(row: TurnRow) -> str:
     return json.dumps(asdict(row), separators=(",", ":"))
 
 
+def rows_path(path: Path) -> Path:
+    """The rows file as stored: `path`, or `path`.gz when only the compressed copy exists."""
+    compressed = path.with_name(path.name + ".gz")
+    return compressed if not path.exists() and compressed.exists() else path
+
+
 def read_rows(path: Path) -> list[TurnRow]:
-    """All rows of a JSONL rows file; a torn last line (from a crash) is skipped."""
+    """All rows of a JSONL rows file (or its .gz); a torn last line (from a crash) is skipped."""
     rows = []
-    lines = path.read_text().splitlines()
+    path = rows_path(path)
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    lines = data.decode().splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import stat
 from dataclasses import asdict
@@ -46,6 +47,18 @@ def test_rows_round_trip_through_jsonl(tmp_path: Path) -> None:
     rows = [make_row(1), make_row(2)]
     path.write_text("".join(row_to_json(row) + "\n" for row in rows))
     assert read_rows(path) == rows
+
+
+def test_rows_stored_compressed_are_read_under_the_plain_name(tmp_path: Path) -> None:
+    rows = [make_row(1), make_row(2)]
+    (tmp_path / "rows.jsonl.gz").write_bytes(
+        gzip.compress("".join(row_to_json(r) + "\n" for r in rows).encode())
+    )
+    assert read_rows(tmp_path / "rows.jsonl") == rows
+    (tmp_path / "rows.jsonl").write_text(
+        row_to_json(make_row(3)) + "\n"
+    )  # the plain file wins when both exist
+    assert read_rows(tmp_path / "rows.jsonl") == [make_row(3)]
 
 
 def test_a_torn_last_line_is_skipped_but_a_torn_middle_line_is_an_error(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from ppd import __version__
 from ppd.bench.config import BenchConfig
 from ppd.bench.server_info import ServerInfo
 from ppd.errors import UsageError
-from ppd.results import SCHEMA, RunInfo, TurnRow, write_json_atomic
+from ppd.results import SCHEMA, RunInfo, TurnRow, rows_path, write_json_atomic
 
 
 def utc_now() -> str:
@@ -173,6 +173,9 @@ def _continued(json_path: Path, config: BenchConfig) -> dict[str, Any]:
         raise UsageError(f"cannot continue {json_path}: {exc}") from None
     if meta.get("schema") != SCHEMA:
         raise UsageError(f"cannot continue {json_path}: schema {meta.get('schema')!r}, expected {SCHEMA!r}")
+    stored = rows_path(json_path.parent / str(meta.get("rows_file")))
+    if stored.suffix == ".gz":
+        raise UsageError(f"cannot continue {json_path}: its rows are compressed; run gunzip {stored} first")
     meta.setdefault("appended", []).append(
         {"at_utc": utc_now(), "tool": tool_info(), "config": config.to_dict()}
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -76,6 +77,11 @@ def test_append_numbers_runs_on_and_refuses_to_overwrite(fake_engine: Any, tmp_p
             with pytest.raises(UsageError, match="--append"):
                 await run_bench_async(_config(engine.url, tmp_path))
             await run_bench_async(_config(engine.url, tmp_path, append=True, qps=(10.0, 5.0)))
+            rows_file = tmp_path / "set.jsonl"
+            (tmp_path / "set.jsonl.gz").write_bytes(gzip.compress(rows_file.read_bytes()))
+            rows_file.unlink()  # a finished set, stored compressed: readable, not continued
+            with pytest.raises(UsageError, match="gunzip"):
+                await run_bench_async(_config(engine.url, tmp_path, append=True))
 
     asyncio.run(scenario())
     meta, rows = load_result(tmp_path / "set.json")

@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     # show up as drift).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    return run_server(build_app(config), config.host, config.port, "ppd sim")
+    # A client that disconnects cancels its handler, which aborts the request in the engine at once
+    # (blocks and batch slot freed, even while it waits or prefills), as vLLM's API server does.
+    return run_server(build_app(config), config.host, config.port, "ppd sim", handler_cancellation=True)
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:

@@ -25,6 +25,14 @@ def render_metrics(engine: Engine, pulls: PullStats, model_name: str) -> str:
         ("vllm:prompt_tokens_total", "counter", "Prefill tokens processed.", stats.num_prompt_tokens),
         ("vllm:generation_tokens_total", "counter", "Tokens generated.", stats.num_generation_tokens),
         ("vllm:num_preemptions_total", "counter", "Preemptions.", scheduler.num_preemptions),
+        (
+            # vLLM counts a client-aborted request in no request counter (request_success_total
+            # {finished_reason="abort"} stays 0: vllm-project/vllm#31503, #55634); the sim counts it here.
+            "ppd_sim:aborted_requests_total",
+            "counter",
+            "Requests aborted because their client went away.",
+            stats.num_aborted_requests,
+        ),
         ("ppd_sim:steps_total", "counter", "Engine steps run.", stats.num_steps),
         (
             "ppd_sim:step_drift_ms",

@@ -159,7 +159,9 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
             return await _stream(http_request, request, params, response_id, headers)
         return await _respond_whole(http_request, request, params, response_id, headers)
     finally:
-        engine.abort(request)  # no-op once finished; frees the blocks if the client went away
+        # No-op once finished. A client that went away cancels this handler (`ppd sim` runs with
+        # aiohttp's handler_cancellation), wherever it waits: the blocks and batch slot free at once.
+        engine.abort(request)
 
 
 async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefill) -> None:
@@ -451,6 +453,7 @@ async def stats(http_request: web.Request) -> web.Response:
             "num_running": len(engine.scheduler.running),
             "num_waiting": len(engine.scheduler.waiting),
             "num_preemptions": engine.scheduler.num_preemptions,
+            "num_aborted_requests": s.num_aborted_requests,
             "kv_cache_usage": engine.kv_cache.usage,
             "num_leases": len(engine.leases),
             "num_kv_pull_stalls": s.num_stalls,

@@ -16,13 +16,12 @@ for the shipped configuration. Targets: ratio >= 0.99 and lag p99 <= 2 ms at 500
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from _sims import running_sim
 from ppd.bench.config import BenchConfig
 from ppd.bench.metrics import distribution
 from ppd.bench.runner import run_bench
@@ -42,22 +41,6 @@ class Fidelity:
     @property
     def achieved_ratio(self) -> float:
         return self.achieved_rate / self.offered_rate
-
-
-def start_sim(time_scale: float) -> tuple[subprocess.Popen[str], str]:
-    """`ppd sim` on a free port; its process and URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ppd", "sim", "--port", "0", "--time-scale", str(time_scale)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return process, match.group(1)
-    raise RuntimeError("ppd sim did not start")
 
 
 def measure(url: str, rate: float, duration_s: float, use_uvloop: bool, output_dir: Path) -> Fidelity:
@@ -94,16 +77,11 @@ def main() -> int:
     parser.add_argument("--time-scale", type=float, default=0.001)
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",")]
-    process, url = start_sim(args.time_scale)
     results: dict[tuple[float, bool], Fidelity] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for rate in rates:
-                for use_uvloop in (True, False):
-                    results[(rate, use_uvloop)] = measure(url, rate, args.duration_s, use_uvloop, Path(tmp))
-    finally:
-        process.terminate()
-        process.wait(10)
+    with running_sim("--time-scale", str(args.time_scale)) as url, tempfile.TemporaryDirectory() as tmp:
+        for rate in rates:
+            for use_uvloop in (True, False):
+                results[(rate, use_uvloop)] = measure(url, rate, args.duration_s, use_uvloop, Path(tmp))
     print(
         f"sim --time-scale {args.time_scale:g}, {args.duration_s:g} s per run, "
         "single-turn conversations of 16 words in / 4 tokens out"

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import random
 
+from _sims import running_sim
 from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS
 from ppd.sim.config import sim_config
 from ppd.sim.offline import OfflineEngine
@@ -276,34 +277,6 @@ def _probe_words(num_tokens: int, offset: int) -> str:
     return " ".join(f"w{(i * 7919 + offset) % 120000 + 1}" for i in range(num_tokens))
 
 
-def start_sim(profile_arg: str, engine_id: str) -> tuple[str, object]:
-    import subprocess
-
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ppd",
-            "sim",
-            "--port",
-            "0",
-            "--profile",
-            profile_arg,
-            "--engine-id",
-            engine_id,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "listening on " in line:
-            return line.split("listening on ")[1].strip(), process
-    raise RuntimeError(f"ppd sim did not start: exit {process.wait()}")
-
-
 BASE = {"model": "llama", "temperature": 0, "ignore_eos": True}
 REMOTE_DECODE = PREFILL_KV_TRANSFER_PARAMS
 
@@ -442,15 +415,12 @@ def main() -> int:
         print("fitted:", json.dumps({k: round(v, 4) for k, v in params.items()}))
         profile_arg = write_profile(profile, args.profile, in_place=args.write)
     predicted = predict_points(profile)
-    p_url, p_process = start_sim(profile_arg, "P")
-    d_url, d_process = start_sim(profile_arg, "D")
-    try:
+    with (
+        running_sim("--profile", profile_arg, "--engine-id", "P") as p_url,
+        running_sim("--profile", profile_arg, "--engine-id", "D") as d_url,
+    ):
         measured = asyncio.run(measure(p_url, d_url))
         drift_ms = max(asyncio.run(fetch_drift(p_url)), asyncio.run(fetch_drift(d_url)))
-    finally:
-        for process in (p_process, d_process):
-            process.terminate()  # type: ignore[attr-defined]
-            process.wait()  # type: ignore[attr-defined]
     print_table(predicted, measured)
     print(f"sim max step drift: {drift_ms:.2f} ms (real time behind the modeled clock)")
     points = sum(1 for p in REFERENCE if p.group != "info")

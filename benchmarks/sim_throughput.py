@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from _sims import running_sim
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
@@ -83,28 +84,6 @@ def modeled_tokens_per_s(num_streams: int, max_tokens: int, max_num_seqs: int) -
     return num_streams * max_tokens / engine.now_s
 
 
-def start_sim(max_num_seqs: int) -> tuple[str, subprocess.Popen[str]]:
-    command = [
-        sys.executable,
-        "-m",
-        "ppd",
-        "sim",
-        "--port",
-        "0",
-        "--profile",
-        PROFILE,
-        "--max-num-seqs",
-        str(max_num_seqs),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "listening on " in line:
-            return line.split("listening on ")[1].strip(), process
-    raise RuntimeError(f"ppd sim did not start: exit {process.wait()}")
-
-
 def engine_stats(url: str, reset: bool = False) -> dict[str, float]:
     if reset:
         urllib.request.urlopen(
@@ -135,8 +114,7 @@ def main() -> int:
         print(json.dumps(asyncio.run(client(args.client, args.streams, args.max_tokens))))
         return 0
     max_num_seqs = max(256, args.streams)
-    url, sim = start_sim(max_num_seqs)
-    try:
+    with running_sim("--profile", PROFILE, "--max-num-seqs", str(max_num_seqs)) as url:
         engine_stats(url, reset=True)
         command = [
             sys.executable,
@@ -154,9 +132,6 @@ def main() -> int:
         stdout, _ = client_process.communicate(timeout=600)
         result = json.loads(stdout)
         stats = engine_stats(url)
-    finally:
-        sim.terminate()
-        sim.wait()
     measured = result["tokens"] / result["elapsed_s"]
     modeled = modeled_tokens_per_s(args.streams, args.max_tokens, max_num_seqs)
     print(

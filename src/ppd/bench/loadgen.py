@@ -207,38 +207,32 @@ def _since_start(context: RunContext, stamp: float | None) -> float:
 def _record_not_sent(
     context: RunContext, plan: ConversationPlan, session_id: str, first_turn: int, due_s: float, reason: str
 ) -> None:
-    point = context.point
     for turn in range(first_turn, len(plan.turns) + 1):
-        context.on_row(
-            TurnRow(
-                point.mode,
-                point.workload.name,
-                point.qps,
-                point.run,
-                plan.index,
-                session_id,
-                turn,
-                sent=False,
-                ok=False,
-                status=None,
-                error=f"not sent: {reason}",
-                scheduled_s=round(due_s, 6),
-                sent_s=None,
-                schedule_lag_ms=None,
-                ttft_ms=None,
-                e2e_ms=None,
-                tpot_ms=None,
-                in_warmup=due_s < context.config.warmup_s,
-            )
-        )
+        record = RawTurn(error=f"not sent: {reason}")  # nothing seen: no status, stamps, usage, headers
+        context.on_row(_turn_row(context, plan, session_id, turn, due_s, record, sent_s=None))
 
 
 def make_row(
     context: RunContext, plan: ConversationPlan, session_id: str, turn: int, due_s: float, record: RawTurn
 ) -> TurnRow:
     """The row of one sent turn, with latencies computed from the record's raw stamps."""
-    point = context.point
     sent_s = _since_start(context, record.sent_at)
+    return _turn_row(context, plan, session_id, turn, due_s, record, sent_s)
+
+
+def _turn_row(
+    context: RunContext,
+    plan: ConversationPlan,
+    session_id: str,
+    turn: int,
+    due_s: float,
+    record: RawTurn,
+    sent_s: float | None,
+) -> TurnRow:
+    """The one place a TurnRow is built, so every field is filled for sent and unsent turns alike.
+    sent_s: when the turn was sent, s since the run's start; None for a turn never sent (its record
+    is empty but for the error)."""
+    point = context.point
     usage = record.usage or {}
     output_tokens = usage.get("completion_tokens")
     timings = turn_timings(record.sent_at or 0.0, record.chunk_times, output_tokens)
@@ -252,13 +246,13 @@ def make_row(
         plan.index,
         session_id,
         turn,
-        sent=True,
+        sent=sent_s is not None,
         ok=ok,
         status=record.status,
         error=record.error,
         scheduled_s=round(due_s, 6),
-        sent_s=round(sent_s, 6),
-        schedule_lag_ms=round((sent_s - due_s) * 1000.0, 4),
+        sent_s=round(sent_s, 6) if sent_s is not None else None,
+        schedule_lag_ms=round((sent_s - due_s) * 1000.0, 4) if sent_s is not None else None,
         ttft_ms=timings.ttft_ms,
         e2e_ms=timings.e2e_ms if ok else None,
         tpot_ms=timings.tpot_ms if ok else None,
@@ -269,7 +263,8 @@ def make_row(
         route=record.headers.get("x-ppd-route"),
         upstream=record.headers.get("x-ppd-upstream"),
         prefill_ms=_float_or_none(record.headers.get("x-ppd-prefill-ms")),
-        in_warmup=sent_s < context.config.warmup_s,
+        # A turn counts as warm-up by when it went out, or for an unsent one by when it was due.
+        in_warmup=(sent_s if sent_s is not None else due_s) < context.config.warmup_s,
     )
 
 

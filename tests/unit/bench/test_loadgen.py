@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
@@ -92,6 +92,30 @@ def test_a_failed_turn_stops_its_conversation(fake_engine: Any) -> None:
     ]
     assert rows[1].status == 500 and rows[1].error == "HTTP 500: engine exploded"
     assert rows[2].error == "not sent: turn 2 failed" and rows[2].sent_s is None
+
+
+def test_an_unsent_turn_is_the_row_of_its_conversation_with_nothing_measured(fake_engine: Any) -> None:
+    def behaviour(body: dict[str, Any]) -> str:
+        return "http500" if len(body["prompt"].split()) == 8 else "ok"  # every turn 2
+
+    async def scenario() -> list[TurnRow]:
+        async with fake_engine(behaviour) as engine:
+            return (await _run(engine.url))[1]
+
+    rows = asyncio.run(scenario())
+    failed, unsent = rows[1], rows[2]
+    assert failed.sent and failed.sent_s is not None and failed.status == 500
+    nothing_measured = TurnRow(
+        "", "", 0.0, 0, 0, "", 0, False, False, None, None, 0.0, None, None, None, None, None
+    )
+    identity = {"mode", "workload", "qps", "run", "conversation", "conversation_id"}
+    for column in fields(TurnRow):
+        if column.name in identity:
+            assert getattr(unsent, column.name) == getattr(failed, column.name), column.name
+        elif column.name not in {"turn", "error", "scheduled_s"}:
+            assert getattr(unsent, column.name) == getattr(nothing_measured, column.name), column.name
+    assert unsent.turn == 3 and unsent.error == "not sent: turn 2 failed"
+    assert unsent.scheduled_s >= failed.sent_s  # due when turn 2 ended
 
 
 def test_the_drain_timeout_cuts_off_in_flight_turns(fake_engine: Any) -> None:

@@ -22,6 +22,8 @@ SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>"] + [
 ]
 VOCAB_SIZE = NUM_WORD_TOKENS + len(SPECIAL_TOKENS)  # 128256, Llama-3.1's vocab_size
 EOS_TOKEN_ID = NUM_WORD_TOKENS + 1
+FIRST_RESERVED_TOKEN_ID = NUM_WORD_TOKENS + 2  # <|reserved_special_token_0|>
+NUM_RESERVED_TOKENS = VOCAB_SIZE - FIRST_RESERVED_TOKEN_ID
 _SPECIAL_IDS = {text: NUM_WORD_TOKENS + i for i, text in enumerate(SPECIAL_TOKENS)}
 
 # Chat messages become words with this fixed template: each message is its role followed by its
@@ -60,9 +62,17 @@ def id_to_word(token_id: int) -> str:
     raise ValueError(f"token id {token_id} is outside the vocabulary [0, {VOCAB_SIZE})")
 
 
-def decode(token_ids: Iterable[int]) -> str:
-    """Text of token ids: words joined by single spaces."""
+def decode(token_ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+    """Text of token ids: words joined by single spaces; special tokens left out if asked (vLLM's
+    default for generated text)."""
+    if skip_special_tokens:
+        token_ids = [token_id for token_id in token_ids if not is_special(token_id)]
     return " ".join(id_to_word(token_id) for token_id in token_ids)
+
+
+def is_special(token_id: int) -> bool:
+    """Whether a token id is one of the special tokens (begin/end of text, reserved)."""
+    return NUM_WORD_TOKENS <= token_id < VOCAB_SIZE
 
 
 def render_chat(messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str:

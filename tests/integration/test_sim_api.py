@@ -133,3 +133,23 @@ def test_bad_inputs_get_openai_errors_and_the_engine_keeps_serving(ppd_server: C
     assert status == 400 and "messages" in chat_error["error"]["message"]
     status, ok, _ = post_json(f"{url}/v1/completions", {"prompt": "w1 w2", "max_tokens": 2})
     assert status == 200 and ok["usage"]["completion_tokens"] == 2
+
+
+def test_special_tokens_are_counted_but_left_out_of_the_text(ppd_server: Callable[..., Server]) -> None:
+    # --special-token-rate mimics a dummy-weight model: some answer tokens are special tokens, which
+    # vLLM's text leaves out, so the client's next turn re-tokenizes to a different history.
+    url = ppd_server("sim", "--time-scale", TIME_SCALE, "--special-token-rate", "0.3").url
+    prompt = words(32)
+    _, whole, _ = post_json(f"{url}/v1/completions", {"prompt": prompt, "max_tokens": 64})
+    text = whole["choices"][0]["text"]
+    assert whole["usage"]["completion_tokens"] == 64
+    assert 0 < len(text.split()) < 64 and all(w.startswith("w") for w in text.split())
+    status, raw, _ = post(f"{url}/v1/completions", {"prompt": prompt, "max_tokens": 64, "stream": True})
+    texts = [c["choices"][0]["text"] for c in sse_payloads(raw) if c["choices"]]
+    assert status == 200 and len(texts) == 64  # one chunk per token, empty for a special one
+    assert "".join(texts) == text and texts.count("") == 64 - len(text.split())
+    # The history the client sends back matches the engine's tokens only up to the first special one.
+    turn2 = f"{prompt}{text} {words(20, 500)}"
+    _, second, _ = post_json(f"{url}/v1/completions", {"prompt": turn2, "max_tokens": 2})
+    first_special = next(i for i, t in enumerate(texts) if t == "")
+    assert second["usage"]["prompt_tokens_details"]["cached_tokens"] == (32 + first_special) // 16 * 16

@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a prefill engine holds unpulled KV blocks, wall seconds (default 30)",
     )
     add("--seed", type=int, default=0, help="seed of the generated answer words (default 0)")
+    add(
+        "--special-token-rate",
+        type=float,
+        default=0.0,
+        help="chance that an answer token is a special token left out of the text, as a dummy-weight "
+        "model's are (0.002); the client's next turn then misses the prefix cache from there (default 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +85,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     _check_positive(args, ["time_scale", "block_size", "max_num_batched_tokens", "max_num_seqs"])
     _check_positive(args, ["kv_lease_s"])
     _check_positive(args, ["max_model_len", "kv_cache_tokens", "kv_bandwidth_gbps"], optional=True)
+    if not 0 <= args.special_token_rate <= 1:
+        raise UsageError(f"--special-token-rate must be in 0..1, got {args.special_token_rate}")
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
     config = sim_config(
@@ -95,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         kv_bandwidth_gbps=args.kv_bandwidth_gbps,
         kv_lease_s=args.kv_lease_s,
         seed=args.seed,
+        special_token_rate=args.special_token_rate,
     )
     if config.max_model_len > config.num_kv_blocks * config.block_size:
         raise UsageError(

@@ -25,6 +25,11 @@ class SimConfig:
     kv_bandwidth_gbps: float = 8.3  # gigabytes (1e9 bytes) per second of the NIXL link to each peer
     kv_lease_s: float = 30.0  # how long P holds blocks for a D that has not pulled them (wall time)
     seed: int = 0
+    # Chance that an answer token is a reserved special token, which the text leaves out (vLLM's
+    # skip_special_tokens): 0 for a trained model; 0.002 (256 of 128,256) for dummy weights, which
+    # sample ~uniformly from the vocabulary, so the client's re-tokenized history loses the prefix
+    # cache from the first such token on (see docs/sim.md).
+    special_token_rate: float = 0.0
 
     @property
     def num_kv_blocks(self) -> int:

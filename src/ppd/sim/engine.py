@@ -104,6 +104,7 @@ class Engine:
             max_tokens=max_tokens,
             block_hashes=hashes,
             answer_seed=answer_seed,
+            special_token_rate=self.config.special_token_rate,
             arrival_s=asyncio.get_running_loop().time(),
             hold_kv_on_finish=hold_kv_on_finish,
         )

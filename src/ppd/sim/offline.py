@@ -40,6 +40,7 @@ class OfflineEngine:
             max_tokens=max_tokens,
             block_hashes=block_hashes_of(prompt_token_ids, self.config.block_size),
             answer_seed=len(prompt_token_ids),
+            special_token_rate=self.config.special_token_rate,
             num_external_tokens=num_external_tokens,
         )
 

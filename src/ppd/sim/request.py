@@ -7,7 +7,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ppd.tokens import NUM_WORD_TOKENS
+from ppd.tokens import FIRST_RESERVED_TOKEN_ID, NUM_RESERVED_TOKENS, NUM_WORD_TOKENS
 
 # Answer word k of a request is (answer_seed + k * _ANSWER_STRIDE) mod the vocabulary, shifted past
 # w0 (the GPU tokenizer's unknown-word token). A large odd stride makes consecutive words look random.
@@ -31,6 +31,7 @@ class Request:
     max_tokens: int
     block_hashes: list[int]  # chained hashes of the full blocks of token_ids computed so far
     answer_seed: int
+    special_token_rate: float = 0.0  # SimConfig.special_token_rate
     arrival_s: float = 0.0
     ready_s: float = 0.0  # modeled loop time at which the engine may first see it (after the API)
     num_external_tokens: int = 0  # prompt tokens whose KV was pulled from a remote P (act as D)
@@ -64,6 +65,14 @@ class Request:
         return self.status in (RequestStatus.FINISHED, RequestStatus.ABORTED)
 
     def next_answer_token(self) -> int:
-        """The deterministic next output token: a word w1..w127999."""
+        """The deterministic next output token: a word w1..w127999, or with special_token_rate's
+        chance a reserved special token (never an end-of-text token, so the answer keeps its length)."""
         step = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE
+        if self.special_token_rate and _unit_interval(step) < self.special_token_rate:
+            return FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
         return 1 + step % (NUM_WORD_TOKENS - 1)
+
+
+def _unit_interval(value: int) -> float:
+    """A well-mixed number in [0, 1) from an integer (Fibonacci hashing of its low 64 bits)."""
+    return ((value * 0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF_FFFF) / 2.0**64

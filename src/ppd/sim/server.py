@@ -41,7 +41,7 @@ from ppd.sim.protocol import (
 )
 from ppd.sim.request import Request, RequestStatus
 from ppd.sim.timing import api_overhead_s
-from ppd.tokens import decode
+from ppd.tokens import NUM_WORD_TOKENS, decode
 
 SIM_VERSION = f"ppd-sim-{__version__}"
 
@@ -196,7 +196,7 @@ async def _respond_whole(
     if request.status is not RequestStatus.FINISHED:
         return _with_headers(error_response(500, "The request was aborted."), headers)
     state = http_request.app[STATE]
-    text = answer_text(decode(request.output_token_ids))
+    text = answer_text(decode(request.output_token_ids, skip_special_tokens=True))
     usage_info = usage(request.num_prompt_tokens, request.num_output_tokens, request.num_cached_tokens)
     kv_params = _kv_transfer_params(http_request, state, request)
     build = completion_body if params.kind == COMPLETION else chat_body
@@ -309,7 +309,8 @@ class TokenSink:
         parts = [self.opening] if self.num_sent == 0 else []
         for index in range(self.num_sent, num_out):
             token_id = token_ids[self.num_prompt + index]
-            word = b" w%d" % token_id  # vLLM's detokenizer puts the space before every word
+            # vLLM's detokenizer puts the space before every word; a special token's chunk is empty
+            word = b" w%d" % token_id if token_id < NUM_WORD_TOKENS else b""
             parts.append(self.prefix + word + (self.last_suffix if index == self.last_index else self.suffix))
         self.num_sent = num_out
         if self.transport.is_closing():

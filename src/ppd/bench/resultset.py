@@ -8,6 +8,7 @@ The file contract itself is ppd.results.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from dataclasses import asdict
@@ -55,11 +56,14 @@ def tool_info() -> dict[str, str | None]:
     }
 
 
-def source_commit() -> str | None:
-    """`git describe` of the checkout ppd's code runs from, `-dirty` when it has changes; else None."""
-    source_dir = Path(__file__).resolve().parents[3]
+_SOURCE_DIR = Path(__file__).resolve().parents[3]  # the checkout (or snapshot) holding src/ppd
+
+
+def source_commit(source_dir: Path = _SOURCE_DIR) -> str | None:
+    """`git describe` of the checkout ppd's code runs from, `-dirty` when it has changes; else
+    $PPD_GIT_COMMIT (set it where ppd runs from a snapshot without .git, e.g. `git archive`); else None."""
     if not (source_dir / ".git").exists():
-        return None
+        return os.environ.get("PPD_GIT_COMMIT") or None
     try:
         done = subprocess.run(
             ["git", "-C", str(source_dir), "describe", "--always", "--dirty", "--abbrev=12"],

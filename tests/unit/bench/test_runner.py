@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ppd.bench.config import BenchConfig
+from ppd.bench.resultset import source_commit
 from ppd.bench.runner import run_bench_async
 from ppd.bench.workloads import parse_workloads
 from ppd.errors import UsageError
@@ -132,3 +133,12 @@ def test_a_refused_mode_stops_before_any_run(fake_engine: Any, tmp_path: Path) -
 
     engine = asyncio.run(scenario())
     assert engine.requests == []
+
+
+def test_a_snapshot_without_git_names_its_commit_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PPD_GIT_COMMIT", raising=False)
+    assert source_commit(tmp_path) is None
+    monkeypatch.setenv("PPD_GIT_COMMIT", "2addcf05b27f")
+    assert source_commit(tmp_path) == "2addcf05b27f"

@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import aiohttp
@@ -229,6 +233,72 @@ def test_killed_replica_is_rehomed_and_returns_to_service_when_it_recovers(ppd_s
         assert replica_a.url in {r.upstream for r in fresh.results}  # back in service
     finally:
         revived.stop()
+
+
+class FaultyEngine(BaseHTTPRequestHandler):
+    """An engine whose /health passes but whose every generation answers 500, as vLLM's does after
+    an engine-core error."""
+
+    def do_GET(self) -> None:
+        self._answer(200, {"status": "ok"} if self.path == "/health" else {"version": "faulty"})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        self._answer(
+            500, {"error": {"message": "EngineCore died", "type": "InternalServerError", "code": 500}}
+        )
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def faulty_engine() -> Iterator[tuple[str, list[str]]]:
+    """The URL of a FaultyEngine on a thread, and the paths of the generations it refused."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FaultyEngine)
+    server.hits = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.hits  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_target_that_answers_5xx_is_retried_once_elsewhere(ppd_server) -> None:
+    good = ppd_server(*SIM)
+    with faulty_engine() as (faulty, hits):
+        proxy = ppd_server("proxy", "--mode", "replication", "--replica", faulty, good.url,
+                           "--health-interval-s", "30").url  # fmt: skip
+        load = Load(proxy, num_conversations=4, num_turns=2, max_tokens=4)
+        asyncio.run(load.run())
+        assert [r for r in load.results if not r.ok] == []  # no client saw the 500
+        assert all(r.upstream == good.url for r in load.results)
+        retried = [r for r in load.results if r.failover == "retried"]
+        assert retried and len(retried) == len(hits) <= 3  # then its failure streak ejects it
+        status = get_json(proxy + "/status")
+        assert status["failovers"]["retried"] == len(retried)
+        assert upstreams(proxy)[faulty]["last_error"].endswith("answered 500")
+
+        # With nowhere else to go, the client gets the engine's fault as a 502, not a hang or a retry loop.
+        alone = ppd_server("proxy", "--mode", "replication", "--replica", faulty).url
+        reply = urllib.request.Request(alone + "/v1/completions", data=b'{"prompt": "w1", "max_tokens": 1}',
+                                       headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            urllib.request.urlopen(reply, timeout=10)
+            raise AssertionError("expected an error answer")
+        except urllib.error.HTTPError as error:
+            assert error.code == 502 and "EngineCore died" in error.read().decode()
 
 
 def test_mode_switches_under_load_fail_no_conversation(ppd_server) -> None:

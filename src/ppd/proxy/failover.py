@@ -4,8 +4,9 @@
                           loaded D, prefills the turn locally (route `pd-fallback`)
     P failed or timed out the D already chosen prefills the turn locally (route `pd-fallback`)
     target unreachable    before any byte reached the client: the turn is routed once more without
-                          it (it is out of service by then), through P again when the route has a P:
-                          the dead target may have pulled (and so released) the KV P prepared
+    or answered 5xx       it (out of service when unreachable; a 5xx counts toward its failure streak),
+                          through P again when the route has a P: the failed target may have pulled
+                          (and so released) the KV P prepared
 
 Each kind is counted (metrics, /status) so a fallback never hides: a turn served on D alone is
 slower than PD or PPD and would skew a measurement.
@@ -58,8 +59,17 @@ def prefill_failed_route(route: Route, error: str) -> Route:
     return Route(ROUTE_PD_FALLBACK, route.target_url, None, why)
 
 
+def without_instance(candidates: Candidates, url: str) -> Candidates:
+    """The candidates less the instance at `url`, in every role."""
+    return Candidates(
+        [i for i in candidates.prefills if i.url != url],
+        [i for i in candidates.decodes if i.url != url],
+        [i for i in candidates.replicas if i.url != url],
+    )
+
+
 def retry_route(mode: str, turn: Turn, candidates: Candidates, options: RouteOptions, failed: Route) -> Route:
-    """The route of a turn whose target `failed.target_url` could not be reached (now unhealthy)."""
+    """The route of a turn whose target `failed.target_url` failed; `candidates` no longer hold it."""
     route, _ = route_with_failover(mode, turn, candidates, options)
-    why = f"retry: {failed.target_url} unreachable; {route.reason}"
+    why = f"retry: {failed.target_url} failed; {route.reason}"
     return Route(route.kind, route.target_url, route.prefill_url, why)

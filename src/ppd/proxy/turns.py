@@ -30,6 +30,7 @@ from ppd.proxy.failover import (
     prefill_failed_route,
     retry_route,
     route_with_failover,
+    without_instance,
 )
 from ppd.proxy.inputs import TurnRequest, parse_turn_request, read_json_body
 from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, estimated_prefill_tokens
@@ -140,14 +141,18 @@ async def forward_turn(
     try:
         try:
             response, capture = await forward.attempt(route)
-        except UpstreamFailed as exc:
-            if not exc.unreachable:
+        except (UpstreamFailed, UpstreamRejected) as exc:
+            failed = record.route or route
+            if not worth_retrying(exc, failed.target_url):
                 raise
-            # Nothing reached the client yet and the instance is gone: route the turn once more.
-            state.note_failure(exc.url, str(exc), unreachable=True)
+            # Nothing reached the client yet: route the turn once more, without the instance.
+            state.note_failure(exc.url, str(exc), unreachable=isinstance(exc, UpstreamFailed))
             try:
-                route = forward.rerouted(state.mode, record.route or route)
+                route = forward.rerouted(state.mode, failed)
             except NoHealthyUpstream as no_other:
+                if isinstance(exc, UpstreamRejected):
+                    record.status, record.error = exc.answer.status, str(exc)
+                    return rejection_response(exc)
                 raise ApiError(502, f"upstream failed: {exc}; {no_other}") from exc
             record.failovers.append(FAILOVER_RETRIED)
             response, capture = await forward.attempt(route)
@@ -242,9 +247,18 @@ class _Forward:
         return upstream_headers(self.request.headers, self.request_id)
 
     def rerouted(self, mode: str, failed: Route) -> Route:
-        """The route of a retry after `failed.target_url` could not be reached (now out of service)."""
+        """The route of a retry after `failed.target_url` failed: one without that instance."""
         state = self.state
-        return retry_route(mode, self.turn, state.pool.candidates, state.next_options(), failed)
+        candidates = without_instance(state.pool.candidates, failed.target_url)
+        return retry_route(mode, self.turn, candidates, state.next_options(), failed)
+
+
+def worth_retrying(exc: UpstreamFailed | UpstreamRejected, target_url: str) -> bool:
+    """Whether a failed target hop (nothing sent to the client yet) is routed once more: the target
+    could not be reached, or it answered 5xx (an engine fault, not the request's; a 4xx is answered)."""
+    if isinstance(exc, UpstreamFailed):
+        return exc.unreachable
+    return exc.answer.status >= 500 and exc.url == target_url
 
 
 async def _prefill_hop(

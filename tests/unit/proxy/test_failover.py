@@ -15,6 +15,7 @@ from ppd.proxy.failover import (
     prefill_failed_route,
     retry_route,
     route_with_failover,
+    without_instance,
 )
 from ppd.proxy.policies import Candidates, NoHealthyUpstream, Route, RouteOptions, Turn
 from ppd.proxy.upstreams import EJECT_AFTER_FAILURES, HealthChecker, UpstreamPool
@@ -83,7 +84,7 @@ def test_retry_after_a_dead_holder_goes_through_prefill_to_another_decode() -> N
     failed = Route("ppd-direct", "d1", None, "decode holds history")
     route = retry_route("ppd", Turn(2, "d1", 50, 40), pool, OPTIONS, failed)
     assert (route.kind, route.target_url, route.prefill_url) == ("pd", "d2", "p")
-    assert route.reason.startswith("retry: d1 unreachable")
+    assert route.reason.startswith("retry: d1 failed")
 
 
 def test_retry_in_replication_picks_another_replica() -> None:
@@ -92,6 +93,18 @@ def test_retry_in_replication_picks_another_replica() -> None:
         "replication", Turn(2, "r1"), Candidates([], [], replicas), OPTIONS, Route("replica", "r1")
     )
     assert route.target_url == "r2"
+
+
+def test_a_retry_after_a_5xx_leaves_out_the_instance_that_answered_it() -> None:
+    # A 5xx leaves the instance healthy (one failure of a streak), so the retry must not pick it again.
+    pool = candidates([Inst("p")], [Inst("d1"), Inst("d2", outstanding_requests=5)])
+    failed = Route("ppd-direct", "d1", None, "decode holds history")
+    route = retry_route("ppd", Turn(2, "d1", 50, 40), without_instance(pool, "d1"), OPTIONS, failed)
+    assert (route.kind, route.target_url, route.prefill_url) == ("pd", "d2", "p")
+    replicas = without_instance(Candidates([], [], [Inst("r1"), Inst("r2", outstanding_requests=9)]), "r1")
+    assert retry_route("replication", Turn(1), replicas, OPTIONS, Route("replica", "r1")).target_url == "r2"
+    with pytest.raises(NoHealthyUpstream):
+        retry_route("replication", Turn(1), without_instance(replicas, "r2"), OPTIONS, Route("replica", "r2"))
 
 
 def pool_of_one() -> UpstreamPool:

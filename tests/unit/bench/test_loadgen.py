@@ -76,7 +76,7 @@ def test_turns_grow_the_history_and_rows_carry_everything(fake_engine: Any) -> N
     assert rows[0].conversation_id != rows[3].conversation_id
 
 
-def test_a_failed_turn_stops_its_conversation(fake_engine: Any) -> None:
+def _rows_with_every_turn_2_failing(fake_engine: Any) -> list[TurnRow]:
     def behaviour(body: dict[str, Any]) -> str:
         return "http500" if len(body["prompt"].split()) == 8 else "ok"  # every turn 2
 
@@ -84,7 +84,11 @@ def test_a_failed_turn_stops_its_conversation(fake_engine: Any) -> None:
         async with fake_engine(behaviour) as engine:
             return (await _run(engine.url))[1]
 
-    rows = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_failed_turn_stops_its_conversation(fake_engine: Any) -> None:
+    rows = _rows_with_every_turn_2_failing(fake_engine)
     assert [(row.turn, row.sent, row.ok) for row in rows[:3]] == [
         (1, True, True),
         (2, True, False),
@@ -95,14 +99,7 @@ def test_a_failed_turn_stops_its_conversation(fake_engine: Any) -> None:
 
 
 def test_an_unsent_turn_is_the_row_of_its_conversation_with_nothing_measured(fake_engine: Any) -> None:
-    def behaviour(body: dict[str, Any]) -> str:
-        return "http500" if len(body["prompt"].split()) == 8 else "ok"  # every turn 2
-
-    async def scenario() -> list[TurnRow]:
-        async with fake_engine(behaviour) as engine:
-            return (await _run(engine.url))[1]
-
-    rows = asyncio.run(scenario())
+    rows = _rows_with_every_turn_2_failing(fake_engine)
     failed, unsent = rows[1], rows[2]
     assert failed.sent and failed.sent_s is not None and failed.status == 500
     nothing_measured = TurnRow(

@@ -323,4 +323,6 @@ def test_mode_switches_under_load_fail_no_conversation(ppd_server) -> None:
     asyncio.run(scenario())
     assert len(load.results) == 360 and [r for r in load.results if not r.ok] == []
     assert len(switches) >= 6
-    assert {"pd", "ppd-direct", "replica"} <= {r.route for r in load.results}
+    # Switches took effect. ppd-direct needs a ppd-mode turn whose holder is D, which the timing may
+    # not give (a holder left on P by replication is served P -> D in ppd), so it is allowed, not required.
+    assert {"pd", "replica"} <= {r.route for r in load.results} <= {"pd", "ppd-direct", "replica"}

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--only-host", help="start only this host's part of a multi-host TOML topology")
     parser.add_argument(
-        "--mode", help="proxy mode at start, e.g. pd | ppd | replication (default: pd, or replication)"
+        "--mode", help="proxy mode at start, pd | ppd | replication | auto (default: pd, or replication)"
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="bind address of engines and proxy (spec topologies)"

@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-out"), metavar="DIR",
                         help="where results/, report/ and logs/ go (default: demo-out)")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
-                        help="W1 and W4 at two loads, 2 s runs: about 25 s instead of about 3 minutes (2-core machine)")  # fmt: skip
+                        help="W1 and W4 at two loads, 2 s runs: about 25 s, not 3 minutes")  # fmt: skip
     parser.add_argument("--runs", type=int, default=None,
                         help="repetitions of every point (default 1); two or more give 95%% CIs")  # fmt: skip
     parser.add_argument("--time-scale", type=float, default=0.1,

@@ -123,6 +123,14 @@ async def kill_when(load: Load, num_done: int, server: Server) -> float:
     return time.monotonic()
 
 
+async def run_and_kill(load: Load, num_done: int, server: Server) -> float:
+    """Run the load, SIGKILL `server` once `num_done` turns completed, finish; when it was killed."""
+    task = asyncio.create_task(load.run())
+    killed_s = await kill_when(load, num_done, server)
+    await task
+    return killed_s
+
+
 def failed_after(results: list[TurnResult], fault_s: float) -> list[TurnResult]:
     return [r for r in results if r.sent_s > fault_s and not r.ok]
 
@@ -140,13 +148,7 @@ def test_killed_decode_is_rehomed_and_dead_prefill_leaves_turns_to_decode(ppd_se
                        decode_b.url, "--health-interval-s", "0.2").url  # fmt: skip
     load = Load(proxy, num_conversations=20, num_turns=6, max_tokens=24)
 
-    async def scenario() -> float:
-        task = asyncio.create_task(load.run())
-        killed_s = await kill_when(load, 40, decode_a)
-        await task
-        return killed_s
-
-    killed_s = asyncio.run(scenario())
+    killed_s = asyncio.run(run_and_kill(load, 40, decode_a))
     assert failed_after(load.results, killed_s) == []
     failed = [r for r in load.results if not r.ok]
     assert len(failed) <= in_flight_at(load.results, killed_s)  # only streams already under way
@@ -211,13 +213,7 @@ def test_killed_replica_is_rehomed_and_returns_to_service_when_it_recovers(ppd_s
                        "--health-interval-s", "0.1", "--health-max-backoff-s", "0.4").url  # fmt: skip
     load = Load(proxy, num_conversations=16, num_turns=5, max_tokens=24)
 
-    async def scenario() -> float:
-        task = asyncio.create_task(load.run())
-        killed_s = await kill_when(load, 24, replica_a)
-        await task
-        return killed_s
-
-    killed_s = asyncio.run(scenario())
+    killed_s = asyncio.run(run_and_kill(load, 24, replica_a))
     assert failed_after(load.results, killed_s) == []
     assert len([r for r in load.results if not r.ok]) <= in_flight_at(load.results, killed_s)
     assert all(r.upstream == replica_b.url for r in load.results if r.sent_s > killed_s)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
+from fake_instance import Inst
 from ppd.proxy.auto import AutoInputs, AutoModel, InstanceCosts
 from ppd.proxy.policies import (
     AUTO_DIRECT,
@@ -24,15 +23,6 @@ from ppd.proxy.policies import (
 
 SPEED = InstanceCosts("", 0, 0, 5.0, 0.1, 10.0, 0.01)
 INPUTS = AutoInputs(AutoModel(20.0, 0.005, 100.0), SPEED)
-
-
-@dataclass
-class Inst:
-    url: str
-    healthy: bool = True
-    outstanding_requests: int = 0
-    outstanding_prefill_tokens: int = 0
-    running_decodes: int = 0
 
 
 def topology(p: Inst, d: Inst) -> Candidates:

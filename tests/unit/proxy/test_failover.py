@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import pytest
 
+from fake_instance import Inst
 from ppd.proxy.config import ProxyConfig
 from ppd.proxy.failover import (
     FAILOVER_NO_PREFILL,
@@ -19,14 +19,6 @@ from ppd.proxy.failover import (
 )
 from ppd.proxy.policies import Candidates, NoHealthyUpstream, Route, RouteOptions, Turn
 from ppd.proxy.upstreams import EJECT_AFTER_FAILURES, HealthChecker, UpstreamPool
-
-
-@dataclass
-class Inst:
-    url: str
-    healthy: bool = True
-    outstanding_requests: int = 0
-    outstanding_prefill_tokens: int = 0
 
 
 def candidates(prefills: list[Inst], decodes: list[Inst]) -> Candidates:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
+from fake_instance import Inst
 from ppd.proxy.policies import (
     ROUTE_PD,
     ROUTE_PPD_DIRECT,
@@ -20,15 +19,6 @@ from ppd.proxy.policies import (
     least_loaded_decode,
     least_loaded_prefill,
 )
-
-
-@dataclass
-class Inst:
-    url: str
-    healthy: bool = True
-    outstanding_requests: int = 0
-    outstanding_prefill_tokens: int = 0
-
 
 P1, P2 = Inst("http://p1"), Inst("http://p2")
 D1, D2 = Inst("http://d1"), Inst("http://d2")

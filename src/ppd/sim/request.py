@@ -73,6 +73,15 @@ class Request:
         return 1 + step % (NUM_WORD_TOKENS - 1)
 
 
+_MASK_64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
 def _unit_interval(value: int) -> float:
-    """A well-mixed number in [0, 1) from an integer (Fibonacci hashing of its low 64 bits)."""
-    return ((value * 0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF_FFFF) / 2.0**64
+    """A number in [0, 1) from an integer, independent from one value to the next (splitmix64's
+    finalizer). A multiplicative hash would not do: the answer's steps are an arithmetic sequence,
+    and multiplying one turns it into evenly spaced values, so special tokens would come every
+    1/rate tokens instead of at random (geometric) gaps."""
+    z = (value + 0x9E37_79B9_7F4A_7C15) & _MASK_64
+    z = ((z ^ (z >> 30)) * 0xBF58_476D_1CE4_E5B9) & _MASK_64
+    z = ((z ^ (z >> 27)) * 0x94D0_49BB_1331_11EB) & _MASK_64
+    return (z ^ (z >> 31)) / 2.0**64

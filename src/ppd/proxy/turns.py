@@ -142,13 +142,12 @@ async def forward_turn(
         try:
             response, capture = await forward.attempt(route)
         except (UpstreamFailed, UpstreamRejected) as exc:
-            failed = record.route or route
-            if not worth_retrying(exc, failed.target_url):
+            if not worth_retrying(exc):
                 raise
             # Nothing reached the client yet: route the turn once more, without the instance.
             state.note_failure(exc.url, str(exc), unreachable=isinstance(exc, UpstreamFailed))
             try:
-                route = forward.rerouted(state.mode, failed)
+                route = forward.rerouted(state.mode, record.route or route)
             except NoHealthyUpstream as no_other:
                 if isinstance(exc, UpstreamRejected):
                     record.status, record.error = exc.answer.status, str(exc)
@@ -253,12 +252,13 @@ class _Forward:
         return retry_route(mode, self.turn, candidates, state.next_options(), failed)
 
 
-def worth_retrying(exc: UpstreamFailed | UpstreamRejected, target_url: str) -> bool:
+def worth_retrying(exc: UpstreamFailed | UpstreamRejected) -> bool:
     """Whether a failed target hop (nothing sent to the client yet) is routed once more: the target
-    could not be reached, or it answered 5xx (an engine fault, not the request's; a 4xx is answered)."""
+    could not be reached, or it answered 5xx (an engine fault, not the request's; a 4xx is answered).
+    A P's failures never get here: _Forward.attempt turns them into pd-fallback, or raises P's 4xx."""
     if isinstance(exc, UpstreamFailed):
         return exc.unreachable
-    return exc.answer.status >= 500 and exc.url == target_url
+    return exc.answer.status >= 500
 
 
 async def _prefill_hop(

@@ -68,6 +68,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         health_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await health_task
+        await state.cancel_background()
         await state.client_session.close()
         state.client_session = None
         state.decision_log.close()

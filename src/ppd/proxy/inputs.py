@@ -34,6 +34,12 @@ class TurnRequest:
     capture_answer: bool  # whether the answer text is needed to recognise the next turn
 
 
+# Fields only the proxy may set. `kv_transfer_params` tells an engine where to pull KV from (any
+# host and port: against vLLM a NIXL side-channel connection into the cluster network) and whether
+# to hold its blocks for a remote decode; a client's is removed on every route, and the proxy sets
+# its own on the two-hop route only (relay.prefill_body, relay.decode_body).
+PROXY_OWNED_FIELDS = (SESSION_BODY_FIELD, "kv_transfer_params")
+
 # Longer session ids are refused: each is kept as a conversation key, up to --max-conversations.
 MAX_SESSION_ID_CHARS = 512
 # Deeper JSON is refused: the proxy's own walks over a body (digests, re-encoding) must not recurse
@@ -95,8 +101,8 @@ def parse_turn_request(
     if len(headers.get(SESSION_HEADER, "")) > MAX_SESSION_ID_CHARS:
         raise ApiError(400, f"{SESSION_HEADER} is longer than {MAX_SESSION_ID_CHARS} characters")
     session_id = session_id_of(headers, body)
-    if SESSION_BODY_FIELD in body:
-        body = {key: value for key, value in body.items() if key != SESSION_BODY_FIELD}
+    if any(name in body for name in PROXY_OWNED_FIELDS):
+        body = {key: value for key, value in body.items() if key not in PROXY_OWNED_FIELDS}
         raw_body = json.dumps(body).encode()
     single_answer = body.get("n") in (None, 1)
     if is_chat:

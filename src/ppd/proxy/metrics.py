@@ -74,6 +74,7 @@ class ProxyMetrics:
     disconnects: Counter[str] = field(default_factory=Counter)  # clients gone mid-answer, per route
     failovers: Counter[str] = field(default_factory=Counter)  # turns served another way, per kind
     auto_decisions: Counter[str] = field(default_factory=Counter)  # auto mode: per decision (auto-pd, ...)
+    kv_releases: Counter[str] = field(default_factory=Counter)  # P's KV handed back after D refused
     ttft_s: dict[str, Histogram] = field(default_factory=dict)  # to the first relayed byte
     prefill_s: dict[str, Histogram] = field(default_factory=dict)  # the P hop
     duration_s: dict[str, Histogram] = field(default_factory=dict)  # whole request
@@ -88,7 +89,8 @@ class ProxyMetrics:
 
     def clear(self) -> None:
         """Zero everything."""
-        for counter in (self.requests, self.routes, self.disconnects, self.failovers, self.auto_decisions):
+        counters = (self.requests, self.routes, self.disconnects, self.failovers, self.auto_decisions)
+        for counter in (*counters, self.kv_releases):
             counter.clear()
         for histograms in (self.ttft_s, self.prefill_s, self.duration_s):
             histograms.clear()
@@ -114,6 +116,11 @@ class ProxyMetrics:
             *(
                 f'ppd_proxy_auto_decisions_total{{decision="{d}"}} {n}'
                 for d, n in sorted(self.auto_decisions.items())
+            ),
+            "# TYPE ppd_proxy_kv_releases_total counter",
+            *(
+                f'ppd_proxy_kv_releases_total{{outcome="{o}"}} {n}'
+                for o, n in sorted(self.kv_releases.items())
             ),
         ]
         for kind, histograms in (

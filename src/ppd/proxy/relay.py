@@ -3,7 +3,7 @@
 Protocol (vLLM NixlConnector, stock): P gets the client's body with `stream=false`, `max_tokens=1`
 (and `max_completion_tokens=1` for chat), no `stream_options` / `min_tokens`, and a
 `kv_transfer_params` asking for remote decode. P answers with its own `kv_transfer_params`, which go
-to D with the client's original body. P and D see the same X-Request-Id.
+to D with the client's original body. P and D see the same X-Request-Id, the proxy's own.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from aiohttp import web
 from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS, ApiError
 
 _PREFILL_DROPPED_FIELDS = ("stream_options", "min_tokens")
-# Hop-by-hop and framing headers are the proxy's own business, not the upstream's.
-_FORWARDED_REQUEST_HEADERS = ("Authorization", "X-Request-Id")
+# Hop-by-hop and framing headers are the proxy's own business, not the upstream's; so is the
+# request id (the proxy's own, which P and D share).
+_FORWARDED_REQUEST_HEADERS = ("Authorization",)
 
 
 def prefill_body(body: dict[str, Any], is_chat: bool) -> dict[str, Any]:
@@ -38,6 +39,35 @@ def prefill_body(body: dict[str, Any], is_chat: bool) -> dict[str, Any]:
 def decode_body(body: dict[str, Any], kv_transfer_params: dict[str, Any]) -> dict[str, Any]:
     """The request for D: the client's body plus P's answer telling D where to pull the KV from."""
     return {**body, "kv_transfer_params": kv_transfer_params}
+
+
+def release_body(body: dict[str, Any], is_chat: bool, kv_transfer_params: dict[str, Any]) -> dict[str, Any]:
+    """The request that has D take the KV P prefilled and let it go: P's own one-token request with
+    P's kv_transfer_params. D pulls (P frees its blocks, as when vLLM's D aborts a remote-prefill
+    request), generates one token and is done. D accepts it: it is what P accepted."""
+    return decode_body(prefill_body(body, is_chat), kv_transfer_params)
+
+
+async def release_kv(
+    session: aiohttp.ClientSession,
+    url: str,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> str | None:
+    """Send a release_body to D (base URL `url`); None when D took the KV, else why not."""
+    try:
+        response = await open_upstream(session, url, path, json.dumps(body).encode(), headers, timeout)
+    except (UpstreamFailed, UpstreamRejected) as exc:
+        return str(exc)
+    try:
+        await response.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return f"{url}: answer broken off: {type(exc).__name__} {exc}"
+    finally:
+        response.release()
+    return None
 
 
 class UpstreamFailed(Exception):

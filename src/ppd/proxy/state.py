@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,8 @@ from ppd.proxy.upstreams import UpstreamPool
 if TYPE_CHECKING:
     from ppd.proxy.turns import TurnRecord
 
+KV_RELEASE_OUTCOMES = ("released", "failed")
+
 
 @dataclass
 class ProxyState:
@@ -36,6 +40,7 @@ class ProxyState:
     upstream_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
     prefill_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
     estimates: Estimates = field(default_factory=Estimates)  # auto mode's; learnt in every mode
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled when the app stops
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> ProxyState:
@@ -62,6 +67,19 @@ class ProxyState:
         config = self.config
         auto = self.estimates.inputs(config.slo_ttft_ms, config.slo_tpot_ms) if self.mode == "auto" else None
         return RouteOptions(config.pd_decode_affinity, self.num_decisions, auto)
+
+    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `work` in the background (no client waits for it); the app's stop cancels it."""
+        task = asyncio.get_running_loop().create_task(work, name=what)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def cancel_background(self) -> None:
+        """Cancel and await every background task (the app is stopping)."""
+        tasks = list(self.background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def note_failure(self, url: str, error: str, unreachable: bool) -> None:
         """Count a failed forward; one that could not connect, or a streak, takes the instance out."""
@@ -125,6 +143,7 @@ class ProxyState:
             "client_disconnects": sum(self.metrics.disconnects.values()),
             "failovers": {kind: self.metrics.failovers.get(kind, 0) for kind in FAILOVER_KINDS},
             "auto": {"decisions": dict(self.metrics.auto_decisions), "estimates": self.estimates.status()},
+            "kv_releases": {o: self.metrics.kv_releases.get(o, 0) for o in KV_RELEASE_OUTCOMES},
         }
 
 

@@ -44,6 +44,8 @@ from ppd.proxy.relay import (
     read_first_chunk,
     rejection_response,
     relay_stream,
+    release_body,
+    release_kv,
     upstream_headers,
 )
 from ppd.proxy.state import STATE, ProxyState
@@ -136,7 +138,9 @@ async def forward_turn(
     record: TurnRecord,
 ) -> web.StreamResponse:
     """Carry out the route, failing over where it can; commit the conversation when the answer completed."""
-    request_id = request.headers.get("X-Request-Id") or f"ppd-{uuid.uuid4().hex}"
+    # The proxy's own id, never the client's: P and D key the KV hand-over by it (P's lease is
+    # D's remote_request_id), so a client's id reused by another request must not collide there.
+    request_id = f"ppd-{uuid.uuid4().hex}"
     forward = _Forward(request, state, turn_request, turn, record, request_id)
     try:
         try:
@@ -145,7 +149,7 @@ async def forward_turn(
             if not worth_retrying(exc):
                 raise
             # Nothing reached the client yet: route the turn once more, without the instance.
-            state.note_failure(exc.url, str(exc), unreachable=isinstance(exc, UpstreamFailed))
+            forward.note_target_failure(exc)
             try:
                 route = forward.rerouted(state.mode, record.route or route)
             except NoHealthyUpstream as no_other:
@@ -156,9 +160,11 @@ async def forward_turn(
             record.failovers.append(FAILOVER_RETRIED)
             response, capture = await forward.attempt(route)
     except UpstreamRejected as exc:
+        # A 5xx that no other instance contradicted (a second 5xx, or none to ask) may be the
+        # request's own doing: it counts against no engine (docs/reliability.md).
         record.status, record.error = exc.answer.status, str(exc)
-        if exc.answer.status >= 500:
-            state.note_failure(exc.url, str(exc), unreachable=False)
+        if exc.answer.status < 500:
+            forward.release_prefilled_kv(exc)
         return rejection_response(exc)
     except UpstreamFailed as exc:
         state.note_failure(exc.url, str(exc), exc.unreachable)
@@ -168,6 +174,7 @@ async def forward_turn(
         raise
     if record.error is None:
         final_route = record.route or route
+        forward.blame_suspects()
         state.note_success(final_route.target_url)
         record.usage = capture.usage
         committed = state.conversations.commit_turn(
@@ -187,6 +194,12 @@ class _Forward:
     turn: Turn
     record: TurnRecord
     request_id: str
+    # Instances that answered this request 5xx, with their errors. Whether that was the engine's
+    # fault or the request's is known only once another instance has answered the same request:
+    # when it served it, they are counted (blame_suspects); when it failed too, they are not.
+    suspects: list[tuple[str, str]] = field(default_factory=list)
+    # Where D was to pull the KV that P prefilled, while D has not accepted the request.
+    prefilled_kv: tuple[str, dict[str, Any]] | None = None
 
     @property
     def path(self) -> str:
@@ -206,6 +219,7 @@ class _Forward:
             else:
                 headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
                 data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
+                self.prefilled_kv = (route.target_url, kv_transfer_params)
         headers_down |= {
             "x-ppd-route": route.kind,
             "x-ppd-turn": str(self.turn.number),
@@ -234,13 +248,39 @@ class _Forward:
         except UpstreamRejected as exc:
             if exc.answer.status < 500:
                 raise  # the request's own fault (e.g. unknown model): the client hears P's answer
-            self.state.note_failure(exc.url, str(exc), unreachable=False)
+            self.suspects.append((exc.url, str(exc)))
             return None, str(exc)
         except UpstreamFailed as exc:
             self.state.note_failure(exc.url, str(exc), exc.unreachable)
             return None, str(exc)
         self.state.note_success(prefill_url)
         return kv_transfer_params, ""
+
+    def note_target_failure(self, exc: UpstreamFailed | UpstreamRejected) -> None:
+        """A target failed before any byte reached the client: unreachable counts now, a 5xx is
+        judged once another instance has answered (suspects)."""
+        if isinstance(exc, UpstreamFailed):
+            self.state.note_failure(exc.url, str(exc), unreachable=True)
+        else:
+            self.suspects.append((exc.url, str(exc)))
+        self.prefilled_kv = None  # the failed D may have pulled it; the lease expires otherwise
+
+    def blame_suspects(self) -> None:
+        """The request was served: the instances that answered it 5xx on the way were at fault."""
+        for url, error in self.suspects:
+            self.state.note_failure(url, error, unreachable=False)
+        self.suspects.clear()
+
+    def release_prefilled_kv(self, rejected: UpstreamRejected) -> None:
+        """D refused the request after P prefilled it: have D take P's KV and drop it, in the
+        background, so P's blocks do not stay held until its lease runs out."""
+        if self.prefilled_kv is None or self.prefilled_kv[0] != rejected.url:
+            return
+        decode_url, kv_transfer_params = self.prefilled_kv
+        self.prefilled_kv = None
+        body = release_body(self.turn_request.body, self.turn_request.is_chat, kv_transfer_params)
+        work = release_prefilled_kv(self.state, decode_url, self.path, body, self._headers_up())
+        self.state.spawn(work, "kv release")
 
     def _headers_up(self) -> dict[str, str]:
         return upstream_headers(self.request.headers, self.request_id)
@@ -259,6 +299,14 @@ def worth_retrying(exc: UpstreamFailed | UpstreamRejected) -> bool:
     if isinstance(exc, UpstreamFailed):
         return exc.unreachable
     return exc.answer.status >= 500
+
+
+async def release_prefilled_kv(
+    state: ProxyState, decode_url: str, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    """Have D take and drop the KV P prefilled for a request D refused; counted in kv_releases."""
+    error = await release_kv(state.session, decode_url, path, body, headers, state.upstream_timeout)
+    state.metrics.kv_releases["released" if error is None else "failed"] += 1
 
 
 async def _prefill_hop(

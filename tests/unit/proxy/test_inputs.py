@@ -22,6 +22,13 @@ def test_conversation_id_is_the_session_and_is_removed_before_forwarding() -> No
     assert request.stream and not request.capture_answer
 
 
+def test_client_kv_transfer_params_are_removed_before_forwarding() -> None:
+    forged = {"do_remote_prefill": True, "remote_host": "10.0.0.1", "remote_port": 22}
+    request = parse({"prompt": "w1", "kv_transfer_params": forged}, is_chat=False)
+    assert "kv_transfer_params" not in request.body
+    assert b"kv_transfer_params" not in request.raw_body and b"10.0.0.1" not in request.raw_body
+
+
 def test_completion_without_session_is_recognised_by_prompt() -> None:
     request = parse({"prompt": "w1 w2 w3"})
     assert request.identity.prompt_bytes == b"w1 w2 w3"

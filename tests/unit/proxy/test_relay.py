@@ -47,7 +47,8 @@ def test_decode_body_is_the_client_body_plus_the_params_from_prefill() -> None:
 
 
 def test_upstream_headers_share_the_request_id_and_pass_authorization() -> None:
-    headers = upstream_headers({"Authorization": "Bearer k", "Cookie": "x"}, "rid-1")
+    client_headers = {"Authorization": "Bearer k", "Cookie": "x", "X-Request-Id": "client-id"}
+    headers = upstream_headers(client_headers, "rid-1")
     assert headers == {
         "Content-Type": "application/json",
         "X-Request-Id": "rid-1",

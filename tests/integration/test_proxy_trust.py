@@ -103,7 +103,8 @@ class PoisonableEngine(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if b"poison" in body:
-            self._answer(500, {"error": {"message": "engine error", "type": "InternalServerError", "code": 500}})
+            error = {"message": "engine error", "type": "InternalServerError", "code": 500}
+            self._answer(500, {"error": error})
             return
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
         choice = {"index": 0, "text": " w1", "finish_reason": "length"}

@@ -63,6 +63,8 @@ def _add_client_arguments(add: Callable[..., object]) -> None:
     add("--prompt-salt", default=None, help="fixed prompt salt (default: random per invocation)")
     add("--max-connections", type=int, default=0, help="client connection limit (0: unlimited)")
     add("--no-uvloop", action="store_true", help="use the plain asyncio event loop")
+    add("--temperature", type=float, default=None, help="sampling temperature sent with every turn; 0 is "
+        "greedy (use it on dummy weights, see docs/bench.md) (default: not sent, the server's default)")
 # fmt: on
 
 
@@ -106,6 +108,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         quiet=args.quiet,
         use_uvloop=not args.no_uvloop,
         poisson=args.arrivals == "poisson",
+        temperature=args.temperature,
     )
     validate(config)
     return config

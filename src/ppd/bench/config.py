@@ -63,6 +63,7 @@ class BenchConfig:
     quiet: bool = False
     use_uvloop: bool = True
     poisson: bool = True  # False: evenly spaced arrivals at the same rate
+    temperature: float | None = None  # None: the server's default sampling; 0: greedy
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy for the result file (the admin token is never written)."""
@@ -102,6 +103,7 @@ def validate(config: BenchConfig) -> None:
         (config.api in ("completions", "chat"), "api must be completions or chat"),
         (config.max_connections >= 0, "max connections must be >= 0 (0: unlimited)"),
         (config.url.startswith(("http://", "https://")), "url must start with http:// or https://"),
+        (config.temperature is None or 0 <= config.temperature <= 2, "temperature must be in [0, 2]"),
     ]
     for passed, message in checks:
         if not passed:

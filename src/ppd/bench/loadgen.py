@@ -172,7 +172,14 @@ async def drive_conversation(context: RunContext, plan: ConversationPlan, texts:
     answers: list[str] = []
     due_s = plan.arrival_s
     for turn, shape in enumerate(plan.turns, start=1):
-        body = request_body(context.config.api, context.model, texts[:turn], answers, shape.num_output_tokens)
+        body = request_body(
+            context.config.api,
+            context.model,
+            texts[:turn],
+            answers,
+            shape.num_output_tokens,
+            context.config.temperature,
+        )
         record = RawTurn()
         try:
             if turn > 1:

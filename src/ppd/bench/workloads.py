@@ -132,9 +132,18 @@ def chat_messages(user_texts: Sequence[str], answers: Sequence[str]) -> list[dic
 
 
 def request_body(
-    api: Api, model: str, user_texts: Sequence[str], answers: Sequence[str], num_output_tokens: int
+    api: Api,
+    model: str,
+    user_texts: Sequence[str],
+    answers: Sequence[str],
+    num_output_tokens: int,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
-    """The streaming request of the next turn, with an exact output length (ignore_eos)."""
+    """The streaming request of the next turn, with an exact output length (ignore_eos).
+
+    temperature None leaves sampling to the server's default (vLLM: the model's generation config);
+    0 is greedy, which keeps a dummy-weight model from emitting special tokens that drop out of the
+    answer text and break the next turn's prefix-cache hit."""
     body: dict[str, Any] = {"model": model}
     if api == "chat":
         body["messages"] = chat_messages(user_texts, answers)
@@ -146,6 +155,8 @@ def request_body(
         stream=True,
         stream_options={"include_usage": True},
     )
+    if temperature is not None:
+        body["temperature"] = temperature
     return body
 
 

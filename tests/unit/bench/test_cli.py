@@ -39,7 +39,10 @@ def test_flags_build_the_typed_config(tmp_path: Path) -> None:
         "--arrivals",
         "constant",
         "--quiet",
+        "--temperature",
+        "0",
     )
+    assert config.temperature == 0.0 and _config_of().temperature is None
     assert [w.name for w in config.workloads] == ["W2", "W4"]
     assert len(config.workloads[0].conversations[0]) == 4
     assert config.qps == (0.5, 1.0) and config.duration_s == 30.0 and config.runs == 3
@@ -59,6 +62,7 @@ def test_flags_build_the_typed_config(tmp_path: Path) -> None:
         (["--turns", "0"], "--turns"),
         (["--workload", "nope"], "workload"),
         (["--runs", "0"], "runs"),
+        (["--temperature", "-1"], "temperature"),
     ],
 )
 def test_bad_flags_are_usage_errors(argv: list[str], message: str) -> None:

@@ -111,3 +111,8 @@ def test_request_body_fixes_output_length_and_streams_usage() -> None:
     }
     chat = request_body("chat", "m", ["w1"], [], 3)
     assert chat["messages"] == [{"role": "user", "content": "w1"}] and "prompt" not in chat
+
+
+def test_request_body_sends_temperature_only_when_set() -> None:
+    assert "temperature" not in request_body("completions", "m", ["w1"], [], 8)
+    assert request_body("completions", "m", ["w1"], [], 8, temperature=0.0)["temperature"] == 0.0

@@ -25,6 +25,7 @@ print("fake-vllm", json.dumps({
     "gpu": os.environ["CUDA_VISIBLE_DEVICES"], "nixl_port": os.environ["VLLM_NIXL_SIDE_CHANNEL_PORT"],
     "flashinfer": os.environ.get("VLLM_USE_FLASHINFER_SAMPLER"), "template": template,
     "prefix_caching": "--enable-prefix-caching" in args, "eager": "--enforce-eager" in args,
+    "memory": flag("--gpu-memory-utilization"),
 }), flush=True)
 sys.argv = ["ppd", "sim", "--host", flag("--host"), "--port", flag("--port"), "--time-scale", "0.05",
             "--served-model-name", flag("--served-model-name")]
@@ -108,6 +109,31 @@ def test_vllm_backend_up_and_down_with_a_stand_in_vllm(tmp_path: Path) -> None:
         assert not process.is_running(process.Started(record.pid, record.identity)), record.name
 
 
+def test_two_instances_share_one_gpu_one_after_the_other(tmp_path: Path) -> None:
+    site = _fake_vllm(tmp_path)
+    up = _ppd(
+        tmp_path, "up", "--backend", "vllm", "--topology", "1p1d", "--model", "/opt/model", "--gpus", "0",
+        "--instances-per-gpu", "2", "--gpu-memory-utilization", "0.42", "--proxy-port", "0",
+        "--port-base", str(_free_port_pair()), "--nixl-port-base", str(_free_port_pair()),
+        "--vllm-python", sys.executable, "--env", f"PYTHONPATH={site}", "--warmup-handshakes", "1",
+    )  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        for name in ("prefill0", "decode0"):
+            seen = json.loads(
+                (tmp_path / "logs" / f"{name}.log").read_text().splitlines()[0][len("fake-vllm ") :]
+            )
+            assert (seen["gpu"], seen["memory"]) == ("0", "0.42")
+        # decode0 starts only once prefill0 answers /health
+        lines = up.stdout.splitlines()
+        waits = [k for k, line in enumerate(lines) if line.startswith("waiting for 1 engine")]
+        starts = [k for k, line in enumerate(lines) if line.startswith("starting decode0")]
+        assert len(waits) == 2 and waits[0] < starts[0] < waits[1], up.stdout
+    finally:
+        down = _ppd(tmp_path, "down")
+    assert down.returncode == 0, down.stderr
+
+
 def test_missing_vllm_and_too_few_gpus_are_clear_errors(tmp_path: Path) -> None:
     no_vllm = _ppd(
         tmp_path, "up", "--backend", "vllm", "--model", "m", "--gpus", "0,1", "--proxy-port", "0",
@@ -120,4 +146,9 @@ def test_missing_vllm_and_too_few_gpus_are_clear_errors(tmp_path: Path) -> None:
     too_few = _ppd(tmp_path, "up", "--backend", "vllm", "--model", "m", "--topology", "2p2d", "--gpus", "0")
     assert too_few.returncode == 2
     assert "needs 4 GPUs on this host but only 1 are available" in too_few.stderr
+    too_much = _ppd(
+        tmp_path, "up", "--backend", "vllm", "--model", "m", "--gpus", "0", "--instances-per-gpu", "2"
+    )  # fmt: skip
+    assert too_much.returncode == 2
+    assert "use --gpu-memory-utilization 0.47 or less" in too_much.stderr
     assert not (tmp_path / ".ppd").exists()

@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gpus", help="GPUs to use, e.g. 0,1 (default: CUDA_VISIBLE_DEVICES or all nvidia-smi -L)"
     )
+    parser.add_argument(
+        "--instances-per-gpu",
+        type=int,
+        default=1,
+        help="vllm: place up to N instances on each GPU, started one after the other; each takes "
+        "--gpu-memory-utilization of the GPU, so lower it (e.g. 2 instances: 0.42) (default 1)",
+    )
     parser.add_argument("--model", help="vllm: model path or name to serve")
     parser.add_argument("--served-model-name", default="llama")
     parser.add_argument("--load-format", help="vllm --load-format, e.g. dummy (real shapes, random weights)")
@@ -105,6 +112,7 @@ def build_config(args: argparse.Namespace) -> UpConfig:
         state_path=args.state,
         only_host=args.only_host,
         gpus=_gpus(args.gpus),
+        instances_per_gpu=args.instances_per_gpu,
         health_timeout_s=args.health_timeout_s or DEFAULT_HEALTH_TIMEOUT_S[args.backend],
         warmup_handshakes=args.warmup_handshakes,
         proxy_args=tuple(args.proxy_arg),
@@ -117,6 +125,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise UsageError(f"--port-base {args.port_base} must be a port number (or 0: free ports, sim only)")
     if args.port_base == 0 and args.backend == "vllm":
         raise UsageError("--port-base 0 (free ports) works with --backend sim only; vLLM needs fixed ports")
+    if args.instances_per_gpu < 1:
+        raise UsageError("--instances-per-gpu must be >= 1")
     if args.warmup_handshakes < 0:
         raise UsageError("--warmup-handshakes must be >= 0")
     if args.time_scale <= 0:

@@ -45,6 +45,7 @@ class UpConfig:
     state_path: Path = state.DEFAULT_STATE_PATH
     only_host: str | None = None
     gpus: tuple[str, ...] | None = None  # None: CUDA_VISIBLE_DEVICES or nvidia-smi (vllm only)
+    instances_per_gpu: int = 1  # vllm: >1 shares each GPU (each instance gets its memory share)
     health_timeout_s: float = 60.0
     warmup_handshakes: int = 3
     proxy_args: tuple[str, ...] = ()
@@ -185,9 +186,10 @@ def _with_gpus(config: UpConfig) -> UpConfig:
     """vLLM instances of this host each get a GPU; sims need none."""
     if config.backend != "vllm":
         return config
+    checks.check_memory_share(config.instances_per_gpu, _vllm_options(config).gpu_memory_utilization)
     gpus = checks.available_gpus(config.gpus, os.environ)
     host = _this_host(config)
-    local = checks.assign_gpus(config.topology.on_host(host), gpus)
+    local = checks.assign_gpus(config.topology.on_host(host), gpus, config.instances_per_gpu)
     by_name = {i.name: i for i in local}
     instances = tuple(by_name.get(i.name, i) for i in config.topology.instances)
     return replace(config, topology=replace(config.topology, instances=instances))
@@ -263,29 +265,36 @@ def _engine_argv_env(config: UpConfig, instance: Instance) -> tuple[list[str], M
 def _start_engines(
     config: UpConfig, local: tuple[Instance, ...], deployment_state: state.DeploymentState, progress: Progress
 ) -> None:
-    targets = []
-    for instance in local:
-        argv, env = _engine_argv_env(config, instance)
-        log_path = config.logs_dir / f"{instance.name}.log"
-        gpu = f", GPU {instance.gpu}" if instance.gpu is not None else ""
-        where = f"{instance.host}:{instance.port}{gpu}"
-        progress(f"starting {instance.name} ({instance.role}) on {where} -> {log_path}")
-        started = _spawn(argv, env, log_path)
-        deployment_state.processes.append(
-            state.ProcessRecord(
-                instance.name, instance.role, instance.url, started.pid, started.identity, str(log_path), argv
-            )
+    """Start the engines wave by wave (instances that share a GPU one after the other), each wave
+    healthy before the next starts."""
+    for wave in checks.start_waves(local):
+        targets = [_start_engine(config, instance, deployment_state, progress) for instance in wave]
+        progress(
+            f"waiting for {len(targets)} engine(s) to answer /health (timeout {config.health_timeout_s:g} s)"
         )
+        bound = readiness.wait_ready(targets, config.health_timeout_s, progress)
+        deployment_state.processes[:] = [
+            replace(r, url=bound.get(r.name, r.url)) for r in deployment_state.processes
+        ]
         state.save(deployment_state, config.state_path)
-        targets.append(Target(instance.name, instance.url, started, log_path))
-    progress(
-        f"waiting for {len(targets)} engine(s) to answer /health (timeout {config.health_timeout_s:g} s)"
+
+
+def _start_engine(
+    config: UpConfig, instance: Instance, deployment_state: state.DeploymentState, progress: Progress
+) -> Target:
+    argv, env = _engine_argv_env(config, instance)
+    log_path = config.logs_dir / f"{instance.name}.log"
+    gpu = f", GPU {instance.gpu}" if instance.gpu is not None else ""
+    where = f"{instance.host}:{instance.port}{gpu}"
+    progress(f"starting {instance.name} ({instance.role}) on {where} -> {log_path}")
+    started = _spawn(argv, env, log_path)
+    deployment_state.processes.append(
+        state.ProcessRecord(
+            instance.name, instance.role, instance.url, started.pid, started.identity, str(log_path), argv
+        )
     )
-    bound = readiness.wait_ready(targets, config.health_timeout_s, progress)
-    deployment_state.processes[:] = [
-        replace(r, url=bound.get(r.name, r.url)) for r in deployment_state.processes
-    ]
     state.save(deployment_state, config.state_path)
+    return Target(instance.name, instance.url, started, log_path)
 
 
 def _spawn(argv: list[str], env: Mapping[str, str], log_path: Path) -> process.Started:

@@ -3,7 +3,7 @@ import socket
 import pytest
 
 from ppd.errors import UsageError
-from ppd.launch.checks import assign_gpus, available_gpus, check_port_free
+from ppd.launch.checks import assign_gpus, available_gpus, check_memory_share, check_port_free, start_waves
 from ppd.launch.topology import Instance
 
 
@@ -46,3 +46,27 @@ def test_too_few_gpus_is_reported() -> None:
         assign_gpus((_instance("a", None), _instance("b", None)), ("0",))
     with pytest.raises(UsageError, match="GPU 7 is in the topology"):
         assign_gpus((_instance("a", "7"),), ("0", "1"))
+
+
+def test_instances_per_gpu_shares_each_gpu_in_order() -> None:
+    instances = (_instance("a", None), _instance("b", None), _instance("c", None))
+    assert [i.gpu for i in assign_gpus(instances, ("0", "1"), instances_per_gpu=2)] == ["0", "0", "1"]
+    assert [i.gpu for i in assign_gpus(instances[:2], ("0",), instances_per_gpu=2)] == ["0", "0"]
+    with pytest.raises(UsageError, match="3 instances on this host but 1 GPUs"):
+        assign_gpus(instances, ("0",), instances_per_gpu=2)
+
+
+def test_instances_sharing_a_gpu_start_in_waves() -> None:
+    a, b, c = _instance("a", "0"), _instance("b", "0"), _instance("c", "1")
+    assert start_waves((a, b, c)) == ((a, c), (b,))
+    sims = (_instance("s1", None), _instance("s2", None))
+    assert start_waves(sims) == (sims,)
+
+
+def test_memory_share_of_instances_on_one_gpu() -> None:
+    check_memory_share(2, 0.42)
+    check_memory_share(1, 0.95)
+    with pytest.raises(UsageError, match=r"use --gpu-memory-utilization 0\.47 or less"):
+        check_memory_share(2, 0.85)
+    with pytest.raises(UsageError, match="must be in"):
+        check_memory_share(1, 1.5)

@@ -163,6 +163,8 @@ def test_prefilled_kv_is_handed_back_when_decode_refuses_the_request(ppd_server)
         assert reply.status == 400, reply.body
         assert "you requested 50 output tokens" in reply.json()["error"]["message"]
     assert wait_until(lambda: num_leases(prefill) == 0), num_leases(prefill)
+    # P frees the blocks when D claims them; D's one-token answer to the release comes just after
+    assert wait_until(lambda: http_call(proxy + "/status").json()["kv_releases"]["released"] == 5)
     status = http_call(proxy + "/status").json()
     assert status["kv_releases"] == {"released": 5, "failed": 0}
     assert all(u["healthy"] and u["num_failures"] == 0 for u in status["upstreams"])
@@ -175,3 +177,21 @@ def wait_until(condition: Any, timeout_s: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(condition())
+
+
+def test_a_refused_prompt_is_judged_as_the_client_sent_it_not_as_rewritten_for_prefill(ppd_server) -> None:
+    prefill = ppd_server(*SIM_FAST, "--max-model-len", "64").url
+    decode = ppd_server(*SIM_FAST, "--max-model-len", "64").url
+    proxy = ppd_server("proxy", "--mode", "pd", "--prefill", prefill, "--decode", decode).url
+    prompt = " ".join(f"w{i}" for i in range(80))
+    for path, body in (
+        ("/v1/completions", {"prompt": prompt, "max_tokens": 7}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": prompt}], "max_tokens": 7}),
+    ):
+        reply = post(proxy, path, body)
+        assert reply.status == 400, reply.body
+        message = reply.json()["error"]["message"]
+        assert "you requested 7 output tokens" in message and "1 output tokens" not in message, message
+    assert post(proxy, "/v1/completions", {"prompt": "w1 w2", "max_tokens": 2}).status == 200
+    status = http_call(proxy + "/status").json()
+    assert all(u["healthy"] and u["num_failures"] == 0 for u in status["upstreams"])

@@ -3,6 +3,7 @@
     no healthy P          D alone: the D holding the history (its prefix cache), else the least
                           loaded D, prefills the turn locally (route `pd-fallback`)
     P failed or timed out the D already chosen prefills the turn locally (route `pd-fallback`)
+    P answered 4xx        the same: P judged its one-token rewrite, D judges the client's request
     target unreachable    before any byte reached the client: the turn is routed once more without
     or answered 5xx       it (out of service when unreachable; a 5xx counts toward its failure streak),
                           through P again when the route has a P: the failed target may have pulled
@@ -29,8 +30,9 @@ ROUTE_PD_FALLBACK = "pd-fallback"
 
 FAILOVER_NO_PREFILL = "no_prefill"  # no healthy P: D alone
 FAILOVER_PREFILL_FAILED = "prefill_failed"  # P errored or timed out: D alone
+FAILOVER_PREFILL_REFUSED = "prefill_refused"  # P answered 4xx to its rewrite: D judges the client's
 FAILOVER_RETRIED = "retried"  # the target could not be reached: routed once more elsewhere
-FAILOVER_KINDS = (FAILOVER_NO_PREFILL, FAILOVER_PREFILL_FAILED, FAILOVER_RETRIED)
+FAILOVER_KINDS = (FAILOVER_NO_PREFILL, FAILOVER_PREFILL_FAILED, FAILOVER_PREFILL_REFUSED, FAILOVER_RETRIED)
 
 
 def decode_only_route(turn: Turn, candidates: Candidates, options: RouteOptions, why: str) -> Route:

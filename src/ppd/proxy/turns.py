@@ -26,6 +26,7 @@ from ppd.proxy.conversations import Conversation, TurnOutcome
 from ppd.proxy.estimates import HopLoad
 from ppd.proxy.failover import (
     FAILOVER_PREFILL_FAILED,
+    FAILOVER_PREFILL_REFUSED,
     FAILOVER_RETRIED,
     prefill_failed_route,
     retry_route,
@@ -212,10 +213,10 @@ class _Forward:
         headers_down = {"X-Request-Id": self.request_id}
         data = turn_request.raw_body
         if route.prefill_url is not None:
-            kv_transfer_params, prefill_error = await self._prefill(route, route.prefill_url)
+            kv_transfer_params, prefill_error, failover = await self._prefill(route, route.prefill_url)
             if kv_transfer_params is None:
                 route = record.route = prefill_failed_route(route, prefill_error)
-                record.failovers.append(FAILOVER_PREFILL_FAILED)
+                record.failovers.append(failover)
             else:
                 headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
                 data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
@@ -237,8 +238,9 @@ class _Forward:
         )  # fmt: skip
         return response, capture
 
-    async def _prefill(self, route: Route, prefill_url: str) -> tuple[dict[str, Any] | None, str]:
-        """P's kv_transfer_params, or None and why when P failed or timed out."""
+    async def _prefill(self, route: Route, prefill_url: str) -> tuple[dict[str, Any] | None, str, str]:
+        """P's kv_transfer_params; or None, why, and the failover kind when P refused, failed or
+        timed out (the turn then goes to D alone)."""
         prefill_tokens_at_p, _ = estimated_prefill_tokens(route, self.turn)
         try:
             kv_transfer_params = await _prefill_hop(
@@ -247,14 +249,16 @@ class _Forward:
             )  # fmt: skip
         except UpstreamRejected as exc:
             if exc.answer.status < 500:
-                raise  # the request's own fault (e.g. unknown model): the client hears P's answer
+                # P judged its own one-token rewrite of the request ("you requested 1 output
+                # tokens"); D judges the client's, so the client's 4xx describes what it sent.
+                return None, str(exc), FAILOVER_PREFILL_REFUSED
             self.suspects.append((exc.url, str(exc)))
-            return None, str(exc)
+            return None, str(exc), FAILOVER_PREFILL_FAILED
         except UpstreamFailed as exc:
             self.state.note_failure(exc.url, str(exc), exc.unreachable)
-            return None, str(exc)
+            return None, str(exc), FAILOVER_PREFILL_FAILED
         self.state.note_success(prefill_url)
-        return kv_transfer_params, ""
+        return kv_transfer_params, "", ""
 
     def note_target_failure(self, exc: UpstreamFailed | UpstreamRejected) -> None:
         """A target failed before any byte reached the client: unreachable counts now, a 5xx is

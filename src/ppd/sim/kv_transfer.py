@@ -1,6 +1,7 @@
 """NIXL emulation between sims.
 
-As P, an engine finishes a `do_remote_decode` request by holding its blocks under a lease, answers
+The lease and link bookkeeping is kv_handoff.py (no I/O); this module is the HTTP part. As P, an
+engine finishes a `do_remote_decode` request by holding its blocks under a lease, answers
 with `kv_transfer_params`, and releases the blocks when D pulls them or the lease expires. As D, an
 engine pulls from P (over HTTP, at remote_host:remote_port) only the blocks its own prefix cache
 lacks, on a FIFO link shared by that engine pair, and spends the modeled transfer time.
@@ -16,73 +17,11 @@ from typing import Any
 import aiohttp
 
 from ppd.openai_api import ApiError
-from ppd.sim.kv_cache import KVCache
-from ppd.sim.request import Request
-from ppd.sim.timing import Profile, kv_pull_duration_s
+from ppd.sim.kv_handoff import PullPlan, PullStats
+from ppd.sim.timing import Profile
 
 PULL_PATH = "/ppd/kv/pull"
 _PULL_TIMEOUT_S = 30.0
-
-
-@dataclass
-class KVLease:
-    lease_id: str
-    block_ids: list[int]
-    num_tokens: int
-    timer: asyncio.TimerHandle | None = None
-
-
-class LeaseTable:
-    """Blocks held for remote decode instances, each until pulled or until its lease expires."""
-
-    def __init__(self, kv_cache: KVCache, lease_s: float, on_release: Callable[[], None] | None = None):
-        self.kv_cache = kv_cache
-        self.lease_s = lease_s
-        self.on_release = on_release
-        self._leases: dict[str, KVLease] = {}
-        self._next_id = 0
-        self.num_granted = 0
-        self.num_pulled = 0
-        self.num_expired = 0
-
-    def __len__(self) -> int:
-        return len(self._leases)
-
-    def grant(self, request: Request) -> str:
-        """Hold the blocks of a finished request; returns the lease id (the remote_request_id)."""
-        self._next_id += 1
-        lease_id = f"{request.request_id}-{self._next_id}"
-        lease = KVLease(lease_id, list(request.block_ids), request.num_prompt_tokens)
-        lease.timer = asyncio.get_running_loop().call_later(self.lease_s, self._expire, lease_id)
-        self._leases[lease_id] = lease
-        self.num_granted += 1
-        return lease_id
-
-    def take(self, lease_id: str) -> KVLease | None:
-        """Hand a lease to a puller and release its blocks; None if unknown or expired."""
-        lease = self._release(lease_id)
-        if lease is not None:
-            self.num_pulled += 1
-        return lease
-
-    def release_all(self) -> None:
-        for lease_id in list(self._leases):
-            self._release(lease_id)
-
-    def _expire(self, lease_id: str) -> None:
-        if self._release(lease_id) is not None:
-            self.num_expired += 1
-
-    def _release(self, lease_id: str) -> KVLease | None:
-        lease = self._leases.pop(lease_id, None)
-        if lease is None:
-            return None
-        if lease.timer is not None:
-            lease.timer.cancel()
-        self.kv_cache.free(lease.block_ids)
-        if self.on_release is not None:
-            self.on_release()
-        return lease
 
 
 @dataclass(frozen=True)
@@ -137,33 +76,13 @@ def _flatten_block_ids(groups: Any) -> list[int]:
     return list(groups)
 
 
-@dataclass
-class _Link:
-    """The NIXL link to one remote engine: the first pull pays the connection setup. Transfers are
-    serialised by D's engine loop (Engine.occupy), which posts them."""
-
-    connected: bool = False
-
-
-@dataclass
-class PullStats:
-    num_pulls: int = 0
-    num_failed_pulls: int = 0
-    num_blocks_pulled: int = 0
-    num_bytes_pulled: int = 0
-    transfer_s: float = 0.0
-
-
 class KVPuller:
-    """D's side: fetch a lease from P over HTTP and model the transfer on the pair's link."""
+    """D's side over HTTP: claim a lease from P, then spend the modeled transfer on D's clock."""
 
-    def __init__(self, profile: Profile, bandwidth_gbps: float, time_scale: float, block_size: int):
+    def __init__(self, profile: Profile, time_scale: float) -> None:
         self.profile = profile
-        self.bandwidth_gbps = bandwidth_gbps
         self.time_scale = time_scale
-        self.block_size = block_size
         self.stats = PullStats()
-        self._links: dict[str, _Link] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -171,35 +90,28 @@ class KVPuller:
             await self._session.close()
 
     async def pull(
-        self, remote: RemotePrefill, num_cached_blocks: int, occupy: Callable[[float], Awaitable[None]]
+        self,
+        remote: RemotePrefill,
+        num_cached_blocks: int,
+        plan_pull: Callable[[str, int], PullPlan],
+        occupy: Callable[[float], Awaitable[None]],
     ) -> int:
         """Pull the blocks after the first num_cached_blocks; returns how many blocks moved.
 
-        `occupy(seconds)` holds D's engine loop for the transfer (Engine.occupy): vLLM's D posts the
-        NIXL read from its worker, one copy per descriptor, before its next step."""
-        wanted = remote.remote_block_ids[num_cached_blocks:]
+        `plan_pull` prices it on D's links (EngineCore.plan_pull); `occupy(seconds)` holds D's engine
+        loop for the transfer (Engine.occupy): vLLM's D posts the NIXL read from its worker, one copy
+        per descriptor, before its next step."""
+        num_wanted = len(remote.remote_block_ids) - num_cached_blocks
         try:
-            await self._claim(remote, len(wanted))
+            await self._claim(remote, num_wanted)
         except ApiError:
             self.stats.num_failed_pulls += 1
             raise
-        link = self._links.setdefault(remote.remote_engine_id, _Link())
-        wait_s = self.profile.kv_handshake_ms * 1e-3
-        if not link.connected:
-            link.connected = True
-            wait_s += self.profile.kv_first_connect_ms * 1e-3
-        await asyncio.sleep(wait_s * self.time_scale)
-        num_tokens = len(wanted) * self.block_size
-        busy_s = kv_pull_duration_s(self.profile, len(wanted), self.block_size, self.bandwidth_gbps)
-        await occupy(busy_s)  # FIFO on D's loop, so pulls of one D never overlap
-        self._count(len(wanted), num_tokens, wait_s + busy_s)
-        return len(wanted)
-
-    def _count(self, num_blocks: int, num_tokens: int, transfer_s: float) -> None:
-        self.stats.num_pulls += 1
-        self.stats.num_blocks_pulled += num_blocks
-        self.stats.num_bytes_pulled += num_tokens * self.profile.kv_bytes_per_token
-        self.stats.transfer_s += transfer_s
+        plan = plan_pull(remote.remote_engine_id, num_wanted)
+        await asyncio.sleep(plan.wait_s * self.time_scale)
+        await occupy(plan.hold_s)  # FIFO on D's loop, so pulls of one D never overlap
+        self.stats.count(plan, self.profile.kv_bytes_per_token)
+        return plan.num_blocks
 
     async def _claim(self, remote: RemotePrefill, num_blocks: int) -> None:
         """Ask P to hand over its lease; P frees the blocks, as it does when NIXL reports the read."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ppd.sim.engine import Engine
-from ppd.sim.kv_transfer import PullStats
+from ppd.sim.kv_handoff import PullStats
 
 
 def render_metrics(engine: Engine, pulls: PullStats, model_name: str) -> str:

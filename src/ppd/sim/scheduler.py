@@ -139,7 +139,9 @@ class Scheduler:
         return -(-num_tokens // self.kv_cache.block_size)
 
     def complete_step(self, scheduled: list[ScheduledRequest]) -> tuple[list[Request], list[Request]]:
-        """Apply a finished step: advance, cache full blocks, sample. Returns (got a token, finished)."""
+        """Apply a finished step: advance, cache full blocks, sample, and free what finished (except
+        the blocks of a request that holds its KV for a remote decode: the caller leases them).
+        Returns (got a token, finished)."""
         with_output: list[Request] = []
         finished: list[Request] = []
         for item in scheduled:
@@ -157,6 +159,8 @@ class Scheduler:
         for request in finished:
             self.running.remove(request)
             request.status = RequestStatus.FINISHED
+            if not request.hold_kv_on_finish:
+                self.kv_cache.free(request.block_ids)
         return with_output, finished
 
     def _commit_full_blocks(self, request: Request) -> None:

@@ -40,7 +40,6 @@ from ppd.sim.protocol import (
     validation_message,
 )
 from ppd.sim.request import Request, RequestStatus
-from ppd.sim.timing import api_overhead_s
 from ppd.tokens import NUM_WORD_TOKENS, decode
 
 SIM_VERSION = f"ppd-sim-{__version__}"
@@ -108,7 +107,7 @@ async def _route_errors_as_json(request: web.Request, handler: Handler) -> web.S
 def _engine_lifespan(config: SimConfig) -> Any:
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         engine = Engine(config)
-        puller = KVPuller(config.profile, config.kv_bandwidth_gbps, config.time_scale, config.block_size)
+        puller = KVPuller(config.profile, config.time_scale)
         app[STATE] = SimState(config, engine, puller, time.time())
         await engine.start()
         yield
@@ -145,8 +144,7 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
     request = engine.new_request(
         response_id, params.prompt_token_ids, max_tokens, hold_kv_on_finish=act_as_prefill
     )
-    api_s = api_overhead_s(config.profile, request.num_prompt_tokens) * config.time_scale
-    request.ready_s = request.arrival_s + api_s
+    api_s = engine.core.api_ready_s(request.arrival_s, request) - request.arrival_s
     await asyncio.sleep(max(0.0, api_s - TIMER_EARLY_S))
     if remote is not None:
         try:
@@ -175,9 +173,9 @@ async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefi
             f"of {request.num_prompt_tokens} tokens needs {num_prompt_blocks} blocks of {block_size} tokens.",
             "kv_transfer_params",
         )
-    max_local_blocks = (request.num_prompt_tokens - 1) // block_size
-    num_cached = state.engine.count_cached_prompt_blocks(request.block_hashes[:max_local_blocks])
-    await state.puller.pull(remote, num_cached, state.engine.occupy)
+    engine = state.engine
+    num_cached = engine.core.count_cached_prompt_blocks(request)
+    await state.puller.pull(remote, num_cached, engine.core.plan_pull, engine.occupy)
     await state.engine.after_next_step()  # vLLM learns of the finished read with a step's output
     request.num_external_tokens = request.num_prompt_tokens
     request.ready_s = asyncio.get_running_loop().time()
@@ -424,7 +422,7 @@ async def kv_pull(http_request: web.Request) -> web.Response:
             raise ApiError(400, "remote_request_id (string) is required.")
     except ApiError as exc:
         return api_error_response(exc)
-    lease = state.engine.leases.take(lease_id)
+    lease = state.engine.take_lease(lease_id)
     if lease is None:
         return error_response(
             404,

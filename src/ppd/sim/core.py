@@ -1,0 +1,225 @@
+"""The engine core: one simulated vLLM engine as a synchronous state machine on its driver's clock.
+
+It owns the KV cache, the scheduler, the time model, P's KV leases, D's KV links and the queue of
+KV-pull holds, and never sleeps or does I/O. A driver asks it for the next piece of work, lets that
+work's duration pass on its own clock, and hands it back with the time it ended:
+
+    work = core.next_work()            # a Hold (a KV pull posting) or a Step (a batch), or None: idle
+    ...the driver's clock advances by work.duration_s...
+    events = core.complete_step(work, now_s)   # tokens, finished requests, waiters to wake
+
+Two drivers use it: the asyncio `Engine` of `ppd sim` (engine.py: real time, HTTP) and virtual-clock
+drivers (offline.py for one engine; ppd.fleet for many engines and the router). Durations the core
+returns are on the driver's clock: modeled seconds x config.time_scale.
+
+How a request meets the core, in order (server.py and ppd.fleet both follow it):
+    1. new_request(...), then ready_s = api_ready_s(now_s, request): the API server's time;
+    2. as D of a P->D turn: plan_pull(P's engine id, blocks lacking), wait plan.wait_s on the
+       driver's clock, queue_hold(plan.hold_s) and wait for it, then wait_for_next_step(): vLLM
+       learns of a finished read with a step's output and schedules the request after it;
+    3. add_request(request); its tokens come back in StepEvents.with_output;
+    4. as P, a finished request's blocks stay leased (request.lease_id) until take_lease or expiry.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from ppd.sim.config import SimConfig
+from ppd.sim.kv_cache import KVCache, block_hashes_of
+from ppd.sim.kv_handoff import KVLease, KVLinks, LeaseTable, PullPlan
+from ppd.sim.request import Request
+from ppd.sim.scheduler import ScheduledRequest, Scheduler, SchedulerConfig, batch_shape
+from ppd.sim.timing import api_overhead_s, step_duration_s
+
+
+@dataclass
+class EngineStats:
+    """Counters and gauges for /metrics (vLLM names where vLLM has them)."""
+
+    num_steps: int = 0
+    num_prompt_tokens: int = 0
+    num_generation_tokens: int = 0
+    num_finished_requests: int = 0
+    num_aborted_requests: int = 0
+    last_drift_s: float = 0.0
+    max_drift_s: float = 0.0
+    sum_drift_s: float = 0.0
+    num_drift_samples: int = 0
+    busy_s: float = 0.0  # modeled (scaled) time spent in steps
+    num_stalls: int = 0  # KV pulls that held the step loop (NIXL posts from D's worker)
+    stall_s: float = 0.0  # modeled (scaled) time they held it
+
+    def record_drift(self, drift_s: float) -> None:
+        self.last_drift_s = drift_s
+        self.max_drift_s = max(self.max_drift_s, drift_s)
+        self.sum_drift_s += drift_s
+        self.num_drift_samples += 1
+
+    def reset_drift(self) -> None:
+        self.last_drift_s = self.max_drift_s = self.sum_drift_s = 0.0
+        self.num_drift_samples = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Work that holds the step loop between two steps (a KV pull's posting); `waiter` is the
+    driver's token for whoever waits for its end."""
+
+    duration_s: float
+    waiter: Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One batch: what it computes and how long it takes."""
+
+    scheduled: list[ScheduledRequest]
+    duration_s: float
+
+
+@dataclass(slots=True)
+class StepEvents:
+    """What a finished step produced."""
+
+    with_output: list[Request]  # got one new token (first_token_s is set on the first)
+    finished: list[Request]  # done; as P, with lease_id set
+    released_waiters: list[Hashable] = field(default_factory=list)  # wait_for_next_step tokens
+
+
+class EngineCore:
+    """Scheduler, KV cache, time model, leases, links and holds of one engine; see the module doc."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.time_scale = config.time_scale
+        self.kv_cache = KVCache(config.num_kv_blocks, config.block_size)
+        self.scheduler = Scheduler(
+            SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs), self.kv_cache
+        )
+        self.leases = LeaseTable(self.kv_cache, config.kv_lease_s)
+        self.links = KVLinks(config.profile, config.kv_bandwidth_gbps, config.block_size)
+        self.stats = EngineStats()
+        self._holds: deque[Hold] = deque()
+        self._step_waiters: list[Hashable] = []
+
+    def new_request(
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        max_tokens: int,
+        now_s: float,
+        *,
+        hold_kv_on_finish: bool = False,
+    ) -> Request:
+        """A request ready to submit; its answer words depend only on the seed and the prompt."""
+        block_size = self.config.block_size
+        hashes = block_hashes_of(prompt_token_ids, block_size)
+        tail = prompt_token_ids[len(hashes) * block_size :]
+        answer_seed = hash((self.config.seed, hashes[-1] if hashes else 0, *tail)) & 0xFFFF_FFFF
+        return Request(
+            request_id=request_id,
+            token_ids=list(prompt_token_ids),
+            num_prompt_tokens=len(prompt_token_ids),
+            max_tokens=max_tokens,
+            block_hashes=hashes,
+            answer_seed=answer_seed,
+            special_token_rate=self.config.special_token_rate,
+            arrival_s=now_s,
+            hold_kv_on_finish=hold_kv_on_finish,
+        )
+
+    def api_ready_s(self, now_s: float, request: Request) -> float:
+        """When a request arriving at now_s leaves the API server for the engine (sets ready_s).
+        API servers of concurrent requests overlap: each pays its own overhead from its arrival."""
+        api_s = api_overhead_s(self.config.profile, request.num_prompt_tokens) * self.time_scale
+        request.ready_s = now_s + api_s
+        return request.ready_s
+
+    def add_request(self, request: Request) -> None:
+        """Queue a request for scheduling (after its API time and any KV pull)."""
+        self.scheduler.add(request)
+
+    def abort(self, request: Request) -> bool:
+        """Stop a request (client went away); its blocks are freed. False if it had already ended."""
+        if request.is_finished:
+            return False
+        self.scheduler.abort(request)
+        self.stats.num_aborted_requests += 1
+        return True
+
+    def has_work(self) -> bool:
+        """Whether a step or a hold is due."""
+        return bool(self._holds) or self.scheduler.has_work()
+
+    def has_holds(self) -> bool:
+        return bool(self._holds)
+
+    def count_cached_prompt_blocks(self, request: Request) -> int:
+        """Leading prompt blocks of `request` already in the prefix cache (the last token never counts)."""
+        max_local_blocks = (request.num_prompt_tokens - 1) // self.config.block_size
+        return self.kv_cache.count_cached(request.block_hashes[:max_local_blocks])
+
+    def plan_pull(self, remote_engine_id: str, num_blocks: int) -> PullPlan:
+        """Price a KV pull of num_blocks from a remote P (modeled seconds, before time scaling)."""
+        return self.links.plan(remote_engine_id, num_blocks)
+
+    def queue_hold(self, duration_s: float, waiter: Hashable) -> None:
+        """Hold the step loop for duration_s (driver clock) between two steps, FIFO with other holds:
+        how vLLM's D spends posting a NIXL read (no step runs meanwhile)."""
+        self._holds.append(Hold(duration_s, waiter))
+
+    def wait_for_next_step(self, waiter: Hashable) -> bool:
+        """Register `waiter` to be released when the step now due has run (StepEvents.released_waiters);
+        False, registering nothing, when the engine has nothing to run: go on at once."""
+        if not self.scheduler.has_work():
+            return False
+        self._step_waiters.append(waiter)
+        return True
+
+    def take_lease(self, lease_id: str) -> KVLease | None:
+        """As P: hand the blocks held under lease_id to a D (they are freed here); None if unknown or
+        expired. Freed blocks may admit waiting requests: the driver should wake its loop."""
+        return self.leases.take(lease_id)
+
+    def next_work(self) -> Hold | Step | None:
+        """The next piece of work: queued holds first, then a batch; None when idle."""
+        if self._holds:
+            return self._holds.popleft()
+        scheduled = self.scheduler.schedule()
+        if not scheduled:
+            return None
+        duration_s = step_duration_s(self.config.profile.step, batch_shape(scheduled)) * self.time_scale
+        return Step(scheduled, duration_s)
+
+    def complete_hold(self, hold: Hold) -> Hashable:
+        """Account a hold that has passed; returns its waiter."""
+        self.stats.num_stalls += 1
+        self.stats.stall_s += hold.duration_s
+        return hold.waiter
+
+    def complete_step(self, step: Step, now_s: float) -> StepEvents:
+        """Apply a step that ended at now_s: tokens, finished requests (P's leased), waiters released."""
+        waiters, self._step_waiters = self._step_waiters, []
+        with_output, finished = self.scheduler.complete_step(step.scheduled)
+        stats = self.stats
+        stats.num_steps += 1
+        stats.busy_s += step.duration_s
+        stats.num_generation_tokens += len(with_output)
+        for request in with_output:
+            if request.first_token_s is None:
+                request.first_token_s = now_s
+                stats.num_prompt_tokens += request.num_prompt_tokens
+        for request in finished:
+            stats.num_finished_requests += 1
+            if request.hold_kv_on_finish:
+                request.lease_id = self.leases.grant(request, now_s)
+        return StepEvents(with_output, finished, waiters)
+
+    def idle_clock_start(self, last_end_s: float, now_s: float) -> float:
+        """Where the modeled clock resumes after idling: when the first new request was due, so a
+        late timer in the API path does not delay its first step (never before the last step)."""
+        due_s = min((request.ready_s for request in self.scheduler.waiting), default=now_s)
+        return max(last_end_s, min(due_s, now_s))

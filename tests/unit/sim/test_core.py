@@ -1,0 +1,76 @@
+"""EngineCore on a hand-driven clock: holds before steps, step waiters, leases, freeing what finished."""
+
+from ppd.sim.config import sim_config
+from ppd.sim.core import EngineCore, Hold, Step
+from ppd.sim.timing import load_profile
+
+
+def make_core(**overrides: object) -> EngineCore:
+    return EngineCore(sim_config(load_profile("h100-llama3.1-8b"), **overrides))
+
+
+def drive(core: EngineCore, now_s: float) -> float:
+    """Run the core until idle; returns the clock."""
+    while (work := core.next_work()) is not None:
+        now_s += work.duration_s
+        if isinstance(work, Hold):
+            core.complete_hold(work)
+        else:
+            core.complete_step(work, now_s)
+    return now_s
+
+
+def test_a_queued_hold_runs_before_the_next_step_and_is_time_scaled() -> None:
+    core = make_core(time_scale=0.5)
+    core.queue_hold(0.2, "pull")
+    core.add_request(core.new_request("r", list(range(1, 40)), 2, now_s=0.0))
+    work = core.next_work()
+    assert isinstance(work, Hold) and work.duration_s == 0.2
+    assert core.complete_hold(work) == "pull"
+    assert isinstance(core.next_work(), Step)
+    assert core.stats.num_stalls == 1
+
+
+def test_step_waiters_are_released_by_the_next_step_only_when_there_is_work() -> None:
+    core = make_core()
+    assert core.wait_for_next_step("early") is False  # idle: nothing to wait for
+    request = core.new_request("r", list(range(1, 40)), 3, now_s=0.0)
+    core.add_request(request)
+    assert core.wait_for_next_step("pulled") is True
+    step = core.next_work()
+    assert isinstance(step, Step)
+    events = core.complete_step(step, step.duration_s)
+    assert events.released_waiters == ["pulled"]
+    assert events.with_output == [request] and request.first_token_s == step.duration_s
+
+
+def test_finished_requests_free_their_blocks_and_p_requests_lease_them() -> None:
+    core = make_core(kv_lease_s=30.0)
+    free_before = core.kv_cache.num_free_blocks
+    plain = core.new_request("plain", list(range(1, 100)), 2, now_s=0.0)
+    prefill = core.new_request("p", list(range(200, 300)), 1, now_s=0.0, hold_kv_on_finish=True)
+    core.add_request(plain)
+    core.add_request(prefill)
+    drive(core, 0.0)
+    assert prefill.lease_id is not None
+    assert core.kv_cache.num_free_blocks == free_before - len(prefill.block_ids)
+    assert core.take_lease(prefill.lease_id) is not None
+    assert core.take_lease(prefill.lease_id) is None  # taken once
+    assert core.kv_cache.num_free_blocks == free_before
+
+
+def test_unpulled_leases_expire_on_the_drivers_clock() -> None:
+    core = make_core(kv_lease_s=5.0)
+    request = core.new_request("p", list(range(1, 50)), 1, now_s=0.0, hold_kv_on_finish=True)
+    core.add_request(request)
+    end_s = drive(core, 0.0)
+    assert core.leases.expire_due(end_s + 4.9) == 0
+    assert core.leases.expire_due(end_s + 5.0) == 1
+    assert core.leases.num_expired == 1 and len(core.leases) == 0
+
+
+def test_a_pull_is_priced_with_the_first_connection_once_per_pair() -> None:
+    core = make_core()
+    first, second = core.plan_pull("p0", 32), core.plan_pull("p0", 32)
+    assert first.wait_s > second.wait_s  # kv_first_connect_ms only once
+    assert first.hold_s == second.hold_s > 0 and first.num_tokens == 32 * 16

@@ -64,6 +64,9 @@ class TurnRow:
     upstream: str | None = None  # x-ppd-upstream
     prefill_ms: float | None = None  # x-ppd-prefill-ms
     in_warmup: bool = False  # sent during --warmup-s: recorded, excluded from summaries
+    cached_share: float | None = None  # cached_tokens / prompt_tokens
+    trace_request: int | None = None  # a trace replay's turn: the request's index in the trace file
+    history_tokens: int | None = None  # a trace turn: prompt tokens repeating its conversation's history
 
 
 @dataclass

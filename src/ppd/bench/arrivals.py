@@ -11,7 +11,13 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from ppd.bench.config import TurnShape, WorkloadSpec
+from ppd.bench.config import TraceWorkload, TurnShape, WorkloadSpec
+from ppd.traces.replay import (
+    ReplayConversation,
+    native_rate,
+    replay_conversations,
+    replay_duration_s,
+)
 
 
 @dataclass(frozen=True)
@@ -20,7 +26,8 @@ class ConversationPlan:
 
     index: int
     arrival_s: float  # since the run's start
-    turns: tuple[TurnShape, ...]
+    turns: tuple[TurnShape, ...]  # a trace turn: (its whole prompt, its output)
+    replay: ReplayConversation | None = None  # a trace's conversation: each turn's due time and prompt
 
 
 def derive_seed(*parts: object) -> int:
@@ -60,4 +67,35 @@ def plan_conversations(
     return [
         ConversationPlan(index, arrival_s, shapes[0] if len(shapes) == 1 else shape_rng.choice(shapes))
         for index, arrival_s in enumerate(times)
+    ]
+
+
+def trace_speedup(trace: TraceWorkload, request_rate: float) -> float:
+    """The speedup that replays the trace's slice at `request_rate` requests/s on average."""
+    return request_rate / native_rate(trace.linked.trace, trace.window)
+
+
+def trace_request_rate(trace: TraceWorkload, speedup: float) -> float:
+    """The mean request rate of the slice replayed at `speedup`."""
+    return native_rate(trace.linked.trace, trace.window) * speedup
+
+
+def trace_duration_s(trace: TraceWorkload, request_rate: float) -> float:
+    """The arrival window of the slice replayed at `request_rate`."""
+    return replay_duration_s(trace.linked.trace, trace.window, trace_speedup(trace, request_rate))
+
+
+def plan_trace(trace: TraceWorkload, request_rate: float) -> list[ConversationPlan]:
+    """The slice's conversations at `request_rate`: the same in every mode and run (the trace is fixed)."""
+    conversations = replay_conversations(
+        trace.linked.trace, trace.linked.links, trace.window, trace_speedup(trace, request_rate)
+    )
+    return [
+        ConversationPlan(
+            conversation.index,
+            conversation.turns[0].due_s,
+            tuple(TurnShape(turn.num_input_tokens, turn.num_output_tokens) for turn in conversation.turns),
+            conversation,
+        )
+        for conversation in conversations
     ]

@@ -28,10 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # fmt: off
 def _add_load_arguments(add: Callable[..., object]) -> None:
     add("--workload", default="W1", help="W1 (512 in/256 out), W2 (4096/128), W3 (256/1024), W4 (8192/64), "
-        "all, IN/OUT (e.g. 1000/50) or a ShareGPT-style conversation file; comma-separated (default W1)")
-    add("--qps", default="1", help="conversation arrival rates per s, comma-separated (default 1)")
-    add("--duration", "--duration-s", dest="duration_s", type=float, default=60.0,
-        help="arrival window of each run in s, warmup included (default 60)")
+        "all, IN/OUT (e.g. 1000/50), a ShareGPT-style conversation file, or a trace to replay: "
+        "mooncake:FILE, azure:FILE; comma-separated (default W1)")
+    add("--qps", "--rate", dest="qps", default=None, help="conversation arrival rates per s, comma-separated "
+        "(default 1); for a trace: its mean request rates (the trace's times are scaled to each)")
+    add("--speedup", default=None, help="trace replay speedups, comma-separated, instead of --rate "
+        "(default 1: the trace's own times)")
+    add("--window", default=None, help="trace slice START:END in s of the trace (default: all of it)")
+    add("--duration", "--duration-s", dest="duration_s", type=float, default=None,
+        help="arrival window of each run in s, warmup included (default 60; a trace's is its window)")
     add("--runs", type=int, default=1, help="runs per mode x workload x qps (default 1)")
     add("--modes", default="", help="proxy modes to compare, e.g. pd,ppd,replication, set by POST "
         "/mode/<m> before each run (default: measure the URL as it is)")
@@ -80,14 +85,19 @@ def run(args: argparse.Namespace) -> int:
 def build_config(args: argparse.Namespace) -> BenchConfig:
     """The typed config from parsed arguments; UsageError on bad values."""
     from ppd.bench.workloads import parse_workloads  # numpy: only when running
+    from ppd.traces.replay import parse_window
 
     if args.turns < 1:
         raise UsageError("--turns must be >= 1")
+    window = parse_window(args.window) if args.window is not None else None
+    workloads = parse_workloads(args.workload, args.turns, window)
+    _check_trace_flags(args, [workload.trace is not None for workload in workloads])
     config = BenchConfig(
         url=args.url,
-        workloads=parse_workloads(args.workload, args.turns),
-        qps=parse_rates(args.qps),
-        duration_s=args.duration_s,
+        workloads=workloads,
+        qps=parse_rates(args.qps or "1"),
+        speedups=_speedups(args, any(workload.trace is not None for workload in workloads)),
+        duration_s=args.duration_s if args.duration_s is not None else 60.0,
         runs=args.runs,
         modes=tuple(mode.strip() for mode in args.modes.split(",") if mode.strip()),
         think_time_s=args.think_time_s,
@@ -114,12 +124,29 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     return config
 
 
-def parse_rates(text: str) -> tuple[float, ...]:
+def _speedups(args: argparse.Namespace, has_trace: bool) -> tuple[float, ...]:
+    """--speedup's values; a trace with neither --rate nor --speedup plays at its own pace (1)."""
+    if args.speedup is not None:
+        return parse_rates(args.speedup, "--speedup")
+    return (1.0,) if has_trace and args.qps is None else ()
+
+
+def _check_trace_flags(args: argparse.Namespace, is_trace: list[bool]) -> None:
+    """Trace-only flags need a trace workload; --duration needs a synthetic one; --rate xor --speedup."""
+    if not any(is_trace) and (args.speedup is not None or args.window is not None):
+        raise UsageError("--speedup and --window apply to trace workloads (mooncake:FILE, azure:FILE)")
+    if all(is_trace) and args.duration_s is not None:
+        raise UsageError("--duration does not apply to a trace: pick its slice with --window START:END")
+    if any(is_trace) and args.speedup is not None and args.qps is not None:
+        raise UsageError("give a trace's pace as --rate or as --speedup, not both")
+
+
+def parse_rates(text: str, flag: str = "--qps") -> tuple[float, ...]:
     """`0.5,1,2` -> (0.5, 1.0, 2.0); UsageError unless every value is a number > 0."""
     try:
         rates = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise UsageError(f"--qps {text!r}: expected comma-separated numbers > 0, e.g. 0.5,1,2") from None
+        raise UsageError(f"{flag} {text!r}: expected comma-separated numbers > 0, e.g. 0.5,1,2") from None
     if not rates or any(rate <= 0 for rate in rates):
-        raise UsageError(f"--qps {text!r}: expected comma-separated numbers > 0, e.g. 0.5,1,2")
+        raise UsageError(f"{flag} {text!r}: expected comma-separated numbers > 0, e.g. 0.5,1,2")
     return rates

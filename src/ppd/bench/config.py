@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
+from ppd.traces.formats import LinkedTrace
+from ppd.traces.replay import Window
 
 Api = Literal["completions", "chat"]
 MODES = ("pd", "ppd", "replication", "auto")
@@ -32,6 +34,15 @@ class WorkloadSpec:
     name: str
     conversations: tuple[tuple[TurnShape, ...], ...]
     source: str = "builtin"  # "builtin", "custom", or the conversation file's path
+    trace: TraceWorkload | None = None  # a trace replay: conversations is empty, the trace says all
+
+
+@dataclass(frozen=True)
+class TraceWorkload:
+    """A production trace replayed at its own timestamps (scaled): see ppd.traces.replay."""
+
+    linked: LinkedTrace
+    window: Window = field(default_factory=Window)
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,15 @@ class BenchConfig:
     use_uvloop: bool = True
     poisson: bool = True  # False: evenly spaced arrivals at the same rate
     temperature: float | None = None  # None: the server's default sampling; 0: greedy
+    # Trace workloads: replay speedups (each a run point, its qps the resulting request rate); empty:
+    # `qps` are the trace's target mean request rates.
+    speedups: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy for the result file (the admin token is never written)."""
-        data = asdict(self)
+        # Not asdict(self): it would copy every request of a trace workload.
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("workloads", "slo")}
+        data["slo"] = asdict(self.slo)
         data["output_dir"] = str(self.output_dir)
         data["admin_token"] = None if self.admin_token is None else "<set>"
         data["workloads"] = [workload_to_dict(workload) for workload in self.workloads]
@@ -76,6 +92,8 @@ class BenchConfig:
 
 def workload_to_dict(workload: WorkloadSpec) -> dict[str, Any]:
     """A workload for the result file; a file workload is summarised, not copied."""
+    if workload.trace is not None:
+        return trace_workload_to_dict(workload.name, workload.trace)
     data: dict[str, Any] = {"name": workload.name, "source": workload.source}
     data["num_conversations"] = len(workload.conversations)
     if len(workload.conversations) == 1:
@@ -86,6 +104,24 @@ def workload_to_dict(workload: WorkloadSpec) -> dict[str, Any]:
         data["mean_new_words"] = sum(shape.num_new_words for shape in turns) / len(turns)
         data["mean_output_tokens"] = sum(shape.num_output_tokens for shape in turns) / len(turns)
     return data
+
+
+def trace_workload_to_dict(name: str, workload: TraceWorkload) -> dict[str, Any]:
+    """A trace workload for the result file: where it came from, its slice and how much links."""
+    trace, links = workload.linked.trace, workload.linked.links
+    return {
+        "name": name,
+        "source": trace.source,
+        "trace_format": trace.format,
+        "block_size": trace.block_size,
+        "num_requests": len(trace.requests),
+        "trace_duration_s": trace.duration_s,
+        "window_s": [workload.window.start_s, workload.window.end_s],
+        "common_head_blocks": len(links.common_head),
+        "num_conversations": links.num_conversations,
+        "num_linked_requests": links.num_linked,
+        "linked_share": round(links.linked_share, 4),
+    }
 
 
 def validate(config: BenchConfig) -> None:
@@ -104,6 +140,7 @@ def validate(config: BenchConfig) -> None:
         (config.max_connections >= 0, "max connections must be >= 0 (0: unlimited)"),
         (config.url.startswith(("http://", "https://")), "url must start with http:// or https://"),
         (config.temperature is None or 0 <= config.temperature <= 2, "temperature must be in [0, 2]"),
+        (all(speedup > 0 for speedup in config.speedups), "speedups must be > 0"),
     ]
     for passed, message in checks:
         if not passed:
@@ -113,6 +150,8 @@ def validate(config: BenchConfig) -> None:
 
 
 def _validate_workload(workload: WorkloadSpec) -> None:
+    if workload.trace is not None:
+        return  # its reader validated every request
     if not workload.conversations or not all(workload.conversations):
         raise UsageError(f"workload {workload.name}: needs conversations of at least one turn")
     for conversation in workload.conversations:

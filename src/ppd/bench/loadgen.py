@@ -20,9 +20,13 @@ from ppd.bench.arrivals import ConversationPlan, derive_seed
 from ppd.bench.client import Backend, RawTurn, TurnRequest
 from ppd.bench.config import BenchConfig, WorkloadSpec
 from ppd.bench.metrics import conversation_rates, turn_timings
-from ppd.bench.workloads import api_path, random_word_texts, request_body, vocabulary
+from ppd.bench.workloads import api_path, random_word_texts, request_body, trace_request_body, vocabulary
 from ppd.results import RunInfo, TurnRow
+from ppd.traces.prompts import PromptMaker
+from ppd.traces.replay import ReplayConversation, ReplayTurn
 
+# The error of a trace turn not sent because its context exceeds the server's max_model_len.
+SKIPPED_PREFIX = "skipped:"
 # Timers fire up to ~1 ms late; wake this early and yield until the due time, so sends are on time.
 SPIN_WINDOW_S = 0.001
 
@@ -33,8 +37,9 @@ class RunPoint:
 
     mode: str
     workload: WorkloadSpec
-    qps: float
+    qps: float  # a trace workload: its mean request rate
     run: int
+    duration_s: float | None = None  # arrival window; None: the config's (a trace's is its slice's)
 
 
 @dataclass
@@ -51,7 +56,14 @@ class RunContext:
     start_at: float = 0.0  # perf_counter of the run's time 0
     cut_off_reason: str = "cut off by the drain timeout"
     start_times_s: list[float] = field(default_factory=list)  # when each turn 1 was sent
+    max_model_len: int | None = None  # the server's; a longer trace turn is skipped, not sent
     crashes: list[BaseException | None] = field(default_factory=list)
+
+
+def arrival_window_s(context: RunContext) -> float:
+    """The run's arrival window, s: its point's own (a trace slice's) or the config's."""
+    point_s = context.point.duration_s
+    return point_s if point_s is not None else context.config.duration_s
 
 
 async def sleep_until(deadline: float) -> None:
@@ -101,14 +113,14 @@ async def _run(context: RunContext, plans: list[ConversationPlan], started_utc: 
     if context.crashes:
         raise RuntimeError("a conversation task crashed") from context.crashes[0]
     elapsed_s = time.perf_counter() - context.start_at
-    offered, achieved = conversation_rates(len(plans), context.start_times_s, config.duration_s)
+    offered, achieved = conversation_rates(len(plans), context.start_times_s, arrival_window_s(context))
     return RunInfo(
         point.mode,
         point.workload.name,
         point.qps,
         point.run,
         started_utc,
-        config.duration_s,
+        arrival_window_s(context),
         elapsed_s,
         len(plans),
         offered,
@@ -120,11 +132,19 @@ async def _run(context: RunContext, plans: list[ConversationPlan], started_utc: 
 async def _start_conversations(
     context: RunContext, plans: list[ConversationPlan], tasks: set[asyncio.Task[None]]
 ) -> None:
+    trace = context.point.workload.trace
+    prompts = PromptMaker(_run_seed(context), trace.linked.trace.block_size) if trace is not None else None
     for plan in plans:
         # Prompt text is made before waiting, so making it never delays a send.
-        texts = random_word_texts([turn.num_new_words for turn in plan.turns], _prompt_seed(context, plan))
+        if prompts is not None and plan.replay is not None:
+            first_text = trace_prompt(prompts, plan.replay.turns[0])
+            drive = drive_trace_conversation(context, plan, plan.replay, prompts, first_text)
+        else:
+            num_words = [turn.num_new_words for turn in plan.turns]
+            texts = random_word_texts(num_words, _prompt_seed(context, plan))
+            drive = drive_conversation(context, plan, texts)
         await sleep_until(context.start_at + plan.arrival_s)
-        task = asyncio.create_task(drive_conversation(context, plan, texts))
+        task = asyncio.create_task(drive)
         tasks.add(task)
         task.add_done_callback(lambda done: _forget(done, tasks, context))
         await asyncio.sleep(0)  # let it send now, before the next conversation's text is made
@@ -137,7 +157,7 @@ def _forget(task: asyncio.Task[None], tasks: set[asyncio.Task[None]], context: R
 
 
 async def _drain(context: RunContext, tasks: set[asyncio.Task[None]]) -> None:
-    deadline = context.start_at + context.config.duration_s + context.config.drain_timeout_s
+    deadline = context.start_at + arrival_window_s(context) + context.config.drain_timeout_s
     if tasks:
         await asyncio.wait(set(tasks), timeout=max(0.0, deadline - time.perf_counter()))
     context.cut_off_reason = f"cut off by the drain timeout ({context.config.drain_timeout_s:g} s)"
@@ -149,6 +169,13 @@ async def _cut_off(tasks: set[asyncio.Task[None]]) -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _run_seed(context: RunContext) -> int:
+    """The prompt seed of a trace run: shared ids share words within a run, never across runs."""
+    point = context.point
+    config = context.config
+    return derive_seed(config.seed, context.salt, point.mode, point.workload.name, point.qps, point.run)
 
 
 def _prompt_seed(context: RunContext, plan: ConversationPlan) -> int:
@@ -207,6 +234,61 @@ async def drive_conversation(context: RunContext, plan: ConversationPlan, texts:
         due_s = _since_start(context, record.ended_at) + context.config.think_time_s
 
 
+def trace_prompt(prompts: PromptMaker, turn: ReplayTurn) -> str:
+    """The prompt text of one trace turn."""
+    return prompts.prompt(turn.request_index, turn.num_input_tokens, turn.block_ids)
+
+
+async def drive_trace_conversation(
+    context: RunContext, plan: ConversationPlan, replay: ReplayConversation, prompts: PromptMaker, first: str
+) -> None:
+    """Send a trace conversation's turns in order, each at its trace time or when the one before it
+    completed, whichever is later (a user reads the answer first). A turn longer than the server's
+    max_model_len is skipped (a row with sent=False); a failure ends the conversation."""
+    session_id = conversation_id(context, plan)
+    headers = {"X-Session-ID": session_id} if context.config.send_session_id else {}
+    ready_s = plan.arrival_s
+    started = False
+    for turn, step in enumerate(replay.turns, start=1):
+        due_s = max(step.due_s, ready_s)
+        if (skip := _over_length(context, step)) is not None:
+            skipped = RawTurn(error=skip)
+            context.on_row(_turn_row(context, plan, session_id, turn, due_s, skipped, None, step))
+            continue
+        text = first if turn == 1 else trace_prompt(prompts, step)  # made before the wait
+        config = context.config
+        body = trace_request_body(config.api, context.model, text, step.num_output_tokens, config.temperature)
+        record = RawTurn()
+        try:
+            await sleep_until(context.start_at + due_s)
+            context.on_send(turn)
+            await context.backend.send(TurnRequest(api_path(context.config.api), body, headers), record)
+        except asyncio.CancelledError:
+            if record.sent_at is None:
+                _record_not_sent(context, plan, session_id, turn, due_s, context.cut_off_reason)
+                return
+            record.error = context.cut_off_reason
+        row = make_row(context, plan, session_id, turn, due_s, record, step)
+        context.on_row(row)
+        if not started and row.sent_s is not None:
+            context.start_times_s.append(row.sent_s)
+            started = True
+        if not row.ok:
+            failed = f"turn {turn} failed" if record.error != context.cut_off_reason else record.error
+            ended_s = _since_start(context, record.ended_at)
+            _record_not_sent(context, plan, session_id, turn + 1, ended_s, failed)
+            return
+        ready_s = _since_start(context, record.ended_at) + context.config.think_time_s
+
+
+def _over_length(context: RunContext, turn: ReplayTurn) -> str | None:
+    """Why a trace turn cannot be sent (its context exceeds max_model_len), or None."""
+    num_context_tokens = turn.num_input_tokens + turn.num_output_tokens
+    if context.max_model_len is None or num_context_tokens <= context.max_model_len:
+        return None
+    return f"{SKIPPED_PREFIX} context {num_context_tokens} tokens > max_model_len {context.max_model_len}"
+
+
 def _since_start(context: RunContext, stamp: float | None) -> float:
     return (stamp if stamp is not None else time.perf_counter()) - context.start_at
 
@@ -220,11 +302,17 @@ def _record_not_sent(
 
 
 def make_row(
-    context: RunContext, plan: ConversationPlan, session_id: str, turn: int, due_s: float, record: RawTurn
+    context: RunContext,
+    plan: ConversationPlan,
+    session_id: str,
+    turn: int,
+    due_s: float,
+    record: RawTurn,
+    trace_turn: ReplayTurn | None = None,
 ) -> TurnRow:
     """The row of one sent turn, with latencies computed from the record's raw stamps."""
     sent_s = _since_start(context, record.sent_at)
-    return _turn_row(context, plan, session_id, turn, due_s, record, sent_s)
+    return _turn_row(context, plan, session_id, turn, due_s, record, sent_s, trace_turn)
 
 
 def _turn_row(
@@ -235,10 +323,11 @@ def _turn_row(
     due_s: float,
     record: RawTurn,
     sent_s: float | None,
+    trace_turn: ReplayTurn | None = None,
 ) -> TurnRow:
     """The one place a TurnRow is built, so every field is filled for sent and unsent turns alike.
     sent_s: when the turn was sent, s since the run's start; None for a turn never sent (its record
-    is empty but for the error)."""
+    is empty but for the error). trace_turn: what a trace turn replays."""
     point = context.point
     usage = record.usage or {}
     output_tokens = usage.get("completion_tokens")
@@ -266,13 +355,23 @@ def _turn_row(
         itl_ms=timings.itl_ms,
         prompt_tokens=usage.get("prompt_tokens"),
         cached_tokens=details.get("cached_tokens"),
+        cached_share=cached_share(usage.get("prompt_tokens"), details.get("cached_tokens")),
         output_tokens=output_tokens,
         route=record.headers.get("x-ppd-route"),
         upstream=record.headers.get("x-ppd-upstream"),
         prefill_ms=_float_or_none(record.headers.get("x-ppd-prefill-ms")),
         # A turn counts as warm-up by when it went out, or for an unsent one by when it was due.
         in_warmup=(sent_s if sent_s is not None else due_s) < context.config.warmup_s,
+        trace_request=trace_turn.request_index if trace_turn is not None else None,
+        history_tokens=trace_turn.num_history_tokens if trace_turn is not None else None,
     )
+
+
+def cached_share(prompt_tokens: object, cached_tokens: object) -> float | None:
+    """cached_tokens / prompt_tokens, when the server reported both (and the prompt is not empty)."""
+    if isinstance(prompt_tokens, int) and isinstance(cached_tokens, int) and prompt_tokens > 0:
+        return round(cached_tokens / prompt_tokens, 6)
+    return None
 
 
 def _float_or_none(text: str | None) -> float | None:

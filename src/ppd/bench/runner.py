@@ -19,9 +19,9 @@ from typing import Any
 
 from rich.console import Console
 
-from ppd.bench.arrivals import plan_conversations
+from ppd.bench.arrivals import plan_conversations, plan_trace, trace_duration_s, trace_request_rate
 from ppd.bench.client import HttpBackend, make_session, request_timeout
-from ppd.bench.config import BenchConfig, validate
+from ppd.bench.config import BenchConfig, TraceWorkload, WorkloadSpec, validate
 from ppd.bench.loadgen import RunContext, RunPoint, run_point
 from ppd.bench.metrics import summarize
 from ppd.bench.progress import LiveProgress, Progress, QuietProgress, final_table
@@ -29,6 +29,7 @@ from ppd.bench.resultset import ResultSet
 from ppd.bench.server_info import ServerInfo, prepare_mode, probe
 from ppd.bench.workloads import context_tokens
 from ppd.results import TurnRow
+from ppd.traces.replay import window_indices
 
 
 def run_bench(config: BenchConfig) -> Path:
@@ -70,6 +71,7 @@ async def run_bench_async(config: BenchConfig) -> Path:
                     if config.modes:
                         await prepare_mode(session, config.url, point.mode, config.admin_token)
                     context = RunContext(point, config, server.model, salt, backend)
+                    context.max_model_len = server.max_model_len
                     summaries += await _measure(context, results, progress)
             except asyncio.CancelledError:
                 print(f"ppd bench: interrupted; completed rows kept in {results.json_path}", file=sys.stderr)
@@ -85,8 +87,17 @@ async def run_bench_async(config: BenchConfig) -> Path:
 def warn_if_too_long(config: BenchConfig, server: ServerInfo) -> None:
     """Say up front when a workload's later turns cannot fit the server's context (they will fail)."""
     if server.max_model_len is None:
+        if any(workload.trace is not None for workload in config.workloads):
+            print(
+                "ppd bench: warning: the server does not report max_model_len, so no over-long trace "
+                "request can be skipped: any that exceed it will fail",
+                file=sys.stderr,
+            )
         return
     for workload in config.workloads:
+        if workload.trace is not None:
+            _say_trace_skips(workload.name, workload.trace, server.max_model_len)
+            continue
         longest = max(context_tokens(conversation) for conversation in workload.conversations)
         if longest > server.max_model_len:
             print(
@@ -96,15 +107,38 @@ def warn_if_too_long(config: BenchConfig, server: ServerInfo) -> None:
             )
 
 
+def _say_trace_skips(name: str, trace: TraceWorkload, max_model_len: int) -> None:
+    requests = trace.linked.trace.requests
+    indices = window_indices(trace.linked.trace, trace.window)
+    num_over = sum(
+        1 for i in indices if requests[i].num_input_tokens + requests[i].num_output_tokens > max_model_len
+    )
+    if num_over:
+        print(
+            f"ppd bench: {name}: {num_over} of {len(indices)} requests need more than the server's "
+            f"max_model_len {max_model_len}: they are skipped (rows with error 'skipped: ...')",
+            file=sys.stderr,
+        )
+
+
 def run_points(config: BenchConfig, server: ServerInfo, results: ResultSet) -> Iterator[RunPoint]:
     """Every run in order: workload, qps, run, then mode; run indices continue an appended set."""
     modes = config.modes or (server.mode,)
     for workload in config.workloads:
-        for qps in config.qps:
+        for qps, duration_s in _rates_and_durations(config, workload):
             first_run = max(results.next_run(mode, workload.name, qps) for mode in modes)
             for run in range(first_run, first_run + config.runs):
                 for mode in modes:
-                    yield RunPoint(mode, workload, qps, run)
+                    yield RunPoint(mode, workload, qps, run, duration_s)
+
+
+def _rates_and_durations(config: BenchConfig, workload: WorkloadSpec) -> list[tuple[float, float]]:
+    """(qps, arrival window) of each point: a trace's request rates (from --speedup if given)."""
+    if workload.trace is None:
+        return [(qps, config.duration_s) for qps in config.qps]
+    trace = workload.trace
+    rates = [round(trace_request_rate(trace, s), 6) for s in config.speedups] or list(config.qps)
+    return [(rate, trace_duration_s(trace, rate)) for rate in rates]
 
 
 async def _measure(context: RunContext, results: ResultSet, progress: Progress) -> list[dict[str, Any]]:
@@ -119,9 +153,12 @@ async def _measure(context: RunContext, results: ResultSet, progress: Progress) 
 
     context.on_row = on_row
     context.on_send = progress.on_send
-    plans = plan_conversations(
-        point.workload, point.qps, config.duration_s, config.seed, point.run, config.poisson
-    )
+    if point.workload.trace is not None:
+        plans = plan_trace(point.workload.trace, point.qps)
+    else:
+        plans = plan_conversations(
+            point.workload, point.qps, config.duration_s, config.seed, point.run, config.poisson
+        )
     progress.start_run(
         f"{point.mode or 'url'} {point.workload.name} qps={point.qps:g} run={point.run}", len(plans)
     )

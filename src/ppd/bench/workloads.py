@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ppd.bench.config import Api, TurnShape, WorkloadSpec
+from ppd.bench.config import Api, TraceWorkload, TurnShape, WorkloadSpec
 from ppd.errors import UsageError
 from ppd.tokens import NUM_WORD_TOKENS
+from ppd.traces.formats import is_trace_spec, read_trace_spec
+from ppd.traces.replay import Window, window_indices
 
 # (new input words, output tokens) per turn, from the PPD paper's workloads.
 BUILTIN_WORKLOADS = {"W1": (512, 256), "W2": (4096, 128), "W3": (256, 1024), "W4": (8192, 64)}
@@ -39,11 +41,14 @@ def builtin_workload(name: str, num_turns: int) -> WorkloadSpec:
     return WorkloadSpec(name, (turns,), "builtin")
 
 
-def parse_workloads(text: str, num_turns: int) -> tuple[WorkloadSpec, ...]:
-    """`W1`, `all`, `IN/OUT` (e.g. 512/256), or a conversation file path; comma-separated."""
+def parse_workloads(text: str, num_turns: int, window: Window | None = None) -> tuple[WorkloadSpec, ...]:
+    """`W1`, `all`, `IN/OUT` (e.g. 512/256), a conversation file path, or `mooncake:FILE` /
+    `azure:FILE` (replayed over `window`); comma-separated."""
     workloads: list[WorkloadSpec] = []
     for item in (part.strip() for part in text.split(",")):
-        if item.upper() == "ALL":
+        if is_trace_spec(item):
+            workloads.append(trace_workload(item, window or Window()))
+        elif item.upper() == "ALL":
             workloads.extend(builtin_workload(name, num_turns) for name in BUILTIN_WORKLOADS)
         elif item.upper() in BUILTIN_WORKLOADS:
             workloads.append(builtin_workload(item.upper(), num_turns))
@@ -54,9 +59,17 @@ def parse_workloads(text: str, num_turns: int) -> tuple[WorkloadSpec, ...]:
             workloads.append(load_conversation_file(Path(item)))
         else:
             raise UsageError(
-                f"workload {item!r}: expected W1, W2, W3, W4, all, IN/OUT (e.g. 512/256) or an existing file"
+                f"workload {item!r}: expected W1, W2, W3, W4, all, IN/OUT (e.g. 512/256), an existing file, "
+                "mooncake:FILE or azure:FILE"
             )
     return tuple(workloads)
+
+
+def trace_workload(spec: str, window: Window) -> WorkloadSpec:
+    """A trace replay workload; UsageError for a bad file or an empty window."""
+    linked = read_trace_spec(spec)
+    window_indices(linked.trace, window)  # fail now, not at the first run, when the window is empty
+    return WorkloadSpec(linked.trace.name, (), linked.trace.source, TraceWorkload(linked, window))
 
 
 def load_conversation_file(path: Path) -> WorkloadSpec:
@@ -149,6 +162,22 @@ def request_body(
         body["messages"] = chat_messages(user_texts, answers)
     else:
         body["prompt"] = completions_prompt(user_texts, answers)
+    return _with_sampling(body, num_output_tokens, temperature)
+
+
+def trace_request_body(
+    api: Api, model: str, prompt: str, num_output_tokens: int, temperature: float | None = None
+) -> dict[str, Any]:
+    """A trace turn's request: the whole prompt as given (chat: one user message holding it)."""
+    body: dict[str, Any] = {"model": model}
+    if api == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    return _with_sampling(body, num_output_tokens, temperature)
+
+
+def _with_sampling(body: dict[str, Any], num_output_tokens: int, temperature: float | None) -> dict[str, Any]:
     body.update(
         max_tokens=num_output_tokens,
         ignore_eos=True,

@@ -1,0 +1,1 @@
+"""Production request traces (Mooncake, Azure): readers, conversation links, prompts, replay slices."""

@@ -1,0 +1,46 @@
+"""Prompts from block ids: exact lengths, shared ids share exactly their tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from ppd.tokens import encode
+from ppd.traces.prompts import PromptMaker
+
+
+def test_prompt_has_exactly_input_length_tokens() -> None:
+    maker = PromptMaker(seed=1, block_size=4)
+    text = maker.prompt(0, 10, (0, 1, 2))
+    assert len(text.split()) == 10 and len(encode(text)) == 10
+
+
+def test_shared_ids_share_exactly_their_tokens() -> None:
+    maker = PromptMaker(seed=1, block_size=4)
+    first = encode(maker.prompt(0, 11, (0, 1, 2)))
+    second = encode(maker.prompt(1, 12, (0, 1, 5)))
+    assert first[:8] == second[:8] and first[8:11] != second[8:11]
+    # a cut last block is the start of the same block in full
+    assert encode(maker.prompt(2, 10, (0, 1, 2)))[:10] == encode(maker.prompt(3, 12, (0, 1, 2)))[:10]
+
+
+def test_seed_changes_every_word_and_caching_changes_nothing() -> None:
+    cached, uncached = (
+        PromptMaker(seed=1, block_size=8),
+        PromptMaker(seed=1, block_size=8, max_cached_blocks=1),
+    )
+    for index in range(3):
+        assert cached.prompt(index, 20, (0, 1, 2)) == uncached.prompt(index, 20, (0, 1, 2))
+    other = PromptMaker(seed=2, block_size=8).prompt(0, 20, (0, 1, 2)).split()
+    assert sum(a == b for a, b in zip(other, cached.prompt(0, 20, (0, 1, 2)).split(), strict=True)) < 3
+
+
+def test_requests_without_ids_get_their_own_words() -> None:
+    maker = PromptMaker(seed=1, block_size=0)
+    first, second = maker.prompt(0, 50, ()), maker.prompt(1, 50, ())
+    assert len(first.split()) == 50 and first.split()[:5] != second.split()[:5]
+    assert maker.prompt(0, 50, ()) == first
+
+
+def test_ids_that_do_not_fit_the_length_are_an_error() -> None:
+    with pytest.raises(ValueError, match="3 block ids for 4 tokens"):
+        PromptMaker(seed=1, block_size=4).prompt(0, 4, (0, 1, 2))

@@ -31,7 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--engine-id", default=None, help="engine id in kv_transfer_params (default sim-<port>)")
     add("--served-model-name", default="llama", help="model name the API answers to (default llama)")
     add("--max-model-len", type=int, default=None, help="longest prompt + output, tokens (profile)")
-    add("--kv-cache-tokens", type=int, default=None, help="KV-cache capacity in tokens (profile)")
+    add(
+        "--kv-cache-tokens",
+        type=int,
+        default=None,
+        help="KV-cache capacity in tokens (default: the profile's, from GPU memory x utilization - weights "
+        "- activations, over KV bytes per token)",
+    )
+    add(
+        "--gpu-memory-utilization",
+        type=float,
+        default=None,
+        help="share of GPU memory the engine may use, as vLLM's flag; sizes the KV cache (default 0.9)",
+    )
     add("--block-size", type=int, default=16, help="tokens per KV block (default 16)")
     add("--max-num-batched-tokens", type=int, default=8192, help="token budget per step (default 8192)")
     add("--max-num-seqs", type=int, default=256, help="most requests in the running batch (default 256)")
@@ -85,27 +97,33 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     _check_positive(args, ["time_scale", "block_size", "max_num_batched_tokens", "max_num_seqs"])
     _check_positive(args, ["kv_lease_s"])
     _check_positive(args, ["max_model_len", "kv_cache_tokens", "kv_bandwidth_gbps"], optional=True)
+    if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
+        raise UsageError(f"--gpu-memory-utilization must be in (0, 1], got {args.gpu_memory_utilization}")
     if not 0 <= args.special_token_rate <= 1:
         raise UsageError(f"--special-token-rate must be in 0..1, got {args.special_token_rate}")
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
-    config = sim_config(
-        profile,
-        host=args.host,
-        port=args.port,
-        time_scale=args.time_scale,
-        engine_id=args.engine_id or f"sim-{args.port}",
-        served_model_name=args.served_model_name,
-        max_model_len=args.max_model_len,
-        kv_cache_tokens=args.kv_cache_tokens,
-        block_size=args.block_size,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=args.max_num_seqs,
-        kv_bandwidth_gbps=args.kv_bandwidth_gbps,
-        kv_lease_s=args.kv_lease_s,
-        seed=args.seed,
-        special_token_rate=args.special_token_rate,
-    )
+    try:
+        config = sim_config(
+            profile,
+            host=args.host,
+            port=args.port,
+            time_scale=args.time_scale,
+            engine_id=args.engine_id or f"sim-{args.port}",
+            served_model_name=args.served_model_name,
+            max_model_len=args.max_model_len,
+            kv_cache_tokens=args.kv_cache_tokens,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            block_size=args.block_size,
+            max_num_batched_tokens=args.max_num_batched_tokens,
+            max_num_seqs=args.max_num_seqs,
+            kv_bandwidth_gbps=args.kv_bandwidth_gbps,
+            kv_lease_s=args.kv_lease_s,
+            seed=args.seed,
+            special_token_rate=args.special_token_rate,
+        )
+    except ValueError as exc:  # no memory left for a KV cache
+        raise UsageError(str(exc)) from None
     if config.max_model_len > config.num_kv_blocks * config.block_size:
         raise UsageError(
             f"--max-model-len {config.max_model_len} does not fit in the KV cache of "

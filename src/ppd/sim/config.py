@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ppd.sim.memory import kv_cache_tokens
 from ppd.sim.timing import Profile
+
+VLLM_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default --gpu-memory-utilization
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,8 @@ class SimConfig:
     engine_id: str = "sim-0"
     served_model_name: str = "llama"
     max_model_len: int = 16384
-    kv_cache_tokens: int = 400_000
+    kv_cache_tokens: int = 400_000  # sim_config() sets the profile's capacity (sim/memory.py)
+    gpu_memory_utilization: float = VLLM_GPU_MEMORY_UTILIZATION
     block_size: int = 16
     max_num_batched_tokens: int = 8192
     max_num_seqs: int = 256
@@ -40,9 +44,20 @@ class SimConfig:
 def sim_config(profile: Profile, **overrides: object) -> SimConfig:
     """A SimConfig whose defaults come from the profile, with explicit overrides (None = default)."""
     values: dict[str, object] = {
-        "kv_cache_tokens": profile.default_kv_cache_tokens,
         "max_model_len": profile.default_max_model_len,
         "kv_bandwidth_gbps": profile.kv_bandwidth_gbps,
+        "gpu_memory_utilization": VLLM_GPU_MEMORY_UTILIZATION,
     }
     values.update({key: value for key, value in overrides.items() if value is not None})
+    if overrides.get("kv_cache_tokens") is None:
+        values["kv_cache_tokens"] = profile_kv_cache_tokens(profile, float(values["gpu_memory_utilization"]))  # type: ignore[arg-type]
     return SimConfig(profile=profile, **values)  # type: ignore[arg-type]
+
+
+def profile_kv_cache_tokens(profile: Profile, gpu_memory_utilization: float) -> int:
+    """The KV capacity of a profile's engine: its measured figure, or its memory model's."""
+    if profile.default_kv_cache_tokens is not None:
+        return profile.default_kv_cache_tokens
+    if profile.memory is None:
+        raise ValueError(f"profile {profile.name}: neither memory nor default_kv_cache_tokens")
+    return kv_cache_tokens(profile.memory, gpu_memory_utilization, profile.kv_bytes_per_token)

@@ -26,9 +26,11 @@ parameters are fitted by `benchmarks/sim_calibration.py --fit`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+from ppd.sim.memory import GpuMemory
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "h100-llama3.1-8b"
@@ -67,8 +69,11 @@ class Profile:
     kv_descriptor_us: float  # D's cost of posting one descriptor's copy
     kv_handshake_ms: float  # per pull: D's request to P, notification, scheduling around it
     kv_first_connect_ms: float  # once per engine pair: NIXL connection setup
-    default_kv_cache_tokens: int
     default_max_model_len: int
+    # KV capacity: from the memory model (sim/memory.py), or a measured figure (vLLM's "GPU KV cache
+    # size: N tokens" log line), which wins when a profile gives it. Exactly one is required.
+    memory: GpuMemory | None = None
+    default_kv_cache_tokens: int | None = None
 
 
 @dataclass(slots=True)
@@ -146,15 +151,26 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> Profile:
     data.pop("reference", None)  # documentation of what the fit used; not a parameter
     data.pop("fit", None)
     step = _build(StepCosts, data.pop("step", None), f"{where}: step")
-    profile: Profile = _build(Profile, {**data, "step": step}, where)
-    return profile
+    memory = data.pop("memory", None)
+    kv_tokens = data.pop("default_kv_cache_tokens", None)
+    if (memory is None) == (kv_tokens is None):
+        raise ProfileError(
+            f"{where}: give exactly one of memory (GPU memory, GiB) and default_kv_cache_tokens"
+        )
+    if isinstance(memory, dict):
+        memory = {key: value for key, value in memory.items() if not key.startswith("_")}
+    if memory is not None:
+        memory = _build(GpuMemory, memory, f"{where}: memory")
+    optional = {"memory", "default_kv_cache_tokens"}
+    profile: Profile = _build(Profile, {**data, "step": step}, where, optional)
+    return replace(profile, memory=memory, default_kv_cache_tokens=kv_tokens)
 
 
-def _build(cls: Any, data: Any, where: str) -> Any:
+def _build(cls: Any, data: Any, where: str, optional: frozenset[str] | set[str] = frozenset()) -> Any:
     if not isinstance(data, dict):
         raise ProfileError(f"{where}: expected an object with keys {[f.name for f in fields(cls)]}")
     names = {f.name for f in fields(cls)}
-    unknown, missing = set(data) - names, names - set(data)
+    unknown, missing = set(data) - names, names - set(data) - set(optional)
     if unknown or missing:
         raise ProfileError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
     return cls(**data)

@@ -44,3 +44,17 @@ def test_touch_takes_cached_blocks_out_of_the_free_queue() -> None:
     assert cache.num_free_blocks == 1
     assert cache.allocate(2) is None
     assert cache.usage == 0.5
+
+
+def test_eviction_is_least_recently_freed_first_and_a_hit_renews_a_block() -> None:
+    cache = KVCache(num_blocks=3, block_size=1)
+    first, second, third = ([block] for block in cache.allocate(3) or [])
+    for block, block_hash in ((first, 1), (second, 2), (third, 3)):
+        cache.commit(block[0], block_hash)
+    cache.free(first)
+    cache.free(second)
+    cache.free(third)
+    cache.touch(first)  # a later request hits the oldest block: it leaves the queue...
+    cache.free(first)  # ...and comes back as the most recently freed
+    assert cache.allocate(1) == second
+    assert cache.count_cached([1]) == 1 and cache.count_cached([2]) == 0 and cache.count_cached([3]) == 1

@@ -128,7 +128,7 @@ def validate(config: BenchConfig) -> None:
     """Raise UsageError naming the first bad field and what is allowed."""
     checks = [
         (bool(config.workloads), "at least one workload is required"),
-        (bool(config.qps) and all(rate > 0 for rate in config.qps), "qps values must be > 0"),
+        (bool(config.qps or config.speedups) and all(q > 0 for q in config.qps), "qps values must be > 0"),
         (config.duration_s > 0, "duration must be > 0 s"),
         (config.runs >= 1, "runs must be >= 1"),
         (all(mode in MODES for mode in config.modes), f"modes must be among {', '.join(MODES)}"),

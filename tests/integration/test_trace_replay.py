@@ -1,0 +1,73 @@
+"""Acceptance: the Mooncake excerpt replayed end to end through the proxy onto sim engines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers import Server
+from ppd.bench.config import BenchConfig
+from ppd.bench.runner import run_bench
+from ppd.bench.workloads import parse_workloads
+from ppd.results import load_result
+from ppd.traces.formats import read_trace_spec
+
+EXCERPT = Path(__file__).parents[2] / "src/ppd/traces/data/mooncake-conversation-excerpt.jsonl"
+SPEC = f"mooncake:{EXCERPT}"
+SIM_ARGS = ("--time-scale", "0.01")  # max_model_len 16384: 12 of the excerpt's 82 requests exceed it
+
+
+def _replay(proxy: Server, tmp_path: Path, name: str, send_session_id: bool = True) -> list:  # type: ignore[type-arg]
+    config = BenchConfig(
+        url=proxy.url,
+        workloads=parse_workloads(SPEC, 1),
+        qps=(),
+        speedups=(100.0,),  # the excerpt's 900 s in 9 s
+        modes=("ppd",),
+        output_dir=tmp_path,
+        name=name,
+        quiet=True,
+        send_session_id=send_session_id,
+        drain_timeout_s=60.0,
+        request_timeout_s=60.0,
+    )
+    meta, rows = load_result(run_bench(config))
+    assert meta["config"]["workloads"][0]["num_linked_requests"] == 29
+    return rows
+
+
+def test_excerpt_replays_with_linked_turns_and_skipped_long_contexts(
+    ppd_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    prefill, decode = ppd_server("sim", *SIM_ARGS), ppd_server("sim", *SIM_ARGS)
+    proxy = ppd_server("proxy", "--mode", "ppd", "--prefill", prefill.url, "--decode", decode.url)
+    rows = _replay(proxy, tmp_path, "excerpt")
+    links = read_trace_spec(SPEC).links
+
+    assert len(rows) == 82 and sorted(row.trace_request for row in rows) == list(range(82))
+    skipped = [row for row in rows if not row.sent]
+    assert len(skipped) == 12
+    assert all(row.error and row.error.startswith("skipped: context") for row in skipped)
+    assert all((row.prompt_tokens, row.status) == (None, None) for row in skipped)
+    sent = [row for row in rows if row.sent]
+    assert all(row.ok for row in sent)
+    # Each row is one trace request, in its conversation, numbered in arrival order.
+    for row in rows:
+        assert row.trace_request is not None
+        same = [r for r in rows if r.conversation_id == row.conversation_id]
+        assert {links.conversation_of[r.trace_request] for r in same if r.trace_request is not None} == {
+            links.conversation_of[row.trace_request]
+        }
+    linked = [row for row in sent if row.turn > 1]
+    assert len(linked) == 28  # 29 later turns in the excerpt, one of them over-long
+    # A linked turn goes straight to the D holding its history and finds it in the prefix cache,
+    # unless every earlier turn of its conversation was skipped (then it starts the conversation).
+    for row in linked:
+        same = [r for r in rows if r.conversation_id == row.conversation_id]
+        earlier_sent = any(r.sent and r.turn < row.turn for r in same)
+        assert row.route == ("ppd-direct" if earlier_sent else "pd"), row
+        assert row.history_tokens and row.cached_tokens is not None and row.prompt_tokens
+        if any(r.sent and r.turn == row.turn - 1 for r in same):
+            # what the trace says repeats the previous turn, less the partial block the sim cannot cache
+            assert row.cached_tokens >= min(row.history_tokens, row.prompt_tokens - 1) // 16 * 16 - 16
+        assert row.cached_share == round(row.cached_tokens / row.prompt_tokens, 6)

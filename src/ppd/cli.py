@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "down": ("ppd.launch.cli_down", "stop what `ppd up` started"),
     "report": ("ppd.report.cli", "merge results: statistics, crossover, plots, summary"),
     "demo": ("ppd.report.demo", "the whole comparison on simulated engines, in minutes"),
+    "fleet": ("ppd.fleet.cli", "simulate a topology and mode in virtual time; writes a bench result set"),
 }
 
 

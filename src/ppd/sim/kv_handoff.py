@@ -115,6 +115,10 @@ class KVLinks:
         self.block_size = block_size
         self._connected: set[str] = set()
 
+    def connect(self, remote_engine_id: str) -> None:
+        """Set the pair's connection up ahead of time (what `ppd up`'s warm-up handshakes do)."""
+        self._connected.add(remote_engine_id)
+
     def plan(self, remote_engine_id: str, num_blocks: int) -> PullPlan:
         """The cost of pulling num_blocks from remote_engine_id; marks the pair connected."""
         wait_s = self.profile.kv_handshake_ms * 1e-3

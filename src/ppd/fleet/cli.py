@@ -1,0 +1,175 @@
+"""`ppd fleet`: simulate a topology in virtual time under a bench workload; writes a bench result set.
+
+    ppd fleet --topology 3p5d --modes pd,ppd,replication,auto --workload W1 --qps 2,4,8 \\
+        --duration 300 --slo-ttft-ms 500 --slo-tpot-ms 50 --output results/ --name fleet-3p5d
+
+The load flags are `ppd bench`'s (same names, same meaning); the engine flags are `ppd sim`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ppd.errors import UsageError
+
+if TYPE_CHECKING:  # the fleet itself is imported only when `ppd fleet` runs
+    from ppd.fleet.config import FleetConfig, HopCosts
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fleet's options: topology, the bench's load flags, engine and proxy options, output."""
+    from ppd.bench.cli import _add_load_arguments  # the bench's own flags, so both read alike
+
+    add = parser.add_argument
+    add("--topology", required=True, help="a `ppd up` spec (1p1d, 3p5d, 8r, 1p1d2r) or a TOML topology file")
+    _add_load_arguments(add)
+    _add_engine_arguments(add)
+    _add_output_arguments(add)
+
+
+# fmt: off
+def _add_engine_arguments(add: Callable[..., object]) -> None:
+    add("--profile", default="h100-llama3.1-8b", help="engine time-model profile, as `ppd sim --profile`")
+    add("--kv-cache-tokens", type=int, default=None, help="KV-cache capacity per engine in tokens (profile)")
+    add("--max-model-len", type=int, default=None, help="longest prompt + output, tokens (profile)")
+    add("--block-size", type=int, default=16, help="tokens per KV block (default 16)")
+    add("--max-num-batched-tokens", type=int, default=8192, help="token budget per step (default 8192)")
+    add("--max-num-seqs", type=int, default=256, help="most requests in a running batch (default 256)")
+    add("--kv-bandwidth-gbps", type=float, default=None, help="NIXL link GB/s (profile)")
+    add("--special-token-rate", type=float, default=0.0, help="as `ppd sim` (0.002: dummy weights)")
+    add("--api", choices=("completions", "chat"), default="completions", help="OpenAI API the bench uses")
+    add("--no-pd-decode-affinity", action="store_true", help="as `ppd proxy`: pd turns 2+ to any D")
+    add("--route-slo-ttft-ms", type=float, default=None, help="the proxy's --slo-ttft-ms (auto routing)")
+    add("--route-slo-tpot-ms", type=float, default=None, help="the proxy's --slo-tpot-ms (auto routing)")
+    add("--hops", default="measured", help="HTTP hop costs: 'measured' (ppd/fleet/hops.json), 'zero', "
+        "or a JSON file with the keys of ppd.fleet.HopCosts (ms)")
+
+
+def _add_output_arguments(add: Callable[..., object]) -> None:
+    add("--drain-timeout-s", type=float, default=120.0,
+        help="after the arrival window, in-flight conversations get this long (default 120)")
+    add("--record-itl", action="store_true", help="keep every inter-token gap in the rows (more memory)")
+    add("--output", type=Path, default=Path("results"), help="result directory (default results/)")
+    add("--name", default=None, help="result set name (default fleet-<utc>-<topology>-<workloads>)")
+    add("--quiet", action="store_true", help="no table at the end")
+# fmt: on
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate every mode x workload x qps x run point; write one result set; print its path."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from ppd.bench.progress import final_table
+    from ppd.fleet.run import simulate, write_result_set
+
+    configs = build_configs(args)
+    runs = [simulate(config) for config in configs]
+    name = args.name or default_name(args, datetime.now(UTC))
+    path = write_result_set(runs, args.output, name)
+    if not args.quiet:
+        table = final_table([summary for fleet_run in runs for summary in fleet_run.summaries])
+        table.title = f"ppd fleet {args.topology} (virtual time)"
+        Console(width=160).print(table)
+        wall_s = sum(fleet_run.wall_s for fleet_run in runs)
+        print(f"ppd fleet: {len(runs)} runs simulated in {wall_s:.1f} s")
+    print(f"ppd fleet: results in {path}")
+    return 0
+
+
+def default_name(args: argparse.Namespace, now: object) -> str:
+    """fleet-<utc>-<topology>-<workloads>."""
+    topology = Path(args.topology).stem if args.topology.endswith(".toml") else args.topology
+    workloads = args.workload.replace(",", "-").replace("/", "x")
+    return f"fleet-{now:%Y%m%dT%H%M%SZ}-{topology}-{workloads}"
+
+
+def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
+    """One FleetConfig per mode x workload x qps x run, in the bench's order; UsageError on bad flags."""
+    from ppd.bench.cli import parse_rates
+    from ppd.bench.config import MODES
+    from ppd.bench.metrics import Slo
+    from ppd.bench.workloads import parse_workloads
+    from ppd.fleet.config import EngineOptions, FleetConfig, fleet_topology, validate
+    from ppd.sim.timing import ProfileError, load_profile
+
+    if args.turns < 1:
+        raise UsageError("--turns must be >= 1")
+    if args.runs < 1:
+        raise UsageError("--runs must be >= 1")
+    modes = tuple(mode.strip() for mode in args.modes.split(",") if mode.strip()) or ("pd",)
+    for mode in modes:
+        if mode not in MODES:
+            raise UsageError(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
+    try:
+        load_profile(args.profile)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from exc
+    topology = fleet_topology(args.topology)
+    engine = EngineOptions(
+        profile=args.profile,
+        kv_cache_tokens=args.kv_cache_tokens,
+        max_model_len=args.max_model_len,
+        block_size=args.block_size,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
+        kv_bandwidth_gbps=args.kv_bandwidth_gbps,
+        special_token_rate=args.special_token_rate,
+        seed=args.seed,
+    )
+    hops = hops_from_arg(args.hops)
+    configs = []
+    for workload in parse_workloads(args.workload, args.turns):
+        for qps in parse_rates(args.qps):
+            for run_index in range(args.runs):
+                for mode in modes:
+                    config = FleetConfig(
+                        topology=topology,
+                        mode=mode,
+                        workload=workload,
+                        qps=qps,
+                        duration_s=args.duration_s,
+                        run=run_index,
+                        think_time_s=args.think_time_s,
+                        seed=args.seed,
+                        warmup_s=args.warmup_s,
+                        slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms),
+                        drain_timeout_s=args.drain_timeout_s,
+                        api=args.api,
+                        poisson=args.arrivals == "poisson",
+                        engine=engine,
+                        hops=hops,
+                        pd_decode_affinity=not args.no_pd_decode_affinity,
+                        route_slo_ttft_ms=args.route_slo_ttft_ms,
+                        route_slo_tpot_ms=args.route_slo_tpot_ms,
+                        record_itl=args.record_itl,
+                    )
+                    validate(config)
+                    configs.append(config)
+    return configs
+
+
+def hops_from_arg(text: str) -> HopCosts:
+    """HopCosts from --hops: measured, zero, or a JSON file."""
+    import json
+
+    from ppd.fleet.config import HopCosts, measured_hops
+
+    if text == "measured":
+        return measured_hops()
+    if text == "zero":
+        return HopCosts()
+    path = Path(text)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--hops {text}: expected measured, zero or a readable JSON file ({exc})") from None
+    known = set(HopCosts.__dataclass_fields__)
+    unknown = set(data) - known if isinstance(data, dict) else set()
+    if not isinstance(data, dict) or unknown:
+        raise UsageError(f"--hops {text}: expected an object with keys among {sorted(known)}")
+    return HopCosts(**data)

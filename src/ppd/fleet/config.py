@@ -1,0 +1,151 @@
+"""The typed configuration of one fleet simulation: topology, mode, workload point, engines, HTTP hops."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ppd.bench.config import MODES, Api, WorkloadSpec, workload_to_dict
+from ppd.bench.metrics import Slo
+from ppd.errors import UsageError
+from ppd.launch.topology import LayoutOptions, Topology, layout_spec, load_file
+from ppd.sim.config import SimConfig, sim_config
+from ppd.sim.timing import DEFAULT_PROFILE, Profile, load_profile
+
+HOPS_FILE = Path(__file__).parent / "hops.json"
+
+
+@dataclass(frozen=True)
+class HopCosts:
+    """What the HTTP path adds around the engines, in ms (one way unless named otherwise).
+
+    Measured on the real-time system by benchmarks/fleet_hops.py (client -> proxy -> `ppd sim` on
+    loopback, time scale 1) and stored in hops.json; see docs/fleet.md for how they are split."""
+
+    client_to_proxy_ms: float = 0.0  # bench send -> the proxy has parsed and routed the turn
+    proxy_to_engine_ms: float = 0.0  # proxy forwards -> the engine's API server has the request
+    engine_to_proxy_ms: float = 0.0  # a step's token (or P's whole answer) -> at the proxy
+    proxy_to_client_ms: float = 0.0  # the proxy relays a chunk -> the bench stamps it
+    kv_claim_ms: float = 0.0  # D claims P's lease (HTTP round trip between the engines)
+    source: str = "zero: no HTTP path"
+
+
+def measured_hops() -> HopCosts:
+    """The hop costs measured from the real-time system (hops.json beside this module)."""
+    data = json.loads(HOPS_FILE.read_text())
+    values = {key: data[key] for key in HopCosts.__dataclass_fields__ if key in data}
+    return HopCosts(**values)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """`ppd sim` options every engine of the fleet shares; None takes the profile's default."""
+
+    profile: str = DEFAULT_PROFILE  # a profile name or a JSON path (ppd.sim.timing.load_profile)
+    kv_cache_tokens: int | None = None
+    max_model_len: int | None = None
+    block_size: int = 16
+    max_num_batched_tokens: int = 8192
+    max_num_seqs: int = 256
+    kv_bandwidth_gbps: float | None = None
+    kv_lease_s: float = 30.0
+    special_token_rate: float = 0.0
+    seed: int = 0
+
+    def sim_config(self, engine_id: str, profile: Profile | None = None) -> SimConfig:
+        """The SimConfig of one engine at time scale 1."""
+        return sim_config(
+            profile or load_profile(self.profile),
+            engine_id=engine_id,
+            kv_cache_tokens=self.kv_cache_tokens,
+            max_model_len=self.max_model_len,
+            block_size=self.block_size,
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            max_num_seqs=self.max_num_seqs,
+            kv_bandwidth_gbps=self.kv_bandwidth_gbps,
+            kv_lease_s=self.kv_lease_s,
+            special_token_rate=self.special_token_rate,
+            seed=self.seed,
+        )
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """One simulated run: a topology in one mode under one (workload, qps, run) point of the bench.
+
+    Arrivals, conversation shapes, prompts, think time, warm-up and SLOs are the bench's
+    (ppd.bench.arrivals / workloads / metrics), so the same point through `ppd bench` against HTTP
+    engines sends the same conversations at the same times. Times in s unless named otherwise."""
+
+    topology: Topology
+    mode: str
+    workload: WorkloadSpec
+    qps: float
+    duration_s: float = 60.0
+    run: int = 0
+    think_time_s: float = 0.0
+    seed: int = 0
+    warmup_s: float = 0.0
+    slo: Slo = field(default_factory=Slo)
+    drain_timeout_s: float = 120.0
+    api: Api = "completions"
+    poisson: bool = True
+    prompt_salt: str = "fleet"
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    hops: HopCosts = field(default_factory=measured_hops)
+    pd_decode_affinity: bool = True
+    warm_kv_links: bool = True  # every P -> D link connected before the run, as `ppd up` warms them
+    route_slo_ttft_ms: float | None = None  # the proxy's --slo-ttft-ms (auto mode's routing target)
+    route_slo_tpot_ms: float | None = None
+    record_itl: bool = False  # keep every inter-token gap in the rows (memory grows with tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy for the result file."""
+        data = asdict(self)
+        data["topology"] = topology_to_dict(self.topology)
+        data["workload"] = workload_to_dict(self.workload)
+        return data
+
+
+def validate(config: FleetConfig) -> None:
+    """Raise UsageError naming the first bad field and what is allowed."""
+    checks = [
+        (config.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {config.mode!r}"),
+        (config.qps > 0, "qps must be > 0"),
+        (config.duration_s > 0, "duration must be > 0 s"),
+        (config.think_time_s >= 0, "think time must be >= 0 s"),
+        (0 <= config.warmup_s < config.duration_s, "warmup must be >= 0 s and shorter than the duration"),
+        (config.drain_timeout_s >= 0, "drain timeout must be >= 0 s"),
+        (config.api in ("completions", "chat"), "api must be completions or chat"),
+        (0 <= config.engine.special_token_rate <= 1, "special token rate must be in 0..1"),
+        (all(value >= 0 for value in _hop_values(config.hops)), "hop costs must be >= 0 ms"),
+    ]
+    for passed, message in checks:
+        if not passed:
+            raise UsageError(message)
+    if not config.workload.conversations or not all(config.workload.conversations):
+        raise UsageError(f"workload {config.workload.name}: needs conversations of at least one turn")
+
+
+def _hop_values(hops: HopCosts) -> list[float]:
+    return [value for value in asdict(hops).values() if isinstance(value, float | int)]
+
+
+def fleet_topology(spec: str) -> Topology:
+    """A `ppd up` topology: a spec (1p1d, 3p5d, 8r, 1p1d2r) or a TOML file path."""
+    path = Path(spec)
+    if spec.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"topology file {spec} does not exist")
+        return load_file(path)
+    return layout_spec(spec, LayoutOptions())
+
+
+def topology_to_dict(topology: Topology) -> dict[str, Any]:
+    """The topology as the result file records it."""
+    return {
+        "source": topology.source,
+        "instances": [{"name": i.name, "role": i.role, "url": i.url} for i in topology.instances],
+    }

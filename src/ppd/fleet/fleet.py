@@ -1,0 +1,310 @@
+"""The fleet: N engine cores and the proxy's own routing state on one virtual clock.
+
+A turn takes the path it takes through `ppd proxy` (proxy/turns.py), with the HTTP hops replaced by
+measured delays (config.HopCosts):
+
+    client -> proxy                      the proxy finds the conversation, routes it with the mode's
+                                         rule (proxy.failover.route_with_failover over
+                                         proxy.policies), counts load on the upstreams
+    [pd]  proxy -> P: API, prefill (max_tokens 1, KV held under a lease) -> P's answer at the proxy
+          proxy -> D: API, D claims P's lease, handshake, the pull holds D's step loop, the request
+          joins after D's next step
+    proxy -> target: API, scheduling, one token per step -> relayed to the client
+    the answer ends: the proxy commits the conversation and feeds its running estimates
+                     (ProxyState.record_turn, as the HTTP proxy does)
+
+Routing state is the proxy's: ProxyState (UpstreamPool load counters, ConversationStore on the
+virtual clock, Estimates, RouteOptions rotation). Nothing here decides a route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ppd.fleet.clock import EventQueue
+from ppd.fleet.config import FleetConfig
+from ppd.fleet.engines import VirtualEngine
+from ppd.launch.proxy import Upstreams, check_mode
+from ppd.proxy.config import ProxyConfig, normalize_url
+from ppd.proxy.conversations import Conversation, ConversationStore, Identity, TurnOutcome
+from ppd.proxy.estimates import HopLoad
+from ppd.proxy.failover import route_with_failover
+from ppd.proxy.inputs import TurnRequest
+from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, estimated_prefill_tokens
+from ppd.proxy.state import ProxyState
+from ppd.proxy.turns import COMPLETIONS_PATH, TurnRecord, turn_of
+from ppd.sim.request import Request
+from ppd.sim.timing import load_profile
+from ppd.tokens import NUM_WORD_TOKENS
+
+
+@dataclass(slots=True)
+class TurnJob:
+    """One turn as the client sends it, and what the client saw of its answer (virtual s)."""
+
+    session_id: str
+    prompt_token_ids: list[int]
+    num_prompt_words: int  # the proxy's estimate of the prompt length (proxy.inputs)
+    max_tokens: int
+    on_done: Callable[[TurnJob], None]
+    sent_s: float = 0.0
+    first_content_s: float | None = None  # the first chunk with text arrived at the client
+    last_content_s: float | None = None
+    ended_s: float | None = None  # the stream ended at the client
+    itl_ms: list[float] | None = None  # every gap, only when asked for
+    answer_token_ids: list[int] = field(default_factory=list)  # the answer's words, for the history
+    status: int | None = None
+    error: str | None = None
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    output_tokens: int | None = None
+    route: str | None = None
+    upstream: str | None = None
+    prefill_ms: float | None = None
+
+
+class Fleet:
+    """Engines by URL, the proxy state, and the clock; `send(job)` starts a turn now."""
+
+    def __init__(self, config: FleetConfig, clock: EventQueue) -> None:
+        self.config = config
+        self.clock = clock
+        profile = load_profile(config.engine.profile)
+        topology = config.topology
+        self.engines: dict[str, VirtualEngine] = {}
+        for instance in topology.instances:
+            url = normalize_url(instance.url)
+            self.engines[url] = VirtualEngine(
+                instance.name, url, config.engine.sim_config(instance.name, profile), clock
+            )
+        urls = {
+            role: tuple(i.url for i in topology.instances if i.role in roles)
+            for role, roles in _ROLES.items()
+        }
+        check_mode(config.mode, Upstreams(urls["prefill"], urls["decode"], urls["replica"]))  # as `ppd up`
+        proxy_config = ProxyConfig(
+            mode=config.mode,
+            prefill_urls=urls["prefill"],
+            decode_urls=urls["decode"],
+            replica_urls=urls["replica"],
+            pd_decode_affinity=config.pd_decode_affinity,
+            slo_ttft_ms=config.route_slo_ttft_ms,
+            slo_tpot_ms=config.route_slo_tpot_ms,
+        )
+        if config.warm_kv_links:
+            for decode_url in proxy_config.decode_urls:
+                for prefill_url in proxy_config.prefill_urls:
+                    self.engines[decode_url].core.links.connect(self.engines[prefill_url].name)
+        self.proxy = ProxyState.from_config(proxy_config)
+        self.proxy.conversations = ConversationStore(
+            proxy_config.max_conversations, proxy_config.conversation_idle_ttl_s, clock=lambda: clock.now_s
+        )
+        hops = config.hops
+        self.client_to_proxy_s = hops.client_to_proxy_ms * 1e-3
+        self.proxy_to_engine_s = hops.proxy_to_engine_ms * 1e-3
+        self.engine_to_proxy_s = hops.engine_to_proxy_ms * 1e-3
+        self.proxy_to_client_s = hops.proxy_to_client_ms * 1e-3
+        self.kv_claim_s = hops.kv_claim_ms * 1e-3
+        self.num_turns = 0
+
+    def send(self, job: TurnJob) -> None:
+        """The client sends a turn now."""
+        job.sent_s = self.clock.now_s
+        self.num_turns += 1
+        self.clock.after(self.client_to_proxy_s, self._route, job)
+
+    def _route(self, job: TurnJob) -> None:
+        """At the proxy: find the conversation and route the turn (proxy/turns.serve_turn)."""
+        state = self.proxy
+        record = TurnRecord(started_s=self.clock.now_s)
+        identity = Identity(session_id=job.session_id)
+        turn_request = TurnRequest(False, {}, b"", identity, True, job.num_prompt_words, False)
+        conversation = state.conversations.find(identity)
+        turn = record.turn = turn_of(conversation, turn_request)
+        try:
+            route, failover = route_with_failover(
+                state.mode, turn, state.pool.candidates, state.next_options()
+            )
+        except NoHealthyUpstream as exc:
+            record.status, record.error = 503, str(exc)
+            job.status, job.error = 503, str(exc)
+            record.finished_s = self.clock.now_s
+            state.record_turn(record, path=COMPLETIONS_PATH)
+            self.clock.after(self.proxy_to_client_s, _client_done, self.clock, job)
+            return
+        record.route = route
+        record.failovers += [failover] if failover else []
+        record.conversation_key = conversation.key if conversation else None
+        flow = _TurnFlow(self, job, record, identity, conversation, turn, route)
+        if route.prefill_url is not None:
+            flow.send_prefill(self.engines[route.prefill_url])
+        else:
+            flow.send_target(None)
+
+
+_ROLES = {"prefill": ("prefill", "both"), "decode": ("decode", "both"), "replica": ("replica",)}
+
+
+def _client_done(clock: EventQueue, job: TurnJob) -> None:
+    job.ended_s = clock.now_s
+    job.on_done(job)
+
+
+class _TurnFlow:
+    """One routed turn inside the proxy and the engines; each method is an event on the clock."""
+
+    __slots__ = (
+        "conversation",
+        "fleet",
+        "identity",
+        "job",
+        "num_prefill_at_p",
+        "num_prefill_at_target",
+        "prefill_sent_s",
+        "record",
+        "route",
+        "target",
+        "turn",
+    )
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        job: TurnJob,
+        record: TurnRecord,
+        identity: Identity,
+        conversation: Conversation | None,
+        turn: Turn,
+        route: Route,
+    ) -> None:
+        self.fleet, self.job, self.record = fleet, job, record
+        self.identity, self.conversation, self.turn, self.route = identity, conversation, turn, route
+        self.target = fleet.engines[route.target_url]
+        self.num_prefill_at_p, self.num_prefill_at_target = estimated_prefill_tokens(route, turn)
+        self.prefill_sent_s = 0.0
+
+    @property
+    def now_s(self) -> float:
+        return self.fleet.clock.now_s
+
+    def send_prefill(self, prefill: VirtualEngine) -> None:
+        """The P hop (proxy/turns._prefill_hop): load counted at P until its answer is back."""
+        upstream = self.fleet.proxy.pool.by_url[prefill.url]
+        self.record.prefill_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
+        upstream.begin(self.num_prefill_at_p)
+        self.prefill_sent_s = self.now_s
+        self.fleet.clock.after(self.fleet.proxy_to_engine_s, self._prefill_arrives, prefill)
+
+    def _prefill_arrives(self, prefill: VirtualEngine) -> None:
+        request = prefill.new_request(f"p-{id(self)}", self.job.prompt_token_ids, 1, hold_kv_on_finish=True)
+        request.on_token = lambda done: self._prefill_answered(prefill, done)
+        prefill.after_api(request, prefill.submit)
+
+    def _prefill_answered(self, prefill: VirtualEngine, request: Request) -> None:
+        """P's one token: the request finished and its blocks are leased (P answers non-streaming)."""
+        self.fleet.clock.after(self.fleet.engine_to_proxy_s, self._prefill_back, prefill, request.lease_id)
+
+    def _prefill_back(self, prefill: VirtualEngine, lease_id: str | None) -> None:
+        fleet = self.fleet
+        self.record.prefill_ms = (self.now_s - self.prefill_sent_s) * 1000.0
+        upstream = fleet.proxy.pool.by_url[prefill.url]
+        upstream.prefill_done(self.num_prefill_at_p)
+        upstream.end()
+        fleet.proxy.note_success(prefill.url)
+        self.send_target((prefill, lease_id) if lease_id is not None else None)
+
+    def send_target(self, remote: tuple[VirtualEngine, str] | None) -> None:
+        """The target hop (proxy/turns._target_hop); `remote`: P and its lease when D pulls the KV."""
+        upstream = self.fleet.proxy.pool.by_url[self.route.target_url]
+        record, job = self.record, self.job
+        record.target_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
+        record.target_sent_s = self.now_s
+        upstream.begin(self.num_prefill_at_target)
+        job.route, job.upstream = self.route.kind, self.route.target_url
+        if record.prefill_ms is not None:
+            job.prefill_ms = round(record.prefill_ms, 3)
+        self.fleet.clock.after(self.fleet.proxy_to_engine_s, self._target_arrives, remote)
+
+    def _target_arrives(self, remote: tuple[VirtualEngine, str] | None) -> None:
+        target, job = self.target, self.job
+        request = target.new_request(f"t-{id(self)}", job.prompt_token_ids, job.max_tokens, False)
+        request.on_token = self._token
+        if remote is None:
+            target.after_api(request, target.submit)
+        else:
+            target.after_api(request, lambda ready: self._claim_kv(ready, *remote))
+
+    def _claim_kv(self, request: Request, prefill: VirtualEngine, lease_id: str) -> None:
+        """As D (sim/server._pull_remote_kv): count what D has, then claim P's lease over HTTP."""
+        num_cached = self.target.core.count_cached_prompt_blocks(request)
+        num_prompt_blocks = -(-request.num_prompt_tokens // self.target.config.block_size)
+        num_blocks = num_prompt_blocks - num_cached
+        self.fleet.clock.after(self.fleet.kv_claim_s, self._pull_kv, request, prefill, lease_id, num_blocks)
+
+    def _pull_kv(self, request: Request, prefill: VirtualEngine, lease_id: str, num_blocks: int) -> None:
+        target = self.target
+        if prefill.take_lease(lease_id) is None:
+            target.pulls.num_failed_pulls += 1
+            self._target_failed(400, f"KV pull from {prefill.name} failed: lease {lease_id} expired")
+            return
+        plan = target.core.plan_pull(prefill.name, num_blocks)
+        target.pulls.count(plan, target.config.profile.kv_bytes_per_token)
+        posted = lambda: target.after_next_step(lambda: self._kv_arrived(request))  # noqa: E731
+        self.fleet.clock.after(plan.wait_s * target.config.time_scale, target.occupy, plan.hold_s, posted)
+
+    def _kv_arrived(self, request: Request) -> None:
+        request.num_external_tokens = request.num_prompt_tokens
+        request.ready_s = self.now_s
+        self.target.submit(request)
+
+    def _token(self, request: Request) -> None:
+        """A step gave the target's request a token: relayed to the proxy, then to the client."""
+        fleet, job = self.fleet, self.job
+        arrive_s = self.now_s + fleet.engine_to_proxy_s + fleet.proxy_to_client_s
+        if request.token_ids[-1] < NUM_WORD_TOKENS:  # a special token's chunk carries no text
+            if job.first_content_s is None:
+                job.first_content_s = arrive_s
+            elif job.itl_ms is not None and job.last_content_s is not None:
+                job.itl_ms.append(round((arrive_s - job.last_content_s) * 1000.0, 4))
+            job.last_content_s = arrive_s
+        if request.num_output_tokens == 1:
+            fleet.clock.after(fleet.engine_to_proxy_s, self._first_byte)
+        if request.is_finished:
+            fleet.clock.after(fleet.engine_to_proxy_s, self._answer_done, request)
+
+    def _first_byte(self) -> None:
+        self.record.first_byte_s = self.now_s
+        self.fleet.proxy.pool.by_url[self.route.target_url].prefill_done(self.num_prefill_at_target)
+
+    def _answer_done(self, request: Request) -> None:
+        """The stream ended at the proxy: commit the conversation, learn, relay the end."""
+        fleet, record, job = self.fleet, self.record, self.job
+        record.last_byte_s = self.now_s
+        fleet.proxy.pool.by_url[self.route.target_url].end()
+        fleet.proxy.note_success(self.route.target_url)
+        job.prompt_tokens, job.output_tokens = request.num_prompt_tokens, request.num_output_tokens
+        job.cached_tokens = max(0, request.num_cached_tokens)
+        record.usage = {
+            "prompt_tokens": job.prompt_tokens,
+            "completion_tokens": job.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": job.cached_tokens},
+        }
+        outcome = TurnOutcome(self.route.target_url, job.prompt_tokens, job.output_tokens, None)
+        fleet.proxy.conversations.commit_turn(self.identity, self.conversation, outcome)
+        job.answer_token_ids = [t for t in request.output_token_ids if t < NUM_WORD_TOKENS]
+        job.status = 200
+        self._finish()
+
+    def _target_failed(self, status: int, error: str) -> None:
+        upstream = self.fleet.proxy.pool.by_url[self.route.target_url]
+        upstream.prefill_done(self.num_prefill_at_target)
+        upstream.end()
+        self.record.status, self.record.error = status, error
+        self.job.status, self.job.error = status, error
+        self._finish()
+
+    def _finish(self) -> None:
+        self.record.finished_s = self.now_s
+        self.fleet.proxy.record_turn(self.record, path=COMPLETIONS_PATH)
+        self.fleet.clock.after(self.fleet.proxy_to_client_s, _client_done, self.fleet.clock, self.job)

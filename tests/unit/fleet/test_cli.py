@@ -1,0 +1,56 @@
+"""`ppd fleet` on the command line: a result set for every point, clear errors for bad flags."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ppd.cli import main
+
+
+def test_fleet_writes_a_result_set_with_every_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = tmp_path / "mixed.toml"
+    toml.write_text(
+        '[[instance]]\nport = 8100\nrole = "prefill"\n'
+        '[[instance]]\nport = 8200\nrole = "decode"\n'
+        '[[instance]]\nport = 8300\nrole = "replica"\n'
+    )
+    argv = ["fleet", "--topology", str(toml), "--modes", "ppd,replication", "--workload", "W1,64/8"]
+    argv += [
+        "--qps",
+        "1",
+        "--duration",
+        "5",
+        "--api",
+        "chat",
+        "--output",
+        str(tmp_path),
+        "--name",
+        "f",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    meta = json.loads((tmp_path / "f.json").read_text())
+    points = {(run["mode"], run["workload"]) for run in meta["runs"]}
+    assert points == {(m, w) for m in ("ppd", "replication") for w in ("W1", "64x8")}
+    assert meta["backend"] == "fleet" and meta["config"]["api"] == "chat"
+    assert "results in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--topology", "2r", "--modes", "ppd"], "needs prefill and decode"),
+        (["--topology", "1p1d", "--modes", "fast"], "not one of"),
+        (["--topology", "1p1d", "--qps", "0"], "qps"),
+        (["--topology", "1p1d", "--hops", "/nonexistent.json"], "--hops"),
+        (["--topology", "1p1d", "--profile", "nope"], "no profile"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fleet", *flags, "--duration", "1"]) == 2
+    assert message in capsys.readouterr().err

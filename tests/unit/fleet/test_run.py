@@ -1,0 +1,94 @@
+"""ppd.fleet end to end on small points: routes per mode, determinism, the engine model's own times,
+the result set `ppd report` reads, and cheap SLO attainment."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ppd.bench.metrics import Slo
+from ppd.bench.workloads import builtin_workload
+from ppd.errors import UsageError
+from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate, slo_attainment, write_result_set
+from ppd.results import load_result
+from ppd.sim.config import sim_config
+from ppd.sim.offline import OfflineEngine
+from ppd.sim.timing import api_overhead_s, load_profile
+
+
+def config(mode: str, topology: str = "1p1d", **overrides: object) -> FleetConfig:
+    values: dict[str, object] = {
+        "workload": builtin_workload("W1", 2),
+        "qps": 1.0,
+        "duration_s": 10.0,
+        "hops": HopCosts(),
+    }
+    values.update(overrides)
+    return FleetConfig(fleet_topology(topology), mode, **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mode", "turn2_routes"),
+    [("pd", {"pd"}), ("ppd", {"ppd-direct"}), ("replication", {"replica"})],
+)
+def test_each_mode_routes_as_the_proxy_does(mode: str, turn2_routes: set[str]) -> None:
+    run = simulate(config(mode))
+    assert run.rows and all(row.ok for row in run.rows)
+    assert len(run.rows) == 2 * run.run_info.num_conversations
+    assert {row.route for row in run.rows if row.turn == 2} == turn2_routes
+    turn2 = [row for row in run.rows if row.turn == 2]
+    if mode == "pd":
+        assert all(row.cached_tokens == row.prompt_tokens for row in turn2)  # pulled from P
+    else:
+        # the history minus the last answer token, whose KV is never computed, in whole blocks
+        assert all(row.cached_tokens == 752 for row in turn2)
+
+
+def test_the_same_config_gives_the_same_rows() -> None:
+    first, second = simulate(config("auto", "2p2d")), simulate(config("auto", "2p2d"))
+    assert [vars(row) for row in first.rows] == [vars(row) for row in second.rows]
+
+
+def test_an_isolated_turn_takes_the_engine_models_own_time() -> None:
+    """With no hops, a lone replica turn's TTFT is API time + the prefill step of OfflineEngine."""
+    lone = config(
+        "replication", "1r", qps=0.05, duration_s=40.0, poisson=False, workload=builtin_workload("W1", 1)
+    )
+    run = simulate(lone)  # one conversation, at 20 s
+    profile = load_profile("h100-llama3.1-8b")
+    engine = OfflineEngine(sim_config(profile))
+    row = run.rows[0]
+    request = engine.new_request(list(range(1, 513)), 256)
+    times = engine.run([(api_overhead_s(profile, 512), request)])[request.request_id]
+    assert row.ttft_ms == pytest.approx(times[0] * 1e3, abs=1e-3)
+    assert row.e2e_ms == pytest.approx(times[-1] * 1e3, abs=1e-3)
+
+
+def test_hop_costs_add_to_ttft() -> None:
+    hops = HopCosts(1.0, 2.0, 3.0, 4.0, 0.0)
+    bare = simulate(config("replication", qps=0.05, duration_s=40.0, poisson=False)).rows[0]
+    hopped = simulate(config("replication", qps=0.05, duration_s=40.0, poisson=False, hops=hops)).rows[0]
+    assert hopped.ttft_ms is not None and bare.ttft_ms is not None
+    assert hopped.ttft_ms - bare.ttft_ms == pytest.approx(10.0, abs=1e-3)
+
+
+def test_result_set_is_a_bench_result_set(tmp_path: Path) -> None:
+    runs = [simulate(config(mode, slo=Slo(200.0, 20.0))) for mode in ("pd", "replication")]
+    path = write_result_set(runs, tmp_path, "fleet-test")
+    meta, rows = load_result(path)
+    assert meta["backend"] == "fleet" and meta["profile"]["name"]
+    assert len(rows) == sum(len(run.rows) for run in runs)
+    assert {summary["mode"] for summary in meta["summaries"]} == {"pd", "replication"}
+    assert json.loads(path.read_text())["config"]["modes"] == ["pd", "replication"]
+
+
+def test_slo_attainment_matches_the_summary() -> None:
+    point = config("ppd", "2p2d", qps=2.0, slo=Slo(60.0, 7.0))
+    summary = next(s for s in simulate(point).summaries if s["turn_group"] == "all")
+    assert slo_attainment(point) == pytest.approx(summary["slo_attainment"])
+    assert 0.0 < summary["slo_attainment"] < 1.0  # the SLO separates turns: the test means something
+
+
+def test_a_mode_the_topology_cannot_serve_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="prefill and decode"):
+        simulate(config("pd", "2r"))

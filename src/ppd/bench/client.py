@@ -26,6 +26,7 @@ class TurnRequest:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    data: bytes | None = None  # the body already JSON-encoded (a trace request prepared ahead)
 
 
 @dataclass
@@ -70,7 +71,9 @@ class HttpBackend:
     async def send(self, request: TurnRequest, record: RawTurn) -> None:
         """POST the request and record the stream; failures become record.error."""
         url = self._base_url + request.path
-        data = json.dumps(request.body, separators=(",", ":")).encode()  # before the send stamp
+        data = request.data  # encoded ahead, or here before the send stamp
+        if data is None:
+            data = json.dumps(request.body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", **request.headers}
         record.sent_at = time.perf_counter()
         try:

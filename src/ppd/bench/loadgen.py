@@ -11,22 +11,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from ppd.bench.arrivals import ConversationPlan, derive_seed
 from ppd.bench.client import Backend, RawTurn, TurnRequest
 from ppd.bench.config import BenchConfig, WorkloadSpec
 from ppd.bench.metrics import conversation_rates, turn_timings
-from ppd.bench.workloads import api_path, random_word_texts, request_body, trace_request_body, vocabulary
+from ppd.bench.workloads import api_path, random_word_texts, request_body, vocabulary
 from ppd.results import RunInfo, TurnRow
-from ppd.traces.prompts import PromptMaker
-from ppd.traces.replay import ReplayConversation, ReplayTurn
+from ppd.traces import prompts
+from ppd.traces.replay import ReplayTurn
 
-# The error of a trace turn not sent because its context exceeds the server's max_model_len.
-SKIPPED_PREFIX = "skipped:"
 # Timers fire up to ~1 ms late; wake this early and yield until the due time, so sends are on time.
 SPIN_WINDOW_S = 0.001
 
@@ -80,6 +79,7 @@ async def run_point(context: RunContext, plans: list[ConversationPlan]) -> RunIn
     started_utc = datetime.now(UTC).isoformat(timespec="seconds")
     with _collector_frozen():
         vocabulary()
+        prompts.prepare()
         context.start_at = time.perf_counter() + SPIN_WINDOW_S
         return await _run(context, plans, started_utc)
 
@@ -132,22 +132,24 @@ async def _run(context: RunContext, plans: list[ConversationPlan], started_utc: 
 async def _start_conversations(
     context: RunContext, plans: list[ConversationPlan], tasks: set[asyncio.Task[None]]
 ) -> None:
-    trace = context.point.workload.trace
-    prompts = PromptMaker(_run_seed(context), trace.linked.trace.block_size) if trace is not None else None
+    if context.point.workload.trace is not None:
+        from ppd.bench.trace_loadgen import start_trace_conversations  # it builds on this module
+
+        await start_trace_conversations(context, plans, tasks)
+        return
     for plan in plans:
         # Prompt text is made before waiting, so making it never delays a send.
-        if prompts is not None and plan.replay is not None:
-            first_text = trace_prompt(prompts, plan.replay.turns[0])
-            drive = drive_trace_conversation(context, plan, plan.replay, prompts, first_text)
-        else:
-            num_words = [turn.num_new_words for turn in plan.turns]
-            texts = random_word_texts(num_words, _prompt_seed(context, plan))
-            drive = drive_conversation(context, plan, texts)
+        texts = random_word_texts([turn.num_new_words for turn in plan.turns], _prompt_seed(context, plan))
         await sleep_until(context.start_at + plan.arrival_s)
-        task = asyncio.create_task(drive)
-        tasks.add(task)
-        task.add_done_callback(lambda done: _forget(done, tasks, context))
+        start_task(context, tasks, drive_conversation(context, plan, texts))
         await asyncio.sleep(0)  # let it send now, before the next conversation's text is made
+
+
+def start_task(context: RunContext, tasks: set[asyncio.Task[None]], drive: Coroutine[Any, Any, None]) -> None:
+    """Run one conversation as its own task, kept in `tasks` until it ends."""
+    task = asyncio.create_task(drive)
+    tasks.add(task)
+    task.add_done_callback(lambda done: _forget(done, tasks, context))
 
 
 def _forget(task: asyncio.Task[None], tasks: set[asyncio.Task[None]], context: RunContext) -> None:
@@ -169,13 +171,6 @@ async def _cut_off(tasks: set[asyncio.Task[None]]) -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _run_seed(context: RunContext) -> int:
-    """The prompt seed of a trace run: shared ids share words within a run, never across runs."""
-    point = context.point
-    config = context.config
-    return derive_seed(config.seed, context.salt, point.mode, point.workload.name, point.qps, point.run)
 
 
 def _prompt_seed(context: RunContext, plan: ConversationPlan) -> int:
@@ -215,7 +210,7 @@ async def drive_conversation(context: RunContext, plan: ConversationPlan, texts:
             await context.backend.send(TurnRequest(api_path(context.config.api), body, headers), record)
         except asyncio.CancelledError:
             if record.sent_at is None:
-                _record_not_sent(context, plan, session_id, turn, due_s, context.cut_off_reason)
+                record_not_sent(context, plan, session_id, turn, due_s, context.cut_off_reason)
                 return
             record.error = context.cut_off_reason
         row = make_row(context, plan, session_id, turn, due_s, record)
@@ -226,79 +221,25 @@ async def drive_conversation(context: RunContext, plan: ConversationPlan, texts:
             reason = (
                 f"turn {turn} failed" if record.error != context.cut_off_reason else context.cut_off_reason
             )
-            _record_not_sent(
-                context, plan, session_id, turn + 1, _since_start(context, record.ended_at), reason
+            record_not_sent(
+                context, plan, session_id, turn + 1, since_start(context, record.ended_at), reason
             )
             return
         answers.append(record.text)
-        due_s = _since_start(context, record.ended_at) + context.config.think_time_s
+        due_s = since_start(context, record.ended_at) + context.config.think_time_s
 
 
-def trace_prompt(prompts: PromptMaker, turn: ReplayTurn) -> str:
-    """The prompt text of one trace turn."""
-    return prompts.prompt(turn.request_index, turn.num_input_tokens, turn.block_ids)
-
-
-async def drive_trace_conversation(
-    context: RunContext, plan: ConversationPlan, replay: ReplayConversation, prompts: PromptMaker, first: str
-) -> None:
-    """Send a trace conversation's turns in order, each at its trace time or when the one before it
-    completed, whichever is later (a user reads the answer first). A turn longer than the server's
-    max_model_len is skipped (a row with sent=False); a failure ends the conversation."""
-    session_id = conversation_id(context, plan)
-    headers = {"X-Session-ID": session_id} if context.config.send_session_id else {}
-    ready_s = plan.arrival_s
-    started = False
-    for turn, step in enumerate(replay.turns, start=1):
-        due_s = max(step.due_s, ready_s)
-        if (skip := _over_length(context, step)) is not None:
-            skipped = RawTurn(error=skip)
-            context.on_row(_turn_row(context, plan, session_id, turn, due_s, skipped, None, step))
-            continue
-        text = first if turn == 1 else trace_prompt(prompts, step)  # made before the wait
-        config = context.config
-        body = trace_request_body(config.api, context.model, text, step.num_output_tokens, config.temperature)
-        record = RawTurn()
-        try:
-            await sleep_until(context.start_at + due_s)
-            context.on_send(turn)
-            await context.backend.send(TurnRequest(api_path(context.config.api), body, headers), record)
-        except asyncio.CancelledError:
-            if record.sent_at is None:
-                _record_not_sent(context, plan, session_id, turn, due_s, context.cut_off_reason)
-                return
-            record.error = context.cut_off_reason
-        row = make_row(context, plan, session_id, turn, due_s, record, step)
-        context.on_row(row)
-        if not started and row.sent_s is not None:
-            context.start_times_s.append(row.sent_s)
-            started = True
-        if not row.ok:
-            failed = f"turn {turn} failed" if record.error != context.cut_off_reason else record.error
-            ended_s = _since_start(context, record.ended_at)
-            _record_not_sent(context, plan, session_id, turn + 1, ended_s, failed)
-            return
-        ready_s = _since_start(context, record.ended_at) + context.config.think_time_s
-
-
-def _over_length(context: RunContext, turn: ReplayTurn) -> str | None:
-    """Why a trace turn cannot be sent (its context exceeds max_model_len), or None."""
-    num_context_tokens = turn.num_input_tokens + turn.num_output_tokens
-    if context.max_model_len is None or num_context_tokens <= context.max_model_len:
-        return None
-    return f"{SKIPPED_PREFIX} context {num_context_tokens} tokens > max_model_len {context.max_model_len}"
-
-
-def _since_start(context: RunContext, stamp: float | None) -> float:
+def since_start(context: RunContext, stamp: float | None) -> float:
+    """A perf_counter stamp (None: now) in s since the run's start."""
     return (stamp if stamp is not None else time.perf_counter()) - context.start_at
 
 
-def _record_not_sent(
+def record_not_sent(
     context: RunContext, plan: ConversationPlan, session_id: str, first_turn: int, due_s: float, reason: str
 ) -> None:
     for turn in range(first_turn, len(plan.turns) + 1):
         record = RawTurn(error=f"not sent: {reason}")  # nothing seen: no status, stamps, usage, headers
-        context.on_row(_turn_row(context, plan, session_id, turn, due_s, record, sent_s=None))
+        context.on_row(turn_row(context, plan, session_id, turn, due_s, record, sent_s=None))
 
 
 def make_row(
@@ -311,11 +252,11 @@ def make_row(
     trace_turn: ReplayTurn | None = None,
 ) -> TurnRow:
     """The row of one sent turn, with latencies computed from the record's raw stamps."""
-    sent_s = _since_start(context, record.sent_at)
-    return _turn_row(context, plan, session_id, turn, due_s, record, sent_s, trace_turn)
+    sent_s = since_start(context, record.sent_at)
+    return turn_row(context, plan, session_id, turn, due_s, record, sent_s, trace_turn)
 
 
-def _turn_row(
+def turn_row(
     context: RunContext,
     plan: ConversationPlan,
     session_id: str,

@@ -23,15 +23,19 @@ def test_shared_ids_share_exactly_their_tokens() -> None:
     assert encode(maker.prompt(2, 10, (0, 1, 2)))[:10] == encode(maker.prompt(3, 12, (0, 1, 2)))[:10]
 
 
-def test_seed_changes_every_word_and_caching_changes_nothing() -> None:
-    cached, uncached = (
-        PromptMaker(seed=1, block_size=8),
-        PromptMaker(seed=1, block_size=8, max_cached_blocks=1),
-    )
-    for index in range(3):
-        assert cached.prompt(index, 20, (0, 1, 2)) == uncached.prompt(index, 20, (0, 1, 2))
+def test_same_id_same_words_and_a_seed_changes_them() -> None:
+    first, again = PromptMaker(seed=1, block_size=8), PromptMaker(seed=1, block_size=8)
+    assert first.prompt(0, 20, (0, 1, 2)) == again.prompt(5, 20, (0, 1, 2))
     other = PromptMaker(seed=2, block_size=8).prompt(0, 20, (0, 1, 2)).split()
-    assert sum(a == b for a, b in zip(other, cached.prompt(0, 20, (0, 1, 2)).split(), strict=True)) < 3
+    assert sum(a == b for a, b in zip(other, first.prompt(0, 20, (0, 1, 2)).split(), strict=True)) < 3
+
+
+def test_different_ids_differ_from_their_first_token() -> None:
+    """Two header words encode the id: no two blocks share a prefix-cache block by chance."""
+    maker = PromptMaker(seed=7, block_size=4)
+    firsts = {tuple(encode(maker.prompt(0, 4, (block_id,)))[:2]) for block_id in range(0, 10**6, 997)}
+    assert len(firsts) == len(range(0, 10**6, 997))
+    assert len(maker.prompt(0, 1, (3,)).split()) == 1 and len(maker.prompt(0, 2, (3,)).split()) == 2
 
 
 def test_requests_without_ids_get_their_own_words() -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ppd.errors import UsageError
 
 if TYPE_CHECKING:  # the fleet itself is imported only when `ppd fleet` runs
+    from ppd.bench.config import WorkloadSpec
     from ppd.fleet.config import FleetConfig, HopCosts
 
 
@@ -90,7 +91,7 @@ def default_name(args: argparse.Namespace, now: object) -> str:
 
 def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
     """One FleetConfig per mode x workload x qps x run, in the bench's order; UsageError on bad flags."""
-    from ppd.bench.cli import parse_rates
+    from ppd.bench.cli import _check_trace_flags
     from ppd.bench.config import MODES
     from ppd.bench.metrics import Slo
     from ppd.bench.workloads import parse_workloads
@@ -123,8 +124,13 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
     )
     hops = hops_from_arg(args.hops)
     configs = []
-    for workload in parse_workloads(args.workload, args.turns):
-        for qps in parse_rates(args.qps):
+    from ppd.traces.replay import parse_window
+
+    window = parse_window(args.window) if args.window is not None else None
+    workloads = parse_workloads(args.workload, args.turns, window)
+    _check_trace_flags(args, [workload.trace is not None for workload in workloads])
+    for workload in workloads:
+        for qps in _rates(args, workload):
             for run_index in range(args.runs):
                 for mode in modes:
                     config = FleetConfig(
@@ -132,7 +138,7 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
                         mode=mode,
                         workload=workload,
                         qps=qps,
-                        duration_s=args.duration_s,
+                        duration_s=args.duration_s if args.duration_s is not None else 60.0,
                         run=run_index,
                         think_time_s=args.think_time_s,
                         seed=args.seed,
@@ -151,6 +157,17 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
                     validate(config)
                     configs.append(config)
     return configs
+
+
+def _rates(args: argparse.Namespace, workload: WorkloadSpec) -> tuple[float, ...]:
+    """--qps (--rate) values; for a trace, --speedup's as request rates (default: its own pace)."""
+    from ppd.bench.arrivals import trace_request_rate
+    from ppd.bench.cli import parse_rates
+
+    if workload.trace is None or args.qps is not None:
+        return parse_rates(args.qps or "1")
+    speedups = parse_rates(args.speedup, "--speedup") if args.speedup else (1.0,)
+    return tuple(round(trace_request_rate(workload.trace, speedup), 6) for speedup in speedups)
 
 
 def hops_from_arg(text: str) -> HopCosts:

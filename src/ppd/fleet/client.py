@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ppd.bench.arrivals import ConversationPlan, derive_seed
+from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
 from ppd.bench.workloads import random_word_ids
 from ppd.fleet.clock import EventQueue
@@ -171,6 +172,7 @@ class BenchClient:
             itl_ms=job.itl_ms or [],
             prompt_tokens=job.prompt_tokens,
             cached_tokens=job.cached_tokens,
+            cached_share=cached_share(job.prompt_tokens, job.cached_tokens),
             output_tokens=job.output_tokens,
             route=job.route,
             upstream=job.upstream,

@@ -103,7 +103,11 @@ class FleetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy for the result file."""
-        data = asdict(self)
+        # Not asdict(self) whole: it would copy every request of a trace workload.
+        data = {
+            name: asdict(value) if name in ("slo", "engine", "hops") else value
+            for name, value in ((f, getattr(self, f)) for f in self.__dataclass_fields__)
+        }
         data["topology"] = topology_to_dict(self.topology)
         data["workload"] = workload_to_dict(self.workload)
         return data
@@ -125,7 +129,9 @@ def validate(config: FleetConfig) -> None:
     for passed, message in checks:
         if not passed:
             raise UsageError(message)
-    if not config.workload.conversations or not all(config.workload.conversations):
+    if config.workload.trace is None and (
+        not config.workload.conversations or not all(config.workload.conversations)
+    ):
         raise UsageError(f"workload {config.workload.name}: needs conversations of at least one turn")
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ppd.bench.arrivals import plan_conversations
+from ppd.bench.arrivals import ConversationPlan, plan_conversations, plan_trace, trace_duration_s
 from ppd.bench.config import BenchConfig
 from ppd.bench.metrics import conversation_rates, meets_slo, summarize
 from ppd.bench.resultset import ResultSet
@@ -19,6 +19,7 @@ from ppd.fleet.client import BenchClient
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig, topology_to_dict, validate
 from ppd.fleet.fleet import Fleet
+from ppd.fleet.trace_client import TraceClient
 from ppd.results import RunInfo, TurnRow
 from ppd.sim.timing import load_profile
 
@@ -66,24 +67,21 @@ def simulate(config: FleetConfig, on_row: Callable[[TurnRow], None] | None = Non
     clock = EventQueue()
     fleet = Fleet(config, clock)
     rows: list[TurnRow] = []
-    client = BenchClient(config, fleet, clock, on_row or rows.append)
-    plans = plan_conversations(
-        config.workload, config.qps, config.duration_s, config.seed, config.run, config.poisson
-    )
+    client, plans, duration_s = _client_and_plans(config, fleet, clock, on_row or rows.append)
     client.start(plans)
-    end_s = config.duration_s + config.drain_timeout_s
+    end_s = duration_s + config.drain_timeout_s
     clock.run_until(end_s)
     if client.num_active:
         clock.now_s = end_s
         client.cut_off(f"cut off by the drain timeout ({config.drain_timeout_s:g} s)")
-    offered, achieved = conversation_rates(len(plans), client.start_times_s, config.duration_s)
+    offered, achieved = conversation_rates(len(plans), client.start_times_s, duration_s)
     run_info = RunInfo(
         config.mode,
         config.workload.name,
         config.qps,
         config.run,
         started_utc,
-        config.duration_s,
+        duration_s,
         clock.now_s,  # virtual: arrival window + drain
         len(plans),
         offered,
@@ -94,6 +92,22 @@ def simulate(config: FleetConfig, on_row: Callable[[TurnRow], None] | None = Non
     engine_stats = [_engine_stats(engine.name, engine) for engine in fleet.engines.values()]
     wall_s = time.perf_counter() - started_wall_s
     return FleetRun(config, run_info, rows, summaries, clock.num_events, wall_s, engine_stats)
+
+
+def _client_and_plans(
+    config: FleetConfig, fleet: Fleet, clock: EventQueue, on_row: Callable[[TurnRow], None]
+) -> tuple[BenchClient, list[ConversationPlan], float]:
+    """The client, its conversations and the arrival window: a trace slice's (its qps is the request
+    rate; duration_s is ignored) or the synthetic workload's."""
+    trace = config.workload.trace
+    if trace is None:
+        plans = plan_conversations(
+            config.workload, config.qps, config.duration_s, config.seed, config.run, config.poisson
+        )
+        return BenchClient(config, fleet, clock, on_row), plans, config.duration_s
+    max_model_len = config.engine.sim_config("trace").max_model_len
+    client = TraceClient(config, fleet, clock, on_row, max_model_len)
+    return client, plan_trace(trace, config.qps), trace_duration_s(trace, config.qps)
 
 
 def slo_attainment(config: FleetConfig) -> float | None:

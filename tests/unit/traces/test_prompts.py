@@ -48,3 +48,10 @@ def test_requests_without_ids_get_their_own_words() -> None:
 def test_ids_that_do_not_fit_the_length_are_an_error() -> None:
     with pytest.raises(ValueError, match="3 block ids for 4 tokens"):
         PromptMaker(seed=1, block_size=4).prompt(0, 4, (0, 1, 2))
+
+
+def test_prompt_ids_are_the_prompts_tokens() -> None:
+    maker = PromptMaker(seed=3, block_size=8)
+    for index, (length, ids) in enumerate([(20, (0, 1, 2)), (1, (4,)), (2, (4,)), (9, (0, 5))]):
+        assert maker.prompt_ids(index, length, ids) == encode(maker.prompt(index, length, ids))
+    assert maker.prompt_ids(7, 30, ()) == encode(maker.prompt(7, 30, ()))

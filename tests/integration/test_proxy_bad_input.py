@@ -8,6 +8,7 @@ application code runs). Afterwards the proxy still serves.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.client
 import json
 import socket
@@ -22,6 +23,7 @@ import pytest
 
 TOKEN = "s3cret"
 MAX_BODY_BYTES = 65536
+MAX_JSON_ELEMENTS = 2000
 BODY_TIMEOUT_S = 1.0
 REPLY_TIMEOUT_S = 10.0
 
@@ -71,6 +73,11 @@ def http_request(method: str, path: str, body: bytes = b"", headers: dict[str, s
 def post(path: str, body: Any, headers: dict[str, str] | None = None) -> bytes:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return http_request("POST", path, data, headers)
+
+
+def with_raw_header(request: bytes, header: bytes) -> bytes:
+    """The request with one more header line, given as bytes (which need not be UTF-8)."""
+    return request.replace(b"\r\nHost: proxy\r\n", b"\r\nHost: proxy\r\n" + header + b"\r\n", 1)
 
 
 def nested(depth: int) -> bytes:
@@ -125,7 +132,13 @@ CASES: list[tuple[str, bytes, int, str]] = [
     ("empty conversation_id", post(C, {"prompt": "a", "conversation_id": ""}), 400, "conversation_id"),
     ("long conversation_id", post(C, {"prompt": "a", "conversation_id": "c" * 600}), 400, "conversation_id"),
     ("nesting 100 deep", post(C, nested(100)), 400, "nests deeper"),
-    ("nesting 30k deep", post(C, nested(30_000)), 400, "nests deeper"),
+    ("nesting 30k deep", post(C, nested(30_000)), 400, "more than"),
+    ("300 empty objects", post(C, b'{"prompt": [' + b",".join([b"{}"] * 300) + b"]}"), 400,
+     f"more than {MAX_JSON_ELEMENTS // 10} arrays and objects"),
+    ("3000 numbers", post(C, b'{"prompt": [' + b",".join([b"1"] * 3000) + b"]}"), 400,
+     f"more than {MAX_JSON_ELEMENTS} elements"),
+    ("600 one-word messages", post(CHAT, {"messages": [{"role": "user", "content": "w"}] * 600}), 400,
+     f"more than {MAX_JSON_ELEMENTS} elements"),
     ("chat messages string", post(CHAT, {"messages": "hi"}), 400, "messages"),
     ("chat messages empty", post(CHAT, {"messages": []}), 400, "messages"),
     ("chat message number", post(CHAT, {"messages": [1]}), 400, "message"),
@@ -136,9 +149,22 @@ CASES: list[tuple[str, bytes, int, str]] = [
      post(CHAT, {"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": -5}), 400,
      "max_completion_tokens"),
     ("chat deep content", post(CHAT, b'{"messages": [{"role": "user", "content": ' + b"[" * 5000 + b"]" * 5000
-                                     + b"}]}"), 400, "nests deeper"),
+                                     + b"}]}"), 400, "more than"),
+    ("chat content 150 deep", post(CHAT, b'{"messages": [{"role": "user", "content": '
+                                         + b"[" * 150 + b"]" * 150 + b"}]}"), 400, "nests deeper"),
     ("long session header", post(C, {"prompt": "a"}, {"X-Session-ID": "s" * 600}), 400, "X-Session-ID"),
-    ("content-encoding lie", post(C, {"prompt": "a"}, {"Content-Encoding": "gzip"}), 400, "malformed"),
+    ("content-encoding lie", post(C, {"prompt": "a"}, {"Content-Encoding": "gzip"}), 400, "not valid gzip"),
+    ("deflate lie", post(C, {"prompt": "a"}, {"Content-Encoding": "deflate"}), 400, "not valid deflate"),
+    ("gzip cut short", post(C, gzip.compress(b'{"prompt": "a"}')[:12], {"Content-Encoding": "gzip"}), 400,
+     "not valid gzip"),
+    ("gzip bomb", post(C, gzip.compress(b" " * (8 * MAX_BODY_BYTES)), {"Content-Encoding": "gzip"}), 413,
+     "once decoded"),
+    *[(f"content-encoding {value}", post(C, {"prompt": "a"}, {"Content-Encoding": value}), 415,
+       "not supported") for value in ("zstdx", "compress", "gzip, br", "*", "br", "zstd")],
+    ("non-UTF-8 Authorization", with_raw_header(post(C, {"prompt": "a"}), b"Authorization: Bearer \xff\xfe"),
+     401, "printable ASCII"),
+    ("non-UTF-8 admin token", with_raw_header(http_request("POST", MODE_PD), b"Authorization: Bearer \xe9"),
+     401, "printable ASCII"),
     ("declared body too large", http_request("POST", C, b"", length=MAX_BODY_BYTES + 1), 413, "exceeds"),
     ("sent body too large", post(C, {"prompt": "w " * MAX_BODY_BYTES}), 413, "exceeds"),
     ("chunked body too large", http_request("POST", C, chunked(HUGE_PROMPT), CHUNKED), 413, "exceeds"),
@@ -177,7 +203,8 @@ def proxy() -> Any:
     engine = start_ppd("sim", "--time-scale", "0.05", "--port", "0")
     proxy = start_ppd("proxy", "--mode", "ppd", "--prefill", engine.url, "--decode", engine.url,
                       "--port", "0", "--admin-token", TOKEN, "--max-body-bytes", str(MAX_BODY_BYTES),
-                      "--body-timeout-s", str(BODY_TIMEOUT_S))  # fmt: skip
+                      "--body-timeout-s", str(BODY_TIMEOUT_S),
+                      "--max-json-elements", str(MAX_JSON_ELEMENTS))  # fmt: skip
     yield proxy.url
     proxy.stop()
     engine.stop()

@@ -9,13 +9,15 @@
     GET  /health, /version, /v1/models
     GET  /openapi.json                            the OpenAPI description of all of the above
 
-Admin endpoints need `Authorization: Bearer <token>` when the config has an admin token.
+Admin endpoints need `Authorization: Bearer <token>` when the config has an admin token; with
+`protect_status`, so do GET /status and /metrics (they show upstream URLs and load).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -30,13 +32,16 @@ from ppd.proxy.openapi import openapi_description
 from ppd.proxy.state import STATE, ProxyState
 from ppd.proxy.turns import CHAT_PATH, COMPLETIONS_PATH, handle_chat_completions, handle_completions
 from ppd.proxy.upstreams import HealthChecker
+from ppd.serve import CONNECTIONS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_app(config: ProxyConfig) -> web.Application:
     """An aiohttp app routing for `config`; its HTTP client and health checks run while it runs."""
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_json_errors])
+    app = web.Application(
+        client_max_size=config.max_body_bytes, middlewares=[_json_errors, _checked_authorization]
+    )
     app[STATE] = ProxyState.from_config(config)
     app.cleanup_ctx.append(_lifespan)
     app.router.add_post(COMPLETIONS_PATH, handle_completions)
@@ -77,14 +82,29 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Every error, the router's 404/405/413 included, reaches the client as OpenAI-style JSON.
+    state = request.app[STATE]
     try:
         return await handler(request)
     except ApiError as exc:
+        if exc.status < 500:
+            state.note_rejection(request, exc.status, exc.message)
         return api_error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason if exc.text is None else exc.text.strip())
+        message = exc.reason if exc.text is None else exc.text.strip()
+        state.note_rejection(request, exc.status, message)
+        return error_response(exc.status, message)
+
+
+@web.middleware
+async def _checked_authorization(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # An Authorization header is compared, and forwarded to the engines, as bytes: one that is not
+    # printable ASCII (aiohttp hands undecodable bytes over as surrogates) can be no valid token.
+    authorization = request.headers.get("Authorization")
+    if authorization is not None and not (authorization.isascii() and authorization.isprintable()):
+        raise ApiError(401, "the Authorization header must be printable ASCII, e.g. 'Bearer <token>'")
+    return await handler(request)
 
 
 def check_admin(request: web.Request) -> None:
@@ -93,8 +113,14 @@ def check_admin(request: web.Request) -> None:
     if token is None:
         return
     given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
         raise ApiError(401, "admin endpoint: send 'Authorization: Bearer <admin token>'")
+
+
+def check_status_access(request: web.Request) -> None:
+    """With --protect-status, /status and /metrics are admin endpoints (ApiError 401 otherwise)."""
+    if request.app[STATE].config.protect_status:
+        check_admin(request)
 
 
 async def get_mode(request: web.Request) -> web.Response:
@@ -125,11 +151,15 @@ async def clear_conversations(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """GET /status."""
-    return web.json_response(request.app[STATE].status())
+    check_status_access(request)
+    connections = request.app.get(CONNECTIONS)
+    extra = {"connections": dataclasses.asdict(connections)} if connections is not None else {}
+    return web.json_response(request.app[STATE].status() | extra)
 
 
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics (Prometheus text format)."""
+    check_status_access(request)
     state = request.app[STATE]
     text = state.metrics.render(state.mode, state.pool.status(), len(state.conversations))
     return web.Response(text=text, content_type="text/plain", charset="utf-8")

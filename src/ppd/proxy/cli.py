@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ppd.proxy.config import MODES, ProxyConfig
+
+if TYPE_CHECKING:
+    from ppd.serve import ServerOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +63,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--body-timeout-s", type=float, default=30.0, help="longest wait for a request's whole body (408)"
     )
+    parser.add_argument(
+        "--max-json-elements",
+        type=int,
+        default=200_000,
+        help="most JSON values in a body, arrays and objects at most a tenth of it (400 beyond)",
+    )
+    parser.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=10.0,
+        help="a new connection that has not sent its request headers in this long is closed",
+    )
+    parser.add_argument(
+        "--idle-timeout-s", type=float, default=60.0, help="close a kept-alive connection idle this long"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=4096,
+        help="client connections open at once; one more is answered 503 and closed",
+    )
+    parser.add_argument(
+        "--protect-status",
+        action="store_true",
+        help="GET /status and /metrics need the admin token too (they show upstream URLs and load)",
+    )
+    parser.add_argument(
+        "--upstream-header",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send x-ppd-upstream (the URL of the engine that answered) to clients "
+        "(--no-upstream-header keeps internal URLs from them)",
+    )
     parser.add_argument("--health-interval-s", type=float, default=2.0)
     parser.add_argument("--health-timeout-s", type=float, default=2.0)
     parser.add_argument("--health-max-backoff-s", type=float, default=30.0)
@@ -84,6 +123,12 @@ def build_config(args: argparse.Namespace) -> ProxyConfig:
         prefill_timeout_s=args.prefill_timeout_s,
         max_body_bytes=args.max_body_bytes,
         body_timeout_s=args.body_timeout_s,
+        max_json_elements=args.max_json_elements,
+        header_timeout_s=args.header_timeout_s,
+        idle_timeout_s=args.idle_timeout_s,
+        max_connections=args.max_connections,
+        protect_status=args.protect_status,
+        upstream_header=args.upstream_header,
         insecure=args.insecure,
         health_interval_s=args.health_interval_s,
         health_timeout_s=args.health_timeout_s,
@@ -98,6 +143,33 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
     config = build_config(args)
     from ppd.proxy.app import build_app
-    from ppd.serve import run_server
+    from ppd.proxy.state import STATE
+    from ppd.ratelog import route_server_errors
+    from ppd.serve import raise_open_file_limit, run_server
 
-    return run_server(build_app(config), config.host, config.port, "ppd proxy", handler_cancellation=True)
+    # Each client connection may need one upstream connection too, plus the pools' idle ones.
+    num_files = raise_open_file_limit(2 * config.max_connections + 256)
+    if num_files < 2 * config.max_connections:
+        message = f"the open-file limit is {num_files}, less than 2 x --max-connections"
+        print(f"ppd proxy: warning: {message}", file=sys.stderr)
+    app = build_app(config)
+    rejections = app[STATE].rejections
+    # aiohttp's parser answers bytes that are not HTTP itself, and logged each with a traceback.
+    route_server_errors("aiohttp.server", rejections, "ppd proxy: ")
+    return run_server(app, config.host, config.port, "ppd proxy", server_options(config, rejections.line))
+
+
+def server_options(config: ProxyConfig, note: Callable[[str], object] | None = None) -> ServerOptions:
+    """How the proxy treats client connections: cancel a gone client's handler (its upstream
+    requests abort at once), decode bodies itself (inputs.py), cap connections and idle time."""
+    from ppd.connections import ConnectionLimits
+    from ppd.serve import ServerOptions
+
+    limits = ConnectionLimits(config.max_connections, config.header_timeout_s)
+    return ServerOptions(
+        handler_cancellation=True,
+        keepalive_timeout_s=config.idle_timeout_s,
+        auto_decompress=False,
+        connection_limits=limits,
+        connection_note=(lambda text: note(f"ppd proxy: {text}")) if note is not None else None,
+    )

@@ -35,6 +35,12 @@ class ProxyConfig:
     prefill_timeout_s: float = 60.0  # longest wait for P's answer; then D prefills the turn itself
     max_body_bytes: int = 16 * 1024 * 1024
     body_timeout_s: float = 30.0  # longest wait for a client's whole request body (408 after)
+    max_json_elements: int = 200_000  # values in a body (arrays and objects: a tenth of it)
+    header_timeout_s: float = 10.0  # longest wait for a new connection's request headers
+    idle_timeout_s: float = 60.0  # a kept-alive connection with no request for this long is closed
+    max_connections: int = 4096  # client connections open at once; more are answered 503 and closed
+    protect_status: bool = False  # GET /status and /metrics need the admin token too
+    upstream_header: bool = True  # answers carry x-ppd-upstream (the engine's URL)
     insecure: bool = False  # allow a non-loopback bind address without an admin token
     health_interval_s: float = 2.0
     health_timeout_s: float = 2.0
@@ -75,6 +81,10 @@ def check_config(config: ProxyConfig) -> None:
         if getattr(config, name) is not None:
             _check_positive(name, getattr(config, name))
     _check_positive("max_conversations", config.max_conversations)
+    _check_positive("max_json_elements", config.max_json_elements)
+    _check_positive("max_connections", config.max_connections)
+    if config.protect_status and config.admin_token is None:
+        raise UsageError("--protect-status needs --admin-token (the token /status and /metrics then ask for)")
     for name in (
         "conversation_idle_ttl_s",
         "connect_timeout_s",
@@ -82,6 +92,8 @@ def check_config(config: ProxyConfig) -> None:
         "prefill_timeout_s",
         "max_body_bytes",
         "body_timeout_s",
+        "header_timeout_s",
+        "idle_timeout_s",
         "health_interval_s",
         "health_timeout_s",
         "health_max_backoff_s",

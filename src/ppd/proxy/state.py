@@ -15,9 +15,11 @@ from ppd.proxy.config import ProxyConfig
 from ppd.proxy.conversations import ConversationStore
 from ppd.proxy.estimates import Estimates, turn_observation
 from ppd.proxy.failover import FAILOVER_KINDS
+from ppd.proxy.inputs import BodyLimits
 from ppd.proxy.metrics import DecisionLog, ProxyMetrics
 from ppd.proxy.policies import ROUTE_KINDS, RouteOptions
 from ppd.proxy.upstreams import UpstreamPool
+from ppd.ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
     from ppd.proxy.turns import TurnRecord
@@ -41,6 +43,7 @@ class ProxyState:
     prefill_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
     estimates: Estimates = field(default_factory=Estimates)  # auto mode's; learnt in every mode
     background: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled when the app stops
+    rejections: RateLimitedLog = field(default_factory=RateLimitedLog)  # one line per rejected request
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> ProxyState:
@@ -53,6 +56,12 @@ class ProxyState:
             upstream_timeout=upstream_timeout(config),
             prefill_timeout=prefill_timeout(config),
         )
+
+    @property
+    def body_limits(self) -> BodyLimits:
+        """What a client's request body may be."""
+        config = self.config
+        return BodyLimits(config.max_body_bytes, config.body_timeout_s, config.max_json_elements)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -80,6 +89,13 @@ class ProxyState:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def note_rejection(self, request: web.BaseRequest, status: int, message: str) -> None:
+        """Log one line for a request the proxy refused itself (rate-limited)."""
+        peer = request.remote or "?"
+        self.rejections.line(
+            f"ppd proxy: rejected {status} {request.method} {request.path} from {peer}: {message}"
+        )
 
     def note_failure(self, url: str, error: str, unreachable: bool) -> None:
         """Count a failed forward; one that could not connect, or a streak, takes the instance out."""
@@ -172,6 +188,12 @@ def options_status(config: ProxyConfig) -> dict[str, Any]:
         "prefill_timeout_s": config.prefill_timeout_s,
         "max_body_bytes": config.max_body_bytes,
         "body_timeout_s": config.body_timeout_s,
+        "max_json_elements": config.max_json_elements,
+        "header_timeout_s": config.header_timeout_s,
+        "idle_timeout_s": config.idle_timeout_s,
+        "max_connections": config.max_connections,
+        "protect_status": config.protect_status,
+        "upstream_header": config.upstream_header,
         "health_interval_s": config.health_interval_s,
         "health_timeout_s": config.health_timeout_s,
         "health_max_backoff_s": config.health_max_backoff_s,

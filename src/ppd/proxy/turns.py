@@ -93,8 +93,7 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
     state = request.app[STATE]
     record = TurnRecord(started_s=time.perf_counter())
     try:
-        config = state.config
-        body, raw_body = await read_json_body(request, config.max_body_bytes, config.body_timeout_s)
+        body, raw_body = await read_json_body(request, state.body_limits)
         turn_request = parse_turn_request(request.headers, body, raw_body, is_chat)
         conversation = state.conversations.find(turn_request.identity)
         turn = record.turn = turn_of(conversation, turn_request)
@@ -105,6 +104,8 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
         return await forward_turn(request, state, turn_request, conversation, route, turn, record)
     except ApiError as exc:
         record.status, record.error = exc.status, exc.message
+        if exc.status < 500:
+            state.note_rejection(request, exc.status, exc.message)
         response = api_error_response(exc)
         if exc.status in (408, 413):
             response.force_close()  # the unread rest of the body must not be parsed as a request
@@ -221,11 +222,9 @@ class _Forward:
                 headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
                 data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
                 self.prefilled_kv = (route.target_url, kv_transfer_params)
-        headers_down |= {
-            "x-ppd-route": route.kind,
-            "x-ppd-turn": str(self.turn.number),
-            "x-ppd-upstream": route.target_url,
-        }
+        headers_down |= {"x-ppd-route": route.kind, "x-ppd-turn": str(self.turn.number)}
+        if self.state.config.upstream_header:
+            headers_down["x-ppd-upstream"] = route.target_url
         if record.failovers:
             headers_down["x-ppd-failover"] = ",".join(record.failovers)
         if route.decision is not None:

@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the SimConfig from the flags and serve until SIGINT/SIGTERM."""
-    from ppd.serve import run_server
+    from ppd.serve import ServerOptions, run_server
     from ppd.sim.server import build_app
 
     config = config_from_args(args)
@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)
     # A client that disconnects cancels its handler, which aborts the request in the engine at once
     # (blocks and batch slot freed, even while it waits or prefills), as vLLM's API server does.
-    return run_server(build_app(config), config.host, config.port, "ppd sim", handler_cancellation=True)
+    # Bodies are read as sent, as vLLM's server reads them: a compressed one is not JSON (400).
+    options = ServerOptions(handler_cancellation=True, auto_decompress=False)
+    return run_server(build_app(config), config.host, config.port, "ppd sim", options)
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from ppd.errors import UsageError
+from ppd.jsonshape import nests_deeper_than
 from ppd.openai_api import ApiError
 from ppd.proxy.cli import add_arguments, build_config
 from ppd.proxy.config import ProxyConfig, is_loopback
-from ppd.proxy.inputs import MAX_SESSION_ID_CHARS, json_depth, parse_turn_request
+from ppd.proxy.inputs import MAX_SESSION_ID_CHARS, parse_turn_request
 
 REPLICA = ("http://r:1",)
 
@@ -48,12 +49,15 @@ def test_timeouts_must_be_positive(name: str) -> None:
         ProxyConfig("replication", replica_urls=REPLICA, **{name: 0})
 
 
-def test_json_depth_counts_containers_without_recursion() -> None:
-    assert [json_depth(v) for v in (1, "s", [], {"a": 1}, [[1], {"b": [2]}])] == [0, 0, 1, 1, 3]
+def test_nesting_is_measured_level_by_level_without_recursion() -> None:
+    depths = {1: 0, "s": 0, "[]": 1, '{"a": 1}': 1, '[[1], {"b": [2]}]': 3}
+    for text, depth in depths.items():
+        value = json.loads(text) if isinstance(text, str) and text[:1] in "[{" else text
+        assert not nests_deeper_than(value, depth) and (depth == 0 or nests_deeper_than(value, depth - 1))
     deep: list = []
     for _ in range(100_000):  # far deeper than Python's recursion limit
         deep = [deep]
-    assert json_depth(deep) == 100_001
+    assert nests_deeper_than(deep, 64) and not nests_deeper_than(deep, 100_001)
 
 
 def test_overlong_session_ids_are_refused() -> None:

@@ -4,6 +4,14 @@ The sequencing is the asyncio driver's, step for step: a queued KV-pull hold run
 batch and its waiter registers for the following step before that step is scheduled; waiters of
 "the step now due" resume after the next batch has been scheduled (in `ppd sim` they are futures
 that run on a later loop turn); a request joins the scheduler when its API time is over.
+
+Decode runs: when the batch is the same decode-only batch for several steps (EngineCore
+.start_decode_run), they are priced at once and applied when the run ends, one event instead of one
+per step, and each request's tokens are appended in one go. Anything from outside that looks at the
+engine meanwhile (a prefix-cache lookup) first applies the steps that have ended; anything that
+changes the next batch (a new request, a KV-pull hold, a step waiter) also ends the run after the
+step in flight. So what the outside sees is what per-step driving gives (tests/unit/fleet/
+test_engines.py checks it row for row).
 """
 
 from __future__ import annotations
@@ -13,24 +21,32 @@ from typing import cast
 
 from ppd.fleet.clock import EventQueue
 from ppd.sim.config import SimConfig
-from ppd.sim.core import EngineCore, Hold, Step
+from ppd.sim.core import DecodeRun, EngineCore, Hold, Step, StepEvents
 from ppd.sim.kv_handoff import KVLease, PullStats
 from ppd.sim.request import Request
 
 Callback = Callable[[], None]
+MAX_RUN_STEPS = 64  # steps priced at once; a longer run continues as another one
 
 
 class VirtualEngine:
-    """An EngineCore plus the state of its step loop (busy or idle) on the event queue."""
+    """An EngineCore plus the state of its step loop (busy, in a decode run, or idle)."""
 
-    def __init__(self, name: str, url: str, config: SimConfig, clock: EventQueue) -> None:
+    def __init__(
+        self, name: str, url: str, config: SimConfig, clock: EventQueue, decode_runs: bool = True
+    ) -> None:
         self.name = name
         self.url = url
         self.config = config
         self.core = EngineCore(config)
         self.clock = clock
         self.pulls = PullStats()
+        self.decode_runs = decode_runs
+        # End times of the steps whose tokens are being delivered (on_token callbacks read them): one
+        # entry for an ordinary step, several for a decode run.
+        self.delivered_step_end_s: list[float] = []
         self._busy = False
+        self._run: DecodeRun | None = None
 
     def new_request(
         self, request_id: str, prompt_token_ids: list[int], max_tokens: int, hold_kv_on_finish: bool
@@ -46,18 +62,26 @@ class VirtualEngine:
 
     def submit(self, request: Request) -> None:
         """Queue a request for the next batch."""
+        self._cut_run()
         self.core.add_request(request)
         self._kick()
 
     def occupy(self, duration_s: float, on_done: Callback) -> None:
         """Hold the step loop for duration_s (modeled) between two steps, FIFO with other holds."""
+        self._cut_run()
         self.core.queue_hold(duration_s * self.config.time_scale, on_done)
         self._kick()
 
     def after_next_step(self, callback: Callback) -> None:
         """Call back when the step now due has run, or at once when there is nothing to run."""
+        self._cut_run()
         if not self.core.wait_for_next_step(callback):
             callback()
+
+    def count_cached_prompt_blocks(self, request: Request) -> int:
+        """Leading prompt blocks of `request` in this engine's prefix cache now."""
+        self._catch_up()
+        return self.core.count_cached_prompt_blocks(request)
 
     def take_lease(self, lease_id: str) -> KVLease | None:
         """As P: hand a lease's blocks to a D; the freed blocks may let waiting requests in."""
@@ -72,6 +96,12 @@ class VirtualEngine:
     def _start(self) -> None:
         now_s = self.clock.now_s
         self.core.leases.expire_due(now_s)
+        if self.decode_runs:
+            run = self.core.start_decode_run(now_s, MAX_RUN_STEPS)
+            if run is not None:
+                self._busy, self._run = True, run
+                self.clock.at(run.step_end_s[-1], self._end_run, run, len(run.step_end_s))
+                return
         work = self.core.next_work()
         if work is None:
             self._busy = False
@@ -86,9 +116,51 @@ class VirtualEngine:
             self._start()
             return
         events = self.core.complete_step(work, self.clock.now_s)
-        for request in events.with_output:
-            if request.on_token is not None:
-                request.on_token(request)
+        self._deliver(events, [self.clock.now_s])
         self._start()
         for waiter in events.released_waiters:
             cast(Callback, waiter)()
+
+    def _end_run(self, run: DecodeRun, num_steps: int) -> None:
+        if run is not self._run or num_steps != len(run.step_end_s):
+            return  # the run was cut short: a later event ends it
+        self._run = None
+        events = self._apply_run_steps(run, num_steps - run.num_applied)
+        self._start()
+        for waiter in events.released_waiters:
+            cast(Callback, waiter)()
+
+    def _catch_up(self) -> None:
+        """Apply the steps of the run that have ended by now, so the engine's state is now's."""
+        run = self._run
+        if run is None:
+            return
+        num_ended = run.num_ended(self.clock.now_s) - run.num_applied
+        if num_ended >= len(run.step_end_s) - run.num_applied:
+            self._end_run(run, len(run.step_end_s))  # it ends now; its own event finds it gone
+        elif num_ended > 0:
+            self._apply_run_steps(run, num_ended)
+
+    def _cut_run(self) -> None:
+        """Before something changes the next batch: catch up, and end the run after the step in
+        flight, as a per-step loop would take the change into the step after it."""
+        self._catch_up()
+        run = self._run
+        if run is None:
+            return
+        num_steps = min(run.num_ended(self.clock.now_s) + 1, len(run.step_end_s))
+        if num_steps < len(run.step_end_s):
+            run.cut_after(num_steps)
+            self.clock.at(run.step_end_s[-1], self._end_run, run, num_steps)
+
+    def _apply_run_steps(self, run: DecodeRun, num_steps: int) -> StepEvents:
+        first = run.num_applied
+        events = self.core.complete_decode_steps(run, num_steps)
+        self._deliver(events, run.step_end_s[first : run.num_applied])
+        return events
+
+    def _deliver(self, events: StepEvents, step_end_s: list[float]) -> None:
+        self.delivered_step_end_s = step_end_s
+        for request in events.with_output:
+            if request.on_token is not None:
+                request.on_token(request)

@@ -75,9 +75,8 @@ class Fleet:
         self.engines: dict[str, VirtualEngine] = {}
         for instance in topology.instances:
             url = normalize_url(instance.url)
-            self.engines[url] = VirtualEngine(
-                instance.name, url, config.engine.sim_config(instance.name, profile), clock
-            )
+            engine_config = config.engine.sim_config(instance.name, profile)
+            self.engines[url] = VirtualEngine(instance.name, url, engine_config, clock, config.decode_runs)
         urls = {
             role: tuple(i.url for i in topology.instances if i.role in roles)
             for role, roles in _ROLES.items()
@@ -161,6 +160,7 @@ class _TurnFlow:
         "job",
         "num_prefill_at_p",
         "num_prefill_at_target",
+        "num_seen_tokens",
         "prefill_sent_s",
         "record",
         "route",
@@ -183,6 +183,7 @@ class _TurnFlow:
         self.target = fleet.engines[route.target_url]
         self.num_prefill_at_p, self.num_prefill_at_target = estimated_prefill_tokens(route, turn)
         self.prefill_sent_s = 0.0
+        self.num_seen_tokens = 0
 
     @property
     def now_s(self) -> float:
@@ -237,7 +238,7 @@ class _TurnFlow:
 
     def _claim_kv(self, request: Request, prefill: VirtualEngine, lease_id: str) -> None:
         """As D (sim/server._pull_remote_kv): count what D has, then claim P's lease over HTTP."""
-        num_cached = self.target.core.count_cached_prompt_blocks(request)
+        num_cached = self.target.count_cached_prompt_blocks(request)
         num_prompt_blocks = -(-request.num_prompt_tokens // self.target.config.block_size)
         num_blocks = num_prompt_blocks - num_cached
         self.fleet.clock.after(self.fleet.kv_claim_s, self._pull_kv, request, prefill, lease_id, num_blocks)
@@ -259,19 +260,27 @@ class _TurnFlow:
         self.target.submit(request)
 
     def _token(self, request: Request) -> None:
-        """A step gave the target's request a token: relayed to the proxy, then to the client."""
+        """A step (or a decode run's steps) gave the target's request tokens: each is relayed to the
+        proxy, then to the client, when its step ended (VirtualEngine.delivered_step_end_s)."""
         fleet, job = self.fleet, self.job
-        arrive_s = self.now_s + fleet.engine_to_proxy_s + fleet.proxy_to_client_s
-        if request.token_ids[-1] < NUM_WORD_TOKENS:  # a special token's chunk carries no text
+        num_new = request.num_output_tokens - self.num_seen_tokens
+        self.num_seen_tokens = request.num_output_tokens
+        ends_s = self.target.delivered_step_end_s[-num_new:]
+        tokens = request.token_ids[-num_new:]
+        delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s
+        for end_s, token_id in zip(ends_s, tokens, strict=True):
+            if token_id >= NUM_WORD_TOKENS:  # a special token's chunk carries no text
+                continue
+            arrive_s = end_s + delay_s
             if job.first_content_s is None:
                 job.first_content_s = arrive_s
             elif job.itl_ms is not None and job.last_content_s is not None:
                 job.itl_ms.append(round((arrive_s - job.last_content_s) * 1000.0, 4))
             job.last_content_s = arrive_s
-        if request.num_output_tokens == 1:
-            fleet.clock.after(fleet.engine_to_proxy_s, self._first_byte)
+        if self.num_seen_tokens == num_new:
+            fleet.clock.at(ends_s[0] + fleet.engine_to_proxy_s, self._first_byte)
         if request.is_finished:
-            fleet.clock.after(fleet.engine_to_proxy_s, self._answer_done, request)
+            fleet.clock.at(ends_s[-1] + fleet.engine_to_proxy_s, self._answer_done, request)
 
     def _first_byte(self) -> None:
         self.record.first_byte_s = self.now_s

@@ -23,6 +23,7 @@ How a request meets the core, in order (server.py and ppd.fleet both follow it):
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from ppd.sim.kv_cache import KVCache, block_hashes_of
 from ppd.sim.kv_handoff import KVLease, KVLinks, LeaseTable, PullPlan
 from ppd.sim.request import Request
 from ppd.sim.scheduler import ScheduledRequest, Scheduler, SchedulerConfig, batch_shape
-from ppd.sim.timing import api_overhead_s, step_duration_s
+from ppd.sim.timing import BatchShape, api_overhead_s, step_duration_s
 
 
 @dataclass
@@ -78,6 +79,25 @@ class Step:
 
     scheduled: list[ScheduledRequest]
     duration_s: float
+
+
+@dataclass(slots=True)
+class DecodeRun:
+    """Several steps of the same decode-only batch, priced at once (EngineCore.start_decode_run):
+    a virtual-clock driver's shortcut that per-step driving would reproduce exactly."""
+
+    step_end_s: list[float]  # when each step ends, on the driver's clock
+    step_duration_s: list[float]
+    num_applied: int = 0  # steps already applied (complete_decode_steps)
+
+    def num_ended(self, now_s: float) -> int:
+        """Steps that have ended by now_s (applied or not)."""
+        return bisect.bisect_right(self.step_end_s, now_s)
+
+    def cut_after(self, num_steps: int) -> None:
+        """End the run after its first num_steps steps (the step in flight stays)."""
+        del self.step_end_s[num_steps:]
+        del self.step_duration_s[num_steps:]
 
 
 @dataclass(slots=True)
@@ -216,6 +236,55 @@ class EngineCore:
             stats.num_finished_requests += 1
             if request.hold_kv_on_finish:
                 request.lease_id = self.leases.grant(request, now_s)
+        return StepEvents(with_output, finished, waiters)
+
+    def start_decode_run(self, now_s: float, max_steps: int) -> DecodeRun | None:
+        """When the next steps are all the same decode-only batch (nothing else can change them until
+        an outside event does), price up to max_steps of them; None otherwise. The driver applies them
+        with complete_decode_steps, all at the run's end or the ones that ended before an event; an
+        event that changes the next batch (a request, a hold, a step waiter) cuts the run short after
+        the step in flight (DecodeRun.cut_after)."""
+        if self._holds or self._step_waiters:
+            return None
+        num_steps = min(self.scheduler.decode_run_length(), max_steps)
+        if num_steps < 2:
+            return None
+        running = self.scheduler.running
+        num_seqs = len(running)
+        context_tokens = sum(request.num_computed_tokens + 1 for request in running)
+        costs, scale = self.config.profile.step, self.time_scale
+        ends: list[float] = []
+        durations: list[float] = []
+        end_s = now_s
+        for step in range(num_steps):
+            shape = BatchShape(
+                num_decode_seqs=num_seqs, num_decode_context_tokens=context_tokens + step * num_seqs
+            )
+            duration_s = step_duration_s(costs, shape) * scale
+            end_s += duration_s  # as a per-step driver adds them, so the times are the same floats
+            durations.append(duration_s)
+            ends.append(end_s)
+        return DecodeRun(ends, durations)
+
+    def complete_decode_steps(self, run: DecodeRun, num_steps: int) -> StepEvents:
+        """Apply the next num_steps steps of a decode run; with_output got num_steps tokens each, the
+        last at run.step_end_s[run.num_applied - 1] (after this call)."""
+        with_output, finished = self.scheduler.complete_decode_steps(num_steps)
+        first, run.num_applied = run.num_applied, run.num_applied + num_steps
+        # Waiters registered while the run's last step was in flight (the driver then cut the run
+        # short after that step): released by it, as by complete_step.
+        waiters: list[Hashable] = []
+        if run.num_applied == len(run.step_end_s):
+            waiters, self._step_waiters = self._step_waiters, []
+        stats = self.stats
+        stats.num_steps += num_steps
+        stats.busy_s += sum(run.step_duration_s[first : run.num_applied])
+        stats.num_generation_tokens += len(with_output) * num_steps
+        end_s = run.step_end_s[run.num_applied - 1]
+        for request in finished:
+            stats.num_finished_requests += 1
+            if request.hold_kv_on_finish:
+                request.lease_id = self.leases.grant(request, end_s)
         return StepEvents(with_output, finished, waiters)
 
     def idle_clock_start(self, last_end_s: float, now_s: float) -> float:

@@ -72,6 +72,20 @@ class Request:
             return FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
         return 1 + step % (NUM_WORD_TOKENS - 1)
 
+    def next_answer_tokens(self, count: int) -> list[int]:
+        """The next `count` answer tokens at once (next_answer_token, `count` times over)."""
+        first = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE
+        steps = range(first, first + count * _ANSWER_STRIDE, _ANSWER_STRIDE)
+        rate = self.special_token_rate
+        if not rate:
+            return [1 + step % (NUM_WORD_TOKENS - 1) for step in steps]
+        return [
+            FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
+            if _unit_interval(step) < rate
+            else 1 + step % (NUM_WORD_TOKENS - 1)
+            for step in steps
+        ]
+
 
 _MASK_64 = 0xFFFF_FFFF_FFFF_FFFF
 

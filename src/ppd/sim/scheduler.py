@@ -156,12 +156,63 @@ class Scheduler:
             with_output.append(request)
             if request.num_output_tokens >= request.max_tokens:
                 finished.append(request)
+        self._finish(finished)
+        return with_output, finished
+
+    def _finish(self, finished: list[Request]) -> None:
         for request in finished:
             self.running.remove(request)
             request.status = RequestStatus.FINISHED
             if not request.hold_kv_on_finish:
                 self.kv_cache.free(request.block_ids)
-        return with_output, finished
+
+    def decode_run_length(self) -> int:
+        """How many steps from now are the same decode-only batch: every running request decodes,
+        nothing waits, and the free blocks cover every block those steps will take (no preemption).
+        The run ends at the step where the first of them finishes. 0: the next step is not such."""
+        running = self.running
+        if self.waiting or not running or len(running) > self.config.max_num_batched_tokens:
+            return 0
+        num_steps = min(request.max_tokens - request.num_output_tokens for request in running)
+        block_size = self.kv_cache.block_size
+        num_blocks_needed = 0
+        for request in running:
+            if request.num_tokens - request.num_computed_tokens != 1 or request.num_output_tokens == 0:
+                return 0
+            num_blocks_needed += -(-(request.num_computed_tokens + num_steps) // block_size)
+            num_blocks_needed -= len(request.block_ids)
+        return num_steps if num_blocks_needed <= self.kv_cache.num_free_blocks else 0
+
+    def complete_decode_steps(self, num_steps: int) -> tuple[list[Request], list[Request]]:
+        """Apply `num_steps` steps of a decode run (decode_run_length) at once, exactly as that many
+        schedule() + complete_step() calls would: blocks taken in the same order, the same tokens,
+        the same blocks cached, the same requests finished. Returns (got tokens, finished)."""
+        running = list(self.running)
+        self._allocate_in_step_order(running, num_steps)
+        finished: list[Request] = []
+        for request in running:
+            request.num_computed_tokens += num_steps
+            request.token_ids += request.next_answer_tokens(num_steps)
+            self._commit_full_blocks(request)
+            if request.num_output_tokens >= request.max_tokens:
+                finished.append(request)
+        self._finish(finished)
+        return running, finished
+
+    def _allocate_in_step_order(self, running: list[Request], num_steps: int) -> None:
+        """Take the blocks a decode run needs in the order per-step scheduling would take them: by
+        step, then by position in the running list (_grow), so later evictions match too."""
+        block_size = self.kv_cache.block_size
+        needs: list[tuple[int, int]] = []  # (step, position in running)
+        for position, request in enumerate(running):
+            # step j computes token num_computed + j + 1 and needs a new block when that crosses one
+            first_step = len(request.block_ids) * block_size - request.num_computed_tokens
+            needs += [(step, position) for step in range(first_step, num_steps, block_size)]
+        for _, position in sorted(needs):
+            block_ids = self.kv_cache.allocate(1)
+            if block_ids is None:  # decode_run_length checked the free blocks
+                raise RuntimeError("a decode run ran out of KV blocks it had counted")
+            running[position].block_ids += block_ids
 
     def _commit_full_blocks(self, request: Request) -> None:
         block_size = self.kv_cache.block_size

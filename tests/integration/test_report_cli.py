@@ -27,7 +27,7 @@ def test_report_auto_merges_the_newest_invocations_into_a_four_mode_report(tmp_p
     pd = next(p for p in merged["points"] if (p["mode"], p["turn_group"]) == ("pd", "2+"))
     assert pd["metrics"]["ttft_ms.mean"]["mean"] < 9999.0  # the older pd file was left out
     summary = (out / "summary.md").read_text()
-    assert "| W1 | 40.0% | 20.0% (QPS 8) | 60.0% (QPS 0.5) | 5 | 0.5, 1, 2 |" in summary
+    assert "| W1 | 40.0% | 20.0% (QPS 8) | 60.0% (QPS 0.5) | 0.5: 60.0% (43.2–71.8%);" in summary
     assert "| Auto |" in summary
     assert len(json.loads((out / "qps_crossover_analysis.json").read_text())["analyses"]) == 8
 

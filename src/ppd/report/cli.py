@@ -1,4 +1,5 @@
-"""`ppd report RESULT... [--auto] [--out DIR]`: merge result files into plots, tables and JSON."""
+"""`ppd report RESULT... [--auto] [--out DIR] [--resamples N] [--seed N]`: merge result files into
+plots, tables and JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ppd.errors import UsageError
+from ppd.report.bootstrap import MIN_RESAMPLES, BootstrapConfig
 
 DEFAULT_RESULTS_DIR = Path("results")
 
@@ -18,6 +20,7 @@ class ReportConfig:
     inputs: list[Path]  # result JSON files or directories of them
     auto: bool  # keep only the newest file per (mode, workload)
     out_dir: Path
+    bootstrap: BootstrapConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=None, metavar="DIR",
         help="output directory (default: report/ beside the first input)",
     )  # fmt: skip
+    parser.add_argument(
+        "--resamples", type=int, default=BootstrapConfig.num_resamples, metavar="N",
+        help=f"bootstrap resamples per interval (default %(default)s, at least {MIN_RESAMPLES})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=BootstrapConfig.seed, metavar="N",
+        help="bootstrap seed: the same inputs and seed give the same intervals (default 0)",
+    )  # fmt: skip
 
 
 def build_config(args: argparse.Namespace) -> ReportConfig:
@@ -44,7 +55,11 @@ def build_config(args: argparse.Namespace) -> ReportConfig:
             raise UsageError("give result files or directories, or --auto to read the newest in results/")
         inputs = [DEFAULT_RESULTS_DIR]
     out_dir = args.out if args.out is not None else default_out_dir(inputs[0])
-    return ReportConfig(inputs=inputs, auto=bool(args.auto), out_dir=out_dir)
+    try:
+        bootstrap = BootstrapConfig(num_resamples=args.resamples, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(f"--resamples: {exc}") from None
+    return ReportConfig(inputs=inputs, auto=bool(args.auto), out_dir=out_dir, bootstrap=bootstrap)
 
 
 def default_out_dir(first_input: Path) -> Path:
@@ -60,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     try:
         inputs = collect_inputs(config.inputs, config.auto)
-        files = build_report(inputs, config.out_dir)
+        files = build_report(inputs, config.out_dir, bootstrap=config.bootstrap)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(f"read {len(inputs)} result file(s): " + ", ".join(str(r.path) for r in inputs))

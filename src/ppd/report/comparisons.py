@@ -24,7 +24,9 @@ class Improvement:
 
     qps: float
     percent: float
-    significant: bool | None  # the 95% CI of the difference excludes 0; None without CIs
+    significant: bool | None  # the 95% interval of the difference excludes 0; None without one
+    low_percent: float | None = None  # 95% interval of the improvement (from that of the ratio)
+    high_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,19 @@ def improvements(
         for diff in pair_differences(merged, workload, mode, baseline, choice):
             baseline_value = _mean(merged, workload, baseline, diff.qps, choice)
             if baseline_value:
-                significant = None if diff.half_width is None else abs(diff.diff) > diff.half_width
-                per_qps.append(Improvement(diff.qps, -diff.diff / baseline_value * 100, significant))
+                per_qps.append(_improvement(diff, baseline_value))
         if per_qps:
             rows.append(ImprovementRow(workload, per_qps))
     return rows
+
+
+def _improvement(diff: DiffPoint, baseline_value: float) -> Improvement:
+    """(baseline − mode) / baseline = 1 − mode / baseline, so its interval is that of the ratio."""
+    significant = None if diff.direction is None else diff.direction != 0
+    low = high = None
+    if diff.ratio_low is not None and diff.ratio_high is not None:
+        low, high = (1.0 - diff.ratio_high) * 100, (1.0 - diff.ratio_low) * 100
+    return Improvement(diff.qps, -diff.diff / baseline_value * 100, significant, low, high)
 
 
 def _mean(merged: MergedResults, workload: str, mode: str, qps: float, choice: MetricChoice) -> float | None:
@@ -77,9 +87,9 @@ class PairOutcome:
     """At one QPS: which of two modes is lower, and by how much (percent of the loser)."""
 
     qps: float
-    winner: str  # a mode, or "tie" when the 95% CI of the difference contains 0
+    winner: str  # a mode, or "tie" when the 95% interval of the difference contains 0
     margin_percent: float
-    significant: bool | None  # the winner's lead exceeds the 95% CI; None without CIs
+    significant: bool | None  # the interval of the difference excludes 0; None without one
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,7 @@ def _outcome(
         _mean(merged, workload, mode_b, diff.qps, choice) or 0.0,
     )
     margin = abs(diff.diff) / loser_value * 100 if loser_value else 0.0
-    significant = None if diff.half_width is None else abs(diff.diff) > diff.half_width
+    significant = None if diff.direction is None else diff.direction != 0
     return PairOutcome(diff.qps, winner(diff, mode_a, mode_b), margin, significant)
 
 

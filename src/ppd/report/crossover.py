@@ -1,16 +1,20 @@
 """Where the winner between two modes changes along the QPS sweep, and how sure that is.
 
 For a workload, a lower-is-better metric and two modes a and b, let d(q) = a(q) − b(q) at every
-QPS both measured (across-run means). A crossing lies between neighbouring QPS points where d
-changes sign; its QPS is found by linear interpolation of d in log(QPS):
+QPS both measured, with its 95% interval (ppd.report.stats.compare: the paired bootstrap when both
+modes ran on the same schedules). At each QPS the outcome is a win for a (interval below 0), a
+win for b (above 0), or a tie (the interval contains 0). Without an interval (one run, no rows)
+the outcome is untested.
 
-    x* = x_i + (x_{i+1} − x_i) · d_i / (d_i − d_{i+1}),   x = ln(QPS),   QPS* = e^{x*}
+A crossing is declared only between two measured points that are significant in opposite
+directions, with nothing but ties between them. Its QPS is where d, interpolated linearly in
+x = ln(QPS), changes sign in that bracket:
 
-Uncertainty: each d has a 95% half-width h = √(h_a² + h_b²) (independent runs' CIs combined in
-quadrature). The band [d − h, d + h] is interpolated the same way, and the crossing's interval is
-the stretch of log(QPS) around x* where the band still contains 0: there the data cannot tell the
-two modes apart. An interval reaching the end of the sweep is open on that side. With single runs
-there is no CI, so no interval.
+    x* = x_i + (x_{i+1} − x_i) · d_i / (d_i − d_{i+1}),   QPS* = e^{x*}
+
+Its 95% interval is the stretch of ln(QPS) around x* where the interval band of d (its ends
+interpolated the same way) still contains 0: there the data cannot tell the two modes apart. The
+bracket's ends exclude 0, so the interval never leaves the bracket.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppd.report.merge import MergedResults
-from ppd.report.stats import Estimate, difference_half_width
+from ppd.report.stats import Comparison, Estimate, compare
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,31 @@ CROSSOVER_METRICS = (
 
 @dataclass(frozen=True)
 class DiffPoint:
-    """d = a − b at one QPS, with its 95% half-width (None without CIs)."""
+    """d = a − b at one QPS, with its 95% interval (None without one)."""
 
     qps: float
     diff: float
-    half_width: float | None
+    low: float | None
+    high: float | None
+    ratio: float | None = None  # a / b
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+    paired: bool = False
+
+    @property
+    def direction(self) -> int | None:
+        """-1: a significantly lower; +1: b significantly lower; 0: a tie; None: no interval."""
+        if self.low is None or self.high is None:
+            return None
+        return -1 if self.high < 0 else 1 if self.low > 0 else 0
+
+
+def diff_point(qps: float, comparison: Comparison) -> DiffPoint:
+    """A DiffPoint from a comparison of two estimates."""
+    c = comparison
+    return DiffPoint(
+        qps, c.difference, c.difference_low, c.difference_high, c.ratio, c.ratio_low, c.ratio_high, c.paired
+    )
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,11 @@ class Crossing:
             "ci95_high_open": self.high_open,
         }
 
+    @property
+    def has_interval(self) -> bool:
+        """Whether the crossing has a 95% interval of its QPS."""
+        return self.qps_low is not None and self.qps_high is not None
+
 
 def pair_differences(
     merged: MergedResults, workload: str, mode_a: str, mode_b: str, choice: MetricChoice
@@ -87,7 +116,7 @@ def pair_differences(
         a = _estimate(merged, workload, mode_a, qps, choice)
         b = _estimate(merged, workload, mode_b, qps, choice)
         if a is not None and b is not None:
-            points.append(DiffPoint(qps, a.mean - b.mean, difference_half_width(a, b)))
+            points.append(diff_point(qps, compare(a, b)))
     return points
 
 
@@ -98,21 +127,27 @@ def _estimate(
 
 
 def find_crossings(diffs: list[DiffPoint], mode_a: str, mode_b: str) -> list[Crossing]:
-    """Every sign change of d = a − b (a wins where d < 0), interpolated in log(QPS)."""
-    signed = [(i, p) for i, p in enumerate(diffs) if p.diff != 0]
+    """Every change of significant winner of a vs b (a wins where d < 0), ties between allowed."""
+    significant = [(i, p) for i, p in enumerate(diffs) if p.direction in (-1, 1)]
     crossings = []
-    for (i, left), (j, right) in itertools.pairwise(signed):
-        if (left.diff < 0) == (right.diff < 0):
+    for (i, left), (j, right) in itertools.pairwise(significant):
+        if left.direction == right.direction:
             continue
-        exact_ties = [p for p in diffs[i + 1 : j] if p.diff == 0]
-        if exact_ties:
-            qps = exact_ties[0].qps
-        else:
-            x = _zero_of_line(math.log(left.qps), left.diff, math.log(right.qps), right.diff)
-            qps = math.exp(x)
-        below, above = (mode_a, mode_b) if left.diff < 0 else (mode_b, mode_a)
-        crossings.append(_with_interval(diffs, qps, (left.qps, right.qps), below, above))
+        bracket = diffs[i : j + 1]
+        qps = _sign_change_qps(bracket)
+        below, above = (mode_a, mode_b) if left.direction == -1 else (mode_b, mode_a)
+        crossings.append(_with_interval(bracket, qps, (left.qps, right.qps), below, above))
     return crossings
+
+
+def _sign_change_qps(bracket: list[DiffPoint]) -> float:
+    """Where d first reaches 0 from the bracket's left end: at a measured point, or interpolated."""
+    for left, right in itertools.pairwise(bracket):
+        if right.diff == 0:
+            return right.qps
+        if (left.diff < 0) != (right.diff < 0):
+            return math.exp(_zero_of_line(math.log(left.qps), left.diff, math.log(right.qps), right.diff))
+    raise ValueError("the bracket's ends have the same sign")  # callers pass opposite significant ends
 
 
 def _zero_of_line(x0: float, y0: float, x1: float, y1: float) -> float:
@@ -121,17 +156,15 @@ def _zero_of_line(x0: float, y0: float, x1: float, y1: float) -> float:
 
 
 def _with_interval(
-    diffs: list[DiffPoint], qps: float, bracket: tuple[float, float], below: str, above: str
+    bracket: list[DiffPoint], qps: float, ends: tuple[float, float], below: str, above: str
 ) -> Crossing:
-    if any(p.half_width is None for p in diffs):
-        return Crossing(qps, bracket, below, above, None, None, False, False)
-    xs = [math.log(p.qps) for p in diffs]
-    lows = [p.diff - (p.half_width or 0.0) for p in diffs]
-    highs = [p.diff + (p.half_width or 0.0) for p in diffs]
+    xs = [math.log(p.qps) for p in bracket]
+    lows = [p.low if p.low is not None else -math.inf for p in bracket]
+    highs = [p.high if p.high is not None else math.inf for p in bracket]
     x_star = math.log(qps)
     x_low, low_open = _band_edge(xs, lows, highs, x_star, step=-1)
     x_high, high_open = _band_edge(xs, lows, highs, x_star, step=+1)
-    return Crossing(qps, bracket, below, above, math.exp(x_low), math.exp(x_high), low_open, high_open)
+    return Crossing(qps, ends, below, above, math.exp(x_low), math.exp(x_high), low_open, high_open)
 
 
 def _band_edge(
@@ -144,12 +177,19 @@ def _band_edge(
     while 0 <= index < len(xs):
         low, high = lows[index], highs[index]
         if low > 0:
-            return _zero_of_line(x_prev, low_prev, xs[index], low), False
+            return _edge_between(x_prev, low_prev, xs[index], low), False
         if high < 0:
-            return _zero_of_line(x_prev, high_prev, xs[index], high), False
+            return _edge_between(x_prev, high_prev, xs[index], high), False
         x_prev, low_prev, high_prev = xs[index], low, high
         index += step
     return x_prev, True
+
+
+def _edge_between(x_inside: float, y_inside: float, x_outside: float, y_outside: float) -> float:
+    """Where a band end crosses 0 between a point whose band contains 0 and one whose band does not."""
+    if not math.isfinite(y_inside) or (y_inside > 0) == (y_outside > 0):
+        return x_outside  # no interval at the inner point, or its band misses 0 too: stop at the outer one
+    return _zero_of_line(x_inside, y_inside, x_outside, y_outside)
 
 
 def _first_index_beyond(xs: list[float], x_star: float, step: int) -> int:
@@ -172,11 +212,12 @@ def _band_at(xs: list[float], lows: list[float], highs: list[float], x: float) -
 
 
 def winner(diff: DiffPoint, mode_a: str, mode_b: str) -> str:
-    """The lower mode at one QPS, or "tie" when the 95% band of a − b contains 0."""
-    if diff.half_width is not None and abs(diff.diff) <= diff.half_width:
+    """The significantly lower mode, "tie" when the 95% interval of a − b contains 0, or without an
+    interval the lower mode (untested: DiffPoint.direction is None)."""
+    if diff.direction == 0 or (diff.direction is None and diff.diff == 0):
         return "tie"
-    if diff.diff == 0:
-        return "tie"
+    if diff.direction is not None:
+        return mode_a if diff.direction < 0 else mode_b
     return mode_a if diff.diff < 0 else mode_b
 
 
@@ -207,8 +248,11 @@ def analyze(merged: MergedResults, choices: tuple[MetricChoice, ...] = CROSSOVER
     return {
         "schema": "ppd.crossover/1",
         "method": (
-            "d = mode_a - mode_b (lower is better) at each QPS both measured; crossings interpolated "
-            "linearly in ln(QPS); 95% interval: where the band d ± sqrt(h_a^2 + h_b^2) contains 0"
+            "d = mode_a - mode_b (lower is better) at each QPS both measured, with its 95% interval: "
+            "paired conversation bootstrap where both modes ran on the same schedules, else independent "
+            "intervals combined; winner 'tie' where the interval contains 0; a crossing only between two "
+            "points significant in opposite directions (ties between), interpolated linearly in ln(QPS); "
+            "its 95% interval: where the interpolated interval band of d contains 0"
         ),
         "analyses": analyses,
     }
@@ -223,31 +267,52 @@ def _pair_json(
         "modes": [mode_a, mode_b],
         "qps": [d.qps for d in diffs],
         f"difference_{choice.unit}": [d.diff for d in diffs],
-        f"ci95_half_width_{choice.unit}": [d.half_width for d in diffs],
+        f"ci95_low_{choice.unit}": [d.low for d in diffs],
+        f"ci95_high_{choice.unit}": [d.high for d in diffs],
+        "ratio": [d.ratio for d in diffs],
+        "ratio_ci95_low": [d.ratio_low for d in diffs],
+        "ratio_ci95_high": [d.ratio_high for d in diffs],
+        "paired": [d.paired for d in diffs],
         "winner": [winner(d, mode_a, mode_b) for d in diffs],
+        "significant": [None if d.direction is None else d.direction != 0 for d in diffs],
         "crossings": [c.to_json() for c in crossings],
         "note": _pair_note(diffs, crossings),
     }
 
 
 def _pair_note(diffs: list[DiffPoint], crossings: list[Crossing]) -> str:
-    if any(d.half_width is None for d in diffs):
-        return "single run at some QPS: no confidence interval, crossings are point estimates"
+    untested = [d.qps for d in diffs if d.direction is None]
+    if untested:
+        return (
+            f"no interval at QPS {', '.join(f'{q:g}' for q in untested)} (one run and no rows): the winner "
+            "there is only the lower value, and no crossing can be declared through it"
+        )
     if not crossings:
-        return "no change of winner within the measured QPS range"
+        return "no change of significant winner within the measured QPS range"
     return "crossing intervals are where the 95% band of the difference contains 0"
 
 
 def best_by_qps(merged: MergedResults, workload: str, choice: MetricChoice) -> list[dict[str, Any]]:
-    """At each QPS, the mode with the lowest mean of the metric (among modes that have it)."""
+    """At each QPS: the lowest mode, the modes tied with it (95% interval of the difference contains
+    0), and "best": the lowest mode when it beats every other significantly, else "tie"."""
     rows = []
+    modes = merged.modes()
     for qps in merged.qps_values(workload):
-        values = {}
-        for mode in merged.modes():
-            estimate = _estimate(merged, workload, mode, qps, choice)
-            if estimate is not None:
-                values[mode] = estimate.mean
-        if values:
-            best = min(values, key=lambda m: values[m])
-            rows.append({"qps": qps, "mode": best, "value": values[best]})
+        estimates = {m: e for m in modes if (e := _estimate(merged, workload, m, qps, choice)) is not None}
+        if not estimates:
+            continue
+        lowest = min(estimates, key=lambda m: estimates[m].mean)
+        outcomes = {m: compare(e, estimates[lowest]).direction for m, e in estimates.items() if m != lowest}
+        tied = [m for m, direction in outcomes.items() if direction == 0]
+        untested = [m for m, direction in outcomes.items() if direction is None]
+        rows.append(
+            {
+                "qps": qps,
+                "mode": lowest,
+                "value": estimates[lowest].mean,
+                "best": "tie" if tied else lowest,
+                "tied_with": tied,
+                "untested": untested,
+            }
+        )
     return rows

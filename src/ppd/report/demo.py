@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="W1 and W4 at two loads, 2 s runs: about 25 s, not 3 minutes")  # fmt: skip
     parser.add_argument("--runs", type=int, default=None,
-                        help="repetitions of every point (default 1); two or more give 95%% CIs")  # fmt: skip
+                        help="repetitions of every point (default 1)")  # fmt: skip
     parser.add_argument("--time-scale", type=float, default=0.1,
                         help="sim time scale: modeled durations x this (default 0.1)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="arrival and prompt seed (default 0)")

@@ -1,4 +1,4 @@
-"""Drawing helpers shared by the report's plots: panel grids, mode styles, series with CI error bars.
+"""Drawing helpers shared by the report's plots: panel grids, mode styles, series with 95% error bars.
 
 matplotlib is imported by the caller (ppd.report.plots) with the Agg backend selected first.
 """
@@ -76,31 +76,51 @@ def panel_grid(plt: Any, names: Sequence[str], rows_per_name: int = 1) -> tuple[
 
 @dataclass(frozen=True)
 class SeriesPoint:
-    """One QPS point of a plotted line: the value and its error bar half-width (None: no CI)."""
+    """One QPS point of a plotted line: the value and its 95% interval (None: no interval)."""
 
     qps: float
     value: float
-    half_width: float | None
+    low: float | None = None
+    high: float | None = None
 
 
 def series_points(series: Sequence[tuple[float, Estimate | None]], scale: float = 1.0) -> list[SeriesPoint]:
     """The points that have an estimate, scaled (e.g. 100 for percent); null points are left out."""
     return [
-        SeriesPoint(qps, e.mean * scale, None if e.half_width is None else e.half_width * scale)
+        SeriesPoint(
+            qps,
+            e.mean * scale,
+            None if e.ci_low is None else e.ci_low * scale,
+            None if e.ci_high is None else e.ci_high * scale,
+        )
         for qps, e in series
         if e is not None
     ]
 
 
-def draw_series(ax: Any, points: Sequence[SeriesPoint], style: ModeStyle, label: str, **line: Any) -> None:
-    """A line with markers and 95% CI error bars (none where a point has a single run)."""
+def dodge(index: int, count: int) -> float:
+    """The factor that moves the index-th of count modes sideways on a log QPS axis (±~4%), so
+    error bars of modes with close values stay apart."""
+    return math.exp((index - (count - 1) / 2) * 0.03) if count > 1 else 1.0
+
+
+def draw_series(
+    ax: Any, points: Sequence[SeriesPoint], style: ModeStyle, label: str, x_factor: float = 1.0, **line: Any
+) -> None:
+    """A line with markers and asymmetric 95% error bars (none where a point has no interval)."""
     if not points:
         ax.plot([], [], color=style.color, marker=style.marker, label=label, **line)
         return
-    xs = [p.qps for p in points]
+    xs = [p.qps * x_factor for p in points]
     ys = [p.value for p in points]
-    # A single run has no CI: draw no bar rather than a zero-width one that reads as certainty.
-    errors = None if all(p.half_width is None for p in points) else [p.half_width or 0.0 for p in points]
+    # No interval: draw no bar rather than a zero-length one that reads as certainty. A percentile
+    # interval may sit beside its point estimate (a P99's), hence the clamp at 0.
+    errors = None
+    if any(p.low is not None for p in points):
+        errors = [
+            [max(0.0, p.value - p.low) if p.low is not None else 0.0 for p in points],
+            [max(0.0, p.high - p.value) if p.high is not None else 0.0 for p in points],
+        ]
     ax.errorbar(
         xs, ys, yerr=errors, color=style.color, marker=style.marker, markersize=6,
         linewidth=1.8, capsize=3, label=label, **line,
@@ -156,14 +176,28 @@ def note_in_panel(ax: Any, text: str, centred: bool = True) -> None:
     )  # fmt: skip
 
 
-def save(fig: Any, plt: Any, path: Path, title: str) -> Path:
-    """Title the figure, add the shared legend below the panels, save it as PNG and free it.
+FOOTER_LINE_IN = 0.2  # height of one footer line at fontsize 9, inches
+
+
+def save(fig: Any, plt: Any, path: Path, title: str, footer: Sequence[str] = ()) -> Path:
+    """Title the figure, add the shared legend below the panels and the footer lines below that
+    (details that would crowd the panels), save it as PNG and free it.
 
     Figures use matplotlib's constrained layout, which keeps the title and the legend clear of the
-    panels.
+    panels; the footer gets a strip of its own below the layout's area.
     """
     figure_legend(fig, [ax for ax in fig.axes if ax.get_visible()])
     fig.suptitle(title, fontsize=14)
+    if footer:
+        width_in, height_in = fig.get_size_inches()
+        footer_in = FOOTER_LINE_IN * len(footer) + 0.25
+        fig.set_size_inches(width_in, height_in + footer_in)
+        footer_fraction = footer_in / (height_in + footer_in)
+        fig.get_layout_engine().set(rect=(0.0, footer_fraction, 1.0, 1.0 - footer_fraction))
+        fig.text(
+            0.01, footer_fraction - 0.1 * FOOTER_LINE_IN / (height_in + footer_in), "\n".join(footer),
+            ha="left", va="top", fontsize=9, linespacing=1.5,
+        )  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

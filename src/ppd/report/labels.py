@@ -34,13 +34,23 @@ def number(value: float, decimals: int | None = None) -> str:
 
 
 def estimate_label(estimate: Estimate | None) -> str:
-    """The estimate as "mean ± 95% half-width", "mean (1 run)" without a CI, or "—" with no value."""
+    """The estimate as "value (low–high)" with its 95% interval, "value (no CI)", or "—" with no value."""
     if estimate is None:
         return "—"
     decimals = decimals_for(estimate.mean)
-    if estimate.half_width is None:
-        return f"{number(estimate.mean, decimals)} (1 run)"
-    return f"{number(estimate.mean, decimals)} ± {number(estimate.half_width, decimals)}"
+    if estimate.ci_low is None or estimate.ci_high is None:
+        return f"{number(estimate.mean, decimals)} (no CI)"
+    return (
+        f"{number(estimate.mean, decimals)} ({interval_label(estimate.ci_low, estimate.ci_high, decimals)})"
+    )
+
+
+def interval_label(low: float, high: float, decimals: int | None = None) -> str:
+    """ "low–high" with the same decimals at both ends; "low to high" when an end is negative."""
+    if decimals is None:
+        decimals = decimals_for(max(abs(low), abs(high)))
+    separator = " to " if low < 0 or high < 0 else "–"
+    return f"{number(low, decimals)}{separator}{number(high, decimals)}"
 
 
 def percent(value: float) -> str:
@@ -54,7 +64,7 @@ def crossing_label(crossing: Crossing) -> str:
         f"{mode_label(crossing.winner_below)}→{mode_label(crossing.winner_above)} at {number(crossing.qps)}"
     )
     if crossing.qps_low is None or crossing.qps_high is None:
-        return text + " (no CI)"
+        return text + " (no interval)"
     low = ("≤" if crossing.low_open else "") + number(crossing.qps_low)
     high = ("≥" if crossing.high_open else "") + number(crossing.qps_high)
     return f"{text} (95%: {low}–{high})"

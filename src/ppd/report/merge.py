@@ -1,11 +1,15 @@
-"""Merge the per-run summaries of many result files into one point per mode x workload x QPS x turns.
+"""Merge the runs of many result files into one point per mode x workload x QPS x turn group.
 
-Each run (of any file) is one sample of every metric; a point's metric is the across-run mean with
-its 95% CI (ppd.report.stats). When any run has a metric null (P99 with fewer than 100 samples, a
-mean over zero successes) the point has no value for it: averaging only the runs that have one
-would report a number no run set measured. Metrics are taken generically from the summary dicts: every numeric
-leaf becomes a metric named by its path ("ttft_ms.p99", "success_rate"), so new bench fields flow
-through without changes here. Counts (`count`, `num_*`, `*.n`) are also summed into `totals`.
+Two sources, the second overriding the first where it applies:
+- The per-run summaries: every numeric leaf becomes a metric named by its path ("ttft_ms.p99",
+  "success_rate"), so new bench fields flow through without changes here; a point's value is the
+  across-run mean with a Student t interval (ppd.report.stats). When any run has a metric null
+  (P99 with fewer than 100 samples, a mean over zero successes) the point has no value for it:
+  averaging only the runs that have one would report a number no run set measured. Counts
+  (`count`, `num_*`, `*.n`) are also summed into `totals`.
+- The rows, where every run of the point has them (ppd.report.resampled): latencies, success,
+  SLO attainment and throughputs pooled over the runs, with conversation-bootstrap intervals that
+  pair modes measured on the same schedules.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ppd.report.bootstrap import BootstrapConfig
 from ppd.report.inputs import ResultFile
+from ppd.report.resampled import row_estimates
 from ppd.report.stats import Estimate, estimate_all_or_none
 
 KEY_FIELDS = frozenset({"mode", "workload", "qps", "run", "turn_group"})
@@ -42,6 +48,7 @@ class MergedPoint:
     metrics: dict[str, Estimate | None]  # None: some run had it null (e.g. p99 with n < 100)
     num_null_runs: dict[str, int]  # per metric, how many runs had it null
     totals: dict[str, int]
+    from_rows: bool = False  # row metrics pooled over runs with bootstrap intervals
 
     @property
     def num_runs(self) -> int:
@@ -131,8 +138,9 @@ def is_count(metric: str) -> bool:
     return last in ("count", "n") or last.startswith("num_")
 
 
-def merge(inputs: list[ResultFile]) -> MergedResults:
-    """Group every summary of every file by point and estimate each metric across runs."""
+def merge(inputs: list[ResultFile], bootstrap: BootstrapConfig | None = None) -> MergedResults:
+    """Group every summary of every file by point and estimate each metric; from the rows, with
+    bootstrap intervals, where every run of a point has its rows."""
     per_point: dict[PointKey, dict[str, dict[str, Any]]] = defaultdict(dict)
     for result in inputs:
         for summary in result.summaries:
@@ -145,7 +153,21 @@ def merge(inputs: list[ResultFile]) -> MergedResults:
             # A file rewrites its summaries after every run, so a repeated run id is the same run.
             per_point[key][f"{result.path.stem}#{summary['run']}"] = summary
     points = {key: _merge_point(key, runs) for key, runs in per_point.items()}
+    _use_rows(points, row_estimates(inputs, bootstrap or BootstrapConfig(), normalize_qps))
     return MergedResults(points=points, inputs=list(inputs))
+
+
+def _use_rows(
+    points: dict[PointKey, MergedPoint],
+    from_rows: dict[tuple[str, str, float], tuple[set[str], dict[str, dict[str, Estimate | None]]]],
+) -> None:
+    """Replace the row metrics of every point whose runs all have rows by their pooled estimates."""
+    for key, point in points.items():
+        found = from_rows.get((key.workload, key.mode, key.qps))
+        if found is None or found[0] != set(point.run_ids):
+            continue
+        point.metrics.update(found[1][key.turn_group])
+        point.from_rows = True
 
 
 def _merge_point(key: PointKey, runs: dict[str, dict[str, Any]]) -> MergedPoint:

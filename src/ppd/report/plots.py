@@ -1,7 +1,8 @@
 """The report's six PNG plots, drawn from merged points (matplotlib, Agg backend, no display needed).
 
-Every plot: one panel per workload, offered QPS on a log axis, one line per mode with error bars
-of the 95% CI across runs (none for a single run), and a title saying what is compared.
+Every plot: one panel per workload, offered QPS on a log axis, one line per mode (nudged sideways
+a little so that close error bars stay apart) with error bars of the 95% interval (none where a
+point has none), and a title saying what is compared and how the intervals were made.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ppd.report.crossover import MetricChoice, best_by_qps, find_crossings, pair_differences
+from ppd.report.crossover import Crossing, MetricChoice, best_by_qps, find_crossings, pair_differences
 from ppd.report.figure import (
     ModeStyle,
     SeriesPoint,
+    dodge,
     draw_series,
     finish_qps_axes,
     mode_styles,
@@ -26,7 +28,7 @@ from ppd.report.figure import (
 )
 from ppd.report.labels import crossing_label, mode_label, number, qps_label
 from ppd.report.merge import MergedResults
-from ppd.report.stats import ratio_half_width
+from ppd.report.stats import Estimate, compare
 
 PLOT_FILES = (
     "qps_p99_ttft.png",
@@ -92,6 +94,16 @@ def write_plots(merged: MergedResults, out_dir: Path) -> list[Path]:
     ]
 
 
+def interval_phrase(merged: MergedResults) -> str:
+    """How this report's error bars were made, for plot titles."""
+    from_rows = {point.from_rows for point in merged.points.values()}
+    if from_rows == {True}:
+        return "error bars: 95% CI, conversation bootstrap"
+    if from_rows == {False}:
+        return "error bars: 95% CI across runs, none for one run"
+    return "error bars: 95% CI, conversation bootstrap, or across runs where rows are absent"
+
+
 def plot_metric(
     plt: Any, merged: MergedResults, styles: dict[str, ModeStyle], path: Path, spec: MetricPlot
 ) -> Path:
@@ -99,17 +111,18 @@ def plot_metric(
     fig, panels = panel_grid(plt, merged.workloads())
     for workload, (ax,) in panels.items():
         values = []
-        for mode in merged.modes():
+        modes = merged.modes()
+        for index, mode in enumerate(modes):
             series = merged.series(workload, mode, spec.turn_group, spec.metric)
             points = series_points(series, spec.scale)
-            draw_series(ax, points, styles[mode], mode_label(mode))
+            draw_series(ax, points, styles[mode], mode_label(mode), dodge(index, len(modes)))
             values += [p.value for p in points]
         if spec.y_limits is not None:
             ax.set_ylim(*spec.y_limits)
         log_y_values = values if spec.log_y_if_wide else ()
         finish_qps_axes(ax, workload, spec.y_label, merged.qps_values(workload), log_y_values)
     direction = "higher is better" if spec.higher_is_better else "lower is better"
-    title = f"{spec.what}: {modes_title(merged.modes())} ({direction}; error bars: 95% CI across runs)"
+    title = f"{spec.what}: {modes_title(merged.modes())}\n({direction}; {interval_phrase(merged)})"
     return save(fig, plt, path, title)
 
 
@@ -119,12 +132,14 @@ def plot_p99_ttft(plt: Any, merged: MergedResults, styles: dict[str, ModeStyle],
     for workload, (ax,) in panels.items():
         values: list[float] = []
         missing: dict[tuple[str, tuple[float, ...]], list[str]] = {}
-        for mode in merged.modes():
+        modes = merged.modes()
+        for index, mode in enumerate(modes):
             for turn_group, turns, line in _TURN_LINES:
                 series = merged.series(workload, mode, turn_group, "ttft_ms.p99")
                 points = series_points(series)
                 if points:
-                    draw_series(ax, points, styles[mode], f"{mode_label(mode)} {turns}", **line)
+                    label = f"{mode_label(mode)} {turns}"
+                    draw_series(ax, points, styles[mode], label, dodge(index, len(modes)), **line)
                     values += [p.value for p in points]
                 gaps = tuple(qps for qps, estimate in series if estimate is None)
                 if gaps:
@@ -134,13 +149,13 @@ def plot_p99_ttft(plt: Any, merged: MergedResults, styles: dict[str, ModeStyle],
         finish_qps_axes(ax, workload, "P99 TTFT (ms)", merged.qps_values(workload), values)
     title = (
         f"P99 time to first token vs load: {modes_title(merged.modes())}\n"
-        "(lower is better; dashed: turn 1, solid: turns 2+; error bars: 95% CI across runs)"
+        f"(lower is better; dashed: turn 1, solid: turns 2+; {interval_phrase(merged)})"
     )
     return save(fig, plt, path, title)
 
 
 def _missing_p99_note(missing: dict[tuple[str, tuple[float, ...]], list[str]], num_modes: int) -> str:
-    lines = ["No P99 where a run had < 100 requests (not drawn):"]
+    lines = ["No P99 where a point had < 100 requests (not drawn):"]
     for (turns, gaps), modes in missing.items():
         who = "all modes" if len(modes) == num_modes else ", ".join(modes)
         lines.append(f"{turns} at QPS {', '.join(qps_label(q) for q in gaps)} ({who})")
@@ -148,58 +163,140 @@ def _missing_p99_note(missing: dict[tuple[str, tuple[float, ...]], list[str]], n
 
 
 def plot_ratio_crossover(plt: Any, merged: MergedResults, styles: dict[str, ModeStyle], path: Path) -> Path:
-    """Each mode's metric divided by the best mode's at that QPS; vertical lines where the best changes."""
+    """Each mode's metric divided by the best mode's at that QPS, with paired ratio intervals; grey
+    bands where the best is a tie; numbered lines where the significant best changes (listed below)."""
     workloads = merged.workloads()
     fig, panels = panel_grid(plt, workloads, rows_per_name=len(RATIO_METRICS))
+    footer: list[str] = []
     for workload in workloads:
         for ax, choice in zip(panels[workload], RATIO_METRICS, strict=True):
-            _draw_ratio_panel(ax, merged, styles, workload, choice)
+            _draw_ratio_panel(ax, merged, styles, workload, choice, footer)
     title = (
-        f"Each mode relative to the best mode at each load: {modes_title(merged.modes())}\n"
-        "(1.0 = best; dotted lines: where the best mode changes, shaded: its 95% interval)"
+        f"Each mode relative to the lowest mode at each load: {modes_title(merged.modes())}\n"
+        "(1.0 = lowest; error bars: 95% CI of the ratio; grey band: tie for lowest;\n"
+        "numbered dotted lines: where the significantly lowest mode changes, shaded: its 95% interval)"
     )
-    return save(fig, plt, path, title)
+    if footer:
+        footer.insert(0, "Where the significantly best mode changes (QPS, 95% interval):")
+    return save(fig, plt, path, title, footer)
 
 
 def _draw_ratio_panel(
-    ax: Any, merged: MergedResults, styles: dict[str, ModeStyle], workload: str, choice: MetricChoice
+    ax: Any,
+    merged: MergedResults,
+    styles: dict[str, ModeStyle],
+    workload: str,
+    choice: MetricChoice,
+    footer: list[str],
 ) -> None:
-    best = {row["qps"]: row["mode"] for row in best_by_qps(merged, workload, choice)}
-    for mode in merged.modes():
-        points: list[SeriesPoint] = []
-        for qps, best_mode in best.items():
-            mine = merged.estimate(workload, mode, qps, choice.turn_group, choice.metric)
-            theirs = merged.estimate(workload, best_mode, qps, choice.turn_group, choice.metric)
-            if mine is None or theirs is None or theirs.mean <= 0:
-                continue
-            half_width = None if mode == best_mode else ratio_half_width(mine, theirs)
-            points.append(SeriesPoint(qps, mine.mean / theirs.mean, half_width))
-        if points:
-            draw_series(ax, points, styles[mode], mode_label(mode))
+    rows = best_by_qps(merged, workload, choice)
+    modes = merged.modes()
+    values: list[float] = []
+    for index, mode in enumerate(modes):
+        points = _ratio_points(merged, workload, mode, choice, rows)
+        draw_series(ax, points, styles[mode], mode_label(mode), dodge(index, len(modes)))
+        values += [p.value for p in points] + [p.high for p in points if p.high is not None]
     ax.axhline(1.0, color="black", linewidth=0.8)
-    _mark_best_changes(ax, merged, workload, choice, list(best.items()))
-    if not best:
+    qps_values = [row["qps"] for row in rows]
+    _mark_ties(ax, merged, workload, choice, rows, qps_values)
+    _mark_best_changes(ax, merged, workload, choice, rows, footer)
+    if not rows:
         note_in_panel(ax, f"No {choice.label} for two modes at the same QPS")
-    finish_qps_axes(ax, f"{workload}: {choice.label}", "Relative to the best mode (×)", list(best))
+    finish_qps_axes(ax, f"{workload}: {choice.label}", "Relative to the lowest mode (×)", qps_values, values)
+
+
+def _ratio_points(
+    merged: MergedResults, workload: str, mode: str, choice: MetricChoice, rows: list[dict[str, Any]]
+) -> list[SeriesPoint]:
+    """mode / lowest at each QPS, with the (paired, where possible) 95% interval of the ratio."""
+    points = []
+    for row in rows:
+        mine = merged.estimate(workload, mode, row["qps"], choice.turn_group, choice.metric)
+        lowest = merged.estimate(workload, row["mode"], row["qps"], choice.turn_group, choice.metric)
+        if mine is None or lowest is None or lowest.mean <= 0:
+            continue
+        if mode == row["mode"]:
+            points.append(SeriesPoint(row["qps"], 1.0))
+            continue
+        comparison = compare(mine, lowest)
+        if comparison.ratio is not None:
+            points.append(
+                SeriesPoint(row["qps"], comparison.ratio, comparison.ratio_low, comparison.ratio_high)
+            )
+    return points
+
+
+def _mark_ties(
+    ax: Any,
+    merged: MergedResults,
+    workload: str,
+    choice: MetricChoice,
+    rows: list[dict[str, Any]],
+    qps_values: list[float],
+) -> None:
+    """A grey band at each QPS where the best is a tie, up to the highest interval end of the tied."""
+    for row in rows:
+        if row["best"] != "tie":
+            continue
+        lowest = merged.estimate(workload, row["mode"], row["qps"], choice.turn_group, choice.metric)
+        tops = [1.0]
+        for mode in row["tied_with"]:
+            mine = merged.estimate(workload, mode, row["qps"], choice.turn_group, choice.metric)
+            if mine is not None and lowest is not None:
+                comparison = compare(mine, lowest)
+                tops.append(comparison.ratio_high or comparison.ratio or 1.0)
+        low_x, high_x = _neighbourhood(row["qps"], qps_values)
+        ax.fill_between(
+            [low_x, high_x], 1.0, max(tops), color="gray", alpha=0.25, linewidth=0,
+            label="tie for lowest (95% CI of the difference contains 0)",
+        )  # fmt: skip
+
+
+def _neighbourhood(qps: float, qps_values: list[float]) -> tuple[float, float]:
+    """A third of the way (in log QPS) to each neighbouring measured QPS (or ×1.15 at the ends)."""
+    index = qps_values.index(qps)
+    below = qps_values[index - 1] if index > 0 else qps / 1.5
+    above = qps_values[index + 1] if index + 1 < len(qps_values) else qps * 1.5
+    return qps * (below / qps) ** (1 / 3), qps * (above / qps) ** (1 / 3)
 
 
 def _mark_best_changes(
-    ax: Any, merged: MergedResults, workload: str, choice: MetricChoice, best: list[tuple[float, str]]
+    ax: Any,
+    merged: MergedResults,
+    workload: str,
+    choice: MetricChoice,
+    rows: list[dict[str, Any]],
+    footer: list[str],
 ) -> None:
-    for (_, before), (qps_after, after) in itertools.pairwise(best):
-        if before == after:
+    """A numbered dotted line (and its shaded 95% interval) where the significantly best mode changes."""
+    decided = [row for row in rows if row["best"] != "tie" and not row["untested"]]
+    for before, after in itertools.pairwise(decided):
+        if before["best"] == after["best"]:
             continue
-        diffs = pair_differences(merged, workload, before, after, choice)
-        for crossing in find_crossings(diffs, before, after):
-            if crossing.bracket_qps[1] != qps_after:
-                continue
-            ax.axvline(crossing.qps, color="gray", linestyle=":", linewidth=1.5)
-            if crossing.qps_low is not None and crossing.qps_high is not None:
-                ax.axvspan(crossing.qps_low, crossing.qps_high, color="gray", alpha=0.12)
-            ax.annotate(
-                crossing_label(crossing).replace(" at ", "\n@ ").replace(" (", " QPS\n("),
-                xy=(crossing.qps, 1.0), xytext=(4, 12), textcoords="offset points", fontsize=8,
-            )  # fmt: skip
+        crossing = _crossing_between(merged, workload, choice, before, after)
+        if crossing is None:
+            continue
+        number_tag = len([line for line in footer if line.startswith("[")]) + 1
+        ax.axvline(crossing.qps, color="dimgray", linestyle=":", linewidth=1.5)
+        if crossing.has_interval:
+            ax.axvspan(crossing.qps_low, crossing.qps_high, color="orange", alpha=0.12, linewidth=0)
+        ax.annotate(
+            f"[{number_tag}]", xy=(crossing.qps, 1.0), xycoords=("data", "axes fraction"),
+            xytext=(0, -3), textcoords="offset points", ha="center", va="top", fontsize=9,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
+        )  # fmt: skip
+        footer.append(f"[{number_tag}] {workload}, {choice.label}: {crossing_label(crossing)}")
+
+
+def _crossing_between(
+    merged: MergedResults, workload: str, choice: MetricChoice, before: dict[str, Any], after: dict[str, Any]
+) -> Crossing | None:
+    """The crossing of the two best modes between the QPS where each was significantly best."""
+    diffs = pair_differences(merged, workload, before["best"], after["best"], choice)
+    for crossing in find_crossings(diffs, before["best"], after["best"]):
+        if before["qps"] <= crossing.qps <= after["qps"]:
+            return crossing
+    return None
 
 
 def plot_throughput_bars(plt: Any, merged: MergedResults, styles: dict[str, ModeStyle], path: Path) -> Path:
@@ -222,7 +319,7 @@ def plot_throughput_bars(plt: Any, merged: MergedResults, styles: dict[str, Mode
                 continue
             x = index + (offset - (len(modes) - 1) / 2) * width
             bar = ax.bar(
-                x, estimate.mean, width, yerr=estimate.half_width, capsize=3,
+                x, estimate.mean, width, yerr=_bar_error(estimate), capsize=3,
                 color=styles[mode].color, label=None if mode in labelled else mode_label(mode),
             )  # fmt: skip
             labelled.add(mode)
@@ -233,6 +330,12 @@ def plot_throughput_bars(plt: Any, merged: MergedResults, styles: dict[str, Mode
     ax.grid(True, axis="y", alpha=0.3)
     title = (
         f"Throughput at peak common load: {modes_title(modes)}\n"
-        "(higher is better; error bars: 95% CI across runs)"
+        f"(higher is better; error bars: 95% CI across runs, none for one run)"
     )
     return save(fig, plt, path, title)
+
+
+def _bar_error(estimate: Estimate) -> list[list[float]] | None:
+    if estimate.ci_low is None or estimate.ci_high is None:
+        return None
+    return [[max(0.0, estimate.mean - estimate.ci_low)], [max(0.0, estimate.ci_high - estimate.mean)]]

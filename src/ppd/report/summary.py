@@ -8,19 +8,32 @@ from typing import Any
 
 from ppd.report.comparisons import (
     TURN2_TTFT_MEAN,
+    Improvement,
     ImprovementRow,
     MetricTable,
+    PairOutcome,
     PairRow,
     head_to_head,
     improvements,
     metric_tables,
 )
-from ppd.report.labels import crossing_label, estimate_label, mode_label, number, percent, qps_label
+from ppd.report.labels import (
+    crossing_label,
+    estimate_label,
+    interval_label,
+    mode_label,
+    number,
+    percent,
+    qps_label,
+)
 from ppd.report.merge import MergedResults
 
 CI_NOTE = (
-    "Values are means across runs ± the half-width of their 95% Student t confidence interval; "
-    '"(1 run)" means a single run, so no interval. P99 needs ≥100 samples in a run, else it is null.'
+    "Values are pooled over a point's runs, with 95% intervals in parentheses: a bootstrap that "
+    "resamples whole conversations (and runs, when there are several), paired between modes run on "
+    "the same arrival schedules. Result sets without their rows fall back to the mean over runs "
+    'with a Student t interval ("no CI" for a single run). P99 needs ≥ 100 samples, else it is '
+    "null. A tie: the 95% interval of the difference contains 0. Method: docs/report.md."
 )
 
 
@@ -88,24 +101,29 @@ def improvement_section(rows: list[ImprovementRow]) -> list[str]:
         return ["Not available: needs both PD and PPD results for the same workload and QPS.", ""]
     body = []
     for row in rows:
-        significant = [qps_label(i.qps) for i in row.per_qps if i.significant]
-        known = all(i.significant is not None for i in row.per_qps)
         body.append(
             [
                 row.workload,
                 percent(row.average_percent),
                 f"{percent(row.worst.percent)} (QPS {qps_label(row.worst.qps)})",
                 f"{percent(row.best.percent)} (QPS {qps_label(row.best.qps)})",
-                str(len(row.per_qps)),
-                (", ".join(significant) or "none") if known else "no CI (1 run)",
+                "; ".join(_improvement_at(i) for i in row.per_qps),
             ]
         )
-    header = ["Workload", "Avg improvement", "Min", "Max", "QPS points", "Significant at QPS (95% CI)"]
+    header = ["Workload", "Avg improvement", "Min", "Max", "Per QPS: improvement (95% CI)"]
     note = (
         "Improvement = (PD − PPD) / PD of the mean TTFT of turns 2+ at each QPS both measured; "
         "Avg is the mean over those QPS points. Negative means PPD was slower."
     )
     return [*table(header, body), "", note, ""]
+
+
+def _improvement_at(improvement: Improvement) -> str:
+    text = f"{qps_label(improvement.qps)}: {percent(improvement.percent)}"
+    if improvement.low_percent is None or improvement.high_percent is None:
+        return text + " (no CI)"
+    interval = interval_label(improvement.low_percent, improvement.high_percent, decimals=1)
+    return text + f" ({interval}%{'' if improvement.significant else ', tie'})"
 
 
 def head_to_head_section(rows: list[PairRow], mode_a: str, mode_b: str) -> list[str]:
@@ -115,12 +133,8 @@ def head_to_head_section(rows: list[PairRow], mode_a: str, mode_b: str) -> list[
         return [f"Not available: needs both {label_a} and {label_b} results for the same points.", ""]
     body = []
     for row in rows:
-        wins_a = [
-            f"{qps_label(o.qps)} (−{percent(o.margin_percent)})" for o in row.outcomes if o.winner == mode_a
-        ]
-        wins_b = [
-            f"{qps_label(o.qps)} (−{percent(o.margin_percent)})" for o in row.outcomes if o.winner == mode_b
-        ]
+        wins_a = [_win_label(o) for o in row.outcomes if o.winner == mode_a]
+        wins_b = [_win_label(o) for o in row.outcomes if o.winner == mode_b]
         ties = [qps_label(o.qps) for o in row.outcomes if o.winner == "tie"]
         body.append(
             [
@@ -138,10 +152,18 @@ def head_to_head_section(rows: list[PairRow], mode_a: str, mode_b: str) -> list[
         "Tie within 95% CI at QPS",
         "Winner changes at QPS",
     ]
-    note = f"Metric: {TURN2_TTFT_MEAN.label}. A tie means the 95% CI of the difference contains 0."
-    if _single_run(rows):
-        note += " Some points have a single run: no CI, so small margins there may be noise."
+    note = (
+        f"Metric: {TURN2_TTFT_MEAN.label}. A win: the 95% interval of the difference excludes 0; a tie: "
+        "it contains 0. The winner changes only between points won in opposite directions."
+    )
+    if _untested(rows):
+        note += " Points marked * have no interval (one run, no rows): their winner is untested."
     return [*table(header, body), "", note, ""]
+
+
+def _win_label(outcome: PairOutcome) -> str:
+    untested = "*" if outcome.significant is None else ""
+    return f"{qps_label(outcome.qps)}{untested} (−{percent(outcome.margin_percent)})"
 
 
 def slo_text(merged: MergedResults) -> str:
@@ -178,8 +200,8 @@ def grid_section(tables: list[MetricTable]) -> list[str]:
     return lines
 
 
-def _single_run(rows: list[PairRow]) -> bool:
-    return any(o.winner != "tie" and o.significant is None for row in rows for o in row.outcomes)
+def _untested(rows: list[PairRow]) -> bool:
+    return any(o.significant is None for row in rows for o in row.outcomes)
 
 
 def crossover_section(crossover: dict[str, Any]) -> list[str]:
@@ -198,15 +220,49 @@ def crossover_section(crossover: dict[str, Any]) -> list[str]:
                         _interval_text(c),
                     ]
                 )
+    lines = [*best_section(crossover), "### Where the winner changes", ""]
     if not body:
-        return ["No mode overtakes another within the measured QPS range (on any analysed metric).", ""]
+        lines += [
+            "No mode overtakes another significantly within the measured QPS range (on any analysed "
+            "metric): nowhere is a mode significantly better at one QPS and significantly worse at another.",
+            "",
+        ]
+        return lines
     header = ["Workload", "Metric", "Modes", "Winner below → above", "QPS", "95% interval of the QPS"]
-    return [*table(header, body), "", "Details: qps_crossover_analysis.json.", ""]
+    return [*lines, *table(header, body), "", "Details: qps_crossover_analysis.json.", ""]
+
+
+def best_section(crossover: dict[str, Any]) -> list[str]:
+    """Per analysed metric, the best mode at each QPS, or "tie" with the modes tied with the lowest."""
+    lines: list[str] = []
+    for analysis in crossover["analyses"]:
+        cells = [f"QPS {qps_label(row['qps'])}: {_best_label(row)}" for row in analysis["best_by_qps"]]
+        lines.append(f"- {analysis['workload']}, {analysis['label']}: " + "; ".join(cells))
+    if not lines:
+        return []
+    return [
+        "### Best mode at each QPS",
+        "",
+        *lines,
+        "",
+        '"tie": the lowest mode\'s lead over the modes named is within the 95% interval of the '
+        'difference; "*": no interval for some modes (one run, no rows), so the lead is untested.',
+        "",
+    ]
+
+
+def _best_label(row: dict[str, Any]) -> str:
+    if row["best"] == "tie":
+        tied = [row["mode"], *row["tied_with"]]
+        text = "tie (" + ", ".join(mode_label(m) for m in tied) + ")"
+    else:
+        text = mode_label(row["mode"])
+    return text + ("*" if row["untested"] else "")
 
 
 def _interval_text(crossing: dict[str, Any]) -> str:
     if crossing["ci95_qps_low"] is None:
-        return "no CI (1 run)"
+        return "no interval"
     low = ("≤" if crossing["ci95_low_open"] else "") + number(crossing["ci95_qps_low"])
     high = ("≥" if crossing["ci95_high_open"] else "") + number(crossing["ci95_qps_high"])
     return f"{low} – {high}"

@@ -28,6 +28,13 @@ def test_config_defaults() -> None:
     assert build_config(_parse("x/a.json")).out_dir == Path("x/report")
 
 
+def test_bootstrap_options_are_checked() -> None:
+    config = build_config(_parse("a.json", "--resamples", "500", "--seed", "7"))
+    assert (config.bootstrap.num_resamples, config.bootstrap.seed) == (500, 7)
+    with pytest.raises(UsageError, match="--resamples"):
+        build_config(_parse("a.json", "--resamples", "10"))
+
+
 def test_no_inputs_without_auto_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="--auto"):
         build_config(_parse())

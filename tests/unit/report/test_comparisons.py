@@ -30,12 +30,24 @@ def test_ppd_vs_pd_improvement_average_min_max(merged: MergedResults) -> None:
     assert [i.significant for i in row.per_qps] == [True, True, True, False, False]
 
 
-def test_ppd_vs_replication_winners_and_crossing(merged: MergedResults) -> None:
+def test_ppd_vs_replication_winners_without_rows_are_ties_and_no_crossing(merged: MergedResults) -> None:
     (row, _) = head_to_head(merged, "ppd", "replication")
     assert [o.winner for o in row.outcomes] == ["ppd", "tie", "tie", "tie", "tie"]
     ppd_at_half = 200 + 50 * math.log(0.5 / CROSS_QPS)
     assert row.outcomes[0].margin_percent == pytest.approx((200 - ppd_at_half) / 200 * 100)
+    assert row.crossings == []  # PPD is never significantly slower: nothing to cross to
+
+
+def test_paired_rows_win_both_ways_and_cross(paired_rows_merged: MergedResults) -> None:
+    merged = paired_rows_merged
+    (row, _) = head_to_head(merged, "ppd", "replication")
+    assert [o.winner for o in row.outcomes] == ["ppd", "ppd", "ppd", "replication", "replication"]
+    assert all(o.significant for o in row.outcomes)
     assert [c.qps for c in row.crossings] == [pytest.approx(CROSS_QPS)]
+    improvement = improvements(merged, "ppd", "pd")[0].per_qps[0]  # QPS 0.5: 60%
+    assert improvement.percent == pytest.approx(60.0)
+    assert improvement.low_percent is not None and improvement.high_percent is not None
+    assert 50.0 < improvement.low_percent < 60.0 < improvement.high_percent < 70.0
 
 
 def test_missing_mode_gives_no_rows(tmp_path: Path) -> None:

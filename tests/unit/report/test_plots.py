@@ -47,7 +47,7 @@ def test_plots_survive_single_runs_no_p99_odd_modes_and_many_workloads(tmp_path:
 def test_missing_p99_note_names_the_qps_and_who() -> None:
     note = _missing_p99_note({("turns 2+", (0.5, 1.0)): ["PD", "PPD"], ("turn 1", (0.5,)): ["PD"]}, 2)
     assert note.splitlines() == [
-        "No P99 where a run had < 100 requests (not drawn):",
+        "No P99 where a point had < 100 requests (not drawn):",
         "turns 2+ at QPS 0.5, 1 (all modes)",
         "turn 1 at QPS 0.5 (PD)",
     ]

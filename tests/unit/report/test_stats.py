@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from ppd.report.stats import (
+    METHOD_BOOTSTRAP,
+    METHOD_T,
     Estimate,
-    difference_half_width,
+    bootstrap_estimate,
+    compare,
     estimate,
     estimate_all_or_none,
-    ratio_half_width,
     t_critical_95,
 )
 
@@ -75,11 +78,52 @@ def test_any_null_run_makes_the_point_null() -> None:
     assert result is not None and result.mean == 2.0
 
 
-def test_difference_and_ratio_half_widths_add_in_quadrature() -> None:
+def test_without_rows_differences_add_in_quadrature_and_ratios_on_the_log_scale() -> None:
     a = Estimate(mean=100.0, std=1.0, num_runs=3, ci_low=97.0, ci_high=103.0)  # half-width 3
     b = Estimate(mean=50.0, std=1.0, num_runs=3, ci_low=46.0, ci_high=54.0)  # half-width 4
-    assert difference_half_width(a, b) == pytest.approx(5.0)
-    assert ratio_half_width(a, b) == pytest.approx(2.0 * math.hypot(0.03, 0.08))
-    single = estimate([1.0])
-    assert difference_half_width(a, single) is None
-    assert ratio_half_width(single, b) is None
+    result = compare(a, b)
+    assert result.method == METHOD_T and not result.paired
+    assert (result.difference_low, result.difference_high) == pytest.approx((45.0, 55.0))
+    log_half_width = math.hypot(0.03, 0.08)
+    assert result.ratio == 2.0
+    assert result.ratio_low == pytest.approx(2.0 * math.exp(-log_half_width))
+    assert result.ratio_high == pytest.approx(2.0 * math.exp(log_half_width))
+    assert result.direction == 1  # b is significantly lower
+
+
+def test_a_ratio_interval_without_rows_stays_positive_even_when_wide() -> None:
+    wide = Estimate(mean=10.0, std=1.0, num_runs=2, ci_low=-50.0, ci_high=70.0)  # t with 2 runs
+    result = compare(wide, Estimate(mean=5.0, std=1.0, num_runs=2, ci_low=-20.0, ci_high=30.0))
+    assert result.ratio_low is not None and result.ratio_low > 0
+    assert result.direction == 0  # a tie
+
+
+def test_one_run_without_rows_has_no_interval_and_no_direction() -> None:
+    result = compare(estimate([1.0]), estimate([2.0]))
+    assert (result.difference, result.difference_low, result.ratio_low, result.direction) == (
+        -1.0,
+        None,
+        None,
+        None,
+    )
+
+
+def test_bootstrap_estimates_compare_pairwise_on_their_replicates() -> None:
+    rng = np.random.default_rng(0)
+    shared = rng.normal(100.0, 10.0, 2000)  # both modes move together across resamples
+    a = bootstrap_estimate(100.0, shared, ("plan",), num_runs=1, num_conversations=50)
+    b = bootstrap_estimate(98.0, shared - 2.0 + rng.normal(0.0, 0.5, 2000), ("plan",), 1, 50)
+    assert a.method == METHOD_BOOTSTRAP and a.ci_low is not None and a.ci_low < 90.0
+    result = compare(a, b)
+    assert result.paired
+    assert result.difference == 2.0
+    assert result.difference_low is not None and 0.5 < result.difference_low < 2.0  # paired: narrow
+    assert result.direction == 1
+    unpaired = compare(a, bootstrap_estimate(98.0, rng.normal(98.0, 10.0, 2000), ("other",), 1, 50))
+    assert not unpaired.paired and unpaired.direction == 0  # independent: the spread swamps 2 ms
+
+
+def test_bootstrap_estimate_without_enough_defined_replicates_has_no_interval() -> None:
+    replicates = np.full(1000, np.nan)
+    result = bootstrap_estimate(3.0, replicates, ("plan",), 1, 10)
+    assert (result.mean, result.ci_low, result.replicates) == (3.0, None, None)

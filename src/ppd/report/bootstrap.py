@@ -121,13 +121,6 @@ def ratio_of_sums(plan: ResamplePlan, numerators: FloatArray, denominators: Floa
     return result
 
 
-def per_duration(plan: ResamplePlan, numerators: FloatArray, durations_s: FloatArray) -> FloatArray:
-    """Replicates of Σ numerator over the drawn conversations / Σ duration of the drawn runs (a rate)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        result: FloatArray = (plan.conversation_weights @ numerators) / (plan.run_weights @ durations_s)
-    return result
-
-
 def quantiles(
     plan: ResamplePlan, values: FloatArray, columns: IntArray, fractions: Sequence[float]
 ) -> list[FloatArray]:

@@ -43,13 +43,11 @@ PointId = tuple[str, str, float]  # workload, mode, qps
 
 @dataclass(frozen=True)
 class RunSample:
-    """One run of a point: its rows, the schedule it was measured on, its measured duration."""
+    """One run of a point: its rows and the schedule it was measured on."""
 
     run_id: str  # "<file stem>#<run>", as the merged points name runs
-    schedule: tuple[object, ...]
+    schedule: tuple[object, ...]  # (seed, run index, arrival window): what the bench seeds it from
     rows: RunRows
-    duration_s: float
-    num_planned: int  # conversations the schedule held (RunInfo), ≥ the highest index seen
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,12 @@ class PointSample:
     runs: list[RunSample]
     plan: ResamplePlan
     run_indices: list[int]  # each run's index in the plan
+    universes: list[IntArray]  # each run's schedule's conversation indices, sorted: column order
+
+    def columns(self, position: int, conversations: IntArray) -> IntArray:
+        """The plan columns of conversations (bench indices) of the position-th run."""
+        dense = np.searchsorted(self.universes[position], conversations)
+        return self.plan.columns(self.run_indices[position], dense)
 
 
 def collect_runs(
@@ -70,7 +74,6 @@ def collect_runs(
         run_rows = read_run_rows(result, qps_key)
         if not run_rows:
             continue
-        durations = _durations(result, qps_key)
         infos = {
             (str(r.get("mode")), str(r.get("workload")), qps_key(r.get("qps", 0.0)), int(r.get("run", -1))): r
             for r in result.meta.get("runs", [])
@@ -84,40 +87,30 @@ def collect_runs(
                 info.get("duration_s", result.meta.get("config", {}).get("duration_s")),
             )
             run_id = f"{result.path.stem}#{run}"
-            planned = max(int(info.get("num_conversations") or 0), rows.num_conversations)
-            points[(workload, mode, qps)][run_id] = RunSample(
-                run_id, schedule, rows, durations.get(key, 0.0), planned
-            )
+            points[(workload, mode, qps)][run_id] = RunSample(run_id, schedule, rows)
     return points
-
-
-def _durations(
-    result: ResultFile, qps_key: Callable[[Any], float]
-) -> dict[tuple[str, str, float, int], float]:
-    """Each run's measured duration (s), from its all-turns summary (the throughput denominator)."""
-    return {
-        (str(s["mode"]), str(s["workload"]), qps_key(s["qps"]), int(s["run"])): float(
-            s.get("duration_s") or 0.0
-        )
-        for s in result.summaries
-        if str(s["turn_group"]) == "all"
-    }
 
 
 def plan_points(
     points: dict[PointId, dict[str, RunSample]], config: BootstrapConfig
 ) -> dict[PointId, PointSample]:
-    """One resample plan per (workload, QPS, set of schedules), shared by the modes measured on it."""
-    sizes: dict[tuple[str, float, tuple[object, ...]], int] = defaultdict(int)
+    """One resample plan per (workload, QPS, set of schedules), shared by the modes measured on it.
+
+    A schedule's conversations are the union of the indices any mode has rows for, numbered
+    densely, so that index i is the same column in every mode (and sparse indices cost nothing).
+    """
+    universes: dict[tuple[str, float, tuple[object, ...]], IntArray] = {}
     schedules: dict[PointId, list[tuple[object, ...]]] = {}
     for (workload, mode, qps), by_id in points.items():
         # The same schedule twice in one point (a set re-measured under another name) is two runs.
         seen: dict[tuple[object, ...], int] = defaultdict(int)
         keys = []
         for run in sorted(by_id.values(), key=lambda r: r.run_id):
-            keys.append((*run.schedule, seen[run.schedule]))
+            key = (*run.schedule, seen[run.schedule])
             seen[run.schedule] += 1
-            sizes[(workload, qps, keys[-1])] = max(sizes[(workload, qps, keys[-1])], run.num_planned)
+            known = universes.get((workload, qps, key), np.empty(0, dtype=np.int64))
+            universes[(workload, qps, key)] = np.union1d(known, run.rows.conversation)
+            keys.append(key)
         schedules[(workload, mode, qps)] = keys
     plans: dict[tuple[object, ...], ResamplePlan] = {}
     sampled = {}
@@ -126,9 +119,15 @@ def plan_points(
         ordered = sorted(keys, key=repr)
         plan_key: tuple[object, ...] = (workload, qps, tuple(ordered))
         if plan_key not in plans:
-            plans[plan_key] = make_plan(plan_key, [sizes[(workload, qps, k)] for k in ordered], config)
+            sizes = [max(1, universes[(workload, qps, k)].size) for k in ordered]
+            plans[plan_key] = make_plan(plan_key, sizes, config)
         in_order = sorted(points[point].values(), key=lambda r: r.run_id)
-        sampled[point] = PointSample(in_order, plans[plan_key], [ordered.index(k) for k in keys])
+        sampled[point] = PointSample(
+            in_order,
+            plans[plan_key],
+            [ordered.index(k) for k in keys],
+            [universes[(workload, qps, k)] for k in keys],
+        )
     return sampled
 
 
@@ -138,7 +137,10 @@ def point_estimates(sample: PointSample, group: str) -> dict[str, Estimate | Non
     num_columns = plan.run_offsets[-1]
     masks = [run.rows.in_turn_group(group) for run in sample.runs]
     columns = np.concatenate(
-        [plan.columns(index, run.rows.conversation[mask]) for run, index, mask in _zip(sample, masks)]
+        [
+            sample.columns(position, run.rows.conversation[mask])
+            for position, (run, mask) in enumerate(zip(sample.runs, masks, strict=True))
+        ]
     )
     pick = _column_picker(sample, masks)
     sent, ok, good = pick("sent"), pick("ok"), pick("good")
@@ -156,10 +158,6 @@ def point_estimates(sample: PointSample, group: str) -> dict[str, Estimate | Non
     return estimates
 
 
-def _zip(sample: PointSample, masks: list[Any]) -> list[tuple[RunSample, int, Any]]:
-    return list(zip(sample.runs, sample.run_indices, masks, strict=True))
-
-
 def _column_picker(sample: PointSample, masks: list[Any]) -> Callable[[str], FloatArray]:
     """name -> that row column of every run, masked to the turn group, concatenated, as floats."""
 
@@ -168,13 +166,6 @@ def _column_picker(sample: PointSample, masks: list[Any]) -> Callable[[str], Flo
         return np.concatenate(parts).astype(np.float64)
 
     return pick
-
-
-def _run_durations(sample: PointSample) -> FloatArray:
-    durations = np.zeros(len(sample.plan.run_offsets) - 1)
-    for run, index in zip(sample.runs, sample.run_indices, strict=True):
-        durations[index] = run.duration_s
-    return durations
 
 
 def _fraction(part: FloatArray, whole: FloatArray) -> float | None:

@@ -35,12 +35,6 @@ class RunRows:
     ttft_ms: FloatArray
     e2e_ms: FloatArray
     tpot_ms: FloatArray
-    output_tokens: FloatArray  # 0 where unknown
-
-    @property
-    def num_conversations(self) -> int:
-        """1 + the highest conversation index seen (conversations are numbered from 0)."""
-        return int(self.conversation.max()) + 1 if self.conversation.size else 0
 
     def in_turn_group(self, group: str) -> BoolArray:
         """Mask of the rows in turn group "1", "2+" or "all"."""
@@ -131,7 +125,6 @@ def _run_rows(rows: list[dict[str, Any]], slo: dict[str, Any]) -> RunRows:
         ttft_ms=ttft_ms,
         e2e_ms=_floats(rows, "e2e_ms"),
         tpot_ms=tpot_ms,
-        output_tokens=np.nan_to_num(_floats(rows, "output_tokens"), nan=0.0),
     )
 
 

@@ -10,6 +10,7 @@ lacks, on a FIFO link shared by that engine pair, and spends the modeled transfe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,14 @@ class KVPuller:
         await occupy(plan.hold_s)  # FIFO on D's loop, so pulls of one D never overlap
         self.stats.count(plan, self.profile.kv_bytes_per_token)
         return plan.num_blocks
+
+    async def release(self, remote: RemotePrefill) -> None:
+        """Tell P to free the blocks it holds for a request this D will not serve (rejected, or
+        aborted before its pull), as vLLM's D notifies P when it aborts a remote-prefill request
+        that never ran; P then need not hold them until the lease expires. Failures are ignored:
+        the lease expires anyway."""
+        with contextlib.suppress(ApiError):
+            await self._claim(remote, 0)
 
     async def _claim(self, remote: RemotePrefill, num_blocks: int) -> None:
         """Ask P to hand over its lease; P frees the blocks, as it does when NIXL reports the read."""

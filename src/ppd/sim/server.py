@@ -10,8 +10,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -45,12 +45,23 @@ from ppd.tokens import NUM_WORD_TOKENS, decode
 SIM_VERSION = f"ppd-sim-{__version__}"
 
 
+# Bodies larger than this are tokenized off the event loop.
+OFF_LOOP_BODY_BYTES = 1 << 20
+
+
 @dataclass
 class SimState:
     config: SimConfig
     engine: Engine
     puller: KVPuller
     started_s: float
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background; the app's stop cancels it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
 
 STATE = web.AppKey("ppd_sim_state", SimState)
@@ -108,10 +119,13 @@ def _engine_lifespan(config: SimConfig) -> Any:
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         engine = Engine(config)
         puller = KVPuller(config.profile, config.time_scale)
-        app[STATE] = SimState(config, engine, puller, time.time())
+        state = app[STATE] = SimState(config, engine, puller, time.time())
         await engine.start()
         yield
         await engine.stop()
+        for task in list(state.background):
+            task.cancel()
+        await asyncio.gather(*state.background, return_exceptions=True)
         await puller.close()
 
     return lifespan
@@ -131,8 +145,14 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
     x_request_id = http_request.headers.get("X-Request-Id")
     headers = {"x-request-id": x_request_id} if x_request_id else {}
     try:
-        body = await _json_body(http_request)
-        params = parse_completion(body) if kind == COMPLETION else parse_chat(body)
+        body, num_body_bytes = await _json_body(http_request)
+        parse = parse_completion if kind == COMPLETION else parse_chat
+        if num_body_bytes > OFF_LOOP_BODY_BYTES:
+            # Tokenizing a long prompt is Python work (~0.6 s per MB): off the loop, which keeps
+            # stepping the engine (a 50 MB prompt held it ~30 s, and the proxy ejected this D).
+            params = await asyncio.to_thread(parse, body)
+        else:
+            params = parse(body)
         _check_model(params.model, config.served_model_name)
         max_tokens = resolve_max_tokens(len(params.prompt_token_ids), params.max_tokens, config.max_model_len)
         act_as_prefill, remote = parse_kv_transfer_params(params.kv_transfer_params)
@@ -145,12 +165,17 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
         response_id, params.prompt_token_ids, max_tokens, hold_kv_on_finish=act_as_prefill
     )
     api_s = engine.core.api_ready_s(request.arrival_s, request) - request.arrival_s
-    await asyncio.sleep(max(0.0, api_s - TIMER_EARLY_S))
-    if remote is not None:
-        try:
+    try:
+        await asyncio.sleep(max(0.0, api_s - TIMER_EARLY_S))
+        if remote is not None:
             await _pull_remote_kv(state, request, remote)
-        except ApiError as exc:
-            return _with_headers(api_error_response(exc), headers)
+    except ApiError as exc:
+        return _with_headers(api_error_response(exc), headers)
+    except asyncio.CancelledError:
+        if remote is not None and request.num_external_tokens == 0:
+            # The client left before this D took P's KV: tell P to free it (vLLM's abort does).
+            state.spawn(state.puller.release(remote))
+        raise
     engine.submit(request)
     try:
         if params.stream:
@@ -167,6 +192,7 @@ async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefi
     block_size = state.config.block_size
     num_prompt_blocks = -(-request.num_prompt_tokens // block_size)
     if len(remote.remote_block_ids) != num_prompt_blocks:
+        state.spawn(state.puller.release(remote))  # refused: P need not hold them for the lease
         raise ApiError(
             400,
             f"kv_transfer_params.remote_block_ids has {len(remote.remote_block_ids)} blocks but this prompt "
@@ -324,10 +350,19 @@ def _check_model(model: str | None, served_model_name: str) -> None:
         raise ApiError(404, f"The model `{model}` does not exist.", "model")
 
 
-async def _json_body(http_request: web.Request) -> Any:
+async def _json_body(http_request: web.Request) -> tuple[Any, int]:
+    """The parsed body and its size in bytes; ValidationError 400 in vLLM's words when it is not JSON.
+
+    The bytes are read as sent (`ppd sim` does not decode Content-Encoding, as vLLM's server does
+    not): a gzip body is not JSON. JSON nested too deeply for the parser is a 400 too, as in vLLM
+    (pydantic's parser stops at its recursion limit), not a 500.
+    """
     raw = await http_request.read()
     try:
-        return json.loads(raw)
+        return json.loads(raw), len(raw)
+    except RecursionError as exc:
+        message = validation_message("json_invalid", (0,), "JSON decode error: recursion limit exceeded", {})
+        raise ValidationError(400, message, "body") from exc
     except json.JSONDecodeError as exc:
         message = validation_message("json_invalid", (exc.pos,), "JSON decode error", {})
         raise ValidationError(400, f"{message} ({exc.msg})", f"body.{exc.pos}") from exc
@@ -383,7 +418,7 @@ async def version(http_request: web.Request) -> web.Response:
 async def tokenize(http_request: web.Request) -> web.Response:
     config = http_request.app[STATE].config
     try:
-        body = await _json_body(http_request)
+        body, _ = await _json_body(http_request)
         if isinstance(body, dict):
             _check_model(
                 body.get("model") if isinstance(body.get("model"), str) else None, config.served_model_name
@@ -416,7 +451,7 @@ async def kv_pull(http_request: web.Request) -> web.Response:
     """Internal (sim to sim): hand the blocks held under a lease to the D that pulls them."""
     state = http_request.app[STATE]
     try:
-        body = await _json_body(http_request)
+        body, _ = await _json_body(http_request)
         lease_id = body.get("remote_request_id") if isinstance(body, dict) else None
         if not isinstance(lease_id, str):
             raise ApiError(400, "remote_request_id (string) is required.")

@@ -283,7 +283,7 @@ def _start_engine(
     config: UpConfig, instance: Instance, deployment_state: state.DeploymentState, progress: Progress
 ) -> Target:
     argv, env = _engine_argv_env(config, instance)
-    log_path = config.logs_dir / f"{instance.name}.log"
+    log_path = log_path_in(config.logs_dir, instance.name)
     gpu = f", GPU {instance.gpu}" if instance.gpu is not None else ""
     where = f"{instance.host}:{instance.port}{gpu}"
     progress(f"starting {instance.name} ({instance.role}) on {where} -> {log_path}")
@@ -348,3 +348,11 @@ def _start_proxy(
     deployment_state.processes[-1] = replace(record, url=bound["proxy"])
     deployment_state.proxy_url = bound["proxy"]
     state.save(deployment_state, config.state_path)
+
+
+def log_path_in(logs_dir: Path, name: str) -> Path:
+    """`logs_dir/name.log`; UsageError when the name would put it anywhere else (`../x`, `/x`)."""
+    log_path = logs_dir / f"{name}.log"
+    if log_path.parent != logs_dir or log_path.name != f"{name}.log" or name.startswith("."):
+        raise UsageError(f"instance name {name!r} would put its log outside {logs_dir}")
+    return log_path

@@ -120,8 +120,24 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def unsafe_target(pid: int) -> str | None:
+    """Why signalling process group `pid` could hit something `ppd up` never started, or None.
+
+    killpg(0) signals the caller's own group and killpg(1) init's; our own pid or group would stop
+    this very process (and its siblings: a state file listing "pid": 0 once ended `ppd down` with
+    exit 137)."""
+    if pid <= 1:
+        return f"pid {pid} is not a process ppd started (0 stands for our own process group, 1 for init)"
+    if pid in (os.getpid(), os.getpgrp()):
+        return f"pid {pid} is this ppd's own process or process group"
+    return None
+
+
 def stop(started: Started, timeout_s: float) -> str:
     """SIGTERM the process group, SIGKILL it after timeout_s; returns what happened, in words."""
+    reason = unsafe_target(started.pid)
+    if reason is not None:
+        return f"left alone: {reason}"
     if not is_running(started):
         if _pid_is_another_group_leader(started.pid):
             return "already gone (its pid now belongs to another process; left alone)"
@@ -145,6 +161,8 @@ def _pid_is_another_group_leader(pid: int) -> bool:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    if unsafe_target(pgid) is not None:  # stop() checked; this keeps every killpg behind the check
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
 

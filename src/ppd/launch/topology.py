@@ -41,6 +41,9 @@ PORT_STEP = 100
 DEFAULT_NIXL_PORT_BASE = 5600
 
 _SPEC_RE = re.compile(r"^(?:(?P<p>\d+)p(?P<d>\d+)d)?(?:(?P<r>\d+)r)?$")
+# An instance's name is also its log file's name under --logs: a plain file name, no path.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_PORT = 65535
 _INSTANCE_KEYS = {"host", "port", "role", "gpu", "nixl_port", "name"}
 _PROXY_KEYS = {"host", "port"}
 
@@ -121,6 +124,7 @@ def layout_spec(spec: str, options: LayoutOptions) -> Topology:
     """
     counts = parse_spec(spec)
     roles: list[Role] = [role for role in ROLES for _ in range(counts.get(role, 0))]
+    check_layout_ports(options, len(roles))
     instances = []
     for k, role in enumerate(roles):
         index = roles[:k].count(role)
@@ -128,6 +132,28 @@ def layout_spec(spec: str, options: LayoutOptions) -> Topology:
         name = f"{NAME_PREFIX[role]}{index}"
         instances.append(Instance(name, role, options.host, port, None, options.nixl_port_base + k))
     return Topology(tuple(instances), options.host, options.proxy_port, spec)
+
+
+def check_layout_ports(options: LayoutOptions, num_instances: int) -> None:
+    """UsageError unless every port the layout gives (engines at port_base + 100 k, NIXL side
+    channels at nixl_port_base + k, the proxy) is a port number: 65500 + 100 is not one, and used to
+    end in an OverflowError traceback at bind time."""
+    last = num_instances - 1
+    if options.port_base and not 1 <= options.port_base <= options.port_base + PORT_STEP * last <= MAX_PORT:
+        highest = MAX_PORT - PORT_STEP * last
+        raise UsageError(
+            f"--port-base {options.port_base} gives {num_instances} engine(s) ports up to "
+            f"{options.port_base + PORT_STEP * last}; ports end at {MAX_PORT}: "
+            f"use 1-{highest} (or 0: free ports)"
+        )
+    if not 1 <= options.nixl_port_base <= options.nixl_port_base + last <= MAX_PORT:
+        raise UsageError(
+            f"--nixl-port-base {options.nixl_port_base} must leave {num_instances} ports within 1-{MAX_PORT}"
+        )
+    if not 0 <= options.proxy_port <= MAX_PORT:
+        raise UsageError(
+            f"--proxy-port {options.proxy_port} must be a port number 1-{MAX_PORT} (or 0: a free port)"
+        )
 
 
 def load_file(path: Path, nixl_port_base: int = DEFAULT_NIXL_PORT_BASE) -> Topology:
@@ -169,6 +195,11 @@ def _instances_from_tables(path: Path, tables: list[Any], nixl_port_base: int) -
         )
         default_name = f"{NAME_PREFIX[role]}{sum(1 for other in instances if other.role == role)}"
         name = _string(path, f"instance #{k + 1} name", table.get("name", default_name))
+        if not _NAME_RE.match(name):
+            raise UsageError(
+                f"{path}: instance #{k + 1} name {name!r} must be a plain file name (letters, digits, "
+                "'_', '.', '-'; at most 64; not starting with '.'): it names the instance's log under --logs"
+            )
         instances.append(Instance(name, role, host, port, gpu_text, nixl_port))
     return tuple(instances)
 
@@ -205,7 +236,7 @@ def _string(path: Path, what: str, value: Any) -> str:
 
 
 def _port(path: Path, what: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PORT:
         raise UsageError(f"{path}: {what} must be a port number 1-65535, got {value!r}")
     return value
 

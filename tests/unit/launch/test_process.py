@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -87,3 +88,29 @@ def _wait_for_text(path: Path, text: str, timeout_s: float = 20.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"{text!r} never appeared in {path}: {path.read_text()!r}")
+
+
+def test_pids_that_are_not_ours_to_signal_are_refused() -> None:
+    for pid in (0, 1, -1, os.getpid(), os.getpgrp()):
+        assert process.unsafe_target(pid) is not None
+    assert process.unsafe_target(os.getpid() + 1_000_000) is None
+
+
+def test_stopping_pid_0_leaves_the_callers_group_alive(tmp_path: Path) -> None:
+    # Run in a session of its own with a sibling: before the fix, stop() reached killpg(0, SIGKILL)
+    # (kernel threads have process group 0), which killed the caller and its sibling.
+    script = (
+        "import subprocess, sys\n"
+        "from ppd.launch import process\n"
+        "sibling = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+        "print(process.stop(process.Started(0, 'x'), 0.1))\n"
+        "print('sibling alive' if sibling.poll() is None else 'sibling dead')\n"
+        "sibling.kill(); sibling.wait()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          start_new_session=True)  # fmt: skip
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.splitlines() == [
+        "left alone: pid 0 is not a process ppd started (0 stands for our own process group, 1 for init)",
+        "sibling alive",
+    ]

@@ -107,6 +107,11 @@ def test_multi_host_topology_needs_only_host(tmp_path: Path) -> None:
         ("[proxy]\nport = 1\n", "at least one"),
         ('extra = 1\n[[instance]]\nport = 8100\nrole = "prefill"\n', "top-level"),
         ("[[instance]\n", "cannot read"),
+        ('[[instance]]\nport = 8100\nrole = "both"\nname = "../../evil"\n', "plain file name"),
+        ('[[instance]]\nport = 8100\nrole = "both"\nname = "/tmp/evil"\n', "plain file name"),
+        ('[[instance]]\nport = 8100\nrole = "both"\nname = ".hidden"\n', "plain file name"),
+        ('[[instance]]\nport = 8100\nrole = "both"\nname = "a\\nb"\n', "plain file name"),
+        ('[proxy]\nport = 70000\n[[instance]]\nport = 8100\nrole = "both"\n', "proxy.port"),
     ],
 )
 def test_load_file_rejects_bad_files(tmp_path: Path, text: str, message: str) -> None:
@@ -114,3 +119,33 @@ def test_load_file_rejects_bad_files(tmp_path: Path, text: str, message: str) ->
     path.write_text(text)
     with pytest.raises(UsageError, match=message):
         load_file(path)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (LayoutOptions(port_base=65500), "--port-base 65500 gives 2 engine.s. ports up to 65600"),
+        (LayoutOptions(port_base=-5), "--port-base -5"),
+        (LayoutOptions(proxy_port=70000), "--proxy-port 70000"),
+        (LayoutOptions(proxy_port=-1), "--proxy-port -1"),
+        (LayoutOptions(nixl_port_base=65535), "--nixl-port-base 65535"),
+        (LayoutOptions(nixl_port_base=0), "--nixl-port-base 0"),
+    ],
+)
+def test_layout_ports_beyond_the_port_range_are_usage_errors(options: LayoutOptions, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        layout_spec("1p1d", options)
+
+
+def test_the_highest_port_base_that_fits_is_accepted() -> None:
+    topology = layout_spec("1p1d", LayoutOptions(port_base=65435, proxy_port=65535))
+    assert [i.port for i in topology.instances] == [65435, 65535]
+
+
+def test_logs_stay_under_the_logs_directory(tmp_path: Path) -> None:
+    from ppd.launch.deploy import log_path_in
+
+    assert log_path_in(tmp_path, "decode0") == tmp_path / "decode0.log"
+    for name in ("../../evil", "/tmp/evil", "a/b", ".hidden"):
+        with pytest.raises(UsageError, match="outside"):
+            log_path_in(tmp_path, name)

@@ -67,6 +67,7 @@ class TurnRow:
     cached_share: float | None = None  # cached_tokens / prompt_tokens
     trace_request: int | None = None  # a trace replay's turn: the request's index in the trace file
     history_tokens: int | None = None  # a trace turn: prompt tokens repeating its conversation's history
+    prefill_cached_tokens: int | None = None  # a P -> D route: P's cached tokens (x-ppd-prefill-cached-...)
 
 
 @dataclass

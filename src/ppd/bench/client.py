@@ -15,7 +15,7 @@ import aiohttp
 
 from ppd.openai_api import iter_sse_data
 
-ROUTE_HEADERS = ("x-ppd-route", "x-ppd-upstream", "x-ppd-prefill-ms")
+ROUTE_HEADERS = ("x-ppd-route", "x-ppd-upstream", "x-ppd-prefill-ms", "x-ppd-prefill-cached-tokens")
 _MAX_ERROR_BODY_BYTES = 65536
 
 

@@ -301,6 +301,7 @@ def turn_row(
         route=record.headers.get("x-ppd-route"),
         upstream=record.headers.get("x-ppd-upstream"),
         prefill_ms=_float_or_none(record.headers.get("x-ppd-prefill-ms")),
+        prefill_cached_tokens=_int_or_none(record.headers.get("x-ppd-prefill-cached-tokens")),
         # A turn counts as warm-up by when it went out, or for an unsent one by when it was due.
         in_warmup=(sent_s if sent_s is not None else due_s) < context.config.warmup_s,
         trace_request=trace_turn.request_index if trace_turn is not None else None,
@@ -313,6 +314,13 @@ def cached_share(prompt_tokens: object, cached_tokens: object) -> float | None:
     if isinstance(prompt_tokens, int) and isinstance(cached_tokens, int) and prompt_tokens > 0:
         return round(cached_tokens / prompt_tokens, 6)
     return None
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _float_or_none(text: str | None) -> float | None:

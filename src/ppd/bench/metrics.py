@@ -162,8 +162,26 @@ def summarize_group(
         schedule_lag_ms=lag_distribution(
             row.schedule_lag_ms for row in sent if row.schedule_lag_ms is not None
         ),
+        cache_hit_rate=cache_hit_rate(ok),
     )
     return summary
+
+
+def served_cached_tokens(row: TurnRow) -> int | None:
+    """Prompt tokens the instance that prefilled the turn found in its prefix cache: P's on a P -> D
+    route (D's cached_tokens there counts the pulled KV), else the answering instance's."""
+    return row.prefill_cached_tokens if row.prefill_cached_tokens is not None else row.cached_tokens
+
+
+def cache_hit_rate(rows: Iterable[TurnRow]) -> float | None:
+    """Cached over prompt tokens, summed over the rows that report both (served_cached_tokens)."""
+    num_cached = num_prompt = 0
+    for row in rows:
+        cached = served_cached_tokens(row)
+        if cached is not None and row.prompt_tokens:
+            num_cached += cached
+            num_prompt += row.prompt_tokens
+    return num_cached / num_prompt if num_prompt else None
 
 
 def _labels(run_info: RunInfo | None, rows: Sequence[TurnRow], group: str) -> dict[str, Any]:

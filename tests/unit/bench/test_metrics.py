@@ -127,6 +127,7 @@ def test_summary_shape_groups_and_warmup_exclusion() -> None:
         "offered_rate",
         "achieved_rate",
         "schedule_lag_ms",
+        "cache_hit_rate",
     }
     assert set(everything) == expected_keys
 
@@ -170,3 +171,15 @@ def test_conversation_rates_show_a_client_that_falls_behind() -> None:
     offered, achieved = conversation_rates(10, [1.0 * i for i in range(10)], 5.0)
     assert offered == 2.0 and achieved == pytest.approx(10 / 9)
     assert conversation_rates(10, [0.1] * 5, 5.0) == (2.0, 1.0)
+
+
+def test_cache_hit_rate_counts_what_the_prefilling_instance_found() -> None:
+    rows = [
+        _row(prompt_tokens=100, cached_tokens=80),  # served from the answering instance's cache
+        _row(prompt_tokens=100, cached_tokens=100, prefill_cached_tokens=20),  # P -> D: P's counts
+        _row(prompt_tokens=50),  # no usage details: left out
+        _row(ok=False, prompt_tokens=100, cached_tokens=0),  # failed: left out
+    ]
+    [everything] = [s for s in summarize(rows, RUN, Slo()) if s["turn_group"] == "all"]
+    assert everything["cache_hit_rate"] == 0.5
+    assert summarize([_row()], RUN, Slo())[0]["cache_hit_rate"] is None

@@ -155,6 +155,12 @@ def point_estimates(sample: PointSample, group: str) -> dict[str, Estimate | Non
     estimates["slo_attainment"] = make(_fraction(good, sent), ratio_of_sums(plan, num_good, num_sent))
     for latency in LATENCIES:
         estimates.update(_latency_estimates(plan, latency, pick(latency), ok, columns, make))
+    if all(run.rows.prompt_tokens is not None for run in sample.runs):
+        prompt, cached = pick("prompt_tokens"), pick("cached_tokens")
+        if prompt.sum() > 0:
+            estimates["cache_hit_rate"] = make(
+                _fraction(cached, prompt), ratio_of_sums(plan, sums(cached), sums(prompt))
+            )
     return estimates
 
 

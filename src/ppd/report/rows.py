@@ -35,6 +35,10 @@ class RunRows:
     ttft_ms: FloatArray
     e2e_ms: FloatArray
     tpot_ms: FloatArray
+    # Prefix-cache hits of ok turns that report them (0 where not): prompt tokens, and the tokens the
+    # prefilling instance found cached (P's own on a P -> D route; ppd.bench.metrics.cache_hit_rate).
+    prompt_tokens: FloatArray | None = None
+    cached_tokens: FloatArray | None = None
 
     def in_turn_group(self, group: str) -> BoolArray:
         """Mask of the rows in turn group "1", "2+" or "all"."""
@@ -125,7 +129,18 @@ def _run_rows(rows: list[dict[str, Any]], slo: dict[str, Any]) -> RunRows:
         ttft_ms=ttft_ms,
         e2e_ms=_floats(rows, "e2e_ms"),
         tpot_ms=tpot_ms,
+        **_cache_columns(rows, ok),
     )
+
+
+def _cache_columns(rows: list[dict[str, Any]], ok: BoolArray) -> dict[str, FloatArray]:
+    prompt, cached = np.zeros(len(rows)), np.zeros(len(rows))
+    for index, row in enumerate(rows):
+        served = row.get("prefill_cached_tokens")
+        served = row.get("cached_tokens") if served is None else served
+        if ok[index] and served is not None and row.get("prompt_tokens"):
+            prompt[index], cached[index] = float(row["prompt_tokens"]), float(served)
+    return {"prompt_tokens": prompt, "cached_tokens": cached}
 
 
 def _floats(rows: list[dict[str, Any]], name: str) -> FloatArray:

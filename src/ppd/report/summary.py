@@ -92,6 +92,19 @@ def key_results(merged: MergedResults) -> list[str]:
         "### Mean TTFT of turns 2+ by mode (ms)",
         "",
         *grid_section(metric_tables(merged, "2+", "ttft_ms.mean")),
+        *cache_section(metric_tables(merged, "2+", "cache_hit_rate")),
+    ]
+
+
+def cache_section(tables: list[MetricTable]) -> list[str]:
+    """Prefix-cache hit rate of turns 2+ per mode (cached over prompt tokens, at the instance that
+    prefilled them: P on P -> D routes); nothing when no row reported cached tokens."""
+    if not tables:
+        return []
+    return [
+        "### Prefix-cache hit rate of turns 2+ by mode (cached / prompt tokens where prefilled)",
+        "",
+        *grid_section(tables),
     ]
 
 

@@ -77,3 +77,20 @@ def test_a_torn_last_line_is_skipped_and_a_bad_middle_line_is_an_error(tmp_path:
     rows_path.write_text('{"mode"\n' + rows_path.read_text())
     with pytest.raises(ValueError, match=r"a\.jsonl:1: not a JSON line"):
         read_run_rows(read_result_file(source), normalize_qps)
+
+
+def test_cache_hit_rate_pools_cached_over_prompt_tokens_with_p_counting_on_p_to_d(tmp_path: Path) -> None:
+    source = _one_point(tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    for index, row in enumerate(rows):
+        row["prompt_tokens"], row["cached_tokens"] = 100, 100  # D's count after a pull
+        row["prefill_cached_tokens"] = 25 if index % 2 else None  # P's own on P -> D routes
+        if not index % 2:
+            row["cached_tokens"] = 75  # served from the holder's cache
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    merged = merge([read_result_file(source)], FAST)
+    point = merged.point("W1", "ppd", 2.0, "all")
+    assert point is not None
+    estimate = point.metric("cache_hit_rate")
+    assert estimate is not None and estimate.mean == pytest.approx(0.5, abs=0.05)
+    assert estimate.ci_low is not None and estimate.ci_low <= estimate.mean <= (estimate.ci_high or 1.0)

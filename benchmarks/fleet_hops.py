@@ -10,16 +10,20 @@ bench's own client (ppd.bench.client.HttpBackend), three ways, interleaved turn 
                  and the proxy's own P round trip, x-ppd-prefill-ms - model P time = R_p
 
 "model" is what ppd fleet with zero hop costs gives for the same turn (the engine model alone).
-Medians of the residuals become the hop costs (ms):
+The median residual of each way at each prompt length is fitted with a line a + b x prompt words
+(the real CPU time to move, parse and tokenize a prompt comes on top of the model's API time), and
+the lines become the hop costs:
 
-    proxy_to_engine = engine_to_proxy = R_p / 2              (a proxy <-> engine round trip, halved)
-    client_to_proxy = proxy_to_client = (R_replica - R_p) / 2
-    kv_claim        = R_pd - R_replica - R_p                  (D's claim of P's lease, and the rest of
+    proxy_to_engine = engine_to_proxy = a_p / 2              (a proxy <-> engine round trip, halved)
+    client_to_proxy = proxy_to_client = (a_replica - a_p) / 2
+    kv_claim        = a_pd - a_replica - a_p                  (D's claim of P's lease, and the rest of
                                                                the pd path beyond its two hops)
+    engine_us_per_prompt_token = b_p                          (every engine hop, per prompt token)
+    proxy_us_per_prompt_token  = b_replica - b_p              (the client's request at the proxy)
 
     python benchmarks/fleet_hops.py [--reps 40] [--write]     # --write: update src/ppd/fleet/hops.json
 
-Ends with `fleet_hops r_replica_ms=.. r_pd_ms=.. r_p_ms=.. points=N`.
+Ends with `fleet_hops r_replica_ms=.. r_pd_ms=.. r_p_ms=.. points=N` (the fixed parts a).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from ppd.bench.workloads import builtin_workload, parse_workloads, random_word_t
 from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate
 from ppd.fleet.config import HOPS_FILE
 
-SHAPES = ((256, 8), (2048, 8))  # prompt words, output tokens
+SHAPES = ((128, 8), (1024, 8), (4096, 8))  # prompt words, output tokens
 PAUSE_S = 0.25
 SALT = int.from_bytes(os.urandom(4), "little") << 20  # fresh prompts on every invocation
 
@@ -84,7 +88,7 @@ def modeled_ttft_ms(mode: str, num_words: int, num_output: int) -> tuple[float, 
     return row.ttft_ms, row.prefill_ms
 
 
-async def measure(proxy_url: str, direct_url: str, reps: int) -> dict[str, list[float]]:
+async def measure(proxy_url: str, direct_url: str, reps: int) -> dict[tuple[str, int], list[float]]:
     import aiohttp
 
     residuals: dict[str, list[float]] = defaultdict(list)  # by way, and by way@prompt words
@@ -115,9 +119,10 @@ async def measure(proxy_url: str, direct_url: str, reps: int) -> dict[str, list[
                     model_ttft_ms, model_p_ms = model[
                         ("pd" if kind == "pd" else "replication", num_words, num_output)
                     ]
-                    residuals[kind].append(ttft_ms - model_ttft_ms)
+                    residuals[(kind, num_words)].append(ttft_ms - model_ttft_ms)
                     if kind == "pd" and model_p_ms is not None:
-                        residuals["p"].append(float(record.headers["x-ppd-prefill-ms"]) - model_p_ms)
+                        p_ms = float(record.headers["x-ppd-prefill-ms"])
+                        residuals[("p", num_words)].append(p_ms - model_p_ms)
                     await asyncio.sleep(PAUSE_S)
     return residuals
 
@@ -130,24 +135,35 @@ async def warm_up(session: object, proxy: HttpBackend, proxy_url: str) -> None:
     await proxy.send(TurnRequest("/v1/completions", body, {}), RawTurn())
 
 
-def hop_costs(medians: dict[str, float], source: str) -> dict[str, float | str]:
-    """The hop costs from the median residuals (see the module docstring)."""
-    r_p, r_replica, r_pd = medians["p"], medians["replica"], medians["pd"]
-    half_trip = max(0.0, r_p / 2)
-    client_side = max(0.0, (r_replica - r_p) / 2)
+def line_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(a, b) of y = a + b x by least squares."""
+    mean_x = statistics.fmean(x for x, _ in points)
+    mean_y = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+    return mean_y - slope * mean_x, slope
+
+
+def hop_costs(fits: dict[str, tuple[float, float]], source: str) -> dict[str, float | str]:
+    """The hop costs from the residual lines a + b x prompt words (see the module docstring)."""
+    (a_p, b_p), (a_replica, b_replica), (a_pd, _) = fits["p"], fits["replica"], fits["pd"]
+    half_trip = max(0.0, a_p / 2)
+    client_side = max(0.0, (a_replica - a_p) / 2)
     return {
         "client_to_proxy_ms": round(client_side, 3),
         "proxy_to_engine_ms": round(half_trip, 3),
         "engine_to_proxy_ms": round(half_trip, 3),
         "proxy_to_client_ms": round(client_side, 3),
-        "kv_claim_ms": round(max(0.0, r_pd - r_replica - r_p), 3),
+        "kv_claim_ms": round(max(0.0, a_pd - a_replica - a_p), 3),
+        "engine_us_per_prompt_token": round(max(0.0, b_p * 1000.0), 4),
+        "proxy_us_per_prompt_token": round(max(0.0, (b_replica - b_p) * 1000.0), 4),
         "source": source,
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--reps", type=int, default=40, help="turns per shape and way (default 40)")
+    parser.add_argument("--reps", type=int, default=20, help="turns per shape and way (default 20)")
     parser.add_argument("--write", action="store_true", help="write the figures to src/ppd/fleet/hops.json")
     args = parser.parse_args()
     builtin_workload("W1", 1)  # numpy's vocabulary is built before anything is timed
@@ -157,26 +173,35 @@ def main() -> int:
         running_proxy(p_url, d_url) as proxy_url,
     ):
         residuals = asyncio.run(measure(proxy_url, d_url, args.reps))
-    medians = {kind: statistics.median(values) for kind, values in residuals.items()}
-    print(f"{'residual (measured - model)':<30} {'p10 ms':>8} {'median ms':>10} {'p90 ms':>8} {'n':>4}")
-    for kind, values in residuals.items():
+    print(
+        f"{'residual (measured-model)':<24} {'words':>6} {'p10 ms':>8} {'median':>10} {'p90 ms':>8} {'n':>4}"
+    )
+    medians: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for (kind, num_words), values in sorted(residuals.items()):
         deciles = statistics.quantiles(values, n=10)
-        print(f"{kind:<30} {deciles[0]:8.2f} {medians[kind]:10.2f} {deciles[-1]:8.2f} {len(values):4d}")
+        median = statistics.median(values)
+        medians[kind].append((num_words, median))
+        print(
+            f"{kind:<24} {num_words:6d} {deciles[0]:8.2f} {median:10.2f} {deciles[-1]:8.2f} {len(values):4d}"
+        )
+    fits = {kind: line_fit(points) for kind, points in medians.items()}
+    for kind, (a, b) in fits.items():
+        print(f"{kind:<24} residual = {a:.2f} ms + {b * 1000:.3f} us x prompt words")
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     source = (
-        f"benchmarks/fleet_hops.py --reps {args.reps}, {stamp}: medians over {len(residuals['pd'])} isolated "
-        f"turns per way of R_replica={medians['replica']:.2f} ms, R_pd={medians['pd']:.2f} ms, "
-        f"R_p={medians['p']:.2f} ms (1P1D ppd sim + ppd proxy on loopback, time scale 1)"
+        f"benchmarks/fleet_hops.py --reps {args.reps}, {stamp}: lines through the median residuals of "
+        f"isolated turns at {', '.join(str(w) for w, _ in SHAPES)} prompt words "
+        + "; ".join(f"R_{kind} = {a:.2f} ms + {b * 1000:.3f} us/word" for kind, (a, b) in fits.items())
+        + " (1P1D ppd sim + ppd proxy on loopback, time scale 1)"
     )
-    costs = hop_costs(medians, source)
+    costs = hop_costs(fits, source)
     print(json.dumps(costs, indent=2))
     if args.write:
         HOPS_FILE.write_text(json.dumps(costs, indent=2) + "\n")
         print(f"wrote {HOPS_FILE}")
-    print(
-        f"fleet_hops r_replica_ms={medians['replica']:.3f} r_pd_ms={medians['pd']:.3f} "
-        f"r_p_ms={medians['p']:.3f} points={sum(len(v) for v in residuals.values())}"
-    )
+    a_replica, a_pd, a_p = fits["replica"][0], fits["pd"][0], fits["p"][0]
+    print(f"fleet_hops r_replica_ms={a_replica:.3f} r_pd_ms={a_pd:.3f} r_p_ms={a_p:.3f} "
+          f"points={sum(len(v) for v in residuals.values())}")  # fmt: skip
     return 0
 
 

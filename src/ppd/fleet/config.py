@@ -29,6 +29,10 @@ class HopCosts:
     engine_to_proxy_ms: float = 0.0  # a step's token (or P's whole answer) -> at the proxy
     proxy_to_client_ms: float = 0.0  # the proxy relays a chunk -> the bench stamps it
     kv_claim_ms: float = 0.0  # D claims P's lease (HTTP round trip between the engines)
+    # Real CPU time that grows with the prompt, on top of the engine model's API time: moving,
+    # parsing and tokenizing the body at each engine hop, and reading it at the proxy.
+    engine_us_per_prompt_token: float = 0.0
+    proxy_us_per_prompt_token: float = 0.0
     source: str = "zero: no HTTP path"
 
 

@@ -26,6 +26,7 @@ from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
 from ppd.fleet.engines import VirtualEngine
 from ppd.launch.proxy import Upstreams, check_mode
+from ppd.openai_api import ApiError
 from ppd.proxy.config import ProxyConfig, normalize_url
 from ppd.proxy.conversations import Conversation, ConversationStore, Identity, TurnOutcome
 from ppd.proxy.estimates import HopLoad
@@ -34,6 +35,7 @@ from ppd.proxy.inputs import TurnRequest
 from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, estimated_prefill_tokens
 from ppd.proxy.state import ProxyState
 from ppd.proxy.turns import COMPLETIONS_PATH, TurnRecord, turn_of
+from ppd.sim.protocol import resolve_max_tokens
 from ppd.sim.request import Request
 from ppd.sim.timing import load_profile
 from ppd.tokens import NUM_WORD_TOKENS
@@ -105,13 +107,16 @@ class Fleet:
         self.engine_to_proxy_s = hops.engine_to_proxy_ms * 1e-3
         self.proxy_to_client_s = hops.proxy_to_client_ms * 1e-3
         self.kv_claim_s = hops.kv_claim_ms * 1e-3
+        self.engine_s_per_token = hops.engine_us_per_prompt_token * 1e-6
+        self.proxy_s_per_token = hops.proxy_us_per_prompt_token * 1e-6
         self.num_turns = 0
 
     def send(self, job: TurnJob) -> None:
         """The client sends a turn now."""
         job.sent_s = self.clock.now_s
         self.num_turns += 1
-        self.clock.after(self.client_to_proxy_s, self._route, job)
+        delay_s = self.client_to_proxy_s + self.proxy_s_per_token * len(job.prompt_token_ids)
+        self.clock.after(delay_s, self._route, job)
 
     def _route(self, job: TurnJob) -> None:
         """At the proxy: find the conversation and route the turn (proxy/turns.serve_turn)."""
@@ -195,7 +200,7 @@ class _TurnFlow:
         self.record.prefill_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
         upstream.begin(self.num_prefill_at_p)
         self.prefill_sent_s = self.now_s
-        self.fleet.clock.after(self.fleet.proxy_to_engine_s, self._prefill_arrives, prefill)
+        self.fleet.clock.after(self._to_engine_s(), self._prefill_arrives, prefill)
 
     def _prefill_arrives(self, prefill: VirtualEngine) -> None:
         request = prefill.new_request(f"p-{id(self)}", self.job.prompt_token_ids, 1, hold_kv_on_finish=True)
@@ -225,10 +230,22 @@ class _TurnFlow:
         job.route, job.upstream = self.route.kind, self.route.target_url
         if record.prefill_ms is not None:
             job.prefill_ms = round(record.prefill_ms, 3)
-        self.fleet.clock.after(self.fleet.proxy_to_engine_s, self._target_arrives, remote)
+        self.fleet.clock.after(self._to_engine_s(), self._target_arrives, remote)
+
+    def _to_engine_s(self) -> float:
+        """Proxy -> engine: the hop and the engine's real per-token handling of the body."""
+        fleet = self.fleet
+        return fleet.proxy_to_engine_s + fleet.engine_s_per_token * len(self.job.prompt_token_ids)
 
     def _target_arrives(self, remote: tuple[VirtualEngine, str] | None) -> None:
         target, job = self.target, self.job
+        try:  # the sim's own check: context too long is a 400 (sim/protocol.resolve_max_tokens)
+            resolve_max_tokens(len(job.prompt_token_ids), job.max_tokens, target.config.max_model_len)
+        except ApiError as exc:
+            if remote is not None:
+                remote[0].take_lease(remote[1])  # the proxy hands P's KV back when D refuses
+            self._target_failed(exc.status, exc.message)
+            return
         request = target.new_request(f"t-{id(self)}", job.prompt_token_ids, job.max_tokens, False)
         request.on_token = self._token
         if remote is None:
@@ -268,19 +285,35 @@ class _TurnFlow:
         ends_s = self.target.delivered_step_end_s[-num_new:]
         tokens = request.token_ids[-num_new:]
         delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s
-        for end_s, token_id in zip(ends_s, tokens, strict=True):
-            if token_id >= NUM_WORD_TOKENS:  # a special token's chunk carries no text
-                continue
-            arrive_s = end_s + delay_s
-            if job.first_content_s is None:
-                job.first_content_s = arrive_s
-            elif job.itl_ms is not None and job.last_content_s is not None:
-                job.itl_ms.append(round((arrive_s - job.last_content_s) * 1000.0, 4))
-            job.last_content_s = arrive_s
+        if job.itl_ms is None:
+            self._stamp_content(ends_s, tokens, delay_s)
+        else:
+            for end_s, token_id in zip(ends_s, tokens, strict=True):
+                if token_id >= NUM_WORD_TOKENS:  # a special token's chunk carries no text
+                    continue
+                arrive_s = end_s + delay_s
+                if job.first_content_s is None:
+                    job.first_content_s = arrive_s
+                elif job.last_content_s is not None:
+                    job.itl_ms.append(round((arrive_s - job.last_content_s) * 1000.0, 4))
+                job.last_content_s = arrive_s
         if self.num_seen_tokens == num_new:
             fleet.clock.at(ends_s[0] + fleet.engine_to_proxy_s, self._first_byte)
         if request.is_finished:
             fleet.clock.at(ends_s[-1] + fleet.engine_to_proxy_s, self._answer_done, request)
+
+    def _stamp_content(self, ends_s: list[float], tokens: list[int], delay_s: float) -> None:
+        """The first and last content chunks among new tokens (a special token's chunk has no text)."""
+        job = self.job
+        if job.first_content_s is None:
+            first = next((i for i, token_id in enumerate(tokens) if token_id < NUM_WORD_TOKENS), None)
+            if first is None:
+                return
+            job.first_content_s = ends_s[first] + delay_s
+        for index in range(len(tokens) - 1, -1, -1):
+            if tokens[index] < NUM_WORD_TOKENS:
+                job.last_content_s = ends_s[index] + delay_s
+                return
 
     def _first_byte(self) -> None:
         self.record.first_byte_s = self.now_s

@@ -1,0 +1,114 @@
+"""How fast `ppd fleet` simulates, and whether its memory stays flat as simulated time grows.
+
+One simulated hour of W1 (2 turns) at 16 conversations/s on 4p4d in pd mode and on 8r in
+replication mode, each in its own process (one core), rows counted as they come and not kept (as
+`ppd.fleet.slo_attainment` does). Resident memory is sampled along the simulated hour; flat means
+the last quarter's figure is close to the first quarter's. Ends with
+
+    fleet_speed sim_hours=1 conv_per_s=16 instances=8 wall_s=W rss_mib=M
+
+W is the slower of the two runs, M the larger peak resident memory. Goal: W <= 60 s.
+
+    python benchmarks/fleet_speed.py [--sim-s 3600] [--qps 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(SRC))
+
+RUNS = (("4p4d", "pd"), ("8r", "replication"))
+PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss_mib() -> float:
+    """Resident memory of this process now, MiB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_MIB
+
+
+def child(topology: str, mode: str, sim_s: float, qps: float) -> dict[str, object]:
+    """Simulate one run here; the figures as a dict."""
+    from ppd.bench.workloads import builtin_workload
+    from ppd.fleet import FleetConfig, fleet_topology, simulate
+    from ppd.fleet.run import AttainmentCounter, peak_rss_mib
+    from ppd.results import TurnRow
+
+    config = FleetConfig(
+        fleet_topology(topology),
+        mode,
+        builtin_workload("W1", 2),
+        qps=qps,
+        duration_s=sim_s,
+        drain_timeout_s=60.0,
+    )
+    counter = AttainmentCounter(config)
+    samples: list[tuple[float, float]] = []  # (simulated s, RSS MiB)
+    next_sample_s = [0.0]
+
+    def on_row(row: TurnRow) -> None:
+        counter(row)
+        if row.sent_s is not None and row.sent_s >= next_sample_s[0]:
+            samples.append((row.sent_s, rss_mib()))
+            next_sample_s[0] += sim_s / 12
+
+    started_s = time.perf_counter()
+    run = simulate(config, on_row=on_row)
+    wall_s = time.perf_counter() - started_s
+    return {
+        "topology": topology,
+        "mode": mode,
+        "wall_s": wall_s,
+        "turns": counter.num_sent,
+        "events": run.num_events,
+        "conversations": run.run_info.num_conversations,
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_samples": samples,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sim-s", type=float, default=3600.0, help="simulated arrival window (default 3600)")
+    parser.add_argument("--qps", type=float, default=16.0, help="conversations/s (default 16)")
+    parser.add_argument("--child", nargs=2, metavar=("TOPOLOGY", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], args.sim_s, args.qps)))
+        return 0
+    results = []
+    for topology, mode in RUNS:
+        command = [sys.executable, __file__, "--child", topology, mode, "--sim-s", str(args.sim_s)]
+        done = subprocess.run([*command, "--qps", str(args.qps)], capture_output=True, text=True, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        results.append(result)
+        samples = result["rss_samples"]
+        quarter = max(1, len(samples) // 4)
+        early = sum(rss for _, rss in samples[:quarter]) / quarter
+        late = sum(rss for _, rss in samples[-quarter:]) / quarter
+        print(
+            f"{topology} {mode}: {result['conversations']} conversations, {result['turns']} turns, "
+            f"{result['events']} events in {result['wall_s']:.1f} s wall "
+            f"({args.sim_s / result['wall_s']:.1f}x real time); RSS first quarter {early:.0f} MiB, "
+            f"last quarter {late:.0f} MiB, peak {result['peak_rss_mib']:.0f} MiB"
+        )
+        print("  RSS along simulated time: " + ", ".join(f"{t:.0f}s:{rss:.0f}" for t, rss in samples))
+    wall_s = max(float(r["wall_s"]) for r in results)
+    peak = max(float(r["peak_rss_mib"]) for r in results)
+    print(
+        f"fleet_speed sim_hours={args.sim_s / 3600:g} conv_per_s={args.qps:g} instances=8 "
+        f"wall_s={wall_s:.1f} rss_mib={peak:.0f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

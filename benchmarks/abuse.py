@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+import multiprocessing
 import random
 import re
 import socket
@@ -176,12 +177,14 @@ async def honest_load(
             await asyncio.wait(tasks, timeout=180)
 
 
-async def sample_health(
-    url: str, interval_s: float, stop_event: asyncio.Event, latencies_ms: list[float]
-) -> None:
-    """GET /health every interval_s on one kept-alive connection; a failure counts as 10 s."""
+async def sample_health(url: str, interval_s: float, stop: Any) -> tuple[list[float], list[float]]:
+    """GET /health every interval_s on one kept-alive connection until `stop` is set; the send
+    times (time.time() s) and latencies (ms; a failure counts as 10 s)."""
+    sent_s: list[float] = []
+    latencies_ms: list[float] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        while not stop_event.is_set():
+        while not stop.is_set():
+            sent_s.append(time.time())
             started_s = time.perf_counter()
             try:
                 async with session.get(url + "/health") as reply:
@@ -191,6 +194,32 @@ async def sample_health(
                 ok = False
             latencies_ms.append((time.perf_counter() - started_s) * 1e3 if ok else 10_000.0)
             await asyncio.sleep(interval_s)
+    return sent_s, latencies_ms
+
+
+def health_process(url: str, interval_s: float, stop: Any, results: Any) -> None:
+    """The /health sampler in a process of its own: the attacks' own work here (sending 16 MiB
+    bodies, floods) must not show up as the proxy's latency."""
+    results.put(asyncio.run(sample_health(url, interval_s, stop)))
+
+
+class HealthSampler:
+    """Starts health_process; `finish()` stops it and returns its samples."""
+
+    def __init__(self, url: str, interval_s: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results: Any = context.Queue()
+        self._process = context.Process(
+            target=health_process, args=(url, interval_s, self._stop, self._results)
+        )
+        self._process.start()
+
+    async def finish(self) -> tuple[list[float], list[float]]:
+        self._stop.set()
+        samples: tuple[list[float], list[float]] = await asyncio.to_thread(self._results.get, True, 60)
+        await asyncio.to_thread(self._process.join, 10)
+        return samples
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -290,6 +319,14 @@ class Case:
     name: str
     ok: bool
     detail: str
+    started_s: float = 0.0  # time.time(); 0: an end check
+    ended_s: float = 0.0
+
+    def worst_health_ms(self, sent_s: list[float], latencies_ms: list[float]) -> float:
+        """The slowest /health answer that overlapped this case."""
+        during = [ms for s, ms in zip(sent_s, latencies_ms, strict=True)
+                  if s <= self.ended_s and s + ms / 1e3 >= self.started_s]  # fmt: skip
+        return max(during, default=0.0)
 
 
 CaseResult = tuple[bool, str]
@@ -361,13 +398,19 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
         results = [completed(answer) for answer in answers]
         return all(ok for ok, _ in results), "; ".join(detail for _, detail in results)
 
-    async def body_of(data: bytes, path: str, status: int, words: str) -> CaseResult:
-        return refused(await exchange(proxy, post_json(path, data)), status, words)
+    def body_of(data: bytes, path: str, status: int, words: str) -> Callable[[], Awaitable[CaseResult]]:
+        # Built now, before any phase: building a 16 MiB body would stall this process's own loop.
+        request = post_json(path, data)
 
-    async def huge_prompt_over_context() -> CaseResult:
-        prompt = " ".join(f"w{i % 1000}" for i in range(8 * MIB // 5))  # ~8 MB of words
-        body = json.dumps({"prompt": prompt, "max_tokens": 5}).encode()
-        return await body_of(body, C, 400, "you requested 5 output tokens")
+        async def send() -> CaseResult:
+            return refused(await exchange(proxy, request), status, words)
+
+        return send
+
+    huge_prompt = " ".join(f"w{i % 1000}" for i in range(8 * MIB // 5))  # ~8 MB of words
+    huge_prompt_over_context = body_of(
+        json.dumps({"prompt": huge_prompt, "max_tokens": 5}).encode(), C, 400, "you requested 5 output tokens"
+    )
 
     async def decode_refuses_what_prefill_took() -> CaseResult:
         body = {"prompt": "f1 f2 f3 f4 f5", "max_tokens": deployment.max_model_len - 2}
@@ -379,9 +422,13 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
         data = post_json(path, {"prompt": "g1", "max_tokens": 1}, raw_headers=header + b"\r\n")
         return refused(await exchange(proxy, data), status, words)
 
-    async def encoded(value: str, data: bytes, status: int, words: str) -> CaseResult:
-        answer = await exchange(proxy, post_json(C, data, {"Content-Encoding": value}))
-        return refused(answer, status, words)
+    def encoded(value: str, data: bytes, status: int, words: str) -> Callable[[], Awaitable[CaseResult]]:
+        request = post_json(C, data, {"Content-Encoding": value})
+
+        async def send() -> CaseResult:
+            return refused(await exchange(proxy, request), status, words)
+
+        return send
 
     async def gzip_ok() -> CaseResult:
         data = gzip.compress(json.dumps({"prompt": "h1 h2", "max_tokens": 2}).encode())
@@ -404,8 +451,14 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
         return answer.status == 400, f"{answer.status}"
 
     async def many_bad_requests() -> CaseResult:
+        # 100 a second: a flood of bad requests, paced (a volume flood is a rate limiter's to stop)
         data = post_json(C, b"{nope")
-        answers = await asyncio.gather(*(exchange(proxy, data) for _ in range(300)))
+
+        async def paced(index: int) -> Answer:
+            await asyncio.sleep(index / 100)
+            return await exchange(proxy, data)
+
+        answers = await asyncio.gather(*(paced(index) for index in range(300)))
         wrong = [answer.status for answer in answers if not answer.is_openai_error(400)]
         return not wrong, f"300 bad JSON bodies, {len(wrong)} not a 400 JSON error"
 
@@ -419,26 +472,24 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
         ("one X-Request-Id on 4 concurrent requests", reused_request_id),
         (
             "16 MiB of {} entries",
-            lambda: body_of(
+            body_of(
                 b'{"prompt": [' + b",".join([b"{}"] * (16 * MIB // 3 - 8)) + b"]}",
                 C,
                 400,
-                "arrays and objects",
+                "more than",
             ),
         ),
         (
             "16 MiB of [] entries",
-            lambda: body_of(
-                b'{"prompt": [' + b",".join([b"[]"] * (16 * MIB // 3 - 8)) + b"]}", C, 400, "elements"
-            ),
+            body_of(b'{"prompt": [' + b",".join([b"[]"] * (16 * MIB // 3 - 8)) + b"]}", C, 400, "elements"),
         ),
         (
             "16 MiB of numbers",
-            lambda: body_of(b'{"prompt": [' + b",".join([b"1"] * (8 * MIB - 8)) + b"]}", C, 400, "elements"),
+            body_of(b'{"prompt": [' + b",".join([b"1"] * (8 * MIB - 8)) + b"]}", C, 400, "elements"),
         ),
         (
             "400k one-word chat messages",
-            lambda: body_of(
+            body_of(
                 json.dumps({"messages": [{"role": "user", "content": "w"}] * 400_000}).encode(),
                 CHAT,
                 400,
@@ -447,11 +498,11 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
         ),
         (
             "JSON nested 100k deep",
-            lambda: body_of(b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", C, 400, ""),
+            body_of(b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", C, 400, ""),
         ),
         (
             "JSON nested 65 deep",
-            lambda: body_of(b'{"prompt": ' + b"[" * 65 + b"1" + b"]" * 65 + b"}", C, 400, "nests deeper"),
+            body_of(b'{"prompt": ' + b"[" * 65 + b"1" + b"]" * 65 + b"}", C, 400, "nests deeper"),
         ),
         ("8 MB prompt over the context (tokenized off the engine's loop)", huge_prompt_over_context),
         ("max_tokens that D refuses after P prefilled", decode_refuses_what_prefill_took),
@@ -464,14 +515,14 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
             lambda: raw_header(b"Authorization: Bearer \xe9", 401, "ASCII", "/mode/pd"),
         ),
         *[
-            (f"Content-Encoding {value!r}", lambda value=value: encoded(value, small, 415, "not supported"))
+            (f"Content-Encoding {value!r}", encoded(value, small, 415, "not supported"))
             for value in encodings
         ],
-        ("gzip that is not gzip", lambda: encoded("gzip", b"\x1f\x8b nope", 400, "not valid gzip")),
-        ("deflate that is not deflate", lambda: encoded("deflate", small, 400, "not valid deflate")),
+        ("gzip that is not gzip", encoded("gzip", b"\x1f\x8b nope", 400, "not valid gzip")),
+        ("deflate that is not deflate", encoded("deflate", small, 400, "not valid deflate")),
         (
             "gzip bomb (64 MiB of spaces in 64 KiB)",
-            lambda: encoded("gzip", gzip_bomb(64), 413, "once decoded"),
+            encoded("gzip", gzip_bomb(64), 413, "once decoded"),
         ),
         ("valid gzip body", gzip_ok),
         ("admin endpoints and /status without the token", admin_without_token),
@@ -480,16 +531,16 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
             lambda: not_http(b"GET /health HTTP/1.1\r\nHost: p\r\nX: " + b"a" * 10_000 + b"\r\n\r\n"),
         ),
         ("bytes that are not HTTP", lambda: not_http(b"GARBAGE\r\n\r\n")),
-        ("300 bad JSON bodies at once", many_bad_requests),
+        ("300 bad JSON bodies, 100 a second", many_bad_requests),
         (
             "conversation_id of 600 characters",
-            lambda: body_of(
+            body_of(
                 json.dumps({"prompt": "j", "conversation_id": "c" * 600}).encode(), C, 400, "conversation_id"
             ),
         ),
         (
             "max_tokens of 10**9",
-            lambda: body_of(json.dumps({"prompt": "k1", "max_tokens": 10**9}).encode(), C, 400, ""),
+            body_of(json.dumps({"prompt": "k1", "max_tokens": 10**9}).encode(), C, 400, ""),
         ),
     ]
     return cases
@@ -605,9 +656,14 @@ async def end_checks(deployment: Deployment, num_refused_by_decode: int, elapsed
 # ---------------------------------------------------------------- main
 
 
-async def run_attack(deployment: Deployment, args: argparse.Namespace) -> list[Case]:
+async def run_attack(
+    deployment: Deployment,
+    attack: list[tuple[str, Callable[[], Awaitable[CaseResult]]]],
+    args: argparse.Namespace,
+) -> list[Case]:
     """Every case in turn, the floods alongside; at least --attack-s long."""
     started_s = time.monotonic()
+    floods_started_s = time.time()
     floods = [
         asyncio.create_task(
             slow_headers(deployment.proxy, args.slow_connections, 1.0, args.header_timeout_s + 2)
@@ -615,16 +671,17 @@ async def run_attack(deployment: Deployment, args: argparse.Namespace) -> list[C
         asyncio.create_task(idle_flood(deployment.proxy, args.idle_connections, args.header_timeout_s + 2)),
     ]
     results = []
-    for name, run_case in attack_cases(deployment):
+    for name, run_case in attack:
+        case_started_s = time.time()
         try:
             ok, detail = await run_case()
         except (OSError, TimeoutError, ValueError) as exc:
             ok, detail = False, f"{type(exc).__name__}: {exc}"
-        results.append(Case(name, ok, detail))
+        results.append(Case(name, ok, detail, case_started_s, time.time()))
         await asyncio.sleep(0.2)
     for name, flood in zip(("slow-header flood", "idle-connection flood"), floods, strict=True):
         ok, detail = await flood
-        results.append(Case(name, ok, detail))
+        results.append(Case(name, ok, detail, floods_started_s, time.time()))
     await asyncio.sleep(max(0.0, args.attack_s - (time.monotonic() - started_s)))
     return results
 
@@ -634,12 +691,13 @@ async def measure(deployment: Deployment, args: argparse.Namespace) -> int:
         deployment.max_model_len = int((await reply.json())["data"][0]["max_model_len"])
     started_s = time.monotonic()
     phases: dict[str, tuple[Honest, list[float]]] = {}
+    attack_samples: tuple[list[float], list[float]] = ([], [])
     cases: list[Case] = []
+    attack = attack_cases(deployment)  # every body built before any measurement
     for phase, seed in (("baseline", args.seed), ("attack", args.seed + 1)):
-        honest, latencies_ms, stop_health = Honest(), [], asyncio.Event()
-        health = asyncio.create_task(
-            sample_health(deployment.proxy, args.health_interval_ms / 1e3, stop_health, latencies_ms)
-        )
+        honest = Honest()
+        sampler = HealthSampler(deployment.proxy, args.health_interval_ms / 1e3)
+        await asyncio.sleep(1.0)  # the sampler's process is up
         done = asyncio.Event()
         load = asyncio.create_task(
             honest_load(deployment.proxy, args, done.is_set, 1_000_000 * (seed + 1), seed, honest)
@@ -647,16 +705,18 @@ async def measure(deployment: Deployment, args: argparse.Namespace) -> int:
         if phase == "baseline":
             await asyncio.sleep(args.baseline_s)
         else:
-            cases = await run_attack(deployment, args)
+            cases = await run_attack(deployment, attack, args)
         done.set()
-        stop_health.set()
         await load
-        await health
+        sent_s, latencies_ms = await sampler.finish()
         phases[phase] = (honest, latencies_ms)
+        if phase == "attack":
+            attack_samples = (sent_s, latencies_ms)
     await asyncio.sleep(2.0)  # the last KV releases and pulls settle
     cases += await end_checks(deployment, 1, time.monotonic() - started_s)
     for case in cases:
-        print(f"  {'ok   ' if case.ok else 'WRONG'} {case.name}: {case.detail}")
+        worst = f" [/health <= {case.worst_health_ms(*attack_samples):.0f} ms]" if case.started_s else ""
+        print(f"  {'ok   ' if case.ok else 'WRONG'} {case.name}: {case.detail}{worst}")
     for phase, (honest, latencies_ms) in phases.items():
         print(
             f"{phase}: honest turns ok={honest.ok} errors={honest.errors}; "

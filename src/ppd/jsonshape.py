@@ -2,9 +2,9 @@
 
 `json.loads` costs ~0.3 µs per element and more per array or object, all on the event loop: a
 16 MiB body of `[],[],...` took 7.5 s to parse, and 541k one-word chat messages froze the proxy
-for 2.1 s. So the number of elements is bounded from the bytes first, in one C-speed pass, and only
-a text within the bound is parsed; the depth is then measured on the parsed value, whose size is
-bounded.
+for 2.1 s. So the number of elements is bounded from the bytes first, piece by piece as they
+arrive, in C-speed passes, and only a text within the bound is parsed; the depth is then measured
+on the parsed value, whose size is bounded.
 """
 
 from __future__ import annotations
@@ -20,30 +20,48 @@ class JsonSizeError(ValueError):
     """The text can hold more elements than allowed; the message says which bound it passed."""
 
 
-def check_json_size(raw: bytes, max_elements: int) -> int:
-    """The number of opening brackets in `raw` (an upper bound on its arrays and objects); raise
-    JsonSizeError when `raw` may hold more than max_elements values (strings and keys,
-    numbers, literals, arrays, objects), or more than max_elements // 10 arrays and objects (each
-    costs json.loads and a walk several times what a number or string does).
+class JsonSizeCounter:
+    """Counts, over a JSON text fed in pieces, the bytes that bound how many elements it holds;
+    raises JsonSizeError as soon as a bound is passed, so a body over it need not even be read whole.
 
-    The counts are upper bounds from the bytes alone: quotes / 2 + commas + opening brackets + 1,
-    brackets, commas and quotes inside strings included. So a prompt of plain text passes however
-    long it is, and one full of quotes, commas and brackets passes up to some 100k of them (far
-    more than a model context of text holds). One pass over the bytes, then counts over what is
-    left, which is small unless the check fails.
+    The bounds, from the bytes alone: at most max_elements values (quotes / 2 + commas + opening
+    brackets + 1: strings and keys, numbers, literals, arrays, objects) and at most
+    max_elements // 10 arrays and objects (each costs json.loads and a walk several times what a
+    number or string does). Brackets, commas and quotes inside strings count too, so a prompt of
+    plain text passes however long it is, and one full of them passes up to some 100k (far more
+    than a model context of text holds). One C-speed `translate` per piece, then counts over what
+    is left, which is small unless the bound is passed.
     """
-    skeleton = raw.translate(None, _NOT_STRUCTURE)
-    # Each element adds at most two structural bytes (a string's quotes, a container's brackets)
-    # plus one comma after it: a longer skeleton is over the bound, whatever it holds.
-    if len(skeleton) > 3 * (max_elements + 1):
-        raise JsonSizeError(f"more than {max_elements} elements")
-    num_containers = skeleton.count(b"[") + skeleton.count(b"{")
-    max_containers = max_elements // 10
-    if num_containers > max_containers:
-        raise JsonSizeError(f"more than {max_containers} arrays and objects")
-    if skeleton.count(b'"') // 2 + skeleton.count(b",") + num_containers + 1 > max_elements:
-        raise JsonSizeError(f"more than {max_elements} elements")
-    return num_containers
+
+    def __init__(self, max_elements: int) -> None:
+        self.max_elements = max_elements
+        self.max_containers = max_elements // 10
+        self.num_containers = 0  # opening brackets so far
+        self._num_separators = 0  # quotes / 2 + commas so far, times two
+        self._num_structure_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        """Count one more piece of the text; JsonSizeError once it is over a bound."""
+        skeleton = data.translate(None, _NOT_STRUCTURE)
+        self._num_structure_bytes += len(skeleton)
+        # Each element adds at most two structural bytes (a string's quotes, a container's
+        # brackets) plus one comma: a longer skeleton is over the bound, whatever it holds.
+        if self._num_structure_bytes > 3 * (self.max_elements + 1):
+            raise JsonSizeError(f"more than {self.max_elements} elements")
+        self.num_containers += skeleton.count(b"[") + skeleton.count(b"{")
+        if self.num_containers > self.max_containers:
+            raise JsonSizeError(f"more than {self.max_containers} arrays and objects")
+        self._num_separators += skeleton.count(b'"') + 2 * skeleton.count(b",")
+        if self._num_separators // 2 + self.num_containers + 1 > self.max_elements:
+            raise JsonSizeError(f"more than {self.max_elements} elements")
+
+
+def check_json_size(raw: bytes, max_elements: int) -> int:
+    """JsonSizeCounter over a whole text: the number of opening brackets (an upper bound on its
+    arrays and objects), or JsonSizeError."""
+    counter = JsonSizeCounter(max_elements)
+    counter.feed(raw)
+    return counter.num_containers
 
 
 def nests_deeper_than(value: Any, max_depth: int) -> bool:

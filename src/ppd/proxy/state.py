@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from ppd.proxy.body import BodyLimits
 from ppd.proxy.config import ProxyConfig
 from ppd.proxy.conversations import ConversationStore
 from ppd.proxy.estimates import Estimates, turn_observation
 from ppd.proxy.failover import FAILOVER_KINDS
-from ppd.proxy.inputs import BodyLimits
 from ppd.proxy.metrics import DecisionLog, ProxyMetrics
 from ppd.proxy.policies import ROUTE_KINDS, RouteOptions
 from ppd.proxy.upstreams import UpstreamPool

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from ppd.openai_api import ApiError, api_error_response, error_response
+from ppd.proxy.body import pause_if_large, read_json_body
 from ppd.proxy.capture import AnswerCapture
 from ppd.proxy.conversations import Conversation, TurnOutcome
 from ppd.proxy.estimates import HopLoad
@@ -33,7 +34,7 @@ from ppd.proxy.failover import (
     route_with_failover,
     without_instance,
 )
-from ppd.proxy.inputs import TurnRequest, parse_turn_request, read_json_body
+from ppd.proxy.inputs import TurnRequest, parse_turn_request
 from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, estimated_prefill_tokens
 from ppd.proxy.relay import (
     UpstreamFailed,
@@ -94,6 +95,7 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
     record = TurnRecord(started_s=time.perf_counter())
     try:
         body, raw_body = await read_json_body(request, state.body_limits)
+        await pause_if_large(len(raw_body))
         turn_request = parse_turn_request(request.headers, body, raw_body, is_chat)
         conversation = state.conversations.find(turn_request.identity)
         turn = record.turn = turn_of(conversation, turn_request)
@@ -107,7 +109,7 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
         if exc.status < 500:
             state.note_rejection(request, exc.status, exc.message)
         response = api_error_response(exc)
-        if exc.status in (408, 413):
+        if exc.status in (408, 413) or not request.content.at_eof():
             response.force_close()  # the unread rest of the body must not be parsed as a request
         return response
     except NoHealthyUpstream as exc:
@@ -220,6 +222,7 @@ class _Forward:
                 record.failovers.append(failover)
             else:
                 headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
+                await pause_if_large(len(turn_request.raw_body))
                 data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
                 self.prefilled_kv = (route.target_url, kv_transfer_params)
         headers_down |= {"x-ppd-route": route.kind, "x-ppd-turn": str(self.turn.number)}
@@ -326,6 +329,7 @@ async def _prefill_hop(
     upstream.begin(num_prefill_tokens)
     started_s = time.perf_counter()
     try:
+        await pause_if_large(len(turn_request.raw_body))
         body = prefill_body(turn_request.body, turn_request.is_chat)
         return await call_prefill(state.session, base_url, path, body, headers, state.prefill_timeout)
     finally:

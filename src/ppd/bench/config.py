@@ -10,9 +10,9 @@ from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
 from ppd.traces.formats import LinkedTrace
 from ppd.traces.replay import Window
+from ppd.modes import MODES, Mode, is_mode
 
 Api = Literal["completions", "chat"]
-MODES = ("pd", "ppd", "replication", "auto")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class BenchConfig:
     qps: tuple[float, ...]
     duration_s: float = 60.0  # arrival window per run, warmup included
     runs: int = 1
-    modes: tuple[str, ...] = ()  # empty: measure the URL as it is
+    modes: tuple[Mode, ...] = ()  # empty: measure the URL as it is
     think_time_s: float = 0.0
     seed: int = 0
     warmup_s: float = 0.0  # turns sent in [0, warmup_s) of a run are recorded with in_warmup=True
@@ -131,7 +131,7 @@ def validate(config: BenchConfig) -> None:
         (bool(config.qps or config.speedups) and all(q > 0 for q in config.qps), "qps values must be > 0"),
         (config.duration_s > 0, "duration must be > 0 s"),
         (config.runs >= 1, "runs must be >= 1"),
-        (all(mode in MODES for mode in config.modes), f"modes must be among {', '.join(MODES)}"),
+        (all(is_mode(mode) for mode in config.modes), f"modes must be among {', '.join(MODES)}"),
         (config.think_time_s >= 0, "think time must be >= 0 s"),
         (0 <= config.warmup_s < config.duration_s, "warmup must be >= 0 s and shorter than the duration"),
         (config.request_timeout_s > 0 and config.connect_timeout_s > 0, "timeouts must be > 0 s"),

@@ -23,6 +23,7 @@ from ppd.launch.readiness import LaunchError, Target
 from ppd.launch.sim import SimOptions, sim_command
 from ppd.launch.topology import Instance, LayoutOptions, Topology, check_only_host, layout_spec
 from ppd.launch.vllm import VllmOptions, vllm_command, vllm_env, vllm_version, write_chat_template
+from ppd.modes import Mode
 
 Backend = Literal["sim", "vllm"]
 Progress = Callable[[str], None]
@@ -130,8 +131,7 @@ def start(config: UpConfig, progress: Progress = quiet) -> Deployment:
     coordinates = config.only_host in (None, config.topology.proxy_host)
     runs_proxy = coordinates and config.start_proxy
     upstreams = _upstreams(config.topology)
-    mode = config.mode or default_mode(upstreams)
-    check_mode(mode, upstreams)
+    mode = check_mode(config.mode or default_mode(upstreams), upstreams)
     checks.check_ports_free(_local_endpoints(config, local, runs_proxy))
     deployment_state = _initial_state(config, local, mode if runs_proxy else None)
     state.save(deployment_state, config.state_path)
@@ -326,7 +326,7 @@ def _pd_urls(deployment_state: state.DeploymentState) -> tuple[list[str], list[s
     return prefill_urls, decode_urls
 
 
-def _proxy_options(config: UpConfig, mode: str) -> ProxyOptions:
+def _proxy_options(config: UpConfig, mode: Mode) -> ProxyOptions:
     host, port = config.topology.proxy_host, config.topology.proxy_port
     return ProxyOptions(host, port, mode, config.proxy_args, sys.executable)
 

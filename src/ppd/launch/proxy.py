@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ppd.errors import UsageError
-from ppd.proxy.config import MODES  # the proxy's own list, so a new mode (auto) needs no change here
+from ppd.modes import MODES, PD_MODES, Mode, is_mode
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class ProxyOptions:
 
     host: str
     port: int  # 0: pick a free port
-    mode: str
+    mode: Mode
     extra_args: tuple[str, ...] = ()
     python: str = sys.executable
 
@@ -30,20 +30,21 @@ class Upstreams:
     replica: tuple[str, ...]
 
 
-def default_mode(upstreams: Upstreams) -> str:
+def default_mode(upstreams: Upstreams) -> Mode:
     """pd when there are P and D instances, replication when there are only replicas."""
     return "pd" if upstreams.prefill and upstreams.decode else "replication"
 
 
-def check_mode(mode: str, upstreams: Upstreams) -> None:
-    """A mode needs the instances it routes to."""
-    if mode not in MODES:
+def check_mode(mode: str, upstreams: Upstreams) -> Mode:
+    """`mode` as a Mode, if it names one and the topology has the instances it routes to."""
+    if not is_mode(mode):
         raise UsageError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     has_pd = bool(upstreams.prefill) and bool(upstreams.decode)
-    if mode in ("pd", "ppd") and not has_pd:
+    if mode in PD_MODES and not has_pd:
         raise UsageError(f"--mode {mode} needs prefill and decode instances; the topology has replicas only")
     if mode == "replication" and not (upstreams.replica or has_pd):
         raise UsageError("--mode replication needs replicas (or P and D instances to serve as replicas)")
+    return mode
 
 
 def proxy_command(options: ProxyOptions, upstreams: Upstreams) -> list[str]:

@@ -23,12 +23,12 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from ppd.errors import UsageError
+from ppd.modes import DEPLOY_ROLES as ROLES
+from ppd.modes import DeployRole as Role
 
-Role = Literal["prefill", "decode", "replica", "both"]
-ROLES: tuple[Role, ...] = ("prefill", "decode", "replica", "both")
 NAME_PREFIX: dict[Role, str] = {
     "prefill": "prefill",
     "decode": "decode",

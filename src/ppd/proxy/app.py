@@ -25,8 +25,9 @@ import aiohttp
 from aiohttp import web
 
 from ppd import __version__
+from ppd.modes import MODES, is_mode
 from ppd.openai_api import ApiError, api_error_response, error_response
-from ppd.proxy.config import MODES, ProxyConfig, mode_unavailable
+from ppd.proxy.config import ProxyConfig, mode_unavailable
 from ppd.proxy.metrics import DecisionLog
 from ppd.proxy.openapi import openapi_description
 from ppd.proxy.state import STATE, ProxyState
@@ -132,13 +133,13 @@ async def set_mode(request: web.Request) -> web.Response:
     """POST /mode/{mode}: later turns, of new and running conversations, route the new way."""
     check_admin(request)
     mode = request.match_info["mode"]
-    if mode not in MODES:
+    if not is_mode(mode):
         raise ApiError(400, f"unknown mode {mode!r}; allowed: {', '.join(MODES)}", "mode")
     state = request.app[STATE]
     problem = mode_unavailable(mode, state.config)
     if problem:
         raise ApiError(409, problem, "mode")
-    previous, state.mode = state.mode, mode
+    previous = state.router.set_mode(mode)
     return web.json_response({"mode": mode, "previous": previous})
 
 

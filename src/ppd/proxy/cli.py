@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ppd.proxy.config import MODES, ProxyConfig
+from ppd.modes import MODES
+from ppd.proxy.config import ProxyConfig
 
 if TYPE_CHECKING:
     from ppd.serve import ServerOptions

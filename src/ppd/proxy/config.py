@@ -7,20 +7,15 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ppd.errors import UsageError
-
-# Routing modes the proxy serves; each has its rule in policies.ROUTERS.
-MODES = ("pd", "ppd", "replication", "auto")
-
-ROLE_PREFILL = "prefill"
-ROLE_DECODE = "decode"
-ROLE_REPLICA = "replica"
+from ppd.modes import MODES, PD_MODES, Mode, is_mode
+from ppd.router.core import RouterConfig
 
 
 @dataclass(frozen=True)
 class ProxyConfig:
     """Everything `build_app` needs. Times in seconds, sizes in bytes."""
 
-    mode: str
+    mode: Mode
     prefill_urls: tuple[str, ...] = ()
     decode_urls: tuple[str, ...] = ()
     replica_urls: tuple[str, ...] = ()  # empty: the prefill and decode instances serve as replicas
@@ -63,10 +58,26 @@ class ProxyConfig:
             return self.replica_urls
         return _unique(self.prefill_urls + self.decode_urls)
 
+    def router_config(self) -> RouterConfig:
+        """The router core's part of this config."""
+        return RouterConfig(
+            mode=self.mode,
+            prefill_urls=self.prefill_urls,
+            decode_urls=self.decode_urls,
+            replica_urls=self.effective_replica_urls,
+            pd_decode_affinity=self.pd_decode_affinity,
+            max_conversations=self.max_conversations,
+            conversation_idle_ttl_s=self.conversation_idle_ttl_s,
+            health_interval_s=self.health_interval_s,
+            health_max_backoff_s=self.health_max_backoff_s,
+            slo_ttft_ms=self.slo_ttft_ms,
+            slo_tpot_ms=self.slo_tpot_ms,
+        )
+
 
 def check_config(config: ProxyConfig) -> None:
     """Raise UsageError naming the first invalid field and what is allowed."""
-    if config.mode not in MODES:
+    if not is_mode(config.mode):
         raise UsageError(f"unknown mode {config.mode!r}; allowed: {', '.join(MODES)}")
     for url in config.prefill_urls + config.decode_urls + config.replica_urls:
         check_url(url)
@@ -120,9 +131,9 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to any interface
 
 
-def mode_unavailable(mode: str, config: ProxyConfig) -> str | None:
+def mode_unavailable(mode: Mode, config: ProxyConfig) -> str | None:
     """Why `mode` cannot route with these instances, or None when it can."""
-    if mode in ("pd", "ppd") and not (config.prefill_urls and config.decode_urls):
+    if mode in PD_MODES and not (config.prefill_urls and config.decode_urls):
         return f"mode {mode} needs --prefill and --decode instances; this proxy has replicas only"
     return None
 

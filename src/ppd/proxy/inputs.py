@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppd.openai_api import ApiError
-from ppd.proxy.conversations import SESSION_BODY_FIELD, SESSION_HEADER, Identity, session_id_of
+from ppd.router.conversations import SESSION_BODY_FIELD, SESSION_HEADER, Identity, session_id_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ppd import __version__
-from ppd.proxy.config import MODES
+from ppd.modes import MODES
 from ppd.proxy.inputs import MAX_SESSION_ID_CHARS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}

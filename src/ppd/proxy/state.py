@@ -1,4 +1,9 @@
-"""The proxy's live state, one per app: mode, upstreams, conversations, telemetry, HTTP client."""
+"""The proxy's live state, one per app: the router core, telemetry and the HTTP client.
+
+Routing state (mode, instances and their load, conversations, estimates) is the router core's
+(ppd.router); this adds what only the HTTP shell has: the client session and its timeouts, the
+Prometheus metrics and the decision log.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,22 @@ import asyncio
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from ppd.modes import ROUTE_KINDS, Mode
 from ppd.proxy.body import BodyLimits
 from ppd.proxy.config import ProxyConfig
-from ppd.proxy.conversations import ConversationStore
-from ppd.proxy.estimates import Estimates, turn_observation
-from ppd.proxy.failover import FAILOVER_KINDS
 from ppd.proxy.metrics import DecisionLog, ProxyMetrics
-from ppd.proxy.policies import ROUTE_KINDS, RouteOptions
-from ppd.proxy.upstreams import UpstreamPool
 from ppd.ratelog import RateLimitedLog
-
-if TYPE_CHECKING:
-    from ppd.proxy.turns import TurnRecord
+from ppd.router.conversations import ConversationStore
+from ppd.router.core import Router
+from ppd.router.estimates import Estimates
+from ppd.router.failover import FAILOVER_KINDS
+from ppd.router.instances import InstancePool
+from ppd.router.records import TurnRecord
 
 KV_RELEASE_OUTCOMES = ("released", "failed")
 
@@ -32,16 +36,12 @@ class ProxyState:
     """Everything a handler reads or updates. `session` exists while the app runs."""
 
     config: ProxyConfig
-    mode: str
-    pool: UpstreamPool
-    conversations: ConversationStore
+    router: Router
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     decision_log: DecisionLog = field(default_factory=lambda: DecisionLog(None))
     client_session: aiohttp.ClientSession | None = None
-    num_decisions: int = 0
     upstream_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
     prefill_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
-    estimates: Estimates = field(default_factory=Estimates)  # auto mode's; learnt in every mode
     background: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled when the app stops
     rejections: RateLimitedLog = field(default_factory=RateLimitedLog)  # one line per rejected request
 
@@ -50,9 +50,7 @@ class ProxyState:
         """Fresh state for a config (no HTTP client yet: the app's startup makes it)."""
         return cls(
             config=config,
-            mode=config.mode,
-            pool=UpstreamPool(config),
-            conversations=ConversationStore(config.max_conversations, config.conversation_idle_ttl_s),
+            router=Router(config.router_config()),
             upstream_timeout=upstream_timeout(config),
             prefill_timeout=prefill_timeout(config),
         )
@@ -70,12 +68,25 @@ class ProxyState:
             raise RuntimeError("the proxy's HTTP client exists only while the app runs")
         return self.client_session
 
-    def next_options(self) -> RouteOptions:
-        """Options for the next routing decision; the rotation advances with every decision."""
-        self.num_decisions += 1
-        config = self.config
-        auto = self.estimates.inputs(config.slo_ttft_ms, config.slo_tpot_ms) if self.mode == "auto" else None
-        return RouteOptions(config.pd_decode_affinity, self.num_decisions, auto)
+    @property
+    def mode(self) -> Mode:
+        """The routing mode now."""
+        return self.router.mode
+
+    @property
+    def pool(self) -> InstancePool:
+        """The instances, their health and load."""
+        return self.router.pool
+
+    @property
+    def conversations(self) -> ConversationStore:
+        """Who holds what."""
+        return self.router.conversations
+
+    @property
+    def estimates(self) -> Estimates:
+        """Auto mode's running estimates (learnt in every mode)."""
+        return self.router.estimates
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run `work` in the background (no client waits for it); the app's stop cancels it."""
@@ -97,23 +108,9 @@ class ProxyState:
             f"ppd proxy: rejected {status} {request.method} {request.path} from {peer}: {message}"
         )
 
-    def note_failure(self, url: str, error: str, unreachable: bool) -> None:
-        """Count a failed forward; one that could not connect, or a streak, takes the instance out."""
-        upstream = self.pool.by_url.get(url)
-        if upstream is None:
-            return
-        interval_s, max_backoff_s = self.config.health_interval_s, self.config.health_max_backoff_s
-        now_s = time.monotonic()
-        self.pool.note_request_failure(upstream, error, unreachable, now_s, interval_s, max_backoff_s)
-
-    def note_success(self, url: str) -> None:
-        """A forward to `url` completed."""
-        upstream = self.pool.by_url.get(url)
-        if upstream is not None:
-            self.pool.note_request_success(upstream)
-
     def record_turn(self, record: TurnRecord, path: str) -> None:
-        """Count a finished request in the metrics and the decision log."""
+        """A request ended: teach the estimates, count it in the metrics and the decision log."""
+        self.router.learn(record)
         route = record.route.kind if record.route is not None else "none"
         metrics = self.metrics
         metrics.requests[(route, record.status)] += 1
@@ -126,9 +123,6 @@ class ProxyState:
             metrics.failovers[kind] += 1
         if record.route.decision is not None:
             metrics.auto_decisions[record.route.decision] += 1
-        observation = turn_observation(record)
-        if observation is not None:
-            self.estimates.observe(observation)
         if record.first_byte_s is not None:
             metrics.observe(route, "ttft_s", record.first_byte_s - record.started_s)
         if record.prefill_ms is not None:
@@ -205,7 +199,7 @@ def options_status(config: ProxyConfig) -> dict[str, Any]:
     }
 
 
-def decision_line(mode: str, record: TurnRecord, path: str) -> dict[str, Any]:
+def decision_line(mode: Mode, record: TurnRecord, path: str) -> dict[str, Any]:
     """One decision-log record: the decision, its inputs and how the request went (ms)."""
     route, turn = record.route, record.turn
     return {

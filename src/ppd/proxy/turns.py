@@ -1,11 +1,15 @@
-"""Serving one turn: parse, identify the conversation, route, forward (one or two hops), record.
+"""Serving one turn over HTTP: parse, let the router core decide, forward (one or two hops), record.
 
-The route comes from policies.choose_route; this module only carries it out: the P hop when the
-route has one, then the streaming relay from the target, then the conversation's new state, the
-metrics and the decision log. The client's response headers are sent only after the target's first
-bytes arrived, so every failure before that is a clean OpenAI-style error, or a failover
-(failover.py): a P that fails or times out leaves the turn to D alone, and a target that cannot be
-reached gets the turn routed once more without it.
+Every decision is the router core's (ppd.router.core.Router): which conversation this is, where the
+turn goes, what a failure means (failover.classify) and where it goes next, what the load counters
+and the conversation's state become. This module carries the decisions out over HTTP: the P hop
+when the route has one, the streaming relay from the target, and the client's answer. The client's
+response headers are sent only after the target's first bytes arrived, so every failure before that
+is a clean OpenAI-style error, or a failover: a P that fails, refuses or times out leaves the turn
+to D alone, and a target that cannot be reached (or answers 5xx) gets the turn routed once more
+without it. When D refuses (4xx) a request P already prefilled, D is sent P's one-token request in
+the background so that P's KV is handed back at once. All stamps are `time.perf_counter()`
+seconds, the router's clock in the proxy.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -23,19 +27,7 @@ from aiohttp import web
 from ppd.openai_api import ApiError, api_error_response, error_response
 from ppd.proxy.body import pause_if_large, read_json_body
 from ppd.proxy.capture import AnswerCapture
-from ppd.proxy.conversations import Conversation, TurnOutcome
-from ppd.proxy.estimates import HopLoad
-from ppd.proxy.failover import (
-    FAILOVER_PREFILL_FAILED,
-    FAILOVER_PREFILL_REFUSED,
-    FAILOVER_RETRIED,
-    prefill_failed_route,
-    retry_route,
-    route_with_failover,
-    without_instance,
-)
 from ppd.proxy.inputs import TurnRequest, parse_turn_request
-from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, estimated_prefill_tokens
 from ppd.proxy.relay import (
     UpstreamFailed,
     UpstreamRejected,
@@ -51,32 +43,14 @@ from ppd.proxy.relay import (
     upstream_headers,
 )
 from ppd.proxy.state import STATE, ProxyState
+from ppd.router.failover import FailureAction, FailureKind, Hop
+from ppd.router.policies import NoHealthyUpstream, Route
+from ppd.router.records import TurnRecord
 
 COMPLETIONS_PATH = "/v1/completions"
 CHAT_PATH = "/v1/chat/completions"
 
-
-@dataclass(slots=True)
-class TurnRecord:
-    """What happened to one turn; becomes metrics and a decision-log line. Stamps: perf_counter s."""
-
-    started_s: float
-    route: Route | None = None
-    turn: Turn | None = None
-    conversation_key: str | None = None
-    status: int = 200
-    prefill_ms: float | None = None
-    first_byte_s: float | None = None
-    finished_s: float | None = None
-    error: str | None = None
-    client_disconnected: bool = False
-    failovers: list[str] = field(default_factory=list)  # failover.FAILOVER_KINDS, in order
-    # What the running estimates (estimates.py) learn from: load at each hop's send, more stamps.
-    prefill_load: HopLoad | None = None
-    target_load: HopLoad | None = None
-    target_sent_s: float | None = None
-    last_byte_s: float | None = None
-    usage: dict[str, Any] | None = None
+clock = time.perf_counter  # the router's clock in the proxy (the health checker uses it too)
 
 
 async def handle_completions(request: web.Request) -> web.StreamResponse:
@@ -92,20 +66,15 @@ async def handle_chat_completions(request: web.Request) -> web.StreamResponse:
 async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
     """Route and forward one client request; answers errors as OpenAI-style JSON."""
     state = request.app[STATE]
-    record = TurnRecord(started_s=time.perf_counter())
+    record = TurnRecord(started_s=clock())
     try:
         body, raw_body = await read_json_body(request, state.body_limits)
         await pause_if_large(len(raw_body))
         turn_request = parse_turn_request(request.headers, body, raw_body, is_chat)
-        conversation = state.conversations.find(turn_request.identity)
-        turn = record.turn = turn_of(conversation, turn_request)
-        route, failover = route_with_failover(state.mode, turn, state.pool.candidates, state.next_options())
-        record.route = route
-        record.failovers += [failover] if failover else []
-        record.conversation_key = conversation.key if conversation else None
-        return await forward_turn(request, state, turn_request, conversation, route, turn, record)
+        state.router.decide(record, turn_request.identity, turn_request.num_prompt_tokens, clock())
+        return await forward_turn(request, state, turn_request, record)
     except ApiError as exc:
-        record.status, record.error = exc.status, exc.message
+        record.end("rejected" if exc.status < 500 else "errored", exc.status, exc.message)
         if exc.status < 500:
             state.note_rejection(request, exc.status, exc.message)
         response = api_error_response(exc)
@@ -113,79 +82,72 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
             response.force_close()  # the unread rest of the body must not be parsed as a request
         return response
     except NoHealthyUpstream as exc:
-        record.status, record.error = 503, str(exc)
+        record.end("errored", 503, str(exc))
         return error_response(503, str(exc))
     finally:
-        record.finished_s = time.perf_counter()
+        record.finished_s = clock()
         state.record_turn(record, path=request.path)
 
 
-def turn_of(conversation: Conversation | None, turn_request: TurnRequest) -> Turn:
-    """The routing view of this turn: its number and what the conversation's holder has cached."""
-    if conversation is None:
-        return Turn(1, None, turn_request.num_prompt_tokens, 0)
-    return Turn(
-        conversation.num_turns + 1,
-        conversation.holder_url,
-        turn_request.num_prompt_tokens,
-        conversation.num_history_tokens,
-    )
+class HopFailed(Exception):
+    """A hop failed before anything reached the client; `action` says what the turn does next."""
+
+    def __init__(self, error: UpstreamFailed | UpstreamRejected, action: FailureAction) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.action = action
+
+
+def failure_kind(error: UpstreamFailed | UpstreamRejected) -> FailureKind:
+    """The failure policy's name for an upstream error (failover.classify)."""
+    if isinstance(error, UpstreamRejected):
+        return "engine_error" if error.answer.status >= 500 else "rejected"
+    return "unreachable" if error.unreachable else "no_answer"
 
 
 async def forward_turn(
-    request: web.Request,
-    state: ProxyState,
-    turn_request: TurnRequest,
-    conversation: Conversation | None,
-    route: Route,
-    turn: Turn,
-    record: TurnRecord,
+    request: web.Request, state: ProxyState, turn_request: TurnRequest, record: TurnRecord
 ) -> web.StreamResponse:
-    """Carry out the route, failing over where it can; commit the conversation when the answer completed."""
+    """Carry out the route, failing over where the policy says; commit the turn when it completed."""
     # The proxy's own id, never the client's: P and D key the KV hand-over by it (P's lease is
     # D's remote_request_id), so a client's id reused by another request must not collide there.
     request_id = f"ppd-{uuid.uuid4().hex}"
-    forward = _Forward(request, state, turn_request, turn, record, request_id)
+    forward = _Forward(request, state, turn_request, record, request_id)
     try:
         try:
-            response, capture = await forward.attempt(route)
-        except (UpstreamFailed, UpstreamRejected) as exc:
-            if not worth_retrying(exc):
+            response, capture = await forward.attempt("target")
+        except HopFailed as failed:
+            if failed.action.next != "retry_elsewhere":
                 raise
-            # Nothing reached the client yet: route the turn once more, without the instance.
-            forward.note_target_failure(exc)
+            forward.prefilled_kv = None  # the failed D may have pulled it; the lease expires otherwise
             try:
-                route = forward.rerouted(state.mode, record.route or route)
+                state.router.reroute(record)  # nothing reached the client yet: once more, elsewhere
             except NoHealthyUpstream as no_other:
-                if isinstance(exc, UpstreamRejected):
-                    record.status, record.error = exc.answer.status, str(exc)
-                    return rejection_response(exc)
-                raise ApiError(502, f"upstream failed: {exc}; {no_other}") from exc
-            record.failovers.append(FAILOVER_RETRIED)
-            response, capture = await forward.attempt(route)
-    except UpstreamRejected as exc:
-        # A 5xx that no other instance contradicted (a second 5xx, or none to ask) may be the
-        # request's own doing: it counts against no engine (docs/reliability.md).
-        record.status, record.error = exc.answer.status, str(exc)
-        if exc.answer.status < 500:
-            forward.release_prefilled_kv(exc)
-        return rejection_response(exc)
-    except UpstreamFailed as exc:
-        state.note_failure(exc.url, str(exc), exc.unreachable)
-        raise ApiError(502, f"upstream failed: {exc}") from exc
+                return _failed_response(record, failed.error, f"; {no_other}")
+            response, capture = await forward.attempt("retry")
+    except HopFailed as failed:
+        if isinstance(failed.error, UpstreamRejected) and failed.error.answer.status < 500:
+            forward.release_prefilled_kv(failed.error)
+        return _failed_response(record, failed.error)
     except asyncio.CancelledError:
-        record.client_disconnected, record.status, record.error = True, 499, "client disconnected"
+        record.end("cancelled", 499, "client disconnected")
         raise
-    if record.error is None:
-        final_route = record.route or route
-        forward.blame_suspects()
-        state.note_success(final_route.target_url)
+    if record.state == "pending":
         record.usage = capture.usage
-        committed = state.conversations.commit_turn(
-            turn_request.identity, conversation, _outcome(final_route, turn, capture)
-        )
-        record.conversation_key = committed.key
+        answer_text = capture.text if capture.capture_text else None
+        state.router.commit(record, clock(), answer_text, capture.num_content_chunks)
     return response
+
+
+def _failed_response(
+    record: TurnRecord, error: UpstreamFailed | UpstreamRejected, detail: str = ""
+) -> web.Response:
+    """The client's answer to a hop that failed for good: an engine's 4xx as is, anything else 502."""
+    if isinstance(error, UpstreamRejected):
+        status = error.answer.status
+        record.end("rejected" if status < 500 else "errored", status, str(error))
+        return rejection_response(error)  # raises ApiError 502 for a 5xx
+    raise ApiError(502, f"upstream failed: {error}{detail}") from error
 
 
 @dataclass
@@ -195,13 +157,8 @@ class _Forward:
     request: web.Request
     state: ProxyState
     turn_request: TurnRequest
-    turn: Turn
     record: TurnRecord
     request_id: str
-    # Instances that answered this request 5xx, with their errors. Whether that was the engine's
-    # fault or the request's is known only once another instance has answered the same request:
-    # when it served it, they are counted (blame_suspects); when it failed too, they are not.
-    suspects: list[tuple[str, str]] = field(default_factory=list)
     # Where D was to pull the KV that P prefilled, while D has not accepted the request.
     prefilled_kv: tuple[str, dict[str, Any]] | None = None
 
@@ -209,23 +166,20 @@ class _Forward:
     def path(self) -> str:
         return CHAT_PATH if self.turn_request.is_chat else COMPLETIONS_PATH
 
-    async def attempt(self, route: Route) -> tuple[web.StreamResponse, AnswerCapture]:
+    async def attempt(self, hop: Hop) -> tuple[web.StreamResponse, AnswerCapture]:
         """The P hop when the route has one (a failed P leaves the turn to D alone), then the target."""
         record, turn_request = self.record, self.turn_request
-        record.route = route
         headers_down = {"X-Request-Id": self.request_id}
         data = turn_request.raw_body
-        if route.prefill_url is not None:
-            kv_transfer_params, prefill_error, failover = await self._prefill(route, route.prefill_url)
-            if kv_transfer_params is None:
-                route = record.route = prefill_failed_route(route, prefill_error)
-                record.failovers.append(failover)
-            else:
+        if _route(record).prefill_url is not None:
+            kv_transfer_params = await self._prefill()
+            if kv_transfer_params is not None:
                 headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
                 await pause_if_large(len(turn_request.raw_body))
                 data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
-                self.prefilled_kv = (route.target_url, kv_transfer_params)
-        headers_down |= {"x-ppd-route": route.kind, "x-ppd-turn": str(self.turn.number)}
+                self.prefilled_kv = (_route(record).target_url, kv_transfer_params)
+        route = _route(record)  # D alone now, if P failed
+        headers_down |= {"x-ppd-route": route.kind, "x-ppd-turn": str(record.turn.number if record.turn else 0)}
         if self.state.config.upstream_header:
             headers_down["x-ppd-upstream"] = route.target_url
         if record.failovers:
@@ -233,49 +187,78 @@ class _Forward:
         if route.decision is not None:
             headers_down["x-ppd-decision"] = route.decision
         capture = AnswerCapture(turn_request.is_chat, turn_request.capture_answer)
-        _, prefill_tokens_at_target = estimated_prefill_tokens(route, self.turn)
-        response = await _target_hop(
-            self.request, self.state, route.target_url, self.path, data, self._headers_up(),
-            headers_down, turn_request, capture, prefill_tokens_at_target, record,
-        )  # fmt: skip
+        response = await self._target(hop, data, headers_down, capture)
         return response, capture
 
-    async def _prefill(self, route: Route, prefill_url: str) -> tuple[dict[str, Any] | None, str, str]:
-        """P's kv_transfer_params; or None, why, and the failover kind when P refused, failed or
-        timed out (the turn then goes to D alone)."""
-        prefill_tokens_at_p, _ = estimated_prefill_tokens(route, self.turn)
+    async def _prefill(self) -> dict[str, Any] | None:
+        """P's kv_transfer_params, or None when P failed or refused and the turn goes to D alone."""
+        router, record = self.state.router, self.record
+        flight = router.begin(record, "prefill", clock())
+        prefill_url = flight.instance.url
+        succeeded = False
         try:
-            kv_transfer_params = await _prefill_hop(
-                self.state, prefill_url, self.path, self.turn_request, self._headers_up(),
-                prefill_tokens_at_p, self.record,
-            )  # fmt: skip
-        except UpstreamRejected as exc:
-            if exc.answer.status < 500:
-                # P judged its own one-token rewrite of the request ("you requested 1 output
-                # tokens"); D judges the client's, so the client's 4xx describes what it sent.
-                return None, str(exc), FAILOVER_PREFILL_REFUSED
-            self.suspects.append((exc.url, str(exc)))
-            return None, str(exc), FAILOVER_PREFILL_FAILED
-        except UpstreamFailed as exc:
-            self.state.note_failure(exc.url, str(exc), exc.unreachable)
-            return None, str(exc), FAILOVER_PREFILL_FAILED
-        self.state.note_success(prefill_url)
-        return kv_transfer_params, "", ""
+            await pause_if_large(len(self.turn_request.raw_body))
+            body = prefill_body(self.turn_request.body, self.turn_request.is_chat)
+            state = self.state
+            params = await call_prefill(
+                state.session, prefill_url, self.path, body, self._headers_up(), state.prefill_timeout
+            )
+            succeeded = True
+            return params
+        except (UpstreamFailed, UpstreamRejected) as exc:
+            action = router.fail(flight, failure_kind(exc), str(exc), clock())
+            if action.next != "decode_alone":
+                raise HopFailed(exc, action) from exc
+            return None
+        finally:
+            router.finish(flight, clock(), succeeded)
 
-    def note_target_failure(self, exc: UpstreamFailed | UpstreamRejected) -> None:
-        """A target failed before any byte reached the client: unreachable counts now, a 5xx is
-        judged once another instance has answered (suspects)."""
-        if isinstance(exc, UpstreamFailed):
-            self.state.note_failure(exc.url, str(exc), unreachable=True)
-        else:
-            self.suspects.append((exc.url, str(exc)))
-        self.prefilled_kv = None  # the failed D may have pulled it; the lease expires otherwise
+    async def _target(
+        self, hop: Hop, data: bytes, headers_down: dict[str, str], capture: AnswerCapture
+    ) -> web.StreamResponse:
+        """Send the turn to its target and relay the answer (streamed, or whole)."""
+        router, record, state = self.state.router, self.record, self.state
+        flight = router.begin(record, hop, clock())
+        base_url = flight.instance.url
+        succeeded = False
 
-    def blame_suspects(self) -> None:
-        """The request was served: the instances that answered it 5xx on the way were at fault."""
-        for url, error in self.suspects:
-            self.state.note_failure(url, error, unreachable=False)
-        self.suspects.clear()
+        def on_bytes(chunk: bytes) -> None:
+            if flight.awaiting_first_byte:
+                router.first_byte(flight, clock())
+            capture.feed(chunk)
+
+        try:
+            answer = await open_upstream(
+                state.session, base_url, self.path, data, self._headers_up(), state.upstream_timeout
+            )
+            try:
+                if not self.turn_request.stream:
+                    body = await _read_whole(base_url, answer)
+                    router.first_byte(flight, clock())
+                    capture.feed_json_body(body)
+                    content_type = answer.headers.get("Content-Type", "application/json").split(";", 1)[0]
+                    succeeded = True
+                    return web.Response(
+                        body=body, status=200, headers=headers_down, content_type=content_type
+                    )
+                first = await read_first_chunk(base_url, answer)
+                response, result = await relay_stream(self.request, answer, headers_down, on_bytes, first)
+                capture.finish()
+                record.first_byte_s, record.last_byte_s = result.first_byte_s, result.last_byte_s
+                if result.upstream_error is not None:  # after a 200 header: the client sees a broken stream
+                    router.fail(flight, "no_answer", result.upstream_error, clock())
+                    record.end("errored", 502, result.upstream_error)
+                elif result.client_gone:
+                    record.end("cancelled", 499, "client disconnected")
+                else:
+                    succeeded = True
+                return response
+            finally:
+                answer.close()  # a no-op after a complete answer; aborts an unfinished one upstream
+        except (UpstreamFailed, UpstreamRejected) as exc:
+            raise HopFailed(exc, router.fail(flight, failure_kind(exc), str(exc), clock())) from exc
+        finally:
+            router.finish(flight, clock(), succeeded)
 
     def release_prefilled_kv(self, rejected: UpstreamRejected) -> None:
         """D refused the request after P prefilled it: have D take P's KV and drop it, in the
@@ -291,21 +274,6 @@ class _Forward:
     def _headers_up(self) -> dict[str, str]:
         return upstream_headers(self.request.headers, self.request_id)
 
-    def rerouted(self, mode: str, failed: Route) -> Route:
-        """The route of a retry after `failed.target_url` failed: one without that instance."""
-        state = self.state
-        candidates = without_instance(state.pool.candidates, failed.target_url)
-        return retry_route(mode, self.turn, candidates, state.next_options(), failed)
-
-
-def worth_retrying(exc: UpstreamFailed | UpstreamRejected) -> bool:
-    """Whether a failed target hop (nothing sent to the client yet) is routed once more: the target
-    could not be reached, or it answered 5xx (an engine fault, not the request's; a 4xx is answered).
-    A P's failures never get here: _Forward.attempt turns them into pd-fallback, or raises P's 4xx."""
-    if isinstance(exc, UpstreamFailed):
-        return exc.unreachable
-    return exc.answer.status >= 500
-
 
 async def release_prefilled_kv(
     state: ProxyState, decode_url: str, path: str, body: dict[str, Any], headers: dict[str, str]
@@ -315,83 +283,10 @@ async def release_prefilled_kv(
     state.metrics.kv_releases["released" if error is None else "failed"] += 1
 
 
-async def _prefill_hop(
-    state: ProxyState,
-    base_url: str,
-    path: str,
-    turn_request: TurnRequest,
-    headers: dict[str, str],
-    num_prefill_tokens: int,
-    record: TurnRecord,
-) -> dict[str, Any]:
-    upstream = state.pool.by_url[base_url]
-    record.prefill_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
-    upstream.begin(num_prefill_tokens)
-    started_s = time.perf_counter()
-    try:
-        await pause_if_large(len(turn_request.raw_body))
-        body = prefill_body(turn_request.body, turn_request.is_chat)
-        return await call_prefill(state.session, base_url, path, body, headers, state.prefill_timeout)
-    finally:
-        record.prefill_ms = (time.perf_counter() - started_s) * 1000.0
-        upstream.prefill_done(num_prefill_tokens)
-        upstream.end()
-
-
-async def _target_hop(
-    request: web.Request,
-    state: ProxyState,
-    base_url: str,
-    path: str,
-    data: bytes,
-    headers_up: dict[str, str],
-    headers_down: dict[str, str],
-    turn_request: TurnRequest,
-    capture: AnswerCapture,
-    num_prefill_tokens: int,
-    record: TurnRecord,
-) -> web.StreamResponse:
-    upstream = state.pool.by_url[base_url]
-    record.target_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
-    record.target_sent_s = time.perf_counter()
-    upstream.begin(num_prefill_tokens)
-    prefill_pending = True
-
-    def on_bytes(chunk: bytes) -> None:
-        nonlocal prefill_pending
-        if prefill_pending:
-            upstream.prefill_done(num_prefill_tokens)
-            prefill_pending = False
-        capture.feed(chunk)
-
-    try:
-        answer = await open_upstream(state.session, base_url, path, data, headers_up, state.upstream_timeout)
-        try:
-            if turn_request.stream:
-                first = await read_first_chunk(base_url, answer)
-                response, result = await relay_stream(request, answer, headers_down, on_bytes, first)
-                capture.finish()
-                record.first_byte_s, record.error = result.first_byte_s, result.upstream_error
-                record.last_byte_s = result.last_byte_s
-                if result.upstream_error is not None:
-                    record.status = 502  # after a 200 header: the client sees a broken stream
-                    state.note_failure(base_url, result.upstream_error, unreachable=False)
-                if result.client_gone:
-                    record.client_disconnected, record.status = True, 499
-                    record.error = "client disconnected"
-                return response
-            body = await _read_whole(base_url, answer)
-            record.first_byte_s = time.perf_counter()
-            on_bytes(b"")
-            capture.feed_json_body(body)
-            content_type = answer.headers.get("Content-Type", "application/json").split(";", 1)[0]
-            return web.Response(body=body, status=200, headers=headers_down, content_type=content_type)
-        finally:
-            answer.close()  # a no-op after a complete answer; aborts an unfinished one upstream
-    finally:
-        if prefill_pending:
-            upstream.prefill_done(num_prefill_tokens)
-        upstream.end()
+def _route(record: TurnRecord) -> Route:
+    if record.route is None:
+        raise RuntimeError("forwarding a turn the router has not routed")
+    return record.route
 
 
 async def _read_whole(base_url: str, answer: aiohttp.ClientResponse) -> bytes:
@@ -402,15 +297,3 @@ async def _read_whole(base_url: str, answer: aiohttp.ClientResponse) -> bytes:
         raise UpstreamFailed(base_url, f"no answer: {type(exc).__name__} {exc}", unreachable=False) from exc
     except aiohttp.ClientError as exc:
         raise UpstreamFailed(base_url, f"answer broken off: {type(exc).__name__} {exc}", True) from exc
-
-
-def _outcome(route: Route, turn: Turn, capture: AnswerCapture) -> TurnOutcome:
-    usage = capture.usage or {}
-    prompt_tokens = usage.get("prompt_tokens")
-    output_tokens = usage.get("completion_tokens")
-    return TurnOutcome(
-        holder_url=route.target_url,
-        num_prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else turn.num_prompt_tokens,
-        num_output_tokens=output_tokens if isinstance(output_tokens, int) else capture.num_content_chunks,
-        answer_text=capture.text if capture.capture_text else None,
-    )

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ppd.errors import UsageError
+from ppd.modes import Mode
 
 if TYPE_CHECKING:
     from ppd.report.build import Report
 
 Progress = Callable[[str], None]
 
-MODES = ("pd", "ppd", "replication")
+MODES: tuple[Mode, ...] = ("pd", "ppd", "replication")
 TOPOLOGY = "1p1d"
 # W4's second turn holds 8192 + 64 + 8192 tokens, over the sim profile's default 16384.
 SIM_ARGS = ("--max-model-len", "32768")

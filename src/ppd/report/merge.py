@@ -19,13 +19,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ppd.modes import MODES
 from ppd.report.bootstrap import BootstrapConfig
 from ppd.report.inputs import ResultFile
 from ppd.report.resampled import row_estimates
 from ppd.report.stats import Estimate, estimate_all_or_none
 
 KEY_FIELDS = frozenset({"mode", "workload", "qps", "run", "turn_group"})
-KNOWN_MODE_ORDER = ("pd", "ppd", "replication", "auto")
+KNOWN_MODE_ORDER: tuple[str, ...] = MODES  # result files may name other modes: those sort after
 TURN_GROUP_ORDER = ("1", "2+", "all")
 
 

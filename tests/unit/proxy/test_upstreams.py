@@ -1,31 +1,52 @@
-"""Upstream pool (one entry per URL, several roles) and health-check backoff."""
+"""The health checker's part in ejection: a passing /health returns an instance only after its hold."""
 
 from __future__ import annotations
 
+import asyncio
+
 from ppd.proxy.config import ProxyConfig
-from ppd.proxy.upstreams import UpstreamPool, next_check_delay_s
+from ppd.proxy.upstreams import HealthChecker
+from ppd.router.instances import InstancePool
 
 
-def test_one_upstream_per_url_with_all_its_roles() -> None:
-    pool = UpstreamPool(ProxyConfig("replication", prefill_urls=("http://a:1",), decode_urls=("http://b:1",)))
-    assert [u.roles for u in pool.by_url.values()] == [["prefill", "replica"], ["decode", "replica"]]
-    assert pool.replicas[0] is pool.prefills[0]
+def pool_of_one() -> InstancePool:
+    return InstancePool((), (), ("http://r:1",))
 
 
-def test_load_counters_follow_a_request() -> None:
-    pool = UpstreamPool(ProxyConfig("ppd", prefill_urls=("http://a:1",), decode_urls=("http://b:1",)))
-    upstream = pool.prefills[0]
-    upstream.begin(100)
-    assert (upstream.outstanding_requests, upstream.outstanding_prefill_tokens) == (1, 100)
-    upstream.prefill_done(100)
-    upstream.end()
-    assert (upstream.outstanding_requests, upstream.outstanding_prefill_tokens, upstream.num_requests) == (
-        0,
-        0,
-        1,
-    )
+class _Clock:
+    now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
 
 
-def test_backoff_doubles_per_failure_up_to_the_cap() -> None:
-    delays = [next_check_delay_s(failures, 2.0, 30.0) for failures in range(6)]
-    assert delays == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+class _PassingSession:
+    """Stands in for aiohttp.ClientSession: every GET answers 200 {}."""
+
+    def get(self, url: str, timeout: object) -> _Answer:
+        return _Answer()
+
+
+class _Answer:
+    status = 200
+
+    async def __aenter__(self) -> _Answer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def read(self) -> bytes:
+        return b"{}"
+
+
+def test_passing_health_check_returns_an_instance_only_after_its_hold() -> None:
+    pool, clock = pool_of_one(), _Clock()
+    upstream = pool.replicas[0]
+    upstream.version = "v"
+    config = ProxyConfig("replication", replica_urls=("http://r:1",), health_interval_s=1.0)
+    checker = HealthChecker(pool, _PassingSession(), config, clock=clock)  # type: ignore[arg-type]
+    upstream.healthy, upstream.ejected_until_s = False, 10.0
+    assert asyncio.run(checker.check(upstream)) is False  # /health passes, but the hold is on
+    clock.now_s = 10.0
+    assert asyncio.run(checker.check(upstream)) is True

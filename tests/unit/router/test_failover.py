@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from fake_instance import Inst
-from ppd.proxy.config import ProxyConfig
-from ppd.proxy.failover import (
+from ppd.router.failover import (
     FAILOVER_NO_PREFILL,
     ROUTE_PD_FALLBACK,
     decode_only_route,
@@ -17,8 +14,8 @@ from ppd.proxy.failover import (
     route_with_failover,
     without_instance,
 )
-from ppd.proxy.policies import Candidates, NoHealthyUpstream, Route, RouteOptions, Turn
-from ppd.proxy.upstreams import EJECT_AFTER_FAILURES, HealthChecker, UpstreamPool
+from ppd.router.instances import EJECT_AFTER_FAILURES, InstancePool
+from ppd.router.policies import Candidates, NoHealthyUpstream, Route, RouteOptions, Turn
 
 
 def candidates(prefills: list[Inst], decodes: list[Inst]) -> Candidates:
@@ -99,8 +96,8 @@ def test_a_retry_after_a_5xx_leaves_out_the_instance_that_answered_it() -> None:
         retry_route("replication", Turn(1), without_instance(replicas, "r2"), OPTIONS, Route("replica", "r2"))
 
 
-def pool_of_one() -> UpstreamPool:
-    return UpstreamPool(ProxyConfig("replication", replica_urls=("http://r:1",)))
+def pool_of_one() -> InstancePool:
+    return InstancePool((), (), ("http://r:1",))
 
 
 def test_unreachable_takes_an_instance_out_at_once() -> None:
@@ -120,43 +117,4 @@ def test_repeated_failures_eject_with_a_hold_that_doubles() -> None:
         holds.append(upstream.ejected_until_s if not upstream.healthy else None)
     assert holds == [None] * (EJECT_AFTER_FAILURES - 1) + [2.0, 4.0, 8.0]
     pool.note_request_success(upstream)
-    assert upstream.consecutive_request_failures == 0 and upstream.num_failures == EJECT_AFTER_FAILURES + 2
-
-
-class _Clock:
-    now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-class _PassingSession:
-    """Stands in for aiohttp.ClientSession: every GET answers 200 {}."""
-
-    def get(self, url: str, timeout: object) -> _Answer:
-        return _Answer()
-
-
-class _Answer:
-    status = 200
-
-    async def __aenter__(self) -> _Answer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def read(self) -> bytes:
-        return b"{}"
-
-
-def test_passing_health_check_returns_an_instance_only_after_its_hold() -> None:
-    pool, clock = pool_of_one(), _Clock()
-    upstream = pool.replicas[0]
-    upstream.version = "v"
-    config = ProxyConfig("replication", replica_urls=("http://r:1",), health_interval_s=1.0)
-    checker = HealthChecker(pool, _PassingSession(), config, clock=clock)  # type: ignore[arg-type]
-    upstream.healthy, upstream.ejected_until_s = False, 10.0
-    assert asyncio.run(checker.check(upstream)) is False  # /health passes, but the hold is on
-    clock.now_s = 10.0
-    assert asyncio.run(checker.check(upstream)) is True
+    assert upstream.request_failure_streak == 0 and upstream.num_failures == EJECT_AFTER_FAILURES + 2

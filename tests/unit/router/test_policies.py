@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fake_instance import Inst
-from ppd.proxy.policies import (
+from ppd.router.policies import (
     ROUTE_PD,
     ROUTE_PPD_DIRECT,
     ROUTE_REPLICA,

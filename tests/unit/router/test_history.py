@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ppd.proxy.history import HEAD_BYTES, PrefixIndex, chat_digest, completion_history_text
+from ppd.router.history import HEAD_BYTES, PrefixIndex, chat_digest, completion_history_text
 
 
 def test_chat_digest_of_history_plus_answer_equals_digest_of_the_next_requests_earlier_messages() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fake_instance import Inst
-from ppd.proxy.auto import AutoInputs, AutoModel, InstanceCosts
-from ppd.proxy.policies import (
+from ppd.router.auto import AutoInputs, AutoModel, InstanceCosts
+from ppd.router.policies import (
     AUTO_DIRECT,
     AUTO_PD,
     AUTO_REPLICA,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ppd.proxy.history import PrefixIndex, chat_digest, completion_history_text
+from ppd.router.history import PrefixIndex, chat_digest, completion_history_text
 
 SESSION_HEADER = "X-Session-ID"
 SESSION_BODY_FIELD = "conversation_id"
@@ -28,7 +28,7 @@ class Conversation:
     holder_url: str | None = None  # instance that served the last turn: its prefix cache holds it
     num_prompt_tokens: int = 0  # of the last turn
     num_output_tokens: int = 0  # of the last turn
-    last_used_s: float = 0.0  # monotonic clock
+    last_used_s: float = 0.0  # the store's clock
     chat_key: bytes | None = field(default=None, repr=False)  # digest registered for recognition
 
     @property
@@ -93,9 +93,9 @@ class ConversationStore:
         self._prompts.clear()
         return count
 
-    def find(self, identity: Identity) -> Conversation | None:
-        """The known conversation this request continues, or None for a new one."""
-        self._expire(self._clock())
+    def find(self, identity: Identity, now_s: float | None = None) -> Conversation | None:
+        """The known conversation this request continues, or None for a new one (now_s: the clock's)."""
+        self._expire(self._clock() if now_s is None else now_s)
         if identity.session_id is not None:
             return self._by_key.get("s:" + identity.session_id)
         if identity.chat_messages is not None:
@@ -109,10 +109,11 @@ class ConversationStore:
         return None
 
     def commit_turn(
-        self, identity: Identity, conversation: Conversation | None, outcome: TurnOutcome
-    ) -> Conversation:
+        self, identity: Identity, conversation: Conversation | None, outcome: TurnOutcome,
+        now_s: float | None = None,
+    ) -> Conversation:  # fmt: skip
         """Record a completed turn of `conversation` (None: a new one); returns its state."""
-        now = self._clock()
+        now = self._clock() if now_s is None else now_s
         if conversation is None:
             conversation = self._create(identity)
         elif conversation.key not in self._by_key:

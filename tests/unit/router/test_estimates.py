@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ppd.proxy.estimates import Estimates, HopLoad, LinearFit, Priors, TurnObservation, turn_observation
-from ppd.proxy.policies import Route, Turn
-from ppd.proxy.turns import TurnRecord
+from ppd.router.estimates import Estimates, HopLoad, LinearFit, Priors, TurnObservation
+from ppd.router.policies import Route, Turn
+from ppd.router.records import TurnRecord, turn_observation
 
 
 def test_fit_starts_at_the_prior() -> None:
@@ -108,8 +108,11 @@ def test_inputs_carry_the_fits_and_slos() -> None:
 
 def test_only_clean_completed_turns_are_observations() -> None:
     record = TurnRecord(started_s=1.0, route=Route("replica", "http://d"), turn=Turn(1, None, 10))
+    assert turn_observation(record) is None  # still pending
+    record.end("completed", 200)
     assert turn_observation(record) is not None
-    record.status = 502
+    record.end("errored", 502, "stream broken off")
     assert turn_observation(record) is None
-    record.status, record.failovers = 200, ["retried"]
+    record.end("completed", 200)
+    record.failovers = ["retried"]
     assert turn_observation(record) is None

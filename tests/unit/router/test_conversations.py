@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ppd.proxy.conversations import ConversationStore, Identity, TurnOutcome, session_id_of
+from ppd.router.conversations import ConversationStore, Identity, TurnOutcome, session_id_of
 
 
 class Clock:

@@ -32,12 +32,10 @@ differs between them, comes from the proxy's live counters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ppd.proxy.auto import AutoInputs, AutoModel, InstanceCosts
-
-if TYPE_CHECKING:
-    from ppd.proxy.turns import TurnRecord
+from ppd.modes import ROUTE_PD, RouteKind
+from ppd.router.auto import AutoInputs, AutoModel, InstanceCosts
 
 _MIN_GAPS_FOR_STEP = 3  # fewer chunk gaps than this say little about the step time
 _OUTPUT_MEAN_WEIGHT = 0.1  # weight of the newest answer in the running mean of output tokens
@@ -116,9 +114,9 @@ class HopLoad:
 
 @dataclass(frozen=True, slots=True)
 class TurnObservation:
-    """What one completed turn showed; stamps are perf_counter seconds, times ms."""
+    """What one completed turn showed; stamps are seconds on the router's clock, times ms."""
 
-    route_kind: str  # policies.ROUTE_*: "pd" pulled KV from P, anything else prefilled at the target
+    route_kind: RouteKind  # pd pulled the KV from P; anything else prefilled at the target
     target_url: str
     holder_url: str | None
     num_prompt_tokens: int
@@ -182,7 +180,7 @@ class Estimates:
             gap_ms = (turn.last_byte_s - turn.first_byte_s) * 1000.0 / num_gaps
             self.step.observe(load.running_decodes + 1, gap_ms)
         ttft_ms = (turn.first_byte_s - turn.target_sent_s) * 1000.0
-        if turn.route_kind == "pd":
+        if turn.route_kind == ROUTE_PD:
             if load.queued_prefill_tokens == 0:  # D's own queue would be mistaken for transfer time
                 self._observe_pull(turn, load, ttft_ms)
         else:
@@ -236,25 +234,3 @@ def _cached_tokens(usage: dict[str, Any] | None) -> int:
     details = usage.get("prompt_tokens_details") if usage else None
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return cached if isinstance(cached, int) and not isinstance(cached, bool) else 0
-
-
-def turn_observation(record: TurnRecord) -> TurnObservation | None:
-    """What a completed turn's record shows, or None when it is not a clean observation."""
-    route, turn = record.route, record.turn
-    if route is None or turn is None or record.status != 200 or record.failovers:
-        return None
-    return TurnObservation(
-        route_kind=route.kind,
-        target_url=route.target_url,
-        holder_url=turn.holder_url,
-        num_prompt_tokens=turn.num_prompt_tokens,
-        num_history_tokens=turn.num_history_tokens,
-        is_first_turn=turn.number == 1,
-        usage=record.usage,
-        target_load=record.target_load,
-        target_sent_s=record.target_sent_s,
-        first_byte_s=record.first_byte_s,
-        last_byte_s=record.last_byte_s,
-        prefill_load=record.prefill_load,
-        prefill_ms=record.prefill_ms,
-    )

@@ -3,7 +3,7 @@
 Every rule reads only its arguments: the turn (number and which instance holds the conversation's
 KV cache), the candidate instances with their health and load, and the mode's options. It returns a
 `Route` or raises `NoHealthyUpstream`. Forwarding, health checks and load counting live elsewhere
-(relay.py, upstreams.py), so each mode's rule can be read, and unit-tested, on its own.
+(the router core and the HTTP shell), so each mode's rule can be read, and unit-tested, on its own.
 
     pd           P (fewest outstanding prefill tokens) -> NIXL handshake -> D, every turn. With
                  decode affinity, turns 2+ go to the D that holds the history (stock NIXL then pulls
@@ -24,9 +24,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
-from ppd.proxy.auto import (
+from ppd.modes import (
+    AUTO_DIRECT,
+    AUTO_PD,
+    AUTO_REPLICA,
+    ROUTE_PD,
+    ROUTE_PPD_DIRECT,
+    ROUTE_REPLICA,
+    Decision,
+    Mode,
+    Role,
+    RouteKind,
+)
+from ppd.router.auto import (
     DECISION_DIRECT,
     DECISION_PD,
     DECISION_REPLICA,
@@ -34,17 +46,14 @@ from ppd.proxy.auto import (
     Estimate,
     InstanceCosts,
     Option,
+    OptionKind,
     choose,
 )
-
-ROUTE_PD = "pd"
-ROUTE_PPD_DIRECT = "ppd-direct"
-ROUTE_REPLICA = "replica"
-ROUTE_KINDS = (ROUTE_PD, ROUTE_PPD_DIRECT, ROUTE_REPLICA)
+from ppd.router.estimates import Estimates
 
 
 class Instance(Protocol):
-    """What a rule may read about one upstream instance (upstreams.Upstream satisfies it)."""
+    """What a rule may read about one upstream instance (instances.Instance satisfies it)."""
 
     @property
     def url(self) -> str: ...
@@ -90,17 +99,17 @@ class RouteOptions:
 class Route:
     """Where a turn goes. `target_url` streams the answer; `prefill_url` is P when kind is pd."""
 
-    kind: str  # one of ROUTE_KINDS
+    kind: RouteKind
     target_url: str
     prefill_url: str | None = None
     reason: str = ""
-    decision: str | None = None  # auto mode: AUTO_DECISIONS (x-ppd-decision header, /metrics)
+    decision: Decision | None = None  # auto mode's choice (x-ppd-decision header, /metrics)
 
 
 class NoHealthyUpstream(Exception):
     """No healthy instance of a needed role; the proxy answers 503."""
 
-    def __init__(self, role: str) -> None:
+    def __init__(self, role: Role | Literal["replica or decode"]) -> None:
         super().__init__(f"no healthy {role} instance")
         self.role = role
 
@@ -112,7 +121,7 @@ def least_loaded_prefill(prefills: Sequence[Instance], rotation: int) -> Instanc
     )
 
 
-def least_loaded_decode(decodes: Sequence[Instance], rotation: int, role: str = "decode") -> Instance:
+def least_loaded_decode(decodes: Sequence[Instance], rotation: int, role: Role = "decode") -> Instance:
     """The healthy instance with the fewest outstanding requests, then fewest prefill tokens."""
     return _least_loaded(
         decodes, rotation, role, lambda i: (i.outstanding_requests, i.outstanding_prefill_tokens)
@@ -161,14 +170,10 @@ def route_replication(turn: Turn, candidates: Candidates, options: RouteOptions)
     return Route(ROUTE_REPLICA, replica.url, None, _new_or_rehomed(turn, "least loaded replica"))
 
 
-AUTO_DIRECT = "auto-" + DECISION_DIRECT
-AUTO_PD = "auto-" + DECISION_PD
-AUTO_REPLICA = "auto-" + DECISION_REPLICA
-AUTO_DECISIONS = (AUTO_DIRECT, AUTO_PD, AUTO_REPLICA)
-_AUTO_ROUTE_KINDS = {
-    DECISION_DIRECT: ROUTE_PPD_DIRECT,
-    DECISION_PD: ROUTE_PD,
-    DECISION_REPLICA: ROUTE_REPLICA,
+_AUTO_ROUTES: dict[OptionKind, tuple[RouteKind, Decision]] = {
+    DECISION_DIRECT: (ROUTE_PPD_DIRECT, AUTO_DIRECT),
+    DECISION_PD: (ROUTE_PD, AUTO_PD),
+    DECISION_REPLICA: (ROUTE_REPLICA, AUTO_REPLICA),
 }
 
 
@@ -181,7 +186,7 @@ def route_auto(turn: Turn, candidates: Candidates, options: RouteOptions) -> Rou
     default = _replication_choice(candidates, options.rotation, choices)
     chosen, expected = choose(choices, inputs.model, default)
     reason = f"{_describe(chosen, expected)}; runner-up {_runner_up(chosen, choices, inputs)}"
-    kind, decision = _AUTO_ROUTE_KINDS[chosen.decision], "auto-" + chosen.decision
+    kind, decision = _AUTO_ROUTES[chosen.decision]
     prefill_url = chosen.prefill.url if chosen.prefill is not None else None
     return Route(kind, chosen.target.url, prefill_url, reason, decision)
 
@@ -226,8 +231,6 @@ def _replication_choice(candidates: Candidates, rotation: int, choices: list[Opt
 
 def default_auto_inputs() -> AutoInputs:
     """The cost model's inputs before anything was observed: the priors of estimates.py."""
-    from ppd.proxy.estimates import Estimates  # estimates imports auto; keep policies free of it
-
     return Estimates().inputs()
 
 
@@ -257,7 +260,7 @@ def _runner_up(chosen: Option, choices: list[Option], inputs: AutoInputs) -> str
 
 Router = Callable[[Turn, Candidates, RouteOptions], Route]
 
-ROUTERS: dict[str, Router] = {
+ROUTERS: dict[Mode, Router] = {
     "pd": route_pd,
     "ppd": route_ppd,
     "replication": route_replication,
@@ -265,13 +268,13 @@ ROUTERS: dict[str, Router] = {
 }
 
 
-def choose_route(mode: str, turn: Turn, candidates: Candidates, options: RouteOptions) -> Route:
-    """The route of one turn under `mode` (a key of ROUTERS)."""
+def choose_route(mode: Mode, turn: Turn, candidates: Candidates, options: RouteOptions) -> Route:
+    """The route of one turn under `mode`."""
     return ROUTERS[mode](turn, candidates, options)
 
 
 def _least_loaded(
-    instances: Sequence[Instance], rotation: int, role: str, load: Callable[[Instance], tuple[int, int]]
+    instances: Sequence[Instance], rotation: int, role: Role, load: Callable[[Instance], tuple[int, int]]
 ) -> Instance:
     # Ties go round robin from `rotation`, so an idle pool still spreads new work.
     best: Instance | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ppd.proxy.auto import (
+from ppd.router.auto import (
     DECISION_DIRECT,
     DECISION_PD,
     DECISION_REPLICA,

@@ -47,11 +47,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-DECISION_DIRECT = "direct"
-DECISION_REPLICA = "replica"
-DECISION_PD = "pd"
-DECISIONS = (DECISION_DIRECT, DECISION_PD, DECISION_REPLICA)
+OptionKind = Literal["direct", "replica", "pd"]
+DECISION_DIRECT: OptionKind = "direct"
+DECISION_REPLICA: OptionKind = "replica"
+DECISION_PD: OptionKind = "pd"
+DECISIONS: tuple[OptionKind, ...] = get_args(OptionKind)
 SWITCH_MARGIN = 0.2  # leave the default only for an option expected to cost this much less
 
 
@@ -95,7 +97,7 @@ class AutoInputs:
 class Option:
     """One way to serve the turn: prefill `num_prefill_tokens` at `prefill_site`, decode on `target`."""
 
-    decision: str  # one of DECISIONS
+    decision: OptionKind
     target: InstanceCosts
     prefill: InstanceCosts | None  # P for pd; None: the target prefills
     num_prefill_tokens: int

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/proxy_overhead.py [--requests 1000] [--duration-s 5]
         [--alt-python /tmp/alt-venv/bin/python]   # also measure a starlette+uvicorn+httpx relay
+        [--baseline-src /tmp/ppd-before]          # also measure the ppd proxy of another checkout
 
 Every relay sits in front of the same upstream: a minimal asyncio HTTP server that streams a
 vLLM-shaped SSE answer (`--tokens` chunks, `--itl-ms` apart, so each chunk is its own read, as with a
@@ -10,6 +11,8 @@ real engine) and costs next to nothing. Targets, measured side by side in one ru
     direct        the upstream itself (the baseline)
     ppd-proxy     `ppd proxy --mode replication --replica UPSTREAM`: the real router, relay path
     aiohttp-bare  a 20-line aiohttp relay: the floor of the HTTP stack ppd uses
+    ppd-baseline  the same `ppd proxy` command run from another source tree (--baseline-src: e.g.
+                  `git archive main | tar -x -C /tmp/ppd-before`), to compare a change side by side
     starlette     a 20-line starlette + uvicorn(httptools, uvloop) + httpx relay (--alt-python)
 
 TTFT: sequential requests, targets interleaved request by request so drift hits all alike; TTFT =
@@ -205,8 +208,11 @@ class Process:
             self.popen.stdout.close()
 
 
-def start(name: str, argv: list[str], pin_cpu: int | None = None, timeout_s: float = 20.0) -> Process:
-    popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start(
+    name: str, argv: list[str], pin_cpu: int | None = None, timeout_s: float = 20.0, src: str | None = None
+) -> Process:
+    env = None if src is None else {**os.environ, "PYTHONPATH": str(Path(src) / "src")}
+    popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     found: list[str] = []
     ready = threading.Event()
 
@@ -333,6 +339,7 @@ def main() -> int:
     parser.add_argument("--itl-ms", type=float, default=1.0, help="gap between upstream chunks")
     parser.add_argument("--alt-python", help="a python with starlette, uvicorn, httpx, uvloop, httptools")
     parser.add_argument("--pin-cpu", type=int, help="pin each relay to this CPU (one core)")
+    parser.add_argument("--baseline-src", help="also run `ppd proxy` from this source tree (its src/)")
     parser.add_argument("--upstream-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -376,16 +383,20 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 "--port",
                 "0",
             ]
-            relays = [("ppd-proxy", proxy_argv)]
+            relays: list[tuple[str, list[str], str | None]] = [("ppd-proxy", proxy_argv, None)]
+            if args.baseline_src:
+                relays.append(("ppd-baseline", proxy_argv, args.baseline_src))
             bare = Path(tmp) / "aiohttp_bare.py"
             bare.write_text(AIOHTTP_BARE)
-            relays.append(("aiohttp-bare", [sys.executable, str(bare), upstream.url]))
+            relays.append(("aiohttp-bare", [sys.executable, str(bare), upstream.url], None))
             if args.alt_python:
                 alt = Path(tmp) / "starlette_relay.py"
                 alt.write_text(STARLETTE)
-                relays.append(("starlette", [args.alt_python, str(alt), upstream.url, str(free_port())]))
-            for name, argv in relays:
-                process = start(name, argv, args.pin_cpu)
+                relays.append(
+                    ("starlette", [args.alt_python, str(alt), upstream.url, str(free_port())], None)
+                )
+            for name, argv, src in relays:
+                process = start(name, argv, args.pin_cpu, src=src)
                 processes.append(process)
                 targets[name] = process.url
             return report(targets, args)
@@ -419,6 +430,12 @@ def report(targets: dict[str, str], args: argparse.Namespace) -> int:
         )
     added_p50, added_p99, max_rps = figures["ppd-proxy"]
     summary = f"added_ttft_p50_ms={added_p50:.3f} added_ttft_p99_ms={added_p99:.3f} max_rps={max_rps:.1f}"
+    if "ppd-baseline" in figures:
+        base_p50, base_p99, base_rps = figures["ppd-baseline"]
+        print(
+            f"proxy_overhead_baseline added_ttft_p50_ms={base_p50:.3f} added_ttft_p99_ms={base_p99:.3f} "
+            f"max_rps={base_rps:.1f}"
+        )
     print(f"proxy_overhead {summary}")
     return 0
 

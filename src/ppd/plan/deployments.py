@@ -67,7 +67,7 @@ def enumerate_deployments(num_gpus: int, modes: tuple[Mode, ...] = MODES) -> lis
 def up_command(
     deployment: Deployment, slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None
 ) -> str:
-    """The exact `ppd up` command that starts `deployment` on vLLM (auto gets the SLOs it was planned with)."""
+    """The exact `ppd up` command that starts `deployment` on vLLM (auto with the SLOs it was planned for)."""
     argv = ["ppd", "up", "--backend", "vllm", "--model", "MODEL", "--topology", deployment.topology]
     argv += ["--mode", deployment.mode]
     if deployment.mode == "auto":

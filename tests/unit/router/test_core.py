@@ -78,7 +78,7 @@ def test_a_failed_prefill_leaves_the_turn_to_its_decode_and_blames_p() -> None:
     hop = router.begin(record, "prefill", 0.0)
     router.finish(hop, 0.2)
     action = router.fail(hop, "unreachable", "refused", 0.2)
-    assert action == FailureAction("decode_alone", blame_instance=True, out_of_service=True)
+    assert action == FailureAction("decode_alone", "now", True, "prefill_failed")
     assert (record.route.kind, record.route.target_url, record.route.prefill_url) == (
         "pd-fallback",
         target,
@@ -93,16 +93,16 @@ def test_a_failed_prefill_leaves_the_turn_to_its_decode_and_blames_p() -> None:
     assert route.kind == "pd-fallback" and again.failovers == ["no_prefill"]
 
 
-def test_a_target_5xx_is_retried_elsewhere_and_counts_toward_its_streak() -> None:
+def test_a_target_5xx_is_retried_elsewhere_and_blamed_once_another_serves_the_turn() -> None:
     router = Router(RouterConfig("replication", replica_urls=("r0", "r1")))
     record = TurnRecord(started_s=0.0)
     first = router.decide(record, Identity(session_id="c"), 50, 0.0)
     hop = router.begin(record, "target", 0.0)
     action = router.fail(hop, "engine_error", "500", 0.01)
     router.finish(hop, 0.01)
-    assert action.next == "retry_elsewhere"
+    assert action.next == "retry_elsewhere" and action.blame == "suspect"
     failed = router.pool.by_url[first.target_url]
-    assert failed.healthy and failed.request_failure_streak == 1  # one 5xx: still in service
+    assert failed.request_failure_streak == 0 and record.suspects == [(first.target_url, "500")]
     retry = router.reroute(record)
     assert retry.target_url != first.target_url and record.failovers == ["retried"]
     hop = router.begin(record, "retry", 0.01)
@@ -111,8 +111,35 @@ def test_a_target_5xx_is_retried_elsewhere_and_counts_toward_its_streak() -> Non
     record.usage = USAGE
     conversation = router.commit(record, 0.3)
     assert conversation.holder_url == retry.target_url
+    assert failed.healthy and failed.request_failure_streak == 1  # the other served it: blamed
     router.learn(record)
     assert router.estimates.num_outputs == 0  # a failed-over turn is not a clean observation
+
+
+def test_a_5xx_that_no_other_instance_contradicts_blames_no_engine() -> None:
+    router = Router(RouterConfig("replication", replica_urls=("r0", "r1")))
+    record = TurnRecord(started_s=0.0)
+    router.decide(record, Identity(session_id="c"), 50, 0.0)
+    for hop_name in ("target", "retry"):
+        hop = router.begin(record, hop_name, 0.0)  # type: ignore[arg-type]
+        router.fail(hop, "engine_error", "500", 0.01)
+        router.finish(hop, 0.01)
+        if hop_name == "target":
+            router.reroute(record)
+    record.end("errored", 502, "500")
+    router.learn(record)
+    assert all(i.num_failures == 0 and i.healthy for i in router.pool.by_url.values())
+
+
+def test_a_prefill_refusal_leaves_the_client_request_to_d_and_blames_no_one() -> None:
+    router = Router(PD)
+    record = TurnRecord(started_s=0.0)
+    router.decide(record, Identity(session_id="c"), 100, 0.0)
+    hop = router.begin(record, "prefill", 0.0)
+    action = router.fail(hop, "rejected", "400 max_tokens", 0.01)
+    assert action == FailureAction("decode_alone", "never", False, "prefill_refused")
+    assert record.route is not None and record.route.kind == "pd-fallback"
+    assert record.failovers == ["prefill_refused"] and router.pool.by_url["p0"].num_failures == 0
 
 
 def test_client_faults_and_disconnects_never_blame_an_engine() -> None:
@@ -133,28 +160,32 @@ def test_a_stream_broken_after_its_first_byte_is_cut_not_retried() -> None:
     router.decide(record, Identity(session_id="c"), 10, 0.0)
     hop = router.begin(record, "target", 0.0)
     router.first_byte(hop, 0.05)
-    assert router.fail(hop, "unreachable", "reset", 0.2) == FailureAction("break_stream", True, False)
+    assert router.fail(hop, "unreachable", "reset", 0.2) == FailureAction("break_stream", "now", False)
 
 
 @pytest.mark.parametrize(
     ("failure", "hop", "expected"),
     [
-        ("unreachable", "prefill", ("decode_alone", True, True)),
-        ("no_answer", "prefill", ("decode_alone", True, False)),
-        ("engine_error", "prefill", ("decode_alone", True, False)),
-        ("rejected", "prefill", ("pass_through", False, False)),
-        ("unreachable", "target", ("retry_elsewhere", True, True)),
-        ("engine_error", "target", ("retry_elsewhere", True, False)),
-        ("no_answer", "target", ("answer_error", True, False)),
-        ("rejected", "target", ("pass_through", False, False)),
-        ("unreachable", "retry", ("answer_error", True, True)),
-        ("engine_error", "retry", ("answer_error", True, False)),
-        ("no_answer", "stream", ("break_stream", True, False)),
-        ("client_gone", "stream", ("give_up", False, False)),
-        ("client_gone", "prefill", ("give_up", False, False)),
+        ("unreachable", "prefill", ("decode_alone", "now", True, "prefill_failed")),
+        ("no_answer", "prefill", ("decode_alone", "now", False, "prefill_failed")),
+        ("engine_error", "prefill", ("decode_alone", "suspect", False, "prefill_failed")),
+        ("rejected", "prefill", ("decode_alone", "never", False, "prefill_refused")),
+        ("unreachable", "target", ("retry_elsewhere", "now", True, "retried")),
+        ("engine_error", "target", ("retry_elsewhere", "suspect", False, "retried")),
+        ("no_answer", "target", ("answer_error", "now", False, None)),
+        ("rejected", "target", ("pass_through", "never", False, None)),
+        ("unreachable", "retry", ("answer_error", "now", True, None)),
+        ("no_answer", "retry", ("answer_error", "now", False, None)),
+        ("engine_error", "retry", ("answer_error", "suspect", False, None)),
+        ("rejected", "retry", ("pass_through", "never", False, None)),
+        ("no_answer", "stream", ("break_stream", "now", False, None)),
+        ("client_gone", "stream", ("give_up", "never", False, None)),
+        ("client_gone", "prefill", ("give_up", "never", False, None)),
     ],
 )
-def test_classify_is_the_documented_table(failure: str, hop: str, expected: tuple[str, bool, bool]) -> None:
+def test_classify_is_the_documented_table(
+    failure: str, hop: str, expected: tuple[str, str, bool, str]
+) -> None:
     assert classify(failure, hop) == FailureAction(*expected)  # type: ignore[arg-type]
 
 
@@ -176,7 +207,7 @@ def test_modes_need_their_instances() -> None:
     assert router.set_mode("auto") == "ppd" and router.mode == "auto"
     with pytest.raises(ValueError, match="allowed"):
         RouterConfig("fast", replica_urls=("r0",))  # type: ignore[arg-type]
-    assert set(FAILOVER_KINDS) == {"no_prefill", "prefill_failed", "retried"}
+    assert set(FAILOVER_KINDS) == {"no_prefill", "prefill_failed", "prefill_refused", "retried"}
 
 
 def test_the_router_core_imports_neither_aiohttp_nor_asyncio() -> None:

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
+from ppd.modes import MODES, Mode, is_mode
 from ppd.traces.formats import LinkedTrace
 from ppd.traces.replay import Window
-from ppd.modes import MODES, Mode, is_mode
 
 Api = Literal["completions", "chat"]
 

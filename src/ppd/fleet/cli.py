@@ -92,20 +92,21 @@ def default_name(args: argparse.Namespace, now: object) -> str:
 def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
     """One FleetConfig per mode x workload x qps x run, in the bench's order; UsageError on bad flags."""
     from ppd.bench.cli import _check_trace_flags
-    from ppd.bench.config import MODES
     from ppd.bench.metrics import Slo
     from ppd.bench.workloads import parse_workloads
     from ppd.fleet.config import EngineOptions, FleetConfig, fleet_topology, validate
+    from ppd.modes import MODES, Mode, is_mode
     from ppd.sim.timing import ProfileError, load_profile
 
     if args.turns < 1:
         raise UsageError("--turns must be >= 1")
     if args.runs < 1:
         raise UsageError("--runs must be >= 1")
-    modes = tuple(mode.strip() for mode in args.modes.split(",") if mode.strip()) or ("pd",)
-    for mode in modes:
-        if mode not in MODES:
+    modes: list[Mode] = []
+    for mode in tuple(mode.strip() for mode in args.modes.split(",") if mode.strip()) or ("pd",):
+        if not is_mode(mode):
             raise UsageError(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
+        modes.append(mode)
     try:
         load_profile(args.profile)
     except ProfileError as exc:

@@ -7,10 +7,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ppd.bench.config import MODES, Api, WorkloadSpec, workload_to_dict
+from ppd.bench.config import Api, WorkloadSpec, workload_to_dict
 from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
 from ppd.launch.topology import LayoutOptions, Topology, layout_spec, load_file
+from ppd.modes import MODES, Mode
 from ppd.sim.config import SimConfig, sim_config
 from ppd.sim.timing import DEFAULT_PROFILE, Profile, load_profile
 
@@ -84,7 +85,7 @@ class FleetConfig:
     engines sends the same conversations at the same times. Times in s unless named otherwise."""
 
     topology: Topology
-    mode: str
+    mode: Mode
     workload: WorkloadSpec
     qps: float
     duration_s: float = 60.0

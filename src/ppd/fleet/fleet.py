@@ -1,20 +1,21 @@
-"""The fleet: N engine cores and the proxy's own routing state on one virtual clock.
+"""The fleet: N engine cores and the proxy's own router core on one virtual clock.
 
 A turn takes the path it takes through `ppd proxy` (proxy/turns.py), with the HTTP hops replaced by
 measured delays (config.HopCosts):
 
-    client -> proxy                      the proxy finds the conversation, routes it with the mode's
-                                         rule (proxy.failover.route_with_failover over
-                                         proxy.policies), counts load on the upstreams
+    client -> proxy                      the router core finds the conversation and routes the turn
+                                         (Router.decide: the mode's rule, with the proxy's failover),
+                                         counts load on the instances (Router.begin)
     [pd]  proxy -> P: API, prefill (max_tokens 1, KV held under a lease) -> P's answer at the proxy
           proxy -> D: API, D claims P's lease, handshake, the pull holds D's step loop, the request
           joins after D's next step
     proxy -> target: API, scheduling, one token per step -> relayed to the client
     the answer ends: the proxy commits the conversation and feeds its running estimates
-                     (ProxyState.record_turn, as the HTTP proxy does)
+                     (Router.commit, Router.learn, as the HTTP proxy does)
 
-Routing state is the proxy's: ProxyState (UpstreamPool load counters, ConversationStore on the
-virtual clock, Estimates, RouteOptions rotation). Nothing here decides a route.
+Routing state is the proxy's own router core (ppd.router.Router: instance load counters,
+conversations, estimates, the tie-break rotation), driven with the virtual clock's `now_s`. Nothing
+here decides a route.
 """
 
 from __future__ import annotations
@@ -28,13 +29,10 @@ from ppd.fleet.engines import VirtualEngine
 from ppd.launch.proxy import Upstreams, check_mode
 from ppd.openai_api import ApiError
 from ppd.proxy.config import ProxyConfig, normalize_url
-from ppd.proxy.conversations import Conversation, ConversationStore, Identity, TurnOutcome
-from ppd.proxy.estimates import HopLoad
-from ppd.proxy.failover import route_with_failover
-from ppd.proxy.inputs import TurnRequest
-from ppd.proxy.policies import NoHealthyUpstream, Route, Turn, estimated_prefill_tokens
-from ppd.proxy.state import ProxyState
-from ppd.proxy.turns import COMPLETIONS_PATH, TurnRecord, turn_of
+from ppd.router.conversations import Identity
+from ppd.router.core import InFlight, Router
+from ppd.router.policies import NoHealthyUpstream, Route
+from ppd.router.records import TurnRecord
 from ppd.sim.protocol import resolve_max_tokens
 from ppd.sim.request import Request
 from ppd.sim.timing import load_profile
@@ -67,7 +65,7 @@ class TurnJob:
 
 
 class Fleet:
-    """Engines by URL, the proxy state, and the clock; `send(job)` starts a turn now."""
+    """Engines by URL, the proxy's router core, and the clock; `send(job)` starts a turn now."""
 
     def __init__(self, config: FleetConfig, clock: EventQueue) -> None:
         self.config = config
@@ -83,9 +81,9 @@ class Fleet:
             role: tuple(i.url for i in topology.instances if i.role in roles)
             for role, roles in _ROLES.items()
         }
-        check_mode(config.mode, Upstreams(urls["prefill"], urls["decode"], urls["replica"]))  # as `ppd up`
+        mode = check_mode(config.mode, Upstreams(urls["prefill"], urls["decode"], urls["replica"]))  # as `ppd up`
         proxy_config = ProxyConfig(
-            mode=config.mode,
+            mode=mode,
             prefill_urls=urls["prefill"],
             decode_urls=urls["decode"],
             replica_urls=urls["replica"],
@@ -97,10 +95,7 @@ class Fleet:
             for decode_url in proxy_config.decode_urls:
                 for prefill_url in proxy_config.prefill_urls:
                     self.engines[decode_url].core.links.connect(self.engines[prefill_url].name)
-        self.proxy = ProxyState.from_config(proxy_config)
-        self.proxy.conversations = ConversationStore(
-            proxy_config.max_conversations, proxy_config.conversation_idle_ttl_s, clock=lambda: clock.now_s
-        )
+        self.router = Router(proxy_config.router_config())  # the proxy's, as `ppd proxy` builds it
         hops = config.hops
         self.client_to_proxy_s = hops.client_to_proxy_ms * 1e-3
         self.proxy_to_engine_s = hops.proxy_to_engine_ms * 1e-3
@@ -120,27 +115,19 @@ class Fleet:
 
     def _route(self, job: TurnJob) -> None:
         """At the proxy: find the conversation and route the turn (proxy/turns.serve_turn)."""
-        state = self.proxy
-        record = TurnRecord(started_s=self.clock.now_s)
+        now_s = self.clock.now_s
+        record = TurnRecord(started_s=now_s)
         identity = Identity(session_id=job.session_id)
-        turn_request = TurnRequest(False, {}, b"", identity, True, job.num_prompt_words, False)
-        conversation = state.conversations.find(identity)
-        turn = record.turn = turn_of(conversation, turn_request)
         try:
-            route, failover = route_with_failover(
-                state.mode, turn, state.pool.candidates, state.next_options()
-            )
+            route = self.router.decide(record, identity, job.num_prompt_words, now_s)
         except NoHealthyUpstream as exc:
-            record.status, record.error = 503, str(exc)
+            record.end("errored", 503, str(exc))
             job.status, job.error = 503, str(exc)
-            record.finished_s = self.clock.now_s
-            state.record_turn(record, path=COMPLETIONS_PATH)
+            record.finished_s = now_s
+            self.router.learn(record)
             self.clock.after(self.proxy_to_client_s, _client_done, self.clock, job)
             return
-        record.route = route
-        record.failovers += [failover] if failover else []
-        record.conversation_key = conversation.key if conversation else None
-        flow = _TurnFlow(self, job, record, identity, conversation, turn, route)
+        flow = _TurnFlow(self, job, record, route)
         if route.prefill_url is not None:
             flow.send_prefill(self.engines[route.prefill_url])
         else:
@@ -158,36 +145,13 @@ def _client_done(clock: EventQueue, job: TurnJob) -> None:
 class _TurnFlow:
     """One routed turn inside the proxy and the engines; each method is an event on the clock."""
 
-    __slots__ = (
-        "conversation",
-        "fleet",
-        "identity",
-        "job",
-        "num_prefill_at_p",
-        "num_prefill_at_target",
-        "num_seen_tokens",
-        "prefill_sent_s",
-        "record",
-        "route",
-        "target",
-        "turn",
-    )
+    __slots__ = ("fleet", "job", "num_seen_tokens", "prefill_hop", "record", "route", "target", "target_hop")
 
-    def __init__(
-        self,
-        fleet: Fleet,
-        job: TurnJob,
-        record: TurnRecord,
-        identity: Identity,
-        conversation: Conversation | None,
-        turn: Turn,
-        route: Route,
-    ) -> None:
-        self.fleet, self.job, self.record = fleet, job, record
-        self.identity, self.conversation, self.turn, self.route = identity, conversation, turn, route
+    def __init__(self, fleet: Fleet, job: TurnJob, record: TurnRecord, route: Route) -> None:
+        self.fleet, self.job, self.record, self.route = fleet, job, record, route
         self.target = fleet.engines[route.target_url]
-        self.num_prefill_at_p, self.num_prefill_at_target = estimated_prefill_tokens(route, turn)
-        self.prefill_sent_s = 0.0
+        self.prefill_hop: InFlight | None = None  # the router core's hops (load counters, stamps)
+        self.target_hop: InFlight | None = None
         self.num_seen_tokens = 0
 
     @property
@@ -195,11 +159,8 @@ class _TurnFlow:
         return self.fleet.clock.now_s
 
     def send_prefill(self, prefill: VirtualEngine) -> None:
-        """The P hop (proxy/turns._prefill_hop): load counted at P until its answer is back."""
-        upstream = self.fleet.proxy.pool.by_url[prefill.url]
-        self.record.prefill_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
-        upstream.begin(self.num_prefill_at_p)
-        self.prefill_sent_s = self.now_s
+        """The P hop (proxy/turns._prefill): load counted at P until its answer is back."""
+        self.prefill_hop = self.fleet.router.begin(self.record, "prefill", self.now_s)
         self.fleet.clock.after(self._to_engine_s(), self._prefill_arrives, prefill)
 
     def _prefill_arrives(self, prefill: VirtualEngine) -> None:
@@ -212,21 +173,14 @@ class _TurnFlow:
         self.fleet.clock.after(self.fleet.engine_to_proxy_s, self._prefill_back, prefill, request.lease_id)
 
     def _prefill_back(self, prefill: VirtualEngine, lease_id: str | None) -> None:
-        fleet = self.fleet
-        self.record.prefill_ms = (self.now_s - self.prefill_sent_s) * 1000.0
-        upstream = fleet.proxy.pool.by_url[prefill.url]
-        upstream.prefill_done(self.num_prefill_at_p)
-        upstream.end()
-        fleet.proxy.note_success(prefill.url)
+        if self.prefill_hop is not None:
+            self.fleet.router.finish(self.prefill_hop, self.now_s, succeeded=True)  # sets prefill_ms
         self.send_target((prefill, lease_id) if lease_id is not None else None)
 
     def send_target(self, remote: tuple[VirtualEngine, str] | None) -> None:
-        """The target hop (proxy/turns._target_hop); `remote`: P and its lease when D pulls the KV."""
-        upstream = self.fleet.proxy.pool.by_url[self.route.target_url]
+        """The target hop (proxy/turns._target); `remote`: P and its lease when D pulls the KV."""
         record, job = self.record, self.job
-        record.target_load = HopLoad(upstream.outstanding_prefill_tokens, upstream.running_decodes)
-        record.target_sent_s = self.now_s
-        upstream.begin(self.num_prefill_at_target)
+        self.target_hop = self.fleet.router.begin(record, "target", self.now_s)
         job.route, job.upstream = self.route.kind, self.route.target_url
         if record.prefill_ms is not None:
             job.prefill_ms = round(record.prefill_ms, 3)
@@ -316,15 +270,14 @@ class _TurnFlow:
                 return
 
     def _first_byte(self) -> None:
-        self.record.first_byte_s = self.now_s
-        self.fleet.proxy.pool.by_url[self.route.target_url].prefill_done(self.num_prefill_at_target)
+        if self.target_hop is not None:
+            self.fleet.router.first_byte(self.target_hop, self.now_s)
 
     def _answer_done(self, request: Request) -> None:
         """The stream ended at the proxy: commit the conversation, learn, relay the end."""
         fleet, record, job = self.fleet, self.record, self.job
-        record.last_byte_s = self.now_s
-        fleet.proxy.pool.by_url[self.route.target_url].end()
-        fleet.proxy.note_success(self.route.target_url)
+        if self.target_hop is not None:
+            fleet.router.finish(self.target_hop, self.now_s, succeeded=True, last_byte=True)
         job.prompt_tokens, job.output_tokens = request.num_prompt_tokens, request.num_output_tokens
         job.cached_tokens = max(0, request.num_cached_tokens)
         record.usage = {
@@ -332,21 +285,23 @@ class _TurnFlow:
             "completion_tokens": job.output_tokens,
             "prompt_tokens_details": {"cached_tokens": job.cached_tokens},
         }
-        outcome = TurnOutcome(self.route.target_url, job.prompt_tokens, job.output_tokens, None)
-        fleet.proxy.conversations.commit_turn(self.identity, self.conversation, outcome)
+        fleet.router.commit(record, self.now_s)  # the holder and token counts (usage), as the proxy
         job.answer_token_ids = [t for t in request.output_token_ids if t < NUM_WORD_TOKENS]
         job.status = 200
         self._finish()
 
     def _target_failed(self, status: int, error: str) -> None:
-        upstream = self.fleet.proxy.pool.by_url[self.route.target_url]
-        upstream.prefill_done(self.num_prefill_at_target)
-        upstream.end()
-        self.record.status, self.record.error = status, error
+        """D refused the request (context too long, or its KV pull failed): the client's 4xx answer;
+        the router core blames no engine for it (failover.classify)."""
+        router = self.fleet.router
+        if self.target_hop is not None:
+            router.fail(self.target_hop, "rejected", error, self.now_s)
+            router.finish(self.target_hop, self.now_s)
+        self.record.end("rejected", status, error)
         self.job.status, self.job.error = status, error
         self._finish()
 
     def _finish(self) -> None:
         self.record.finished_s = self.now_s
-        self.fleet.proxy.record_turn(self.record, path=COMPLETIONS_PATH)
+        self.fleet.router.learn(self.record)
         self.fleet.clock.after(self.fleet.proxy_to_client_s, _client_done, self.fleet.clock, self.job)

@@ -179,7 +179,10 @@ class _Forward:
                 data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
                 self.prefilled_kv = (_route(record).target_url, kv_transfer_params)
         route = _route(record)  # D alone now, if P failed
-        headers_down |= {"x-ppd-route": route.kind, "x-ppd-turn": str(record.turn.number if record.turn else 0)}
+        headers_down |= {
+            "x-ppd-route": route.kind,
+            "x-ppd-turn": str(record.turn.number if record.turn else 0),
+        }
         if self.state.config.upstream_header:
             headers_down["x-ppd-upstream"] = route.target_url
         if record.failovers:

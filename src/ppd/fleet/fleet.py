@@ -81,7 +81,9 @@ class Fleet:
             role: tuple(i.url for i in topology.instances if i.role in roles)
             for role, roles in _ROLES.items()
         }
-        mode = check_mode(config.mode, Upstreams(urls["prefill"], urls["decode"], urls["replica"]))  # as `ppd up`
+        mode = check_mode(
+            config.mode, Upstreams(urls["prefill"], urls["decode"], urls["replica"])
+        )  # as `ppd up`
         proxy_config = ProxyConfig(
             mode=mode,
             prefill_urls=urls["prefill"],

@@ -177,6 +177,7 @@ class BenchClient:
             route=job.route,
             upstream=job.upstream,
             prefill_ms=job.prefill_ms,
+            prefill_cached_tokens=job.prefill_cached_tokens,
             in_warmup=sent_s < self.config.warmup_s,
         )
 

@@ -62,6 +62,7 @@ class TurnJob:
     route: str | None = None
     upstream: str | None = None
     prefill_ms: float | None = None
+    prefill_cached_tokens: int | None = None  # a P -> D route: P's own prefix-cache hit
 
 
 class Fleet:
@@ -172,6 +173,7 @@ class _TurnFlow:
 
     def _prefill_answered(self, prefill: VirtualEngine, request: Request) -> None:
         """P's one token: the request finished and its blocks are leased (P answers non-streaming)."""
+        self.job.prefill_cached_tokens = max(0, request.num_cached_tokens)
         self.fleet.clock.after(self.fleet.engine_to_proxy_s, self._prefill_back, prefill, request.lease_id)
 
     def _prefill_back(self, prefill: VirtualEngine, lease_id: str | None) -> None:

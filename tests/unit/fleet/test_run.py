@@ -39,6 +39,7 @@ def test_each_mode_routes_as_the_proxy_does(mode: str, turn2_routes: set[str]) -
     turn2 = [row for row in run.rows if row.turn == 2]
     if mode == "pd":
         assert all(row.cached_tokens == row.prompt_tokens for row in turn2)  # pulled from P
+        assert all(row.prefill_cached_tokens == 512 for row in turn2)  # P's own hit: turn 1's prompt
     else:
         # the history minus the last answer token, whose KV is never computed, in whole blocks
         assert all(row.cached_tokens == 752 for row in turn2)

@@ -195,3 +195,20 @@ def test_a_refused_prompt_is_judged_as_the_client_sent_it_not_as_rewritten_for_p
     assert post(proxy, "/v1/completions", {"prompt": "w1 w2", "max_tokens": 2}).status == 200
     status = http_call(proxy + "/status").json()
     assert all(u["healthy"] and u["num_failures"] == 0 for u in status["upstreams"])
+
+
+def test_a_prefill_answer_without_kv_params_counts_against_p_once_d_served_the_turn(ppd_server) -> None:
+    # The engine answers 200 without kv_transfer_params (a P started without a NixlConnector): D
+    # serves every turn, so it was P's fault, and three in a row take P out of service.
+    decode = ppd_server(*SIM_FAST).url
+    with poisonable_engine() as prefill:
+        proxy = ppd_server("proxy", "--mode", "pd", "--prefill", prefill, "--decode", decode,
+                           "--health-interval-s", "30").url  # fmt: skip
+        routes = []
+        for number in range(4):
+            reply = post(proxy, "/v1/completions", {"prompt": f"w{number} w2", "max_tokens": 2})
+            assert reply.status == 200
+            routes.append((reply.headers["x-ppd-route"], reply.headers.get("x-ppd-failover")))
+        assert routes == [("pd-fallback", "prefill_failed")] * 3 + [("pd-fallback", "no_prefill")]
+        assert upstreams(proxy)[prefill]["healthy"] is False
+        assert upstreams(proxy)[decode]["num_failures"] == 0

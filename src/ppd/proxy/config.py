@@ -145,6 +145,12 @@ def check_url(url: str) -> None:
         raise UsageError(f"upstream URL {url!r} must look like http://HOST:PORT")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise UsageError(f"upstream URL {url!r} must not have a path, query or fragment")
+    try:
+        port = parts.port  # raises for a port outside 0..65535, or not a number
+    except ValueError as exc:
+        raise UsageError(f"upstream URL {url!r} has a port outside 1-65535") from exc
+    if port == 0:
+        raise UsageError(f"upstream URL {url!r} has a port outside 1-65535")
 
 
 def normalize_url(url: str) -> str:

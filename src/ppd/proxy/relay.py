@@ -79,6 +79,14 @@ class UpstreamFailed(Exception):
         self.unreachable = unreachable  # connection refused or reset: take it out of service
 
 
+class PrefillAnswerInvalid(UpstreamFailed):
+    """P answered 200, but not with JSON carrying kv_transfer_params: the answer's shape may follow
+    from the request, so it is judged like a 5xx (turns._Forward.suspects)."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(url, message, unreachable=False)
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamAnswer:
     """A non-200 answer, relayed to the client: 4xx as is, 5xx as 502."""
@@ -152,13 +160,13 @@ async def call_prefill(
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise UpstreamFailed(url, f"prefill answer broken off: {exc}", unreachable=False) from exc
     except ValueError as exc:
-        raise UpstreamFailed(url, "prefill answer is not JSON", unreachable=False) from exc
+        raise PrefillAnswerInvalid(url, "prefill answer is not JSON") from exc
     finally:
         response.release()
     params = payload.get("kv_transfer_params") if isinstance(payload, dict) else None
     if not isinstance(params, dict):
         message = "prefill answer has no kv_transfer_params (is P started with a NixlConnector?)"
-        raise UpstreamFailed(url, message, unreachable=False)
+        raise PrefillAnswerInvalid(url, message)
     return params
 
 

@@ -29,6 +29,7 @@ from ppd.proxy.body import pause_if_large, read_json_body
 from ppd.proxy.capture import AnswerCapture
 from ppd.proxy.inputs import TurnRequest, parse_turn_request
 from ppd.proxy.relay import (
+    PrefillAnswerInvalid,
     UpstreamFailed,
     UpstreamRejected,
     call_prefill,
@@ -102,6 +103,8 @@ def failure_kind(error: UpstreamFailed | UpstreamRejected) -> FailureKind:
     """The failure policy's name for an upstream error (failover.classify)."""
     if isinstance(error, UpstreamRejected):
         return "engine_error" if error.answer.status >= 500 else "rejected"
+    if isinstance(error, PrefillAnswerInvalid):
+        return "engine_error"  # P answered, unusably: as with a 5xx, the request may be the cause
     return "unreachable" if error.unreachable else "no_answer"
 
 

@@ -22,9 +22,9 @@ ejects it after EJECT_AFTER_FAILURES in a row) and whether it goes out of servic
                                                                               cut the stream
     any      client_gone       give_up                         never    no    the client's doing
 
-unreachable: the connection was refused, reset or lost before an answer; no_answer: it timed out,
-or answered something unusable (P's answer without kv_transfer_params); engine_error: a 5xx;
-rejected: a 4xx.
+unreachable: the connection was refused, reset or lost before an answer; no_answer: it timed out;
+engine_error: a 5xx, or an answer P gave that is unusable (200 without kv_transfer_params, not
+JSON), which a request can provoke too; rejected: a 4xx.
 
 Blame `suspect` is for a 5xx: a request can provoke one on any engine, so the instance is only a
 suspect until another instance has answered the same request. If that one serves it, the suspects

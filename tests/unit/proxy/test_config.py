@@ -28,6 +28,12 @@ def test_replicas_default_to_prefill_and_decode_instances() -> None:
         ({"mode": "pd", "prefill_urls": ("http://a:1",)}, "both --prefill and --decode"),
         ({"mode": "replication", "replica_urls": ("ftp://a",)}, "must look like"),
         ({"mode": "replication", "replica_urls": ("http://a:1/v1",)}, "path"),
+        ({"mode": "replication", "replica_urls": ("http://a:99999",)}, "port outside"),
+        ({"mode": "replication", "replica_urls": ("http://a:0",)}, "port outside"),
+        ({"mode": "replication", "replica_urls": ("http://a:x",)}, "port outside"),
+        ({"mode": "replication", "replica_urls": ("http://a:1",), "protect_status": True}, "protect-status"),
+        ({"mode": "replication", "replica_urls": ("http://a:1",), "max_json_elements": 0}, "json_elements"),
+        ({"mode": "replication", "replica_urls": ("http://a:1",), "header_timeout_s": 0}, "header_timeout"),
         (
             {"mode": "replication", "replica_urls": ("http://a:1",), "max_conversations": 0},
             "max_conversations",

@@ -138,15 +138,32 @@ class PrefixIndex:
         bucket = self._long.get(prompt[:HEAD_BYTES])
         if not bucket:
             return None
-        view = memoryview(prompt)
-        digest_by_length: dict[int, bytes] = {}
+        lengths = sorted({known.num_bytes for known in bucket.values() if known.num_bytes <= len(prompt)})
+        digest_by_length = prefix_digests(prompt, lengths)
         best_owner: Hashable | None = None
         best_length = -1
         for owner, known in bucket.items():
-            if best_length < known.num_bytes <= len(prompt):
-                digest = digest_by_length.get(known.num_bytes)
-                if digest is None:
-                    digest = digest_by_length[known.num_bytes] = text_digest(view[: known.num_bytes])
-                if digest == known.digest:
-                    best_owner, best_length = owner, known.num_bytes
+            if (
+                best_length < known.num_bytes <= len(prompt)
+                and digest_by_length[known.num_bytes] == known.digest
+            ):
+                best_owner, best_length = owner, known.num_bytes
         return best_owner
+
+
+def prefix_digests(data: bytes, lengths: list[int]) -> dict[int, bytes]:
+    """text_digest of data[:n] for each n of `lengths` (ascending), in one pass over data.
+
+    Hashing each prefix on its own cost the sum of the lengths: conversations sharing a head with
+    many different lengths (one system prompt, or a client making them on purpose) made each lookup
+    hash the prompt once per length. Extending one hash and copying it at each length costs one pass.
+    """
+    hasher = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    view = memoryview(data)
+    digests: dict[int, bytes] = {}
+    done = 0
+    for length in lengths:
+        hasher.update(view[done:length])
+        done = length
+        digests[length] = hasher.copy().digest()
+    return digests

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ppd.router.history import HEAD_BYTES, PrefixIndex, chat_digest, completion_history_text
+from ppd.router.history import (
+    HEAD_BYTES,
+    PrefixIndex,
+    chat_digest,
+    completion_history_text,
+    prefix_digests,
+    text_digest,
+)
 
 
 def test_chat_digest_of_history_plus_answer_equals_digest_of_the_next_requests_earlier_messages() -> None:
@@ -73,3 +80,20 @@ def test_a_prompt_built_as_prompt_space_answer_space_new_words_is_recognised() -
     prompt = b" ".join(b"w%d" % i for i in range(100))
     index.add("c", completion_history_text(prompt, "w7 w8 w9"))
     assert index.longest_prefix_owner(prompt + b" w7 w8 w9 w500 w501") == "c"
+
+
+def test_prefix_digests_extend_one_hash_and_match_each_prefix_hashed_alone() -> None:
+    data = bytes(range(256)) * 40
+    lengths = [256, 257, 1000, 10240]
+    assert prefix_digests(data, lengths) == {n: text_digest(data[:n]) for n in lengths}
+
+
+def test_many_conversations_sharing_a_head_are_told_apart_by_length() -> None:
+    # A bucket of 2,000 known texts of different lengths: the lookup hashes the prompt once
+    # (prefix_digests), not once per length (5.9 s on the shared machine before; 24 ms after).
+    index = PrefixIndex()
+    head = b"s" * 300
+    for owner in range(2000):
+        index.add(owner, head + b"x" * (owner * 500))
+    assert index.longest_prefix_owner(head + b"x" * (1234 * 500) + b" new words") == 1234
+    assert index.longest_prefix_owner(head + b"y") is None

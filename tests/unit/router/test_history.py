@@ -96,4 +96,5 @@ def test_many_conversations_sharing_a_head_are_told_apart_by_length() -> None:
     for owner in range(2000):
         index.add(owner, head + b"x" * (owner * 500))
     assert index.longest_prefix_owner(head + b"x" * (1234 * 500) + b" new words") == 1234
-    assert index.longest_prefix_owner(head + b"y") is None
+    assert index.longest_prefix_owner(head + b"y") == 0  # owner 0 knows the head alone
+    assert index.longest_prefix_owner(b"t" * 300 + b"x" * 500) is None

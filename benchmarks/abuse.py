@@ -44,6 +44,8 @@ from typing import Any
 
 import aiohttp
 
+from ppd import __version__ as ppd_version
+
 _URL_RE = re.compile(r"listening on (http://\S+)")
 TOKEN = "abuse-admin-token"
 MIB = 1 << 20
@@ -795,6 +797,10 @@ def main() -> int:
         deployment = Deployment(
             proxy_url, prefill_url, decode_urls, spy, spy.getsockname()[1], log_dir / "proxy.log"
         )
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, check=False).stdout.strip()  # fmt: skip
+        print(f"abuse.py {time.strftime('%Y-%m-%d %H:%M:%S %Z')} commit {commit or '?'} ppd {ppd_version} "
+              f"python {sys.version.split()[0]} aiohttp {aiohttp.__version__}; {vars(args)}")  # fmt: skip
         print(
             f"proxy {proxy_url} (ppd) over P {prefill_url}, D {', '.join(decode_urls)}; "
             f"honest load {args.rate:g} conversations/s x {args.turns} turns; logs in {log_dir}",

@@ -45,14 +45,14 @@ def test_slow_headers_idle_connections_and_the_cap(ppd_server) -> None:
     slow.sendall(b"GET /health HTTP/1.1\r\nHost: p\r\n")
     time.sleep(0.5)
     slow.sendall(b"X-A: 1\r\n")
-    waited_s = closed_within(slow, 5.0)
-    assert waited_s is not None and waited_s < 2.0
+    waited_s = closed_within(slow, 8.0)
+    assert waited_s is not None and waited_s < 5.0  # without the deadline: open for good
     # a kept-alive connection with nothing more to ask: closed after --idle-timeout-s
     idle = connect(proxy)
     idle.sendall(b"GET /health HTTP/1.1\r\nHost: p\r\n\r\n")
     assert idle.recv(4096).startswith(b"HTTP/1.1 200")
-    waited_s = closed_within(idle, 5.0)
-    assert waited_s is not None and 1.0 < waited_s < 3.0
+    waited_s = closed_within(idle, 8.0)
+    assert waited_s is not None and 1.0 < waited_s < 6.0  # aiohttp's default: an hour
     # the 21st open connection is answered 503 JSON and closed; the first 20 are served
     held = [connect(proxy) for _ in range(20)]
     time.sleep(0.2)

@@ -57,7 +57,7 @@ async def run_bench_async(config: BenchConfig) -> Path:
     console = Console(stderr=True)
     progress: Progress = QuietProgress() if config.quiet else LiveProgress(console)
     async with make_session(config.max_connections, config.connect_timeout_s) as session:
-        server = await probe(session, config.url, config.model)
+        server = await probe(session, config.url, config.model, config.admin_token)
         warn_if_too_long(config, server)
         for mode in config.modes:  # fail before measuring anything if a mode or the token is refused
             await prepare_mode(session, config.url, mode, config.admin_token)

@@ -29,10 +29,10 @@ class ServerInfo:
     max_model_len: int | None = None  # from GET /v1/models, when the server says
 
 
-async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
+async def get_json(session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None) -> Any:
     """The JSON of a GET, or None for any failure (missing endpoint, not JSON, unreachable)."""
     try:
-        async with session.get(url, timeout=_PROBE_TIMEOUT) as response:
+        async with session.get(url, timeout=_PROBE_TIMEOUT, headers=headers) as response:
             if response.status != 200:
                 return None
             return json.loads(await response.read())
@@ -40,10 +40,14 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
         return None
 
 
-async def probe(session: aiohttp.ClientSession, base_url: str, model: str | None) -> ServerInfo:
-    """Ask the URL for its model, mode, engine versions and topology."""
+async def probe(
+    session: aiohttp.ClientSession, base_url: str, model: str | None, admin_token: str | None = None
+) -> ServerInfo:
+    """Ask the URL for its model, mode, engine versions and topology (a proxy started with
+    --protect-status shows /status only with its admin token)."""
     base_url = base_url.rstrip("/")
-    status = await get_json(session, base_url + "/status")
+    admin = {"Authorization": f"Bearer {admin_token}"} if admin_token else None
+    status = await get_json(session, base_url + "/status", admin)
     topology = status if isinstance(status, dict) else None
     models = await get_json(session, base_url + "/v1/models")
     served_model = model or _first_model(models, base_url)

@@ -6,6 +6,7 @@ matplotlib is imported by the caller (ppd.report.plots) with the Agg backend sel
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,17 +155,34 @@ def _plain_log_y(ax: Any) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def figure_legend(fig: Any, axes: Sequence[Any]) -> None:
-    """One legend for the whole figure, below the panels: every label drawn in any panel, once."""
+def legend_handles(axes: Sequence[Any]) -> dict[str, Any]:
+    """Every label drawn in any panel, once, with its first handle."""
     handles: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    if handles:
-        fig.legend(
-            list(handles.values()), list(handles), loc="outside lower center", ncol=min(4, len(handles)),
-            fontsize=10, frameon=False,
-        )  # fmt: skip
+    return handles
+
+
+def figure_legend(fig: Any, handles: dict[str, Any], top_y: float | None = None) -> None:
+    """One legend for the whole figure: below the panels (constrained layout makes room), or with
+    its top at figure fraction top_y (in a strip the layout leaves free)."""
+    if not handles:
+        return
+    where: dict[str, Any] = {"loc": "outside lower center"}
+    if top_y is not None:
+        where = {"loc": "upper center", "bbox_to_anchor": (0.5, top_y)}
+    fig.legend(
+        list(handles.values()), list(handles), ncol=_legend_columns(len(handles)), fontsize=10,
+        frameon=False, **where,
+    )  # fmt: skip
+
+
+def _legend_columns(count: int) -> int:
+    """Up to 5 entries on one row; more in rows of equal length (8 → 4 + 4, 12 → 4 × 3)."""
+    if count <= 5:
+        return count
+    return 4 if count % 4 == 0 or count > 10 else math.ceil(count / 2)
 
 
 def note_in_panel(ax: Any, text: str, centred: bool = True) -> None:
@@ -177,6 +195,15 @@ def note_in_panel(ax: Any, text: str, centred: bool = True) -> None:
 
 
 FOOTER_LINE_IN = 0.2  # height of one footer line at fontsize 9, inches
+LEGEND_ROW_IN = 0.3  # height of one legend row at fontsize 10, inches
+TITLE_FONT_PT = 14
+AVERAGE_CHAR_EM = 0.55  # DejaVu Sans: an average character is ~0.55 of the font size wide
+
+
+def wrap_to_width(text: str, width_in: float, font_pt: float) -> str:
+    """Each line of text wrapped at word boundaries to fit width_in inches at font_pt points."""
+    max_chars = max(20, int(width_in * 72 / (font_pt * AVERAGE_CHAR_EM)) - 2)
+    return "\n".join(textwrap.fill(line, max_chars) for line in text.splitlines())
 
 
 def save(fig: Any, plt: Any, path: Path, title: str, footer: Sequence[str] = ()) -> Path:
@@ -184,19 +211,25 @@ def save(fig: Any, plt: Any, path: Path, title: str, footer: Sequence[str] = ())
     (details that would crowd the panels), save it as PNG and free it.
 
     Figures use matplotlib's constrained layout, which keeps the title and the legend clear of the
-    panels; the footer gets a strip of its own below the layout's area.
+    panels. With a footer, the figure grows by a strip below the layout's area that holds the
+    legend and then the footer, so neither can run into the other or into a panel.
     """
-    figure_legend(fig, [ax for ax in fig.axes if ax.get_visible()])
-    fig.suptitle(title, fontsize=14)
-    if footer:
+    handles = legend_handles([ax for ax in fig.axes if ax.get_visible()])
+    fig.suptitle(wrap_to_width(title, fig.get_size_inches()[0], TITLE_FONT_PT), fontsize=TITLE_FONT_PT)
+    if not footer:
+        figure_legend(fig, handles)
+    else:
         width_in, height_in = fig.get_size_inches()
+        legend_rows = math.ceil(len(handles) / _legend_columns(len(handles))) if handles else 0
+        legend_in = LEGEND_ROW_IN * legend_rows + 0.15
         footer_in = FOOTER_LINE_IN * len(footer) + 0.25
-        fig.set_size_inches(width_in, height_in + footer_in)
-        footer_fraction = footer_in / (height_in + footer_in)
-        fig.get_layout_engine().set(rect=(0.0, footer_fraction, 1.0, 1.0 - footer_fraction))
+        total_in = height_in + legend_in + footer_in
+        fig.set_size_inches(width_in, total_in)
+        strip_fraction = (legend_in + footer_in) / total_in
+        fig.get_layout_engine().set(rect=(0.0, strip_fraction, 1.0, 1.0 - strip_fraction))
+        figure_legend(fig, handles, top_y=strip_fraction)
         fig.text(
-            0.01, footer_fraction - 0.1 * FOOTER_LINE_IN / (height_in + footer_in), "\n".join(footer),
-            ha="left", va="top", fontsize=9, linespacing=1.5,
+            0.01, footer_in / total_in, "\n".join(footer), ha="left", va="top", fontsize=9, linespacing=1.5,
         )  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -8,6 +8,7 @@ point has none), and a title saying what is compared and how the intervals were 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,38 +128,58 @@ def plot_metric(
 
 
 def plot_p99_ttft(plt: Any, merged: MergedResults, styles: dict[str, ModeStyle], path: Path) -> Path:
-    """P99 TTFT vs QPS, turn 1 dashed and turns 2+ solid; points whose runs lack a P99 are left out."""
+    """P99 TTFT vs QPS, turn 1 dashed and turns 2+ solid; where a turn group has < 100 requests but
+    the point has ≥ 100 over all turns, the all-turns P99 (dotted) instead; the rest left out."""
     fig, panels = panel_grid(plt, merged.workloads())
+    modes = merged.modes()
     for workload, (ax,) in panels.items():
         values: list[float] = []
-        missing: dict[tuple[str, tuple[float, ...]], list[str]] = {}
-        modes = merged.modes()
+        missing: dict[tuple[float, ...], list[str]] = {}
         for index, mode in enumerate(modes):
-            for turn_group, turns, line in _TURN_LINES:
-                series = merged.series(workload, mode, turn_group, "ttft_ms.p99")
-                points = series_points(series)
-                if points:
-                    label = f"{mode_label(mode)} {turns}"
-                    draw_series(ax, points, styles[mode], label, dodge(index, len(modes)), **line)
-                    values += [p.value for p in points]
-                gaps = tuple(qps for qps, estimate in series if estimate is None)
-                if gaps:
-                    missing.setdefault((turns, gaps), []).append(mode_label(mode))
+            drawn = _draw_p99_lines(ax, merged, workload, mode, styles[mode], dodge(index, len(modes)))
+            values += drawn
+            everything = merged.series(workload, mode, "all", "ttft_ms.p99")
+            gaps = tuple(qps for qps, estimate in everything if estimate is None)
+            if gaps:
+                missing.setdefault(gaps, []).append(mode_label(mode))
         if missing:
-            note_in_panel(ax, _missing_p99_note(missing, len(merged.modes())), centred=not values)
+            note_in_panel(ax, _missing_p99_note(missing, len(modes)), centred=not values)
         finish_qps_axes(ax, workload, "P99 TTFT (ms)", merged.qps_values(workload), values)
     title = (
-        f"P99 time to first token vs load: {modes_title(merged.modes())}\n"
-        f"(lower is better; dashed: turn 1, solid: turns 2+; {interval_phrase(merged)})"
+        f"P99 time to first token vs load: {modes_title(modes)}\n(lower is better; dashed: turn 1, "
+        "solid: turns 2+, dotted with grey markers: all turns\nwhere a turn group has < 100 requests; "
+        f"{interval_phrase(merged)})"
     )
     return save(fig, plt, path, title)
 
 
-def _missing_p99_note(missing: dict[tuple[str, tuple[float, ...]], list[str]], num_modes: int) -> str:
-    lines = ["No P99 where a point had < 100 requests (not drawn):"]
-    for (turns, gaps), modes in missing.items():
+def _draw_p99_lines(
+    ax: Any, merged: MergedResults, workload: str, mode: str, style: ModeStyle, x_factor: float
+) -> list[float]:
+    """A mode's P99 lines on one panel; returns the values drawn."""
+    by_group = {
+        group: dict(merged.series(workload, mode, group, "ttft_ms.p99")) for group in ("1", "2+", "all")
+    }
+    values = []
+    for turn_group, turns, line in _TURN_LINES:
+        points = series_points(list(by_group[turn_group].items()))
+        if points:
+            draw_series(ax, points, style, f"{mode_label(mode)} {turns}", x_factor, **line)
+            values += [p.value for p in points]
+    short = [q for q, e in by_group["all"].items() if any(by_group[g].get(q) is None for g in ("1", "2+"))]
+    fallback = series_points([(q, by_group["all"][q]) for q in short])
+    if fallback:
+        label = f"{mode_label(mode)} all turns"
+        draw_series(ax, fallback, style, label, x_factor, linestyle=":", markerfacecolor="lightgray")
+        values += [p.value for p in fallback]
+    return values
+
+
+def _missing_p99_note(missing: dict[tuple[float, ...], list[str]], num_modes: int) -> str:
+    lines = ["No P99 where a point had < 100 requests", "even over all turns (not drawn):"]
+    for gaps, modes in missing.items():
         who = "all modes" if len(modes) == num_modes else ", ".join(modes)
-        lines.append(f"{turns} at QPS {', '.join(qps_label(q) for q in gaps)} ({who})")
+        lines.append(f"QPS {', '.join(qps_label(q) for q in gaps)} ({who})")
     return "\n".join(lines)
 
 
@@ -270,6 +291,8 @@ def _mark_best_changes(
 ) -> None:
     """A numbered dotted line (and its shaded 95% interval) where the significantly best mode changes."""
     decided = [row for row in rows if row["best"] != "tie" and not row["untested"]]
+    placed: list[float] = []  # ln(QPS) of the tags drawn on this panel
+    span = math.log(rows[-1]["qps"] * 1.4) - math.log(rows[0]["qps"] / 1.4) if rows else 1.0
     for before, after in itertools.pairwise(decided):
         if before["best"] == after["best"]:
             continue
@@ -280,9 +303,12 @@ def _mark_best_changes(
         ax.axvline(crossing.qps, color="dimgray", linestyle=":", linewidth=1.5)
         if crossing.has_interval:
             ax.axvspan(crossing.qps_low, crossing.qps_high, color="orange", alpha=0.12, linewidth=0)
+        # Tags closer than 8% of the axis to an earlier one go a line lower, so none overlaps.
+        close = sum(abs(math.log(crossing.qps) - x) < 0.08 * span for x in placed)
+        placed.append(math.log(crossing.qps))
         ax.annotate(
             f"[{number_tag}]", xy=(crossing.qps, 1.0), xycoords=("data", "axes fraction"),
-            xytext=(0, -3), textcoords="offset points", ha="center", va="top", fontsize=9,
+            xytext=(0, -3 - 13 * close), textcoords="offset points", ha="center", va="top", fontsize=9,
             bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
         )  # fmt: skip
         footer.append(f"[{number_tag}] {workload}, {choice.label}: {crossing_label(crossing)}")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from fixtures.results.synthetic import result_file
 from ppd.report.build import build_report
+from ppd.report.crossover import analyze
 from ppd.report.inputs import read_result_file
-from ppd.report.plots import PLOT_FILES, _missing_p99_note
+from ppd.report.merge import MergedResults
+from ppd.report.plots import PLOT_FILES, _missing_p99_note, write_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -45,9 +51,56 @@ def test_plots_survive_single_runs_no_p99_odd_modes_and_many_workloads(tmp_path:
 
 
 def test_missing_p99_note_names_the_qps_and_who() -> None:
-    note = _missing_p99_note({("turns 2+", (0.5, 1.0)): ["PD", "PPD"], ("turn 1", (0.5,)): ["PD"]}, 2)
+    note = _missing_p99_note({(0.5, 1.0): ["PD", "PPD"], (0.5,): ["PD"]}, 2)
     assert note.splitlines() == [
-        "No P99 where a point had < 100 requests (not drawn):",
-        "turns 2+ at QPS 0.5, 1 (all modes)",
-        "turn 1 at QPS 0.5 (PD)",
+        "No P99 where a point had < 100 requests",
+        "even over all turns (not drawn):",
+        "QPS 0.5, 1 (all modes)",
+        "QPS 0.5 (PD)",
     ]
+
+
+def _overlapping_texts(fig: Any) -> list[tuple[str, str]]:
+    """Pairs of texts (annotations, notes, footer, legends, title) whose drawn boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [
+        (t.get_text(), t.get_window_extent(renderer)) for ax in fig.axes if ax.get_visible() for t in ax.texts
+    ]
+    boxes += [(t.get_text(), t.get_window_extent(renderer)) for t in fig.texts if t.get_text()]
+    boxes += [("legend", legend.get_window_extent(renderer)) for legend in fig.legends]
+    return [
+        (first, second)
+        for (first, box), (second, other) in itertools.combinations(boxes, 2)
+        if box.overlaps(other)
+    ]
+
+
+def test_no_text_of_any_plot_overlaps_another(
+    paired_rows_merged: MergedResults, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    real_savefig = Figure.savefig
+    overlaps: dict[str, list[tuple[str, str]]] = {}
+
+    def checked_savefig(fig: Figure, path: Any, **kwargs: Any) -> None:
+        overlaps[Path(path).name] = _overlapping_texts(fig)
+        real_savefig(fig, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked_savefig)
+    files = write_plots(paired_rows_merged, tmp_path)
+    assert sorted(overlaps) == sorted(p.name for p in files)
+    assert overlaps == {name: [] for name in overlaps}
+
+
+def test_ratio_intervals_stay_positive(paired_rows_merged: MergedResults) -> None:
+    analysis = analyze(paired_rows_merged)
+    lows = [
+        low
+        for a in analysis["analyses"]
+        for p in a["pairs"]
+        for low in p["ratio_ci95_low"]
+        if low is not None
+    ]
+    assert lows and min(lows) > 0

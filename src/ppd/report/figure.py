@@ -148,9 +148,11 @@ def finish_qps_axes(
 
 def _plain_log_y(ax: Any) -> None:
     """Log y (latency past saturation spans decades) with ticks written 20, 100, 500, not 2×10¹."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
+    # 1-2-5 steps: a panel spanning one or two decades still gets several labelled ticks.
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
 

@@ -59,12 +59,14 @@ def percent(value: float) -> str:
 
 
 def crossing_label(crossing: Crossing) -> str:
-    """'W→V at 3.2 (95%: 2.1–4.8)', with < / > for interval ends beyond the measured range."""
+    """'W→V at 3.2 (95%: 2.1–4.8; between 2 and 8)': the interpolated QPS, its interval (≤ / ≥ where
+    it reaches the measured range's end) and the measured points it lies between."""
     text = (
         f"{mode_label(crossing.winner_below)}→{mode_label(crossing.winner_above)} at {number(crossing.qps)}"
     )
+    between = f"between {qps_label(crossing.bracket_qps[0])} and {qps_label(crossing.bracket_qps[1])}"
     if crossing.qps_low is None or crossing.qps_high is None:
-        return text + " (no interval)"
+        return f"{text} (no interval; {between})"
     low = ("≤" if crossing.low_open else "") + number(crossing.qps_low)
     high = ("≥" if crossing.high_open else "") + number(crossing.qps_high)
-    return f"{text} (95%: {low}–{high})"
+    return f"{text} (95%: {low}–{high}; {between})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers import Server
+from helpers import Server, http_call
 from ppd.bench.config import BenchConfig
 from ppd.bench.runner import run_bench
 from ppd.bench.workloads import parse_workloads
@@ -71,3 +71,33 @@ def test_excerpt_replays_with_linked_turns_and_skipped_long_contexts(
             # what the trace says repeats the previous turn, less the partial block the sim cannot cache
             assert row.cached_tokens >= min(row.history_tokens, row.prompt_tokens - 1) // 16 * 16 - 16
         assert row.cached_share == round(row.cached_tokens / row.prompt_tokens, 6)
+
+
+def test_a_holder_that_evicted_the_history_is_counted_in_metrics_and_status(
+    ppd_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """D's KV cache holds 20,000 tokens (a few conversations), so most histories are evicted by the
+    time their next turn comes; the proxy sends those turns to D anyway (ppd) and counts the loss."""
+    prefill = ppd_server("sim", *SIM_ARGS)
+    decode = ppd_server("sim", *SIM_ARGS, "--kv-cache-tokens", "20000")
+    proxy = ppd_server("proxy", "--mode", "ppd", "--prefill", prefill.url, "--decode", decode.url)
+    rows = _replay(proxy, tmp_path, "evicted")
+    direct = [row for row in rows if row.route == "ppd-direct"]
+    lost = 0
+    for row in direct:
+        previous = max(
+            (r for r in rows if r.conversation_id == row.conversation_id and r.sent and r.turn < row.turn),
+            key=lambda r: r.turn,
+        )
+        assert previous.prompt_tokens and previous.output_tokens and row.prompt_tokens
+        history = min(previous.prompt_tokens + previous.output_tokens, row.prompt_tokens - 1)
+        lost += (row.cached_tokens or 0) < 0.5 * history
+    assert direct and lost >= len(direct) // 2  # the cache was too small to keep most histories
+
+    metrics = http_call(proxy.url + "/metrics").body.decode()
+    assert f'ppd_proxy_history_checks_total{{route="ppd-direct"}} {len(direct)}' in metrics
+    assert f'ppd_proxy_history_lost_total{{route="ppd-direct"}} {lost}' in metrics
+    history = http_call(proxy.url + "/status").json()["history"]
+    assert (history["checks"], history["lost"]) == (len(direct), lost)
+    assert history["lost_share"] == lost / len(direct)
+    assert history["learnt"]["checks"] == len(direct)

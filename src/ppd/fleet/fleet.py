@@ -174,6 +174,7 @@ class _TurnFlow:
     def _prefill_answered(self, prefill: VirtualEngine, request: Request) -> None:
         """P's one token: the request finished and its blocks are leased (P answers non-streaming)."""
         self.job.prefill_cached_tokens = max(0, request.num_cached_tokens)
+        self.record.prefill_cached_tokens = max(0, request.num_cached_tokens)  # P's usage, as the proxy
         self.fleet.clock.after(self.fleet.engine_to_proxy_s, self._prefill_back, prefill, request.lease_id)
 
     def _prefill_back(self, prefill: VirtualEngine, lease_id: str | None) -> None:

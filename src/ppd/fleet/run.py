@@ -37,6 +37,7 @@ class FleetRun:
     num_events: int
     wall_s: float
     engine_stats: list[dict[str, Any]] = field(default_factory=list)
+    history: dict[str, Any] = field(default_factory=dict)  # the router's history checks (holding.py)
 
 
 @dataclass
@@ -91,7 +92,8 @@ def simulate(config: FleetConfig, on_row: Callable[[TurnRow], None] | None = Non
     summaries = summarize(rows, run_info, config.slo) if on_row is None else []
     engine_stats = [_engine_stats(engine.name, engine) for engine in fleet.engines.values()]
     wall_s = time.perf_counter() - started_wall_s
-    return FleetRun(config, run_info, rows, summaries, clock.num_events, wall_s, engine_stats)
+    history = fleet.router.holding.status()
+    return FleetRun(config, run_info, rows, summaries, clock.num_events, wall_s, engine_stats, history)
 
 
 def _client_and_plans(
@@ -174,6 +176,7 @@ def write_result_set(runs: Sequence[FleetRun], output_dir: Path, name: str | Non
                 "num_events": run.num_events,
                 "wall_s": round(run.wall_s, 3),
                 "engines": run.engine_stats,
+                "history": run.history,
             }
             for run in runs
         ]

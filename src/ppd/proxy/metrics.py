@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ppd.router.holding import HistoryCheck
+
 # Bucket upper bounds (s): from sub-millisecond relay overheads up to long generations.
 LATENCY_BUCKETS_S = (
     0.001,
@@ -75,6 +77,9 @@ class ProxyMetrics:
     failovers: Counter[str] = field(default_factory=Counter)  # turns served another way, per kind
     auto_decisions: Counter[str] = field(default_factory=Counter)  # auto mode: per decision (auto-pd, ...)
     kv_releases: Counter[str] = field(default_factory=Counter)  # P's KV handed back after D refused
+    # Turns the history's holder served from its cache (router/holding.py), per route: checked, the
+    # history lost (less than half found), and the history tokens expected and missed.
+    history: Counter[tuple[str, str]] = field(default_factory=Counter)  # (route, what) -> count
     ttft_s: dict[str, Histogram] = field(default_factory=dict)  # to the first relayed byte
     prefill_s: dict[str, Histogram] = field(default_factory=dict)  # the P hop
     duration_s: dict[str, Histogram] = field(default_factory=dict)  # whole request
@@ -90,7 +95,7 @@ class ProxyMetrics:
     def clear(self) -> None:
         """Zero everything."""
         counters = (self.requests, self.routes, self.disconnects, self.failovers, self.auto_decisions)
-        for counter in (*counters, self.kv_releases):
+        for counter in (*counters, self.kv_releases, self.history):
             counter.clear()
         for histograms in (self.ttft_s, self.prefill_s, self.duration_s):
             histograms.clear()
@@ -122,6 +127,7 @@ class ProxyMetrics:
                 f'ppd_proxy_kv_releases_total{{outcome="{o}"}} {n}'
                 for o, n in sorted(self.kv_releases.items())
             ),
+            *self._history_lines(),
         ]
         for kind, histograms in (
             ("ttft_seconds", self.ttft_s),
@@ -133,6 +139,40 @@ class ProxyMetrics:
                 lines.extend(histogram.lines(f"ppd_proxy_{kind}", f'route="{route}"'))
         lines.extend(_gauge_lines(mode, upstreams, num_conversations))
         return "\n".join(lines) + "\n"
+
+    def _history_lines(self) -> list[str]:
+        """The history holder's checks: ppd_proxy_history_{checks,lost,tokens,missed_tokens}_total."""
+        lines = []
+        for what in HISTORY_COUNTERS:
+            lines.append(f"# TYPE ppd_proxy_history_{what}_total counter")
+            lines += [
+                f'ppd_proxy_history_{what}_total{{route="{route}"}} {count}'
+                for (route, kind), count in sorted(self.history.items())
+                if kind == what
+            ]
+        return lines
+
+    def count_history_check(self, route: str, check: HistoryCheck) -> None:
+        """Count one check of a turn its holder served."""
+        self.history[(route, "checks")] += 1
+        self.history[(route, "lost")] += check.lost
+        self.history[(route, "tokens")] += check.num_history_tokens
+        self.history[(route, "missed_tokens")] += check.num_missed_tokens
+
+    def history_status(self) -> dict[str, Any]:
+        """For /status: checks, lost histories and their share, the missed share of history tokens."""
+        totals = Counter({what: 0 for what in HISTORY_COUNTERS})
+        for (_, what), count in self.history.items():
+            totals[what] += count
+        return {
+            "checks": totals["checks"],
+            "lost": totals["lost"],
+            "lost_share": totals["lost"] / totals["checks"] if totals["checks"] else None,
+            "missed_token_share": totals["missed_tokens"] / totals["tokens"] if totals["tokens"] else None,
+        }
+
+
+HISTORY_COUNTERS = ("checks", "lost", "tokens", "missed_tokens")
 
 
 def _gauge_lines(mode: str, upstreams: list[dict[str, Any]], num_conversations: int) -> list[str]:

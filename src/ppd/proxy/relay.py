@@ -152,8 +152,9 @@ async def call_prefill(
     body: dict[str, Any],
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout,
-) -> dict[str, Any]:
-    """Run the prefill hop at P (base URL `url`) and return P's kv_transfer_params for D."""
+) -> tuple[dict[str, Any], int | None]:
+    """Run the prefill hop at P (base URL `url`); P's kv_transfer_params for D, and the prompt tokens
+    P found in its own prefix cache (its usage.prompt_tokens_details.cached_tokens, when given)."""
     response = await open_upstream(session, url, path, json.dumps(body).encode(), headers, timeout)
     try:
         payload = json.loads(await response.read())
@@ -167,7 +168,14 @@ async def call_prefill(
     if not isinstance(params, dict):
         message = "prefill answer has no kv_transfer_params (is P started with a NixlConnector?)"
         raise PrefillAnswerInvalid(url, message)
-    return params
+    return params, cached_tokens_of(payload.get("usage"))
+
+
+def cached_tokens_of(usage: object) -> int | None:
+    """usage.prompt_tokens_details.cached_tokens, when the answer has it."""
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None
 
 
 def rejection_response(rejected: UpstreamRejected) -> web.Response:

@@ -123,6 +123,8 @@ class ProxyState:
             metrics.failovers[kind] += 1
         if record.route.decision is not None:
             metrics.auto_decisions[record.route.decision] += 1
+        if record.history_check is not None:
+            metrics.count_history_check(route, record.history_check)
         if record.first_byte_s is not None:
             metrics.observe(route, "ttft_s", record.first_byte_s - record.started_s)
         if record.prefill_ms is not None:
@@ -154,6 +156,9 @@ class ProxyState:
             "failovers": {kind: self.metrics.failovers.get(kind, 0) for kind in FAILOVER_KINDS},
             "auto": {"decisions": dict(self.metrics.auto_decisions), "estimates": self.estimates.status()},
             "kv_releases": {o: self.metrics.kv_releases.get(o, 0) for o in KV_RELEASE_OUTCOMES},
+            # Did the history's holder still have it (router/holding.py): counted since the last
+            # metrics reset, and what the router has learnt (kept, like the estimates).
+            "history": self.metrics.history_status() | {"learnt": self.router.holding.status()},
         }
 
 

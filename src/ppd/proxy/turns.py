@@ -178,6 +178,8 @@ class _Forward:
             kv_transfer_params = await self._prefill()
             if kv_transfer_params is not None:
                 headers_down["x-ppd-prefill-ms"] = f"{record.prefill_ms:.3f}"
+                if record.prefill_cached_tokens is not None:
+                    headers_down["x-ppd-prefill-cached-tokens"] = str(record.prefill_cached_tokens)
                 await pause_if_large(len(turn_request.raw_body))
                 data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
                 self.prefilled_kv = (_route(record).target_url, kv_transfer_params)
@@ -206,7 +208,7 @@ class _Forward:
             await pause_if_large(len(self.turn_request.raw_body))
             body = prefill_body(self.turn_request.body, self.turn_request.is_chat)
             state = self.state
-            params = await call_prefill(
+            params, record.prefill_cached_tokens = await call_prefill(
                 state.session, prefill_url, self.path, body, self._headers_up(), state.prefill_timeout
             )
             succeeded = True

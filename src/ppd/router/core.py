@@ -51,6 +51,7 @@ from ppd.router.failover import (
     route_with_failover,
     without_instance,
 )
+from ppd.router.holding import HoldingModel, history_check
 from ppd.router.instances import Instance, InstancePool
 from ppd.router.policies import Route, RouteOptions, Turn, estimated_prefill_tokens
 from ppd.router.records import TurnRecord, turn_observation
@@ -105,6 +106,7 @@ class Router:
         self.pool = InstancePool(config.prefill_urls, config.decode_urls, config.replica_urls)
         self.conversations = ConversationStore(config.max_conversations, config.conversation_idle_ttl_s)
         self.estimates = estimates if estimates is not None else Estimates()
+        self.holding = HoldingModel()  # learnt: does a holder still have a history of this age and size
         self.num_decisions = 0  # routing decisions made; rotates ties between equally loaded instances
         problem = mode_unavailable(self.mode, self.pool.has_prefill_and_decode)
         if problem:
@@ -125,7 +127,7 @@ class Router:
         conversation = self.conversations.find(identity, now_s)
         record.identity, record.conversation = identity, conversation
         record.conversation_key = conversation.key if conversation is not None else None
-        record.turn = turn_of(conversation, num_prompt_tokens)
+        record.turn = turn_of(conversation, num_prompt_tokens, now_s, self.holding)
         route, failover = route_with_failover(
             self.mode, record.turn, self.pool.candidates, self._route_options()
         )
@@ -237,9 +239,30 @@ class Router:
             self._charge(url, error, False, now_s)
         record.suspects.clear()
         outcome = turn_outcome(route, turn, record.usage, num_output_chunks, answer_text)
+        self._check_history(record, route, turn)
         committed = self.conversations.commit_turn(record.identity, record.conversation, outcome, now_s)
         record.conversation_key = committed.key
         return committed
+
+    def _check_history(self, record: TurnRecord, route: Route, turn: Turn) -> None:
+        """A turn its holder served from its own cache: did the cache still have the history?"""
+        if route.prefill_url is not None:
+            return  # D's cached_tokens after a pull count the pulled KV: nothing to learn there
+        usage = record.usage or {}
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        prompt = usage.get("prompt_tokens")
+        check = history_check(
+            turn.holder_url,
+            route.target_url,
+            turn.history_age_s,
+            turn.num_history_tokens,
+            prompt if isinstance(prompt, int) else None,
+            cached if isinstance(cached, int) else None,
+        )
+        if check is not None:
+            record.history_check = check
+            self.holding.observe(check)
 
     def learn(self, record: TurnRecord) -> None:
         """Feed a finished turn to the running estimates (only clean, completed turns teach)."""
@@ -248,16 +271,21 @@ class Router:
             self.estimates.observe(observation)
 
 
-def turn_of(conversation: Conversation | None, num_prompt_tokens: int) -> Turn:
-    """The routing view of a turn: its number and what the conversation's holder has cached."""
+def turn_of(
+    conversation: Conversation | None,
+    num_prompt_tokens: int,
+    now_s: float = 0.0,
+    holding: HoldingModel | None = None,
+) -> Turn:
+    """The routing view of a turn: its number, its holder, the history and how much of it the
+    holder is expected to still have (`holding`'s learnt share; all of it without one)."""
     if conversation is None:
         return Turn(1, None, num_prompt_tokens, 0)
-    return Turn(
-        conversation.num_turns + 1,
-        conversation.holder_url,
-        num_prompt_tokens,
-        conversation.num_history_tokens,
-    )
+    age_s = max(0.0, now_s - conversation.last_used_s)
+    num_history = conversation.num_history_tokens
+    holder = conversation.holder_url
+    share = holding.expected_share(holder, age_s, num_history) if holding and holder else 1.0
+    return Turn(conversation.num_turns + 1, holder, num_prompt_tokens, num_history, age_s, share)
 
 
 def turn_outcome(

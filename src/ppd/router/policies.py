@@ -75,6 +75,15 @@ class Turn:
     holder_url: str | None = None  # the instance that served the previous turn, if any
     num_prompt_tokens: int = 0  # estimated prompt length of this turn
     num_history_tokens: int = 0  # tokens of the conversation before this turn's new input
+    history_age_s: float = 0.0  # since the previous turn completed
+    # The share of the history the holder is expected to still have cached (router/holding.py):
+    # 1 until the router has seen otherwise.
+    history_held_share: float = 1.0
+
+    @property
+    def num_held_tokens(self) -> int:
+        """History tokens the holder is expected to serve from its prefix cache."""
+        return round(self.num_history_tokens * self.history_held_share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +212,7 @@ def auto_options(turn: Turn, candidates: Candidates, rotation: int, speed: Insta
             )
         return costs[instance.url]
 
-    num_tail = max(0, turn.num_prompt_tokens - turn.num_history_tokens)
+    num_tail = max(0, turn.num_prompt_tokens - turn.num_held_tokens)
     holder = healthy_holder(turn, [*candidates.decodes, *candidates.replicas])
     options = [Option(DECISION_DIRECT, of(holder), None, num_tail)] if holder is not None else []
     for replica in _rotated(candidates.replicas, rotation):
@@ -307,5 +316,5 @@ def estimated_prefill_tokens(route: Route, turn: Turn) -> tuple[int, int]:
     if route.prefill_url is not None:
         return turn.num_prompt_tokens, 0
     if route.target_url == turn.holder_url:
-        return 0, max(0, turn.num_prompt_tokens - turn.num_history_tokens)
+        return 0, max(0, turn.num_prompt_tokens - turn.num_held_tokens)
     return 0, turn.num_prompt_tokens

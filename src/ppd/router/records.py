@@ -24,6 +24,7 @@ from typing import Any, Literal
 from ppd.router.conversations import Conversation, Identity
 from ppd.router.estimates import HopLoad, TurnObservation
 from ppd.router.failover import FailoverKind
+from ppd.router.holding import HistoryCheck
 from ppd.router.policies import Route, Turn
 
 TurnState = Literal["pending", "completed", "rejected", "errored", "cancelled"]
@@ -50,12 +51,14 @@ class TurnRecord:
     prefill_load: HopLoad | None = None
     prefill_sent_s: float | None = None
     prefill_ms: float | None = None  # P's answer time (the P hop), when the route had a P
+    prefill_cached_tokens: int | None = None  # prompt tokens P found in its own prefix cache
     target_load: HopLoad | None = None
     target_sent_s: float | None = None
     first_byte_s: float | None = None  # first content bytes from the target
     last_byte_s: float | None = None  # last bytes of a complete answer
     finished_s: float | None = None
     usage: dict[str, Any] | None = None  # the answer's usage, when it carried one
+    history_check: HistoryCheck | None = None  # served by the history's holder: what it still had
 
     @property
     def client_disconnected(self) -> bool:

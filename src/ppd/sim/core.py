@@ -33,7 +33,7 @@ from ppd.sim.kv_cache import KVCache, block_hashes_of
 from ppd.sim.kv_handoff import KVLease, KVLinks, LeaseTable, PullPlan
 from ppd.sim.request import Request
 from ppd.sim.scheduler import ScheduledRequest, Scheduler, SchedulerConfig, batch_shape
-from ppd.sim.timing import BatchShape, api_overhead_s, step_duration_s
+from ppd.sim.timing import ApiServer, BatchShape, api_overhead_s, step_duration_s
 
 
 @dataclass
@@ -122,6 +122,8 @@ class EngineCore:
         self.leases = LeaseTable(self.kv_cache, config.kv_lease_s)
         self.links = KVLinks(config.profile, config.kv_bandwidth_gbps, config.block_size)
         self.stats = EngineStats()
+        profile = config.profile
+        self.api = ApiServer(profile.api_stream_token_us * 1e-6 * config.time_scale, profile.api_max_load)
         self._holds: deque[Hold] = deque()
         self._step_waiters: list[Hashable] = []
 
@@ -152,10 +154,11 @@ class EngineCore:
         )
 
     def api_ready_s(self, now_s: float, request: Request) -> float:
-        """When a request arriving at now_s leaves the API server for the engine (sets ready_s).
-        API servers of concurrent requests overlap: each pays its own overhead from its arrival."""
+        """When a request arriving at now_s leaves the API server for the engine (sets ready_s). Intakes
+        of concurrent requests overlap; each shares the server with the engine's streaming
+        (timing.ApiServer)."""
         api_s = api_overhead_s(self.config.profile, request.num_prompt_tokens) * self.time_scale
-        request.ready_s = now_s + api_s
+        request.ready_s = self.api.intake_done_s(now_s, api_s, streaming=bool(self.scheduler.running))
         return request.ready_s
 
     def add_request(self, request: Request) -> None:
@@ -211,7 +214,10 @@ class EngineCore:
         scheduled = self.scheduler.schedule()
         if not scheduled:
             return None
-        duration_s = step_duration_s(self.config.profile.step, batch_shape(scheduled)) * self.time_scale
+        engine_s = step_duration_s(self.config.profile.step, batch_shape(scheduled)) * self.time_scale
+        num_outputs = sum(1 for item in scheduled if item.completes_prompt)
+        duration_s = self.api.step_s(engine_s, num_outputs)
+        self.api.record_step(num_outputs, duration_s)
         return Step(scheduled, duration_s)
 
     def complete_hold(self, hold: Hold) -> Hashable:
@@ -260,10 +266,11 @@ class EngineCore:
             shape = BatchShape(
                 num_decode_seqs=num_seqs, num_decode_context_tokens=context_tokens + step * num_seqs
             )
-            duration_s = step_duration_s(costs, shape) * scale
+            duration_s = self.api.step_s(step_duration_s(costs, shape) * scale, num_seqs)
             end_s += duration_s  # as a per-step driver adds them, so the times are the same floats
             durations.append(duration_s)
             ends.append(end_s)
+        self.api.record_step(num_seqs, durations[0])
         return DecodeRun(ends, durations)
 
     def complete_decode_steps(self, run: DecodeRun, num_steps: int) -> StepEvents:

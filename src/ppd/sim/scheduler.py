@@ -23,6 +23,11 @@ class ScheduledRequest:
     request: Request
     num_new_tokens: int
 
+    @property
+    def completes_prompt(self) -> bool:
+        """Whether this step reaches the end of what the request has so far: it yields a token."""
+        return self.request.num_computed_tokens + self.num_new_tokens >= self.request.num_tokens
+
 
 class Scheduler:
     """Decides what each step computes and applies the step's results."""
@@ -236,5 +241,6 @@ def batch_shape(scheduled: list[ScheduledRequest]) -> BatchShape:
             shape.num_decode_context_tokens += request.num_computed_tokens + 1
         else:
             shape.num_prefill_tokens += num_new
+            shape.num_prefill_chunks += num_new > 1
             shape.num_attention_pairs += prefill_attention_pairs(request.num_computed_tokens, num_new)
     return shape

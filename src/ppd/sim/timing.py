@@ -9,18 +9,23 @@ A step's duration is a linear function of what the step computes (see `step_dura
             + decode_seq_us/1e3      * decoding sequences
             + decode_context_ns/1e6  * context tokens read by decoding sequences
             + eager_step_ms          (if the step schedules more than cudagraph_max_tokens tokens)
+            + mixed_step_ms          (if a multi-token prefill chunk runs beside decodes)
 
 The last term: vLLM captures CUDA graphs for batches of up to 512 tokens; a bigger batch (a 512-token
 prefill plus any decode) runs without them and pays the kernel launches (~18 ms on the 2x H100 runs:
-results/h100x2-vllm0.25.1-nixl/README.md).
+results/h100x2-vllm0.25.1-nixl/README.md). A batch of decodes alone (every request one token, a D's
+one-token recompute included) replays a full CUDA graph; a multi-token chunk beside decodes runs the
+piecewise graphs with attention outside them: `mixed_step_ms` (one H200: +6 ms for a 128-token chunk
+beside 32 decodes; results/h200-vllm0.25.1-single/README.md).
 
 A request first spends `api_overhead_ms + api_overhead_per_token_us x prompt tokens` in the API
-server (HTTP, tokenizing, hashing), concurrently with other requests. A KV pull waits
-`kv_handshake_ms` (plus a one-off `kv_first_connect_ms` for the first pull of a pair), then occupies
-D's engine loop for `kv_pull_duration_s`: NIXL posts one copy per descriptor (a block of one layer's
-K or V) from D's worker, so the pull costs per descriptor and blocks D's steps meanwhile (vLLM's
-nixl_post_time ~ nixl_xfer_time in the kv probes). Profiles are JSON files (see `profiles/`); their
-parameters are fitted by `benchmarks/sim_calibration.py --fit`.
+server (HTTP, tokenizing, hashing); the API server is one serial resource per engine that also
+streams every output token (`ApiServer`: intakes queue, and slow down while the engine streams).
+A KV pull waits `kv_handshake_ms` (plus a one-off `kv_first_connect_ms` for the first pull of a
+pair), then occupies D's engine loop for `kv_pull_duration_s`: NIXL posts one copy per descriptor (a
+block of one layer's K or V) from D's worker, so the pull costs per descriptor and blocks D's steps
+meanwhile (vLLM's nixl_post_time ~ nixl_xfer_time in the kv probes). Profiles are JSON files (see
+`profiles/`); their parameters are fitted by `benchmarks/sim_calibration.py --fit`.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class StepCosts:
     decode_context_ns: float
     cudagraph_max_tokens: int  # largest batch (tokens) that runs as a captured CUDA graph
     eager_step_ms: float  # extra cost of a step above cudagraph_max_tokens (no CUDA graph)
+    mixed_step_ms: float  # extra cost of a multi-token prefill chunk beside decodes (piecewise graphs)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,11 @@ class Profile:
     step: StepCosts
     api_overhead_ms: float  # per request: HTTP, JSON, hand-off to the engine core and back
     api_overhead_per_token_us: float  # per prompt token: tokenizing, block hashing, moving token ids
+    # The API server is one process per engine (ApiServer below): each streamed token costs it
+    # api_stream_token_us, and a new request's intake gets only what streaming leaves, with at most
+    # api_max_load of the server going to streaming. 0 / any: no such cost (the H100 profile).
+    api_stream_token_us: float
+    api_max_load: float
     kv_bytes_per_token: int
     kv_bandwidth_gbps: float  # GB/s (1e9 bytes/s) of the link, on top of the per-descriptor cost
     kv_descriptors_per_block: int  # NIXL descriptors per KV block: layers x 2 (K and V)
@@ -84,6 +95,7 @@ class BatchShape:
     num_attention_pairs: int = 0
     num_decode_seqs: int = 0
     num_decode_context_tokens: int = 0
+    num_prefill_chunks: int = 0  # requests computing more than one token this step
 
 
 def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
@@ -102,7 +114,42 @@ def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
     )
     if shape.num_prefill_tokens + shape.num_decode_seqs > costs.cudagraph_max_tokens:
         total_ms += costs.eager_step_ms
+    if shape.num_prefill_chunks and shape.num_decode_seqs:
+        total_ms += costs.mixed_step_ms
     return total_ms * 1e-3
+
+
+@dataclass(slots=True)
+class ApiServer:
+    """vLLM's API server process of one engine as a serial resource, on the driver's clock.
+
+    It detokenizes and streams every output token (`stream_token_s` each) and takes in every new
+    request (the intake: api_overhead_s). Streaming comes first: an intake progresses with the share
+    of the server the engine's stream leaves it, so it takes `intake / (1 - load)`, where load is the
+    share the last step's tokens took (at most max_load). When a step's tokens take the server longer
+    to stream than the step took, the stream (not the engine) sets the pace: step_s stretches it.
+    Both were measured on one H200 (results/h200-vllm0.25.1-single/README.md): 256 streams got a
+    token every 22 ms where the engine needs ~9 ms per step, and a 128-token prompt sent beside 128
+    streams waited ~36 ms longer than beside 32.
+    """
+
+    stream_token_s: float  # per output token, driver clock
+    max_load: float  # the most of the server streaming takes from intakes
+    load: float = 0.0  # share of the server the last step's tokens took
+
+    def intake_done_s(self, now_s: float, intake_s: float, streaming: bool) -> float:
+        """When an intake of intake_s arriving at now_s is through, sharing the server with streams."""
+        load = self.load if streaming else 0.0
+        return now_s + intake_s / (1.0 - load)
+
+    def step_s(self, engine_step_s: float, num_output_tokens: int) -> float:
+        """A step's duration as the clients see it: the engine's, or the time to stream its tokens."""
+        return max(engine_step_s, num_output_tokens * self.stream_token_s)
+
+    def record_step(self, num_output_tokens: int, duration_s: float) -> None:
+        """The share of the server a step of this many tokens and this duration takes."""
+        busy_s = num_output_tokens * self.stream_token_s
+        self.load = min(self.max_load, busy_s / duration_s) if duration_s > 0 else 0.0
 
 
 def api_overhead_s(profile: Profile, num_prompt_tokens: int) -> float:

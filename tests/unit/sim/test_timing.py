@@ -24,6 +24,7 @@ COSTS = StepCosts(
     decode_context_ns=40.0,
     cudagraph_max_tokens=2048,
     eager_step_ms=7.0,
+    mixed_step_ms=3.0,
 )
 
 
@@ -51,6 +52,17 @@ def test_a_step_above_the_cuda_graph_size_pays_the_eager_cost() -> None:
     assert step_duration_s(COSTS, above) - step_duration_s(COSTS, at_limit) == pytest.approx(
         (7.0 + 0.01) / 1e3
     )
+
+
+def test_a_prefill_chunk_beside_decodes_pays_the_mixed_step_cost_a_one_token_recompute_does_not() -> None:
+    decodes = BatchShape(num_decode_seqs=8, num_decode_context_tokens=800)
+    with_chunk = BatchShape(
+        num_prefill_tokens=100, num_prefill_chunks=1, num_decode_seqs=8, num_decode_context_tokens=800
+    )
+    with_recompute = BatchShape(num_prefill_tokens=1, num_decode_seqs=8, num_decode_context_tokens=800)
+    base_s = step_duration_s(COSTS, decodes)
+    assert step_duration_s(COSTS, with_chunk) - base_s == pytest.approx((2.0 + 3.0) / 1e3)
+    assert step_duration_s(COSTS, with_recompute) - base_s == pytest.approx(0.02 / 1e3)
 
 
 def test_a_kv_pull_costs_per_descriptor_so_bigger_blocks_pull_faster() -> None:

@@ -124,6 +124,7 @@ class EngineCore:
         self.stats = EngineStats()
         profile = config.profile
         self.api = ApiServer(profile.api_stream_token_us * 1e-6 * config.time_scale, profile.api_max_load)
+        self._decode_run: DecodeRun | None = None  # the run in flight, for the API server's load
         self._holds: deque[Hold] = deque()
         self._step_waiters: list[Hashable] = []
 
@@ -158,6 +159,10 @@ class EngineCore:
         of concurrent requests overlap; each shares the server with the engine's streaming
         (timing.ApiServer)."""
         api_s = api_overhead_s(self.config.profile, request.num_prompt_tokens) * self.time_scale
+        run = self._decode_run
+        if run is not None:  # the step of the run in flight at now_s, as a per-step driver has it
+            step = min(run.num_ended(now_s), len(run.step_end_s) - 1)
+            self.api.record_step(len(self.scheduler.running), run.step_duration_s[step])
         request.ready_s = self.api.intake_done_s(now_s, api_s, streaming=bool(self.scheduler.running))
         return request.ready_s
 
@@ -270,8 +275,8 @@ class EngineCore:
             end_s += duration_s  # as a per-step driver adds them, so the times are the same floats
             durations.append(duration_s)
             ends.append(end_s)
-        self.api.record_step(num_seqs, durations[0])
-        return DecodeRun(ends, durations)
+        self._decode_run = DecodeRun(ends, durations)
+        return self._decode_run
 
     def complete_decode_steps(self, run: DecodeRun, num_steps: int) -> StepEvents:
         """Apply the next num_steps steps of a decode run; with_output got num_steps tokens each, the
@@ -283,6 +288,8 @@ class EngineCore:
         waiters: list[Hashable] = []
         if run.num_applied == len(run.step_end_s):
             waiters, self._step_waiters = self._step_waiters, []
+            self.api.record_step(len(with_output), run.step_duration_s[-1])
+            self._decode_run = None
         stats = self.stats
         stats.num_steps += num_steps
         stats.busy_s += sum(run.step_duration_s[first : run.num_applied])

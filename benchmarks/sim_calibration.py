@@ -17,6 +17,12 @@ because several ranges are stretched by one slow sample (e.g. PD 4096: 233.4, 27
 
     python benchmarks/sim_calibration.py            # measure the default profile over HTTP
     python benchmarks/sim_calibration.py --fit      # fit the parameters offline, print them, measure
+
+A profile fitted to an idle-engine probe file (tools/engine_probe.py; `_probe_reference.py` lists
+them, e.g. `--profile h200-llama3.1-8b` and the one-H200 probes) is held to that file instead: the
+probe's own experiments run against a `ppd sim` with the profile, configured as the GPU's vLLM was,
+and the line is `sim_calibration max_rel_err=<f> pd_max_rel_err=none points=<int> ...` (one GPU: no
+P/D points), with the worst error of each group of points after it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import random
 
+from _probe_reference import PROBE_REFERENCES, ProbePoint, load_records, predict, probe_points
 from _sims import running_sim
 from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS
 from ppd.sim.config import sim_config
@@ -183,6 +190,7 @@ def predict_points(
 # ---------------------------------------------------------------- fitting
 
 STEP_FIT = ("base_ms", "prefill_min_ms", "prefill_token_us", "attention_pair_ns", "decode_seq_us")
+STEP_NAMES = (*STEP_FIT, "decode_context_ns", "eager_step_ms", "mixed_step_ms")
 API_FIT = ("api_overhead_ms", "api_overhead_per_token_us")
 # The pull's own cost (kv_descriptor_us, kv_bandwidth_gbps) is fitted to vLLM's NIXL series in the kv
 # probes (results/h100x2-vllm0.25.1-nixl/kv_probe_summary.py); the PD points fit what is around it.
@@ -190,8 +198,8 @@ PD_FIT = ("kv_handshake_ms",)
 
 
 def with_params(profile: Profile, params: dict[str, float]) -> Profile:
-    step = replace(profile.step, **{k: v for k, v in params.items() if k in STEP_FIT})
-    top = {k: v for k, v in params.items() if k not in STEP_FIT}
+    step = replace(profile.step, **{k: v for k, v in params.items() if k in STEP_NAMES})
+    top = {k: v for k, v in params.items() if k not in STEP_NAMES}
     return replace(profile, step=step, **top)
 
 
@@ -408,6 +416,8 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="with --fit: write the fitted profile file")
     args = parser.parse_args()
     profile = load_profile(args.profile)
+    if profile.name in PROBE_REFERENCES:
+        return probe_main(profile, args.profile, args.fit, args.write)
     profile_arg = args.profile
     if args.fit:
         profile = fit(profile)
@@ -441,6 +451,99 @@ def write_profile(profile: Profile, profile_arg: str, in_place: bool) -> str:
         **{k: round(v, 4) for k, v in current_params(profile, (*STEP_FIT, "decode_context_ns")).items()},
     }  # fixed step parameters (cudagraph_max_tokens, eager_step_ms) kept as they are
     data.update({k: round(v, 4) for k, v in current_params(profile, API_FIT + PD_FIT).items()})
+    target = source if in_place else Path(tempfile.mkdtemp()) / source.name
+    target.write_text(json.dumps(data, indent=2) + "\n")
+    return str(target)
+
+
+# ---------------------------------------------------------------- probe references (one H200)
+
+PROBE_FIT = (
+    *STEP_FIT,
+    "decode_context_ns",
+    "eager_step_ms",
+    "mixed_step_ms",
+    *API_FIT,
+    "api_stream_token_us",
+    "api_max_load",
+)
+# The GPU's vLLM: max_num_seqs 1024 (vLLM's default on a GPU of >= 70 GiB), the probe's 32,000-token
+# prompts, ppd up's memory share.
+PROBE_SIM_ARGS = ("--max-model-len", "40960", "--max-num-seqs", "1024", "--gpu-memory-utilization", "0.85")
+MIXED_WEIGHT = 0.5  # two repeats each, and a wait the model takes as half a step: weaker evidence
+
+
+def probe_errors(profile: Profile, points: dict[str, ProbePoint]) -> dict[str, float]:
+    return {key: (predict(profile, point) - point.value_ms) / point.value_ms for key, point in points.items()}
+
+
+def fit_to_probe(profile: Profile, points: dict[str, ProbePoint]) -> Profile:
+    """Least squares over relative errors (mixed points at half weight), plus a fifth of the worst."""
+
+    def objective(values: list[float]) -> float:
+        params = dict(zip(PROBE_FIT, values, strict=True))
+        if params["api_max_load"] >= 0.98:
+            return math.inf
+        errors = probe_errors(with_params(profile, params), points)
+        weighted = [abs(e) * (MIXED_WEIGHT if k.startswith("mixed") else 1.0) for k, e in errors.items()]
+        return statistics.fmean(e * e for e in weighted) ** 0.5 + 0.2 * max(weighted)
+
+    start = [max(v, 1e-3) for v in current_params(profile, PROBE_FIT).values()]
+    values = nelder_mead(objective, start, iterations=3000)
+    values = nelder_mead(objective, values, iterations=3000, spread=0.1)
+    return with_params(profile, dict(zip(PROBE_FIT, values, strict=True)))
+
+
+def probe_main(profile: Profile, profile_arg: str, fit_first: bool, write: bool) -> int:
+    reference_path = PROBE_REFERENCES[profile.name]
+    reference = probe_points(load_records(reference_path))
+    if fit_first:
+        profile = fit_to_probe(profile, reference)
+        params = current_params(profile, PROBE_FIT)
+        print("fitted:", json.dumps({k: round(v, 4) for k, v in params.items()}))
+        profile_arg = write_probe_profile(profile, profile_arg, in_place=write)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import engine_probe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "probe.jsonl"
+        with running_sim("--profile", profile_arg, *PROBE_SIM_ARGS) as url:
+            asyncio.run(engine_probe.run(url, out, engine_probe.SECTIONS, quick=False, seed=0))
+            drift_ms = asyncio.run(fetch_drift(url))
+        measured = probe_points(load_records(out))
+    shown = reference_path.relative_to(Path(__file__).resolve().parents[1])
+    print(f"reference: {shown}; value = median of repeats")
+    header = f"{'point':20s} {'group':6s} {'real ms':>9s} {'model ms':>9s} {'sim ms':>9s} {'rel err':>8s}"
+    print(header)
+    print("-" * len(header))
+    errors: dict[str, float] = {}
+    for key, point in reference.items():
+        sim = measured.get(key)
+        if sim is None:
+            continue
+        errors[key] = rel_err(sim.value_ms, point.value_ms)
+        print(f"{key:20s} {point.group:6s} {point.value_ms:9.2f} {predict(profile, point):9.2f} "
+              f"{sim.value_ms:9.2f} {errors[key]:8.3f}")  # fmt: skip
+    print(f"sim max step drift: {drift_ms:.2f} ms (real time behind the modeled clock)")
+    groups = {group: max((e for k, e in errors.items() if reference[k].group == group), default=math.nan)
+              for group in ("ttft", "step", "mixed")}  # fmt: skip
+    print(
+        f"sim_calibration max_rel_err={max(errors.values()):.4f} pd_max_rel_err=none points={len(errors)} "
+        + " ".join(f"{group}_max_rel_err={value:.4f}" for group, value in groups.items())
+    )
+    return 0
+
+
+def write_probe_profile(profile: Profile, profile_arg: str, in_place: bool) -> str:
+    """Write the probe-fitted parameters into the profile file (in_place) or a temporary copy."""
+    is_path = profile_arg.endswith(".json") or "/" in profile_arg
+    source = Path(profile_arg) if is_path else PROFILES_DIR / f"{profile_arg}.json"
+    data = json.loads(source.read_text())
+    for name, value in current_params(profile, PROBE_FIT).items():
+        if name in data["step"]:
+            data["step"][name] = round(value, 4)
+        else:
+            data[name] = round(value, 4)
     target = source if in_place else Path(tempfile.mkdtemp()) / source.name
     target.write_text(json.dumps(data, indent=2) + "\n")
     return str(target)

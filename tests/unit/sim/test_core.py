@@ -1,5 +1,7 @@
 """EngineCore on a hand-driven clock: holds before steps, step waiters, leases, freeing what finished."""
 
+import pytest
+
 from ppd.sim.config import sim_config
 from ppd.sim.core import EngineCore, Hold, Step
 from ppd.sim.timing import load_profile
@@ -74,3 +76,24 @@ def test_a_pull_is_priced_with_the_first_connection_once_per_pair() -> None:
     first, second = core.plan_pull("p0", 32), core.plan_pull("p0", 32)
     assert first.wait_s > second.wait_s  # kv_first_connect_ms only once
     assert first.hold_s == second.hold_s > 0 and first.num_tokens == 32 * 16
+
+
+def test_streaming_slows_a_new_requests_intake_and_paces_a_step_it_cannot_keep_up_with() -> None:
+    core = EngineCore(sim_config(load_profile("h200-llama3.1-8b")))
+    profile = core.config.profile
+    for k in range(256):
+        core.add_request(core.new_request(f"d{k}", [k + 1] * 32, 50, now_s=0.0))
+    now_s = 0.0
+    while (work := core.next_work()) is not None and not all(
+        r.num_output_tokens for r in core.scheduler.running
+    ):
+        now_s += work.duration_s
+        core.complete_step(work, now_s)
+    decode = core.next_work()
+    assert isinstance(decode, Step)
+    # 256 tokens take the API server 20 ms to stream, longer than the engine's decode step
+    assert decode.duration_s == pytest.approx(256 * profile.api_stream_token_us * 1e-6)
+    core.complete_step(decode, now_s + decode.duration_s)
+    idle_intake_s = (profile.api_overhead_ms + profile.api_overhead_per_token_us * 1e-3 * 64) * 1e-3
+    late = core.new_request("late", [7] * 64, 2, now_s=1.0)
+    assert core.api_ready_s(1.0, late) - 1.0 == pytest.approx(idle_intake_s / (1 - profile.api_max_load))

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from ppd.sim.timing import (
+    ApiServer,
     BatchShape,
     ProfileError,
     StepCosts,
@@ -98,3 +99,21 @@ def test_profile_with_unknown_key_is_rejected(tmp_path: Path) -> None:
         load_profile(str(path))
     with pytest.raises(ProfileError, match="no profile"):
         load_profile("no-such-profile")
+
+
+def test_the_api_server_paces_a_step_whose_tokens_take_longer_to_stream_than_to_compute() -> None:
+    api = ApiServer(stream_token_s=80e-6, max_load=0.7)
+    assert api.step_s(0.010, 64) == pytest.approx(0.010)  # 64 tokens stream in 5.1 ms: the engine paces
+    assert api.step_s(0.010, 256) == pytest.approx(256 * 80e-6)  # 20.5 ms to stream: the stream paces
+
+
+def test_an_intake_gets_the_share_streaming_leaves_at_most_max_load_taken() -> None:
+    api = ApiServer(stream_token_s=80e-6, max_load=0.7)
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.010)  # nothing streamed yet
+    api.record_step(50, 0.010)  # 4 ms of streaming per 10 ms step: load 0.4
+    assert api.load == pytest.approx(0.4)
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / 0.6)
+    assert api.intake_done_s(1.0, 0.010, streaming=False) == pytest.approx(1.010)  # idle engine
+    api.record_step(256, 256 * 80e-6)  # a stream-paced step: capped
+    assert api.load == pytest.approx(0.7)
+    assert api.intake_done_s(2.0, 0.010, streaming=True) == pytest.approx(2.0 + 0.010 / 0.3)

@@ -54,13 +54,17 @@ def result_files(path: Path) -> list[Path]:
     ]
 
 
-def summary_values(paths: list[Path]) -> dict[tuple[Point, str, str, str], float]:
+def summary_values(
+    paths: list[Path], mode_map: dict[str, str] | None = None
+) -> dict[tuple[Point, str, str, str], float]:
     """Mean over runs of each (point, turn group, metric, percentile); a point with any null run is left
-    out (as ppd report does: a p99 with < 100 samples in one run makes the point's p99 unknown)."""
+    out (as ppd report does: a p99 with < 100 samples in one run makes the point's p99 unknown).
+    mode_map renames modes (a one-replica fleet's "replication" is a run straight at the engine, "")."""
     runs: dict[tuple[Point, str, str, str], list[float | None]] = defaultdict(list)
     for path in paths:
         for summary in json.loads(path.read_text())["summaries"]:
-            point = (summary["workload"], float(summary["qps"]), summary["mode"])
+            mode = (mode_map or {}).get(summary["mode"], summary["mode"])
+            point = (summary["workload"], float(summary["qps"]), mode)
             for _, group, metric in FIGURES:
                 if summary["turn_group"] != group:
                     continue
@@ -154,12 +158,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", type=Path, default=Path("results/h100x2-vllm0.25.1-nixl"))
     parser.add_argument("--sim", type=Path, default=Path("results/h100x2-vllm0.25.1-nixl/sim-comparison"))
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "--mode-map",
+        action="append",
+        default=[],
+        metavar="SIM=REAL",
+        help="compare the sim's mode SIM with the real mode REAL (repeat; REAL may be empty: straight "
+        "at the engine), e.g. --mode-map replication= for a one-replica fleet",
+    )
     args = parser.parse_args(argv)
+    mode_map = dict(item.partition("=")[::2] for item in args.mode_map)
     real_files, sim_files = result_files(args.real), result_files(args.sim)
     if not real_files or not sim_files:
         print(f"no result files in {args.real if not real_files else args.sim}", file=sys.stderr)
         return 2
-    comparisons = compare(summary_values(real_files), summary_values(sim_files))
+    comparisons = compare(summary_values(real_files), summary_values(sim_files, mode_map))
     print(f"real: {', '.join(p.name for p in real_files)}")
     print(f"sim:  {', '.join(p.name for p in sim_files)}")
     print("TTFT turn 1 and turns 2+, TPOT over all turns; err = (sim - real) / real; "

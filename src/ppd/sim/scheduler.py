@@ -149,12 +149,14 @@ class Scheduler:
         Returns (got a token, finished)."""
         with_output: list[Request] = []
         finished: list[Request] = []
+        block_size = self.kv_cache.block_size
         for item in scheduled:
             request = item.request
             if request.status is not RequestStatus.RUNNING:
                 continue  # aborted while the step ran
             request.num_computed_tokens += item.num_new_tokens
-            self._commit_full_blocks(request)
+            if request.num_computed_tokens // block_size > request.num_committed_blocks:
+                self._commit_full_blocks(request)
             if request.num_computed_tokens < request.num_tokens:
                 continue  # a prefill chunk; more to come
             request.token_ids.append(request.next_answer_token())
@@ -195,11 +197,13 @@ class Scheduler:
         running = list(self.running)
         self._allocate_in_step_order(running, num_steps)
         finished: list[Request] = []
+        block_size = self.kv_cache.block_size
         for request in running:
             request.num_computed_tokens += num_steps
             request.token_ids += request.next_answer_tokens(num_steps)
-            self._commit_full_blocks(request)
-            if request.num_output_tokens >= request.max_tokens:
+            if request.num_computed_tokens // block_size > request.num_committed_blocks:
+                self._commit_full_blocks(request)
+            if len(request.token_ids) - request.num_prompt_tokens >= request.max_tokens:
                 finished.append(request)
         self._finish(finished)
         return running, finished

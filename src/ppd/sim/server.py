@@ -418,12 +418,15 @@ async def version(http_request: web.Request) -> web.Response:
 async def tokenize(http_request: web.Request) -> web.Response:
     config = http_request.app[STATE].config
     try:
-        body, _ = await _json_body(http_request)
+        body, num_body_bytes = await _json_body(http_request)
         if isinstance(body, dict):
             _check_model(
                 body.get("model") if isinstance(body.get("model"), str) else None, config.served_model_name
             )
-        token_ids = parse_tokenize(body)
+        if num_body_bytes > OFF_LOOP_BODY_BYTES:
+            token_ids = await asyncio.to_thread(parse_tokenize, body)  # as for a generation
+        else:
+            token_ids = parse_tokenize(body)
     except ApiError as exc:
         return api_error_response(exc)
     return json_response(

@@ -267,7 +267,10 @@ async def _stream(
     templates = StreamTemplates(params.kind, response_id, state.config.served_model_name)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", **headers})
     response.enable_chunked_encoding()
-    await response.prepare(http_request)  # a StreamResponse sends its headers here
+    try:
+        await response.prepare(http_request)  # a StreamResponse sends its headers here
+    except ConnectionResetError:
+        return response  # the client left before the first token; the caller aborts the request
     transport = http_request.transport
     if transport is None:
         return response

@@ -15,7 +15,6 @@ seconds, the router's clock in the proxy.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from ppd.proxy.relay import (
     UpstreamFailed,
     UpstreamRejected,
     call_prefill,
-    decode_body,
+    decode_request_bytes,
     open_upstream,
     prefill_body,
     read_first_chunk,
@@ -181,7 +180,7 @@ class _Forward:
                 if record.prefill_cached_tokens is not None:
                     headers_down["x-ppd-prefill-cached-tokens"] = str(record.prefill_cached_tokens)
                 await pause_if_large(len(turn_request.raw_body))
-                data = json.dumps(decode_body(turn_request.body, kv_transfer_params)).encode()
+                data = decode_request_bytes(turn_request.raw_body, turn_request.body, kv_transfer_params)
                 self.prefilled_kv = (_route(record).target_url, kv_transfer_params)
         route = _route(record)  # D alone now, if P failed
         headers_down |= {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ppd.proxy.relay import decode_body, prefill_body, upstream_headers
+import json
+
+from ppd.proxy.relay import decode_body, decode_request_bytes, prefill_body, upstream_headers
 
 CLIENT_BODY = {
     "model": "llama",
@@ -54,3 +56,14 @@ def test_upstream_headers_share_the_request_id_and_pass_authorization() -> None:
         "X-Request-Id": "rid-1",
         "Authorization": "Bearer k",
     }
+
+
+def test_decode_bytes_add_the_params_to_the_clients_own_bytes() -> None:
+    params = {"do_remote_prefill": True, "remote_block_ids": [[1, 2]], "remote_engine_id": "p"}
+    raw = json.dumps(CLIENT_BODY, indent=1).encode() + b"\n"
+    data = decode_request_bytes(raw, CLIENT_BODY, params)
+    assert data.startswith(raw.strip()[:-1]) and json.loads(data) == decode_body(CLIENT_BODY, params)
+    # not a plain UTF-8 object (here UTF-16): encoded anew
+    utf16 = json.dumps(CLIENT_BODY).encode("utf-16")
+    assert json.loads(decode_request_bytes(utf16, CLIENT_BODY, params)) == decode_body(CLIENT_BODY, params)
+    assert json.loads(decode_request_bytes(b"{}", {}, params)) == {"kv_transfer_params": params}

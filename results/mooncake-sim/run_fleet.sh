@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The Mooncake conversation trace's first 600 s (1,906 requests) on the fleet (virtual clock, the sim's
+# engine core and the proxy's router core), H100 profile, max_model_len 131072, every mode, three rates
+# per topology (light -> past saturation). Deterministic: no wall-clock timing, any machine gives the
+# same rows. Run from the repository root.
+set -euo pipefail
+TRACE=mooncake:data/traces/mooncake-conversation_trace.jsonl.gz
+OUT=results/mooncake-sim
+COMMON=(--workload "$TRACE" --window 0:600 --max-model-len 131072 --slo-ttft-ms 2000 --slo-tpot-ms 100
+        --drain-timeout-s 600 --output "$OUT" --quiet)
+ppd fleet --topology 1p1d --modes pd,ppd,replication,auto --rate 0.5,1,2 --name fleet-1p1d "${COMMON[@]}"
+ppd fleet --topology 2p2d --modes pd,ppd,replication,auto --rate 1,2,4 --name fleet-2p2d "${COMMON[@]}"
+ppd fleet --topology 4r --modes replication,auto --rate 1,2,4 --name fleet-4r "${COMMON[@]}"

@@ -8,6 +8,8 @@ TRACE=mooncake:data/traces/mooncake-conversation_trace.jsonl.gz
 OUT=results/mooncake-sim
 COMMON=(--workload "$TRACE" --window 0:600 --max-model-len 131072 --slo-ttft-ms 2000 --slo-tpot-ms 100
         --drain-timeout-s 600 --output "$OUT" --quiet)
-ppd fleet --topology 1p1d --modes pd,ppd,replication,auto --rate 0.5,1,2 --name fleet-1p1d "${COMMON[@]}"
-ppd fleet --topology 2p2d --modes pd,ppd,replication,auto --rate 1,2,4 --name fleet-2p2d "${COMMON[@]}"
-ppd fleet --topology 4r --modes replication,auto --rate 1,2,4 --name fleet-4r "${COMMON[@]}"
+# The three are independent (one process each, in parallel here).
+ppd fleet --topology 1p1d --modes pd,ppd,replication,auto --rate 0.5,1,2 --name fleet-1p1d "${COMMON[@]}" &
+ppd fleet --topology 2p2d --modes pd,ppd,replication,auto --rate 1,2,4 --name fleet-2p2d "${COMMON[@]}" &
+ppd fleet --topology 4r --modes replication,auto --rate 1,2,4 --name fleet-4r "${COMMON[@]}" &
+wait

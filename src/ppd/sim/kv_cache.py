@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 # Parent of the first block's hash. Hashing tuples of ints is stable across processes (only str and
 # bytes hashing is salted), so a P and a D compute the same hashes for the same tokens.
@@ -21,11 +20,15 @@ def hash_block(parent_hash: int, token_ids: Sequence[int]) -> int:
     return hash((parent_hash, *token_ids))
 
 
-def extend_block_hashes(block_hashes: list[int], token_ids: Sequence[int], block_size: int) -> None:
-    """Append to block_hashes the hashes of the full blocks of token_ids it does not cover yet."""
+def extend_block_hashes(
+    block_hashes: list[int], token_ids: Sequence[int], block_size: int, num_tokens: int | None = None
+) -> None:
+    """Append to block_hashes the hashes of the full blocks of token_ids[:num_tokens] (all of it when
+    None) it does not cover yet. The limit saves a caller copying a long prefix to hash one block."""
+    end = len(token_ids) if num_tokens is None else min(num_tokens, len(token_ids))
     parent = block_hashes[-1] if block_hashes else ROOT_BLOCK_HASH
-    for start in range(len(block_hashes) * block_size, len(token_ids) - block_size + 1, block_size):
-        parent = hash_block(parent, token_ids[start : start + block_size])
+    for start in range(len(block_hashes) * block_size, end - block_size + 1, block_size):
+        parent = hash((parent, *token_ids[start : start + block_size]))  # hash_block, inlined
         block_hashes.append(parent)
 
 
@@ -36,37 +39,37 @@ def block_hashes_of(token_ids: Sequence[int], block_size: int) -> list[int]:
     return hashes
 
 
-@dataclass(slots=True)
-class Block:
-    block_id: int
-    ref_count: int = 0
-    block_hash: int | None = None
-
-
 class KVCache:
-    """Owns the blocks: allocation, reference counts, the prefix cache and LRU eviction."""
+    """Owns the blocks: allocation, reference counts, the prefix cache and LRU eviction.
+
+    Blocks are built lazily: ids from _num_touched up have never been used and sit, in id order, at
+    the head of the eviction order (every freed block queues behind them), so an engine of 25,000
+    blocks costs nothing until its blocks are used (a fleet builds many engines per simulation)."""
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
         self.block_size = block_size
-        self.blocks = [Block(block_id) for block_id in range(num_blocks)]
-        # Free blocks in eviction order: the first key is evicted first.
-        self._free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
+        self._num_blocks = num_blocks
+        self._num_touched = 0  # blocks 0.._num_touched-1 have been allocated at least once
+        self._ref_counts: list[int] = []  # per touched block
+        self._hashes: list[int | None] = []  # per touched block: its content's hash once committed
+        # Freed blocks in eviction order (after the never-used ones): the first key is evicted first.
+        self._free: OrderedDict[int, None] = OrderedDict()
         self._cached: dict[int, int] = {}  # block hash -> block id
         self.num_queried_tokens = 0
         self.num_hit_tokens = 0
 
     @property
     def num_blocks(self) -> int:
-        return len(self.blocks)
+        return self._num_blocks
 
     @property
     def num_free_blocks(self) -> int:
-        return len(self._free)
+        return len(self._free) + self._num_blocks - self._num_touched
 
     @property
     def usage(self) -> float:
         """Fraction of blocks in use by requests (0..1), as vLLM's kv_cache_usage_perc."""
-        return 1.0 - len(self._free) / len(self.blocks) if self.blocks else 0.0
+        return 1.0 - self.num_free_blocks / self._num_blocks if self._num_blocks else 0.0
 
     def cached_prefix(self, block_hashes: Sequence[int]) -> list[int]:
         """Block ids of the longest prefix of block_hashes present in the cache."""
@@ -89,53 +92,59 @@ class KVCache:
 
     def num_evictable(self, block_ids: Iterable[int]) -> int:
         """How many of block_ids sit in the free queue (taking them uses up free blocks)."""
-        return sum(1 for block_id in block_ids if self.blocks[block_id].ref_count == 0)
+        ref_counts = self._ref_counts
+        return sum(1 for block_id in block_ids if ref_counts[block_id] == 0)
 
     def touch(self, block_ids: Iterable[int]) -> None:
         """Take a reference on cached blocks, pulling free ones out of the eviction queue."""
+        ref_counts = self._ref_counts
         for block_id in block_ids:
-            block = self.blocks[block_id]
-            if block.ref_count == 0:
+            if ref_counts[block_id] == 0:
                 del self._free[block_id]
-            block.ref_count += 1
+            ref_counts[block_id] += 1
 
     def allocate(self, num_blocks: int) -> list[int] | None:
         """Take num_blocks fresh blocks, evicting the least recently freed; None if too few are free."""
-        if num_blocks > len(self._free):
+        if num_blocks > self.num_free_blocks:
             return None
-        taken: list[int] = []
-        for _ in range(num_blocks):
-            block_id, _ = self._free.popitem(last=False)
-            block = self.blocks[block_id]
-            if block.block_hash is not None:
-                if self._cached.get(block.block_hash) == block_id:
-                    del self._cached[block.block_hash]
-                block.block_hash = None
-            block.ref_count = 1
+        num_new = min(num_blocks, self._num_blocks - self._num_touched)
+        taken = list(range(self._num_touched, self._num_touched + num_new))  # never used: head of the queue
+        self._num_touched += num_new
+        self._ref_counts += [1] * num_new
+        self._hashes += [None] * num_new
+        ref_counts, hashes, cached, free = self._ref_counts, self._hashes, self._cached, self._free
+        for _ in range(num_blocks - num_new):
+            block_id, _ = free.popitem(last=False)
+            block_hash = hashes[block_id]
+            if block_hash is not None:
+                if cached.get(block_hash) == block_id:
+                    del cached[block_hash]
+                hashes[block_id] = None
+            ref_counts[block_id] = 1
             taken.append(block_id)
         return taken
 
     def commit(self, block_id: int, block_hash: int) -> None:
         """Enter a block whose tokens are all computed into the prefix cache."""
-        block = self.blocks[block_id]
-        if block.block_hash is not None:
+        if self._hashes[block_id] is not None:
             return
-        block.block_hash = block_hash
+        self._hashes[block_id] = block_hash
         self._cached.setdefault(block_hash, block_id)
 
     def free(self, block_ids: Sequence[int]) -> None:
         """Drop one reference on each block; unreferenced blocks join the eviction queue tail-first,
         so the end of a sequence is evicted before its (more shareable) beginning."""
+        ref_counts, free = self._ref_counts, self._free
         for block_id in reversed(block_ids):
-            block = self.blocks[block_id]
-            block.ref_count -= 1
-            if block.ref_count == 0:
-                self._free[block_id] = None
+            ref_counts[block_id] -= 1
+            if ref_counts[block_id] == 0:
+                free[block_id] = None
 
     def reset_prefix_cache(self) -> None:
         """Forget all cached content of free blocks."""
+        hashes, cached = self._hashes, self._cached
         for block_id in self._free:
-            block = self.blocks[block_id]
-            if block.block_hash is not None and self._cached.get(block.block_hash) == block_id:
-                del self._cached[block.block_hash]
-            block.block_hash = None
+            block_hash = hashes[block_id]
+            if block_hash is not None and cached.get(block_hash) == block_id:
+                del cached[block_hash]
+            hashes[block_id] = None

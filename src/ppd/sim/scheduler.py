@@ -229,7 +229,7 @@ class Scheduler:
         if num_full <= request.num_committed_blocks:
             return
         if len(request.block_hashes) < num_full:
-            extend_block_hashes(request.block_hashes, request.token_ids[: num_full * block_size], block_size)
+            extend_block_hashes(request.block_hashes, request.token_ids, block_size, num_full * block_size)
         for index in range(request.num_committed_blocks, num_full):
             self.kv_cache.commit(request.block_ids[index], request.block_hashes[index])
         request.num_committed_blocks = num_full

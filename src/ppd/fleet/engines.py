@@ -49,11 +49,21 @@ class VirtualEngine:
         self._run: DecodeRun | None = None
 
     def new_request(
-        self, request_id: str, prompt_token_ids: list[int], max_tokens: int, hold_kv_on_finish: bool
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        max_tokens: int,
+        hold_kv_on_finish: bool,
+        prompt_block_hashes: list[int] | None = None,
     ) -> Request:
-        """A request arriving now at the API server."""
+        """A request arriving now at the API server (EngineCore.new_request)."""
         return self.core.new_request(
-            request_id, prompt_token_ids, max_tokens, self.clock.now_s, hold_kv_on_finish=hold_kv_on_finish
+            request_id,
+            prompt_token_ids,
+            max_tokens,
+            self.clock.now_s,
+            hold_kv_on_finish=hold_kv_on_finish,
+            prompt_block_hashes=prompt_block_hashes,
         )
 
     def after_api(self, request: Request, callback: Callable[[Request], None]) -> None:

@@ -33,6 +33,7 @@ from ppd.router.conversations import Identity
 from ppd.router.core import InFlight, Router
 from ppd.router.policies import NoHealthyUpstream, Route
 from ppd.router.records import TurnRecord
+from ppd.sim.kv_cache import block_hashes_of
 from ppd.sim.protocol import resolve_max_tokens
 from ppd.sim.request import Request
 from ppd.sim.timing import load_profile
@@ -148,7 +149,17 @@ def _client_done(clock: EventQueue, job: TurnJob) -> None:
 class _TurnFlow:
     """One routed turn inside the proxy and the engines; each method is an event on the clock."""
 
-    __slots__ = ("fleet", "job", "num_seen_tokens", "prefill_hop", "record", "route", "target", "target_hop")
+    __slots__ = (
+        "fleet",
+        "job",
+        "num_seen_tokens",
+        "prefill_hop",
+        "prompt_hashes",
+        "record",
+        "route",
+        "target",
+        "target_hop",
+    )
 
     def __init__(self, fleet: Fleet, job: TurnJob, record: TurnRecord, route: Route) -> None:
         self.fleet, self.job, self.record, self.route = fleet, job, record, route
@@ -156,6 +167,16 @@ class _TurnFlow:
         self.prefill_hop: InFlight | None = None  # the router core's hops (load counters, stamps)
         self.target_hop: InFlight | None = None
         self.num_seen_tokens = 0
+        self.prompt_hashes: tuple[int, list[int]] | None = None  # (block size, the prompt's block hashes)
+
+    def _new_request(
+        self, engine: VirtualEngine, request_id: str, max_tokens: int, hold_kv_on_finish: bool
+    ) -> Request:
+        """engine.new_request, hashing the prompt's blocks once for P and D (the same tokens)."""
+        block_size, prompt = engine.config.block_size, self.job.prompt_token_ids
+        if self.prompt_hashes is None or self.prompt_hashes[0] != block_size:
+            self.prompt_hashes = (block_size, block_hashes_of(prompt, block_size))
+        return engine.new_request(request_id, prompt, max_tokens, hold_kv_on_finish, self.prompt_hashes[1])
 
     @property
     def now_s(self) -> float:
@@ -167,7 +188,7 @@ class _TurnFlow:
         self.fleet.clock.after(self._to_engine_s(), self._prefill_arrives, prefill)
 
     def _prefill_arrives(self, prefill: VirtualEngine) -> None:
-        request = prefill.new_request(f"p-{id(self)}", self.job.prompt_token_ids, 1, hold_kv_on_finish=True)
+        request = self._new_request(prefill, f"p-{id(self)}", 1, hold_kv_on_finish=True)
         request.on_token = lambda done: self._prefill_answered(prefill, done)
         prefill.after_api(request, prefill.submit)
 
@@ -205,7 +226,7 @@ class _TurnFlow:
                 remote[0].take_lease(remote[1])  # the proxy hands P's KV back when D refuses
             self._target_failed(exc.status, exc.message)
             return
-        request = target.new_request(f"t-{id(self)}", job.prompt_token_ids, job.max_tokens, False)
+        request = self._new_request(target, f"t-{id(self)}", job.max_tokens, False)
         request.on_token = self._token
         if remote is None:
             target.after_api(request, target.submit)

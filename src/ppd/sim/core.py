@@ -33,7 +33,7 @@ from ppd.sim.kv_cache import KVCache, block_hashes_of
 from ppd.sim.kv_handoff import KVLease, KVLinks, LeaseTable, PullPlan
 from ppd.sim.request import Request
 from ppd.sim.scheduler import ScheduledRequest, Scheduler, SchedulerConfig, batch_shape
-from ppd.sim.timing import ApiServer, BatchShape, api_overhead_s, step_duration_s
+from ppd.sim.timing import ApiServer, api_overhead_s, decode_step_durations_s, step_duration_s
 
 
 @dataclass
@@ -136,10 +136,16 @@ class EngineCore:
         now_s: float,
         *,
         hold_kv_on_finish: bool = False,
+        prompt_block_hashes: list[int] | None = None,
     ) -> Request:
-        """A request ready to submit; its answer words depend only on the seed and the prompt."""
+        """A request ready to submit; its answer words depend only on the seed and the prompt.
+        prompt_block_hashes: block_hashes_of(prompt_token_ids, block_size) when the caller has them
+        (a P->D turn hashes its prompt once for both engines); copied, as the request extends them."""
         block_size = self.config.block_size
-        hashes = block_hashes_of(prompt_token_ids, block_size)
+        if prompt_block_hashes is None:
+            hashes = block_hashes_of(prompt_token_ids, block_size)
+        else:
+            hashes = list(prompt_block_hashes)
         tail = prompt_token_ids[len(hashes) * block_size :]
         answer_seed = hash((self.config.seed, hashes[-1] if hashes else 0, *tail)) & 0xFFFF_FFFF
         return Request(
@@ -262,16 +268,15 @@ class EngineCore:
             return None
         running = self.scheduler.running
         num_seqs = len(running)
-        context_tokens = sum(request.num_computed_tokens + 1 for request in running)
-        costs, scale = self.config.profile.step, self.time_scale
+        context_tokens = sum(request.num_computed_tokens for request in running) + num_seqs
+        scale, stream_s = self.time_scale, num_seqs * self.api.stream_token_s
         ends: list[float] = []
         durations: list[float] = []
         end_s = now_s
-        for step in range(num_steps):
-            shape = BatchShape(
-                num_decode_seqs=num_seqs, num_decode_context_tokens=context_tokens + step * num_seqs
-            )
-            duration_s = self.api.step_s(step_duration_s(costs, shape) * scale, num_seqs)
+        for engine_s in decode_step_durations_s(
+            self.config.profile.step, num_seqs, context_tokens, num_steps
+        ):
+            duration_s = max(engine_s * scale, stream_s)  # ApiServer.step_s
             end_s += duration_s  # as a per-step driver adds them, so the times are the same floats
             durations.append(duration_s)
             ends.append(end_s)

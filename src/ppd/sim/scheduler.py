@@ -180,11 +180,15 @@ class Scheduler:
         running = self.running
         if self.waiting or not running or len(running) > self.config.max_num_batched_tokens:
             return 0
-        num_steps = min(request.max_tokens - request.num_output_tokens for request in running)
+        # num_tokens and num_output_tokens spelt out: this runs for every request before every run.
+        num_steps = min(
+            request.max_tokens + request.num_prompt_tokens - len(request.token_ids) for request in running
+        )
         block_size = self.kv_cache.block_size
         num_blocks_needed = 0
         for request in running:
-            if request.num_tokens - request.num_computed_tokens != 1 or request.num_output_tokens == 0:
+            num_tokens = len(request.token_ids)
+            if num_tokens - request.num_computed_tokens != 1 or num_tokens == request.num_prompt_tokens:
                 return 0
             num_blocks_needed += -(-(request.num_computed_tokens + num_steps) // block_size)
             num_blocks_needed -= len(request.block_ids)

@@ -119,6 +119,24 @@ def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
     return total_ms * 1e-3
 
 
+def decode_step_durations_s(
+    costs: StepCosts, num_seqs: int, context_tokens: int, num_steps: int
+) -> list[float]:
+    """step_duration_s of num_steps consecutive decode-only steps of num_seqs sequences, the first
+    over context_tokens, each later one over num_seqs more: the same floats as step_duration_s gives
+    (its zero prefill terms add exactly nothing), computed without building a BatchShape per step."""
+    head_ms = costs.base_ms + costs.decode_seq_us * 1e-3 * num_seqs
+    context_ms = costs.decode_context_ns * 1e-6
+    eager_ms = costs.eager_step_ms if num_seqs > costs.cudagraph_max_tokens else None
+    durations: list[float] = []
+    for step in range(num_steps):
+        total_ms = head_ms + context_ms * (context_tokens + step * num_seqs)
+        if eager_ms is not None:
+            total_ms += eager_ms
+        durations.append(total_ms * 1e-3)
+    return durations
+
+
 @dataclass(slots=True)
 class ApiServer:
     """vLLM's API server process of one engine as a serial resource, on the driver's clock.

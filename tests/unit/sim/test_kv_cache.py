@@ -58,3 +58,27 @@ def test_eviction_is_least_recently_freed_first_and_a_hit_renews_a_block() -> No
     cache.free(first)  # ...and comes back as the most recently freed
     assert cache.allocate(1) == second
     assert cache.count_cached([1]) == 1 and cache.count_cached([2]) == 0 and cache.count_cached([3]) == 1
+
+
+def test_extend_block_hashes_stops_at_num_tokens_without_a_copied_prefix() -> None:
+    tokens = list(range(40))
+    hashes: list[int] = []
+    extend_block_hashes(hashes, tokens, 8, num_tokens=23)
+    assert hashes == block_hashes_of(tokens[:23], 8)
+    extend_block_hashes(hashes, tokens, 8, num_tokens=99)
+    assert hashes == block_hashes_of(tokens, 8)
+
+
+def test_never_used_blocks_go_first_in_id_order_then_freed_ones_least_recent_first() -> None:
+    # The pool is built lazily; the order must be the eager pool's: every block free in id order,
+    # freed blocks queued behind the ones never used.
+    cache = KVCache(num_blocks=6, block_size=2)
+    assert (cache.num_blocks, cache.num_free_blocks, cache.usage) == (6, 6, 0.0)
+    first = cache.allocate(2)
+    assert first == [0, 1]
+    cache.free(first)  # queued behind the never-used 2..5, tail first: 1 then 0
+    assert cache.num_free_blocks == 6
+    assert cache.allocate(5) == [2, 3, 4, 5, 1]
+    assert cache.allocate(2) is None
+    assert cache.allocate(1) == [0]
+    assert cache.num_free_blocks == 0 and cache.usage == 1.0

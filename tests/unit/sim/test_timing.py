@@ -9,6 +9,7 @@ from ppd.sim.timing import (
     ProfileError,
     StepCosts,
     api_overhead_s,
+    decode_step_durations_s,
     kv_pull_duration_s,
     load_profile,
     prefill_attention_pairs,
@@ -117,3 +118,16 @@ def test_an_intake_gets_the_share_streaming_leaves_at_most_max_load_taken() -> N
     api.record_step(256, 256 * 80e-6)  # a stream-paced step: capped
     assert api.load == pytest.approx(0.7)
     assert api.intake_done_s(2.0, 0.010, streaming=True) == pytest.approx(2.0 + 0.010 / 0.3)
+
+
+@pytest.mark.parametrize("num_seqs", [1, 7, 256, 2049])
+def test_decode_step_durations_are_the_floats_step_duration_gives(num_seqs: int) -> None:
+    # Decode runs price their steps this way; per-step driving uses step_duration_s: equal floats,
+    # not approximately equal, or a run's times would drift from per-step driving's.
+    for costs in (COSTS, load_profile("h100-llama3.1-8b").step):
+        got = decode_step_durations_s(costs, num_seqs, 12_345, 9)
+        shapes = [
+            BatchShape(num_decode_seqs=num_seqs, num_decode_context_tokens=12_345 + step * num_seqs)
+            for step in range(9)
+        ]
+        assert got == [step_duration_s(costs, shape) for shape in shapes]

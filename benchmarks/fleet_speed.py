@@ -9,7 +9,11 @@ the last quarter's figure is close to the first quarter's. Ends with
 
 W is the slower of the two runs, M the larger peak resident memory. Goal: W <= 60 s.
 
-    python benchmarks/fleet_speed.py [--sim-s 3600] [--qps 16]
+With --baseline-src PATH (the src/ of another checkout, e.g. `git worktree add /tmp/base COMMIT`),
+the same runs go through that code too, alternating with this checkout's, and a line
+`fleet_speed_baseline ...` gives its figures, before the last line; both in the same session.
+
+    python benchmarks/fleet_speed.py [--sim-s 3600] [--qps 16] [--baseline-src PATH]
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+if "--src" in sys.argv:  # a child simulating another checkout's code (--baseline-src)
+    SRC = Path(sys.argv[sys.argv.index("--src") + 1])
 sys.path.insert(0, str(SRC))
 
 RUNS = (("4p4d", "pd"), ("8r", "replication"))
@@ -79,35 +86,63 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sim-s", type=float, default=3600.0, help="simulated arrival window (default 3600)")
     parser.add_argument("--qps", type=float, default=16.0, help="conversations/s (default 16)")
+    parser.add_argument("--baseline-src", type=Path, help="also run another checkout's src/, to compare")
+    parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("TOPOLOGY", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.sim_s, args.qps)))
         return 0
-    results = []
+    if args.baseline_src is not None and not (args.baseline_src / "ppd" / "fleet").is_dir():
+        print(f"fleet_speed: --baseline-src {args.baseline_src} has no ppd/fleet package", file=sys.stderr)
+        return 2
+    results: dict[str, list[dict[str, object]]] = {"this": [], "baseline": []}
     for topology, mode in RUNS:
-        command = [sys.executable, __file__, "--child", topology, mode, "--sim-s", str(args.sim_s)]
-        done = subprocess.run([*command, "--qps", str(args.qps)], capture_output=True, text=True, check=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        results.append(result)
-        samples = result["rss_samples"]
-        quarter = max(1, len(samples) // 4)
-        early = sum(rss for _, rss in samples[:quarter]) / quarter
-        late = sum(rss for _, rss in samples[-quarter:]) / quarter
+        for label, src in (("baseline", args.baseline_src), ("this", SRC)):
+            if src is None:
+                continue
+            result = run_child(topology, mode, args.sim_s, args.qps, src)
+            results[label].append(result)
+            print_run(label, result, args.sim_s)
+    if results["baseline"]:
+        wall_s, peak = worst(results["baseline"])
         print(
-            f"{topology} {mode}: {result['conversations']} conversations, {result['turns']} turns, "
-            f"{result['events']} events in {result['wall_s']:.1f} s wall "
-            f"({args.sim_s / result['wall_s']:.1f}x real time); RSS first quarter {early:.0f} MiB, "
-            f"last quarter {late:.0f} MiB, peak {result['peak_rss_mib']:.0f} MiB"
+            f"fleet_speed_baseline src={args.baseline_src} sim_hours={args.sim_s / 3600:g} "
+            f"conv_per_s={args.qps:g} instances=8 wall_s={wall_s:.1f} rss_mib={peak:.0f}"
         )
-        print("  RSS along simulated time: " + ", ".join(f"{t:.0f}s:{rss:.0f}" for t, rss in samples))
-    wall_s = max(float(r["wall_s"]) for r in results)
-    peak = max(float(r["peak_rss_mib"]) for r in results)
+    wall_s, peak = worst(results["this"])
     print(
         f"fleet_speed sim_hours={args.sim_s / 3600:g} conv_per_s={args.qps:g} instances=8 "
         f"wall_s={wall_s:.1f} rss_mib={peak:.0f}"
     )
     return 0
+
+
+def run_child(topology: str, mode: str, sim_s: float, qps: float, src: Path) -> dict[str, object]:
+    """One run in a fresh process (one core) on the code under src."""
+    command = [sys.executable, __file__, "--child", topology, mode, "--sim-s", str(sim_s), "--qps", str(qps)]
+    done = subprocess.run([*command, "--src", str(src)], capture_output=True, text=True, check=True)
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def print_run(label: str, result: dict[str, Any], sim_s: float) -> None:
+    samples = result["rss_samples"]
+    quarter = max(1, len(samples) // 4)
+    early = sum(rss for _, rss in samples[:quarter]) / quarter
+    late = sum(rss for _, rss in samples[-quarter:]) / quarter
+    print(
+        f"[{label}] {result['topology']} {result['mode']}: {result['conversations']} conversations, "
+        f"{result['turns']} turns, {result['events']} events in {result['wall_s']:.1f} s wall "
+        f"({sim_s / result['wall_s']:.1f}x real time); RSS first quarter {early:.0f} MiB, "
+        f"last quarter {late:.0f} MiB, peak {result['peak_rss_mib']:.0f} MiB"
+    )
+    print("  RSS along simulated time: " + ", ".join(f"{t:.0f}s:{rss:.0f}" for t, rss in samples))
+
+
+def worst(results: list[dict[str, Any]]) -> tuple[float, float]:
+    """The slower run's wall seconds and the larger peak RSS."""
+    return max(float(r["wall_s"]) for r in results), max(float(r["peak_rss_mib"]) for r in results)
 
 
 if __name__ == "__main__":

@@ -260,8 +260,9 @@ class _TurnFlow:
         """A step (or a decode run's steps) gave the target's request tokens: each is relayed to the
         proxy, then to the client, when its step ended (VirtualEngine.delivered_step_end_s)."""
         fleet, job = self.fleet, self.job
-        num_new = request.num_output_tokens - self.num_seen_tokens
-        self.num_seen_tokens = request.num_output_tokens
+        num_output_tokens = len(request.token_ids) - request.num_prompt_tokens  # called per run, per request
+        num_new = num_output_tokens - self.num_seen_tokens
+        self.num_seen_tokens = num_output_tokens
         ends_s = self.target.delivered_step_end_s[-num_new:]
         tokens = request.token_ids[-num_new:]
         delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s

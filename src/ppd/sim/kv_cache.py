@@ -131,6 +131,14 @@ class KVCache:
         self._hashes[block_id] = block_hash
         self._cached.setdefault(block_hash, block_id)
 
+    def commit_many(self, block_ids: Sequence[int], block_hashes: Sequence[int]) -> None:
+        """commit() of each block with its hash, in order (a prefill's end commits a whole prompt)."""
+        hashes, cached = self._hashes, self._cached
+        for block_id, block_hash in zip(block_ids, block_hashes, strict=True):
+            if hashes[block_id] is None:
+                hashes[block_id] = block_hash
+                cached.setdefault(block_hash, block_id)
+
     def free(self, block_ids: Sequence[int]) -> None:
         """Drop one reference on each block; unreferenced blocks join the eviction queue tail-first,
         so the end of a sequence is evicted before its (more shareable) beginning."""

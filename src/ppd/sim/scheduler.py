@@ -221,11 +221,14 @@ class Scheduler:
             # step j computes token num_computed + j + 1 and needs a new block when that crosses one
             first_step = len(request.block_ids) * block_size - request.num_computed_tokens
             needs += [(step, position) for step in range(first_step, num_steps, block_size)]
-        for _, position in sorted(needs):
-            block_ids = self.kv_cache.allocate(1)
-            if block_ids is None:  # decode_run_length checked the free blocks
-                raise RuntimeError("a decode run ran out of KV blocks it had counted")
-            running[position].block_ids += block_ids
+        if not needs:
+            return
+        # One allocate(n) takes the same blocks, in the same order, as n allocate(1) calls.
+        block_ids = self.kv_cache.allocate(len(needs))
+        if block_ids is None:  # decode_run_length checked the free blocks
+            raise RuntimeError("a decode run ran out of KV blocks it had counted")
+        for (_, position), block_id in zip(sorted(needs), block_ids, strict=True):
+            running[position].block_ids.append(block_id)
 
     def _commit_full_blocks(self, request: Request) -> None:
         block_size = self.kv_cache.block_size
@@ -234,8 +237,8 @@ class Scheduler:
             return
         if len(request.block_hashes) < num_full:
             extend_block_hashes(request.block_hashes, request.token_ids, block_size, num_full * block_size)
-        for index in range(request.num_committed_blocks, num_full):
-            self.kv_cache.commit(request.block_ids[index], request.block_hashes[index])
+        first = request.num_committed_blocks
+        self.kv_cache.commit_many(request.block_ids[first:num_full], request.block_hashes[first:num_full])
         request.num_committed_blocks = num_full
 
 

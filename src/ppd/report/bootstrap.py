@@ -115,9 +115,10 @@ def ratio_of_sums(plan: ResamplePlan, numerators: FloatArray, denominators: Floa
     numerators and denominators are per plan column (per_conversation_sums): e.g. summed TTFT and
     the number of turns with a TTFT give the mean TTFT per turn.
     """
-    weights = plan.conversation_weights
+    # One pass over the (B, conversations) weights for both sums: the product is memory-bound.
+    sums = plan.conversation_weights @ np.column_stack([numerators, denominators])
     with np.errstate(invalid="ignore", divide="ignore"):
-        result: FloatArray = (weights @ numerators) / (weights @ denominators)
+        result: FloatArray = sums[:, 0] / sums[:, 1]
     return result
 
 
@@ -138,28 +139,28 @@ def quantiles(
     counts = plan.draws_by_conversation[columns[order]]  # (rows, B): a copy, summed in place
     np.cumsum(counts, axis=0, out=counts)
     totals = counts[-1].astype(np.float64)
-    results = []
-    for fraction in fractions:
-        position = fraction * np.maximum(totals - 1.0, 0.0)
-        lower_rank = np.floor(position)
-        weight = position - lower_rank
-        lower = sorted_values[_first_row_above(counts, lower_rank)]
-        upper = sorted_values[_first_row_above(counts, np.minimum(lower_rank + 1.0, totals - 1.0))]
-        replicate = lower * (1.0 - weight) + upper * weight
-        results.append(np.where(totals > 0, replicate, np.nan))
-    return results
+    positions = np.outer(fractions, np.maximum(totals - 1.0, 0.0))  # (fractions, B)
+    lower_ranks = np.floor(positions)
+    upper_ranks = np.minimum(lower_ranks + 1.0, totals - 1.0)
+    # Every rank of every fraction in one search: (2 · fractions, B).
+    rows = _first_row_above(counts, np.vstack([lower_ranks, upper_ranks]))
+    lower, upper = np.split(sorted_values[rows], 2)
+    weights = positions - lower_ranks
+    replicates = lower * (1.0 - weights) + upper * weights
+    return [np.where(totals > 0, replicate, np.nan) for replicate in replicates]
 
 
-def _first_row_above(counts: npt.NDArray[np.int32], rank: FloatArray) -> IntArray:
-    """Per resample (column), the first row whose cumulative count exceeds rank: the row holding
-    0-based rank `rank` of the resample's sorted multiset. A binary search run for all columns at once."""
+def _first_row_above(counts: npt.NDArray[np.int32], ranks: FloatArray) -> IntArray:
+    """Per resample (column b) and rank (ranks[k, b]), the first row whose cumulative count exceeds
+    the rank: the row holding that 0-based rank of the resample's sorted multiset. One binary search
+    run for all ranks and columns at once."""
     num_rows, num_resamples = counts.shape
-    every = np.arange(num_resamples)
-    low = np.zeros(num_resamples, dtype=np.int64)
-    high = np.full(num_resamples, num_rows - 1, dtype=np.int64)
+    every = np.broadcast_to(np.arange(num_resamples), ranks.shape)
+    low = np.zeros(ranks.shape, dtype=np.int64)
+    high = np.full(ranks.shape, num_rows - 1, dtype=np.int64)
     while (searching := low < high).any():
         middle = (low + high) // 2
-        above = counts[middle, every] > rank
+        above = counts[middle, every] > ranks
         high = np.where(searching & above, middle, high)
         low = np.where(searching & ~above, middle + 1, low)
     return low

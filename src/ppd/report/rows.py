@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,9 +98,14 @@ def read_run_rows(result: ResultFile, qps_key: Any) -> dict[RunKey, RunRows]:
     return {key: _run_rows(rows, slo) for key, rows in columns.items()}
 
 
+# The per-chunk gaps are most of a long answer's row and the report never reads them: cutting them
+# out of the text before parsing reads the H100 W3 rows ~10x faster (0.43 -> 0.04 s of CPU).
+_ITL_FIELD = re.compile(r'"itl_ms":\s*\[[^\]]*\]\s*,|,\s*"itl_ms":\s*\[[^\]]*\]')
+
+
 def _json_lines(path: Path) -> list[dict[str, Any]]:
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    lines = data.decode().splitlines()
+    lines = _ITL_FIELD.sub("", data.decode()).splitlines()
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

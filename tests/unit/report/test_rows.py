@@ -94,3 +94,19 @@ def test_cache_hit_rate_pools_cached_over_prompt_tokens_with_p_counting_on_p_to_
     estimate = point.metric("cache_hit_rate")
     assert estimate is not None and estimate.mean == pytest.approx(0.5, abs=0.05)
     assert estimate.ci_low is not None and estimate.ci_low <= estimate.mean <= (estimate.ci_high or 1.0)
+
+
+def test_itl_lists_are_skipped_wherever_they_sit_in_a_row(tmp_path: Path) -> None:
+    source = _one_point(tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    lines = []
+    for index, row in enumerate(rows):
+        gaps = {"itl_ms": [1.5, 2.25]}
+        items = list(row.items())
+        position = (0, len(items) // 2, len(items))[index % 3]  # first, middle, last
+        placed = dict(items[:position] + list(gaps.items()) + items[position:])
+        lines.append(json.dumps(placed, separators=(",", ":") if index % 2 else (", ", ": ")))
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
+    run = read_run_rows(read_result_file(source), normalize_qps)[("ppd", "W1", 2.0, 0)]
+    assert run.turn.size == len(rows)
+    assert float(run.ttft_ms[0]) == rows[0]["ttft_ms"]

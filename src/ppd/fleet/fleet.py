@@ -267,7 +267,10 @@ class _TurnFlow:
         tokens = request.token_ids[-num_new:]
         delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s
         if job.itl_ms is None:
-            self._stamp_content(ends_s, tokens, delay_s)
+            if job.first_content_s is not None and tokens[-1] < NUM_WORD_TOKENS:
+                job.last_content_s = ends_s[-1] + delay_s  # the usual case of _stamp_content, inlined
+            else:
+                self._stamp_content(ends_s, tokens, delay_s)
         else:
             for end_s, token_id in zip(ends_s, tokens, strict=True):
                 if token_id >= NUM_WORD_TOKENS:  # a special token's chunk carries no text

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The Mooncake conversation trace's first 600 s (1,906 requests) on the fleet (virtual clock, the sim's
+# The Mooncake conversation trace's first 300 s (918 requests, 193 of them later turns) on the fleet (virtual clock, the sim's
 # engine core and the proxy's router core), H100 profile, max_model_len 131072, every mode, three rates
 # per topology (light -> past saturation). Deterministic: no wall-clock timing, any machine gives the
 # same rows. Run from the repository root.
 set -euo pipefail
 TRACE=mooncake:data/traces/mooncake-conversation_trace.jsonl.gz
 OUT=results/mooncake-sim
-COMMON=(--workload "$TRACE" --window 0:600 --max-model-len 131072 --slo-ttft-ms 2000 --slo-tpot-ms 100
+COMMON=(--workload "$TRACE" --window 0:300 --max-model-len 131072 --slo-ttft-ms 2000 --slo-tpot-ms 100
         --drain-timeout-s 600 --output "$OUT" --quiet)
 # The three are independent (one process each, in parallel here).
 ppd fleet --topology 1p1d --modes pd,ppd,replication,auto --rate 0.5,1,2 --name fleet-1p1d "${COMMON[@]}" &

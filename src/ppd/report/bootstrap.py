@@ -115,8 +115,9 @@ def ratio_of_sums(plan: ResamplePlan, numerators: FloatArray, denominators: Floa
     numerators and denominators are per plan column (per_conversation_sums): e.g. summed TTFT and
     the number of turns with a TTFT give the mean TTFT per turn.
     """
-    # One pass over the (B, conversations) weights for both sums: the product is memory-bound.
-    sums = plan.conversation_weights @ np.column_stack([numerators, denominators])
+    # numpy's own loops, not BLAS: a threaded BLAS splits the sum differently with the thread count
+    # (the last bits of a report would depend on the machine) and spins its threads on a busy one.
+    sums = np.einsum("bn,nk->bk", plan.conversation_weights, np.column_stack([numerators, denominators]))
     with np.errstate(invalid="ignore", divide="ignore"):
         result: FloatArray = sums[:, 0] / sums[:, 1]
     return result

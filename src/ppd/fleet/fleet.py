@@ -260,19 +260,17 @@ class _TurnFlow:
         """A step (or a decode run's steps) gave the target's request tokens: each is relayed to the
         proxy, then to the client, when its step ended (VirtualEngine.delivered_step_end_s)."""
         fleet, job = self.fleet, self.job
-        num_output_tokens = len(request.token_ids) - request.num_prompt_tokens  # called per run, per request
+        token_ids, delivered_s = request.token_ids, self.target.delivered_step_end_s
+        num_output_tokens = len(token_ids) - request.num_prompt_tokens  # runs per request per run
         num_new = num_output_tokens - self.num_seen_tokens
         self.num_seen_tokens = num_output_tokens
-        ends_s = self.target.delivered_step_end_s[-num_new:]
-        tokens = request.token_ids[-num_new:]
         delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s
-        if job.itl_ms is None:
-            if job.first_content_s is not None and tokens[-1] < NUM_WORD_TOKENS:
-                job.last_content_s = ends_s[-1] + delay_s  # the usual case of _stamp_content, inlined
-            else:
-                self._stamp_content(ends_s, tokens, delay_s)
+        if job.itl_ms is None and job.first_content_s is not None and token_ids[-1] < NUM_WORD_TOKENS:
+            job.last_content_s = delivered_s[-1] + delay_s  # the usual case, without slicing
+        elif job.itl_ms is None:
+            self._stamp_content(delivered_s[-num_new:], token_ids[-num_new:], delay_s)
         else:
-            for end_s, token_id in zip(ends_s, tokens, strict=True):
+            for end_s, token_id in zip(delivered_s[-num_new:], token_ids[-num_new:], strict=True):
                 if token_id >= NUM_WORD_TOKENS:  # a special token's chunk carries no text
                     continue
                 arrive_s = end_s + delay_s
@@ -281,10 +279,10 @@ class _TurnFlow:
                 elif job.last_content_s is not None:
                     job.itl_ms.append(round((arrive_s - job.last_content_s) * 1000.0, 4))
                 job.last_content_s = arrive_s
-        if self.num_seen_tokens == num_new:
-            fleet.clock.at(ends_s[0] + fleet.engine_to_proxy_s, self._first_byte)
+        if num_output_tokens == num_new:
+            fleet.clock.at(delivered_s[-num_new] + fleet.engine_to_proxy_s, self._first_byte)
         if request.is_finished:
-            fleet.clock.at(ends_s[-1] + fleet.engine_to_proxy_s, self._answer_done, request)
+            fleet.clock.at(delivered_s[-1] + fleet.engine_to_proxy_s, self._answer_done, request)
 
     def _stamp_content(self, ends_s: list[float], tokens: list[int], delay_s: float) -> None:
         """The first and last content chunks among new tokens (a special token's chunk has no text)."""

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("ppd.report.cli", "merge results: statistics, crossover, plots, summary"),
     "demo": ("ppd.report.demo", "the whole comparison on simulated engines, in minutes"),
     "fleet": ("ppd.fleet.cli", "simulate a topology and mode in virtual time; writes a bench result set"),
+    "plan": ("ppd.plan.cli", "rank the deployments of N GPUs by goodput within SLOs (simulated)"),
 }
 
 

@@ -10,10 +10,11 @@ met both SLOs (TTFT and TPOT; `ppd.bench.metrics.meets_slo`), failed turns count
                  the boundary, until hi - lo <= tolerance * lo.
 
 The answer is lo, the highest rate measured to pass: the true boundary lies in [lo, hi), so lo is
-at most `tolerance` (relative) below it. Every evaluation of a deployment uses the same seed (the
-same arrival times and prompts, scaled in time), so two rates differ by their load, not by their
-luck; attainment is still measured, not modelled, and where it is not monotonic in the rate near
-the boundary, bisection finds one of the crossings.
+at most `tolerance` (relative) below it. A search can stop at a coarse tolerance and be `refine`d
+later to a finer one from where it stopped (runner.py refines only the deployments that can still
+win). Every evaluation is seeded and deterministic; attainment is measured, not modelled, and near
+the boundary it is noisy: where it is not monotonic in the rate, bisection finds one of the
+crossings.
 """
 
 from __future__ import annotations
@@ -99,13 +100,39 @@ def search_max_rate(
     lo, hi = _bracket(passes, config)
     if lo is None or hi is None:
         return SearchResult(lo or 0.0, hi, points)
-    while hi - lo > config.tolerance * lo:
+    return SearchResult(*_bisect(passes, lo, hi, config.tolerance), points)
+
+
+def refine(
+    evaluate: Callable[[float], Point],
+    result: SearchResult,
+    tolerance: float,
+    target_attainment: float,
+    on_point: Callable[[Point], None] | None = None,
+) -> SearchResult:
+    """Continue a search's bisection until its bracket is narrower than `tolerance` (relative)."""
+    if result.fail_qps is None or result.max_qps <= 0.0:
+        return result
+    points = list(result.points)
+
+    def passes(qps: float) -> bool:
+        point = evaluate(qps)
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
+        return point.passes(target_attainment)
+
+    return SearchResult(*_bisect(passes, result.max_qps, result.fail_qps, tolerance), points)
+
+
+def _bisect(passes: Callable[[float], bool], lo: float, hi: float, tolerance: float) -> tuple[float, float]:
+    while hi - lo > tolerance * lo:
         mid = math.sqrt(lo * hi)
         if passes(mid):
             lo = mid
         else:
             hi = mid
-    return SearchResult(lo, hi, points)
+    return lo, hi
 
 
 def _bracket(passes: Callable[[float], bool], config: SearchConfig) -> tuple[float | None, float | None]:

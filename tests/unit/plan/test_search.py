@@ -10,7 +10,7 @@ import pytest
 from ppd.plan.deployments import Deployment, enumerate_deployments, up_command
 from ppd.plan.ranking import Planned, disaggregation_verdict, rank, tied_with_best
 from ppd.plan.runner import Event, run_plan
-from ppd.plan.search import Point, SearchConfig, SearchResult, search_max_rate
+from ppd.plan.search import Point, SearchConfig, SearchResult, refine, search_max_rate
 
 
 def step_point(qps: float, capacity_qps: float) -> Point:
@@ -66,6 +66,18 @@ def test_search_reports_its_bounds_when_it_hits_them() -> None:
     assert [p.qps for p in never.points] == [1.0, 0.5, 0.25]
 
 
+def test_a_coarse_search_refined_ends_where_a_fine_search_would() -> None:
+    def evaluate(qps: float) -> Point:
+        return step_point(qps, 7.0)
+
+    coarse = search_max_rate(evaluate, SearchConfig(start_qps=1.0, tolerance=0.25))
+    assert coarse.fail_qps is not None and coarse.fail_qps - coarse.max_qps <= 0.25 * coarse.max_qps
+    fine = refine(evaluate, coarse, 0.05, 0.9)
+    assert fine.fail_qps is not None and fine.max_qps <= 7.35 < fine.fail_qps
+    assert fine.fail_qps - fine.max_qps <= 0.05 * fine.max_qps
+    assert fine.points[: len(coarse.points)] == coarse.points
+
+
 def test_search_config_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="tolerance"):
         SearchConfig(start_qps=1.0, tolerance=0.0)
@@ -106,6 +118,10 @@ class Capacities:
 class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.passes: list[tuple[str, int]] = []
+
+    def on_pass(self, description: str, num_searches: int) -> None:
+        self.passes.append((description, num_searches))
 
     def on_event(self, event: Event) -> None:
         self.events.append(event)
@@ -117,7 +133,17 @@ def test_run_plan_searches_every_deployment_and_reports_every_point(workers: int
     recorder = Recorder()
     results = run_plan(Capacities(), deployments, SearchConfig(start_qps=4.0), 1.0, workers, recorder)
     assert [r.deployment for r in results] == deployments
-    winner = rank(results)[0]
+    ranked = rank(results)
+    winner = ranked[0]
     assert winner.deployment.topology == "1p3d"  # the stand-in's best split
-    assert sum(1 for e in recorder.events if e.point is None) == len(deployments)
+    assert winner.search.fail_qps is not None
+    assert winner.search.fail_qps - winner.max_qps <= 0.05 * winner.max_qps  # refined to the tolerance
+    # Only the contenders were refined; the rest kept their coarse (<= 25%) bracket.
+    assert recorder.passes[0] == ("coarse search to 25%", len(deployments))
+    num_refined = recorder.passes[1][1]
+    assert 1 <= num_refined < len(deployments)
+    assert sum(1 for e in recorder.events if e.point is None) == len(deployments) + num_refined
     assert sum(len(r.search.points) for r in results) == sum(1 for e in recorder.events if e.point)
+    loser = ranked[-1]
+    assert loser.search.fail_qps is not None and loser.search.fail_qps <= 1.25 * loser.max_qps
+    assert loser.search.fail_qps / 4 < winner.goodput_per_gpu  # why it was not refined

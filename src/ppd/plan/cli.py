@@ -1,0 +1,185 @@
+"""`ppd plan`: which deployment of N GPUs serves a workload best within its SLOs (docs/plan.md).
+
+    ppd plan --gpus 8 --workload W1 --slo-ttft-ms 500 --slo-tpot-ms 50 --output results/plan-8gpu/W1
+
+Every deployment of N engines (nR; every xPyD split for pd and ppd; auto on each) is simulated by
+`ppd fleet` at the rates a search picks, to find the highest conversation rate each sustains with
+>= 90% of turns within both SLOs; deployments are ranked by that rate per GPU. Prints the ranking and
+the `ppd up` command of the winner; writes plan.json, plan.md and plan.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ppd.errors import UsageError
+
+if TYPE_CHECKING:
+    from ppd.modes import Mode
+    from ppd.plan.deployments import Deployment
+    from ppd.plan.evaluate import FleetEvaluator
+    from ppd.plan.search import SearchConfig
+
+_DEFAULT_WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ppd plan`."""
+    add = parser.add_argument
+    add("--gpus", type=int, required=True, help="engines to deploy (one GPU each)")
+    add("--workload", required=True, help="W1, W2, W3, W4, IN/OUT (e.g. 1000/50) or a conversation file")
+    add("--slo-ttft-ms", type=float, required=True, help="time-to-first-token objective per turn (ms)")
+    add("--slo-tpot-ms", type=float, required=True, help="time-per-output-token objective per turn (ms)")
+    add("--profile", default="h100-llama3.1-8b", help="engine time-model profile (as `ppd sim --profile`)")
+    _add_search_arguments(add)
+    add("--output", type=Path, default=Path("plan"), help="directory for plan.json, plan.md, plan.png")
+    add("--workers", type=int, default=_DEFAULT_WORKERS, help=f"processes (default {_DEFAULT_WORKERS})")
+    add("--quiet", action="store_true", help="no live progress")
+
+
+# One flag per line reads better than one keyword per line.
+# fmt: off
+def _add_search_arguments(add: Callable[..., object]) -> None:
+    add("--modes", default="pd,ppd,replication,auto", help="modes to plan with (default all four)")
+    add("--turns", type=int, default=2, help="turns per conversation of W1-W4 and IN/OUT (default 2)")
+    add("--think-time-s", type=float, default=0.0, help="wait between a turn's end and the next (default 0)")
+    add("--seed", type=int, default=0, help="seed of arrivals and prompts (default 0)")
+    add("--target-attainment", type=float, default=0.9, help="share of turns within the SLOs (default 0.9)")
+    add("--tolerance", type=float, default=0.1,
+        help="stop the search when [pass, fail) is narrower than this share of its lower end (default 0.1)")
+    add("--start-qps-per-gpu", type=float, default=1.0, help="first rate tried, per GPU (default 1)")
+    add("--max-qps", type=float, default=1000.0, help="highest rate tried (default 1000)")
+    add("--conversations", type=int, default=400, help="conversations offered per evaluation (default 400)")
+    add("--min-window-s", type=float, default=10.0, help="shortest arrival window (simulated s, default 10)")
+    add("--drain-s", type=float, default=30.0,
+        help="simulated s after the window before unfinished turns are cut off as misses (default 30)")
+# fmt: on
+
+
+def run(args: argparse.Namespace) -> int:
+    """Search every deployment, print the ranking and the winner's `ppd up`, write the outputs."""
+    from rich.console import Console
+
+    from ppd.plan.output import PlanSummary, plan_json, plan_markdown, plot_goodput, terminal_table
+    from ppd.plan.progress import LiveProgress, QuietProgress
+    from ppd.plan.ranking import rank
+    from ppd.plan.runner import Reporter, run_plan
+
+    evaluator, deployments, search = _build(args)
+    settings = {
+        "modes": args.modes,
+        "turns": args.turns,
+        "think_time_s": args.think_time_s,
+        "seed": args.seed,
+        "start_qps_per_gpu": args.start_qps_per_gpu,
+        "max_qps": args.max_qps,
+        "conversations_per_run": evaluator.conversations,
+        "window_s": f"conversations/qps in [{evaluator.min_window_s:g}, {evaluator.max_window_s:g}]",
+        "warmup": f"first {evaluator.warmup_fraction:.0%} of the window",
+        "drain_s": evaluator.drain_s,
+        "workers": args.workers,
+    }
+    console = Console(stderr=True)
+    started_s = time.perf_counter()
+    progress: LiveProgress | QuietProgress
+    progress = QuietProgress() if args.quiet else LiveProgress(deployments, search.target_attainment, console)
+    reporter: Reporter = progress
+    if isinstance(progress, LiveProgress):
+        with progress:
+            planned = run_plan(evaluator, deployments, search, args.start_qps_per_gpu, args.workers, reporter)
+    else:
+        planned = run_plan(evaluator, deployments, search, args.start_qps_per_gpu, args.workers, reporter)
+    summary = PlanSummary(
+        num_gpus=args.gpus,
+        workload=args.workload,
+        slo_ttft_ms=args.slo_ttft_ms,
+        slo_tpot_ms=args.slo_tpot_ms,
+        profile=args.profile,
+        target_attainment=search.target_attainment,
+        tolerance=search.tolerance,
+        settings=settings,
+        command=shlex.join(["ppd", "plan", *sys.argv[2:]]) if sys.argv[1:2] == ["plan"] else "ppd plan",
+        ranked=rank(planned),
+        wall_s=time.perf_counter() - started_s,
+    )
+    out = Console(width=None if sys.stdout.isatty() else 160)  # a log or pipe gets the whole table
+    out.print(terminal_table(summary))
+    out.print(f"winner: {summary.winner.deployment.label}\n  {summary.winner_command()}")
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "plan.json").write_text(json.dumps(plan_json(summary), indent=1) + "\n")
+    plot = plot_goodput(summary, args.output / "plan.png")
+    (args.output / "plan.md").write_text(plan_markdown(summary, plot.name))
+    print(f"ppd plan: {args.output / 'plan.md'}, plan.json, plan.png ({summary.wall_s:.0f} s)")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], SearchConfig]:
+    """The evaluator, the deployments and the search, from the flags; UsageError on bad ones."""
+    from ppd.bench.metrics import Slo
+    from ppd.bench.workloads import parse_workloads
+    from ppd.plan.deployments import enumerate_deployments
+    from ppd.plan.evaluate import FleetEvaluator
+    from ppd.plan.search import SearchConfig
+    from ppd.sim.timing import ProfileError, load_profile
+
+    for name in ("gpus", "turns", "conversations", "workers"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("slo_ttft_ms", "slo_tpot_ms", "start_qps_per_gpu", "max_qps", "min_window_s", "drain_s"):
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0")
+    if args.think_time_s < 0:
+        raise UsageError("--think-time-s must be >= 0")
+    workloads = parse_workloads(args.workload, args.turns)
+    if len(workloads) != 1 or workloads[0].trace is not None:
+        raise UsageError("--workload: give one workload (W1..W4, IN/OUT or a conversation file), not a trace")
+    try:
+        load_profile(args.profile)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from exc
+    modes = _modes(args.modes)
+    try:
+        deployments = enumerate_deployments(args.gpus, modes)
+        search = SearchConfig(
+            start_qps=min(args.max_qps, args.start_qps_per_gpu * args.gpus),
+            target_attainment=args.target_attainment,
+            tolerance=args.tolerance,
+            min_qps=min(0.05, args.start_qps_per_gpu),
+            max_qps=args.max_qps,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not deployments:
+        raise UsageError(f"no deployment of {args.gpus} GPUs in modes {args.modes} (pd and ppd need >= 2)")
+    evaluator = FleetEvaluator(
+        workload=workloads[0],
+        slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms),
+        profile=args.profile,
+        conversations=args.conversations,
+        min_window_s=args.min_window_s,
+        drain_s=args.drain_s,
+        think_time_s=args.think_time_s,
+        seed=args.seed,
+    )
+    return evaluator, deployments, search
+
+
+def _modes(text: str) -> tuple[Mode, ...]:
+    from ppd.modes import MODES, is_mode
+
+    modes: list[Mode] = []
+    for mode in (part.strip() for part in text.split(",") if part.strip()):
+        if not is_mode(mode):
+            raise UsageError(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
+        modes.append(mode)
+    if not modes:
+        raise UsageError(f"--modes: give at least one of {', '.join(MODES)}")
+    return tuple(modes)

@@ -1,0 +1,143 @@
+"""One evaluation of the plan: a deployment at one conversation rate, simulated by `ppd fleet`.
+
+The fleet runs the deployment's engines (the `ppd sim` engine core and time-model profile) behind
+the proxy's own router core on a virtual clock, under the bench's open-loop workload: Poisson
+conversation arrivals, the workload's turns, the measured HTTP hop costs (docs/fleet.md). What is
+measured is the bench's: SLO attainment (share of sent turns after the warm-up that met both SLOs;
+failed or cut-off turns are misses) and goodput (such turns per second).
+
+Each evaluation offers about `conversations` conversations: the arrival window is
+conversations / qps, kept within [min_window_s, max_window_s], and its first `warmup_fraction` is
+left out of the figures. Turns still running `drain_s` after the window closes are cut off and count
+as misses (an overloaded deployment builds a queue that would only take longer to drain).
+
+An evaluation stops as soon as its verdict is certain: once more turns missed the SLOs than
+(1 - target) x all the turns it could send, no later turn can bring attainment back to the target.
+Its point then reports that bound as its attainment (`metrics["stopped_early"]`), and no goodput.
+Overloaded rates, the costliest to simulate, are the ones that stop early.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ppd.bench.arrivals import plan_conversations
+from ppd.bench.config import WorkloadSpec
+from ppd.bench.metrics import Slo, meets_slo, summarize
+from ppd.bench.workloads import context_tokens
+from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, simulate
+from ppd.plan.deployments import Deployment
+from ppd.plan.search import Point
+from ppd.results import TurnRow
+
+_MIN_CONTEXT_TOKENS = 16384  # the profiles' default context; longer workloads raise it
+
+
+@dataclass(frozen=True)
+class FleetEvaluator:
+    """Measures a deployment at a rate with `ppd fleet` (picklable: sent to worker processes)."""
+
+    workload: WorkloadSpec
+    slo: Slo
+    profile: str = "h100-llama3.1-8b"
+    conversations: int = 400  # offered per evaluation
+    min_window_s: float = 10.0
+    max_window_s: float = 120.0
+    warmup_fraction: float = 0.1
+    drain_s: float = 30.0
+    think_time_s: float = 0.0
+    seed: int = 0
+    target_attainment: float = 0.9  # for the early stop (module docstring)
+
+    def window_s(self, qps: float) -> float:
+        """The arrival window of an evaluation at `qps` (simulated s)."""
+        return min(self.max_window_s, max(self.min_window_s, self.conversations / qps))
+
+    def fleet_config(self, deployment: Deployment, qps: float) -> FleetConfig:
+        """The `ppd fleet` run of one evaluation."""
+        window_s = self.window_s(qps)
+        auto = deployment.mode == "auto"  # auto routes toward the SLOs it is planned for
+        return FleetConfig(
+            topology=fleet_topology(deployment.topology),
+            mode=deployment.mode,
+            workload=self.workload,
+            qps=qps,
+            duration_s=window_s,
+            warmup_s=self.warmup_fraction * window_s,
+            think_time_s=self.think_time_s,
+            seed=self.seed,
+            slo=self.slo,
+            drain_timeout_s=self.drain_s,
+            engine=EngineOptions(profile=self.profile, max_model_len=self.max_model_len()),
+            route_slo_ttft_ms=self.slo.ttft_ms if auto else None,
+            route_slo_tpot_ms=self.slo.tpot_ms if auto else None,
+        )
+
+    def max_model_len(self) -> int | None:
+        """A context long enough for the workload's longest conversation (None: the profile's)."""
+        longest = max((context_tokens(turns) for turns in self.workload.conversations), default=0)
+        return None if longest <= _MIN_CONTEXT_TOKENS else longest + 1
+
+    def __call__(self, deployment: Deployment, qps: float) -> Point:
+        """Simulate `deployment` at `qps` conversations/s and measure its SLO attainment."""
+        started_s = time.perf_counter()
+        config = self.fleet_config(deployment, qps)
+        plans = plan_conversations(config.workload, qps, config.duration_s, config.seed, config.run)
+        misses = _MissCounter(
+            config.slo, int((1.0 - self.target_attainment) * sum(len(p.turns) for p in plans))
+        )
+        try:
+            run = simulate(config, on_row=misses)
+        except _VerdictCertain:
+            bound = 1.0 - misses.num_missed / max(1, sum(len(p.turns) for p in plans))
+            metrics = {
+                "stopped_early": True,
+                "window_s": config.duration_s,
+                "missed_turns": misses.num_missed,
+            }
+            return Point(qps, bound, None, misses.num_sent, metrics, time.perf_counter() - started_s)
+        summaries = summarize(misses.rows, run.run_info, config.slo)
+        summary = next(s for s in summaries if s["turn_group"] == "all")
+        metrics = {
+            "ttft_p50_ms": summary["ttft_ms"]["p50"],
+            "ttft_p99_ms": summary["ttft_ms"]["p99"],
+            "tpot_p50_ms": summary["tpot_ms"]["p50"],
+            "tpot_p99_ms": summary["tpot_ms"]["p99"],
+            "success_rate": summary["success_rate"],
+            "window_s": self.window_s(qps),
+        }
+        return Point(
+            qps=qps,
+            slo_attainment=summary["slo_attainment"],
+            goodput_rps=summary["goodput_rps"],
+            num_turns=summary["count"],
+            metrics=metrics,
+            wall_s=time.perf_counter() - started_s,
+        )
+
+
+class _VerdictCertain(Exception):
+    """More turns missed the SLOs than the target allows: the rate fails whatever comes next."""
+
+
+class _MissCounter:
+    """Keeps the rows and counts sent, measured turns that missed the SLOs; raises _VerdictCertain
+    past the budget."""
+
+    def __init__(self, slo: Slo, max_misses: int) -> None:
+        self.slo = slo
+        self.max_misses = max_misses
+        self.rows: list[TurnRow] = []
+        self.num_sent = 0
+        self.num_missed = 0
+
+    def __call__(self, row: TurnRow) -> None:
+        self.rows.append(row)
+        if row.in_warmup or not row.sent:
+            return
+        self.num_sent += 1
+        if not meets_slo(row, self.slo):
+            self.num_missed += 1
+            if self.num_missed > self.max_misses:
+                raise _VerdictCertain

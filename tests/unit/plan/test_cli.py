@@ -1,0 +1,77 @@
+"""`ppd plan` end to end on a small fleet (2 GPUs, few conversations), and its one-line usage errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ppd.cli import main
+from ppd.plan.deployments import Deployment
+from ppd.plan.evaluate import FleetEvaluator
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gpus", "0"], "--gpus must be >= 1"),
+        (["--slo-ttft-ms", "0"], "--slo-ttft-ms must be > 0"),
+        (["--modes", "pd,fast"], "'fast' is not one of"),
+        (["--workload", "W9"], "workload 'W9'"),
+        (["--profile", "no-such-profile"], "no-such-profile"),
+        (["--tolerance", "1.5"], "tolerance"),
+        (["--gpus", "1", "--modes", "pd"], "no deployment of 1 GPUs"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {"--gpus": "2", "--workload": "W1", "--slo-ttft-ms": "500", "--slo-tpot-ms": "50"}
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        base[flag] = value
+    argv = ["plan", *[part for item in base.items() for part in item], "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_overloaded_rate_stops_early_with_a_bound_below_the_target() -> None:
+    from ppd.bench.metrics import Slo
+    from ppd.bench.workloads import builtin_workload
+
+    evaluator = FleetEvaluator(
+        builtin_workload("W4", 2), Slo(100.0, 20.0), conversations=40, min_window_s=2.0
+    )
+    point = evaluator(Deployment(0, 0, 1, "replication"), 20.0)
+    assert point.metrics.get("stopped_early") is True
+    assert point.slo_attainment is not None and point.slo_attainment < 0.9 and not point.passes(0.9)
+    lenient = FleetEvaluator(builtin_workload("W4", 2), Slo(5000.0, 50.0), conversations=20, min_window_s=2.0)
+    light = lenient(Deployment(0, 0, 1, "replication"), 0.5)
+    assert "stopped_early" not in light.metrics and light.num_turns > 10 and light.passes(0.9)
+
+
+def test_plan_ranks_two_gpus_and_writes_its_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan"
+    argv = [
+        "plan", "--gpus", "2", "--workload", "64/16", "--slo-ttft-ms", "400", "--slo-tpot-ms", "40",
+        "--modes", "pd,replication", "--conversations", "40", "--min-window-s", "2", "--drain-s", "10",
+        "--tolerance", "0.25", "--start-qps-per-gpu", "4", "--workers", "1", "--quiet", "--output", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "winner:" in printed and "ppd up --backend vllm --model MODEL --topology" in printed
+    plan = json.loads((out / "plan.json").read_text())
+    assert [d["deployment"] for d in plan["ranking"]] in (
+        ["2r replication", "1p1d pd"],
+        ["1p1d pd", "2r replication"],
+    )
+    assert plan["winner"]["up_command"] in printed
+    best = plan["ranking"][0]
+    assert best["max_qps"] > 0 and best["at_max"]["slo_attainment"] >= 0.9
+    assert all(p["qps"] > 0 for d in plan["ranking"] for p in d["points"])
+    markdown = (out / "plan.md").read_text()
+    assert "**Recommendation:" in markdown and "disaggregation" in markdown.lower()
+    assert (out / "plan.png").stat().st_size > 10_000

@@ -57,10 +57,10 @@ def _add_search_arguments(add: Callable[..., object]) -> None:
         help="stop the search when [pass, fail) is narrower than this share of its lower end (default 0.1)")
     add("--start-qps-per-gpu", type=float, default=1.0, help="first rate tried, per GPU (default 1)")
     add("--max-qps", type=float, default=1000.0, help="highest rate tried (default 1000)")
-    add("--conversations", type=int, default=400, help="conversations offered per evaluation (default 400)")
-    add("--min-window-s", type=float, default=10.0, help="shortest arrival window (simulated s, default 10)")
-    add("--drain-s", type=float, default=30.0,
-        help="simulated s after the window before unfinished turns are cut off as misses (default 30)")
+    add("--conversations", type=int, default=200, help="conversations offered per evaluation (default 200)")
+    add("--min-window-s", type=float, default=5.0, help="shortest arrival window (simulated s, default 5)")
+    add("--drain-s", type=float, default=20.0,
+        help="simulated s after the window before unfinished turns are cut off as misses (default 20)")
 # fmt: on
 
 

@@ -41,11 +41,11 @@ class FleetEvaluator:
     workload: WorkloadSpec
     slo: Slo
     profile: str = "h100-llama3.1-8b"
-    conversations: int = 400  # offered per evaluation
-    min_window_s: float = 10.0
+    conversations: int = 200  # offered per evaluation
+    min_window_s: float = 5.0
     max_window_s: float = 120.0
     warmup_fraction: float = 0.1
-    drain_s: float = 30.0
+    drain_s: float = 20.0
     think_time_s: float = 0.0
     seed: int = 0
     target_attainment: float = 0.9  # for the early stop (module docstring)

@@ -57,7 +57,7 @@ def test_plan_ranks_two_gpus_and_writes_its_outputs(
     out = tmp_path / "plan"
     argv = [
         "plan", "--gpus", "2", "--workload", "64/16", "--slo-ttft-ms", "400", "--slo-tpot-ms", "40",
-        "--modes", "pd,replication", "--conversations", "40", "--min-window-s", "2", "--drain-s", "10",
+        "--modes", "pd,replication", "--conversations", "24", "--min-window-s", "2", "--drain-s", "10",
         "--tolerance", "0.25", "--start-qps-per-gpu", "4", "--workers", "1", "--quiet", "--output", str(out),
     ]  # fmt: skip
     assert main(argv) == 0

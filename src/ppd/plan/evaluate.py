@@ -19,6 +19,7 @@ Overloaded rates, the costliest to simulate, are the ones that stop early.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -84,9 +85,8 @@ class FleetEvaluator:
         started_s = time.perf_counter()
         config = self.fleet_config(deployment, qps)
         plans = plan_conversations(config.workload, qps, config.duration_s, config.seed, config.run)
-        misses = _MissCounter(
-            config.slo, int((1.0 - self.target_attainment) * sum(len(p.turns) for p in plans))
-        )
+        num_turns = sum(len(p.turns) for p in plans)
+        misses = _MissCounter(config.slo, max_misses(self.target_attainment, num_turns))
         try:
             run = simulate(config, on_row=misses)
         except _VerdictCertain:
@@ -115,6 +115,12 @@ class FleetEvaluator:
             metrics=metrics,
             wall_s=time.perf_counter() - started_s,
         )
+
+
+def max_misses(target_attainment: float, num_turns: int) -> int:
+    """The most missed turns of `num_turns` that can still leave attainment >= the target. The small
+    epsilon keeps float error from making it one less ((1 - 0.9) * 400 is 39.999...)."""
+    return math.floor((1.0 - target_attainment) * num_turns + 1e-9)
 
 
 class _VerdictCertain(Exception):

@@ -37,7 +37,10 @@ class Point:
     wall_s: float = 0.0  # how long the evaluation took to compute
 
     def passes(self, target_attainment: float) -> bool:
-        """Whether at least `target_attainment` of its turns met the SLOs."""
+        """Whether at least `target_attainment` of its turns met the SLOs (a run stopped early failed:
+        its attainment is only an upper bound, evaluate.py)."""
+        if self.metrics.get("stopped_early"):
+            return False
         return self.slo_attainment is not None and self.slo_attainment >= target_attainment
 
 

@@ -51,6 +51,15 @@ def test_an_overloaded_rate_stops_early_with_a_bound_below_the_target() -> None:
     assert "stopped_early" not in light.metrics and light.num_turns > 10 and light.passes(0.9)
 
 
+def test_the_miss_budget_is_exact_despite_float_error() -> None:
+    from ppd.plan.evaluate import max_misses
+    from ppd.plan.search import Point
+
+    assert max_misses(0.9, 400) == 40  # (1 - 0.9) * 400 is 39.999... in floats
+    assert max_misses(0.9, 399) == 39 and max_misses(1.0, 50) == 0
+    assert not Point(1.0, 0.95, None, 10, {"stopped_early": True}).passes(0.9)  # a bound is no pass
+
+
 def test_plan_ranks_two_gpus_and_writes_its_outputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

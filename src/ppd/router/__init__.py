@@ -6,6 +6,7 @@
     failover.py       classify(failure, hop) and the routes after a failure
     conversations.py  who holds what                  history.py     recognising a conversation
     instances.py      instances: roles, health, load  records.py     TurnRecord, one turn's story
+    holding.py        whether a holder still had the history (the held share auto expects)
 
 Modes, roles and route kinds are typed in ppd.modes.
 """

@@ -50,15 +50,20 @@ def test_quick_demo_measures_three_modes_and_writes_the_report(tmp_path: Path) -
     assert merged["workloads"] == ["W1", "W4"]
     for point in merged["points"]:
         assert point["metrics"]["success_rate"]["mean"] == 1.0, point
-    # PPD serves turn 2 from D's prefix cache: its turn-2 TTFT must beat PD's at every load.
+    # PPD serves turn 2 from D's prefix cache: its turn-2 TTFT must beat PD's wherever the deployment
+    # is not saturated. W4 at 16 conv/s is far past saturation (8k-token turns, ~32 conversations in
+    # a 2 s window): there queueing decides, and the order flips from run to run (one CI run at
+    # fd7d539: PPD 520 ms vs PD 417 ms; the same code alone: PPD 63% lower), so it is not asserted.
     ttft = {
         (p["workload"], p["mode"], p["qps"]): p["metrics"]["ttft_ms.mean"]["mean"]
         for p in merged["points"]
         if p["turn_group"] == "2+"
     }
-    for (workload, mode, qps), value in ttft.items():
-        if mode == "ppd":
-            assert value < ttft[(workload, "pd", qps)], (workload, qps)
+    saturated = {("W4", 16.0)}
+    compared = [(w, q) for (w, m, q) in ttft if m == "ppd" and (w, q) not in saturated]
+    assert len(compared) == 3, sorted(ttft)
+    for workload, qps in compared:
+        assert ttft[(workload, "ppd", qps)] < ttft[(workload, "pd", qps)], (workload, qps)
     assert not (out / "deployment.json").exists()  # everything it started was stopped
 
 

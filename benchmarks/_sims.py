@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 _LISTENING = "listening on "
+_URL_RE = re.compile(r"listening on (http://\S+)")
 
 
 @contextlib.contextmanager
@@ -56,3 +59,34 @@ def _drain(stdout: IO[str]) -> None:
     with stdout:  # closed at EOF, when the sim has exited
         for _ in stdout:
             pass
+
+
+def start(args: list[str], log_path: Path, timeout_s: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `python -m ppd ARGS --port 0`, output to log_path, and return it with its URL.
+
+    Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the process.
+    """
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ppd", *args, "--port", "0"], stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        match = _URL_RE.search(log_path.read_text(errors="replace"))
+        if match:
+            return process, match.group(1)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"ppd {' '.join(args)} did not start; see {log_path}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a process from start(), killing it after 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)

@@ -30,7 +30,6 @@ import gzip
 import json
 import multiprocessing
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -44,42 +43,15 @@ from typing import Any
 
 import aiohttp
 
+from _sims import start, stop
 from ppd import __version__ as ppd_version
 
-_URL_RE = re.compile(r"listening on (http://\S+)")
 TOKEN = "abuse-admin-token"
 MIB = 1 << 20
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 # ---------------------------------------------------------------- processes
-
-
-def start(args: list[str], log_path: Path, timeout_s: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m ppd ARGS --port 0`, output to log_path (a file: a pipe nobody reads blocks it)."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ppd", *args, "--port", "0"], stdout=log, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        match = _URL_RE.search(log_path.read_text(errors="replace"))
-        if match:
-            return process, match.group(1)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"ppd {' '.join(args)} did not start; see {log_path}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 @dataclass

@@ -24,7 +24,6 @@ import asyncio
 import json
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,8 @@ from pathlib import Path
 
 import aiohttp
 
-_URL_RE = re.compile(r"listening on (http://\S+)")
+from _sims import start, stop
+
 MODES = ("pd", "ppd", "replication")
 
 
@@ -63,36 +63,6 @@ class Workload:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def start(args: list[str], log_path: Path, timeout_s: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `python -m ppd ARGS --port 0`, output to log_path, and return it with its URL.
-
-    Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the process.
-    """
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ppd", *args, "--port", "0"], stdout=log, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        match = _URL_RE.search(log_path.read_text(errors="replace"))
-        if match:
-            return process, match.group(1)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"ppd {' '.join(args)} did not start; see {log_path}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 def rss_kib(pid: int) -> int:

@@ -15,12 +15,12 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import aiohttp
 
-from helpers import Server, start_ppd
+from helpers import JsonEngineHandler, Server, start_ppd
 
 TOKEN = "s3cret"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -231,7 +231,7 @@ def test_killed_replica_is_rehomed_and_returns_to_service_when_it_recovers(ppd_s
         revived.stop()
 
 
-class FaultyEngine(BaseHTTPRequestHandler):
+class FaultyEngine(JsonEngineHandler):
     """An engine whose /health passes but whose every generation answers 500, as vLLM's does after
     an engine-core error."""
 
@@ -244,17 +244,6 @@ class FaultyEngine(BaseHTTPRequestHandler):
         self._answer(
             500, {"error": {"message": "EngineCore died", "type": "InternalServerError", "code": 500}}
         )
-
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @contextmanager

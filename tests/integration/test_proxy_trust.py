@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from helpers import Reply, http_call
+from helpers import JsonEngineHandler, Reply, http_call
 
 SIM_FAST = ("sim", "--time-scale", "0.05")
 JSON = {"Content-Type": "application/json"}
@@ -93,7 +93,7 @@ def test_client_kv_transfer_params_never_reach_an_engine(ppd_server) -> None:
         assert all(u["healthy"] and u["num_failures"] == 0 for u in upstreams(proxy).values())
 
 
-class PoisonableEngine(BaseHTTPRequestHandler):
+class PoisonableEngine(JsonEngineHandler):
     """An engine whose /health passes and which answers every generation, except that a body with
     "poison" in it makes it answer 500: a request that breaks any engine, not a broken engine."""
 
@@ -109,17 +109,6 @@ class PoisonableEngine(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
         choice = {"index": 0, "text": " w1", "finish_reason": "length"}
         self._answer(200, {"id": "cmpl-1", "object": "text_completion", "choices": [choice], "usage": usage})
-
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @contextmanager

@@ -101,3 +101,33 @@ def test_a_holder_that_evicted_the_history_is_counted_in_metrics_and_status(
     assert (history["checks"], history["lost"]) == (len(direct), lost)
     assert history["lost_share"] == lost / len(direct)
     assert history["learnt"]["checks"] == len(direct)
+
+
+def test_without_session_ids_the_proxy_recognises_linked_turns_by_their_leading_chunks(
+    ppd_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """--no-session-id: a trace turn repeats its history's blocks, not the previous prompt + answer,
+    so only the router's chunk index (router/chunks.py) can name its conversation."""
+    prefill, decode = ppd_server("sim", *SIM_ARGS), ppd_server("sim", *SIM_ARGS)
+    proxy = ppd_server("proxy", "--mode", "ppd", "--prefill", prefill.url, "--decode", decode.url)
+    rows = _replay(proxy, tmp_path, "no-session", send_session_id=False)
+    sent = [row for row in rows if row.sent]
+    assert len(sent) == 70 and all(row.ok for row in sent)
+    # The later turns whose previous turn was sent: the ones a holder can have the history of.
+    continuing = {
+        row.trace_request
+        for row in sent
+        if any(r.sent and r.conversation_id == row.conversation_id and r.turn < row.turn for r in rows)
+    }
+    direct = {row.trace_request for row in sent if row.route == "ppd-direct"}
+    assert len(continuing) == 27
+    assert direct == continuing  # every one recognised, and no new conversation taken for a later turn
+    metrics = http_call(proxy.url + "/metrics").body.decode()
+    assert f'ppd_proxy_conversations_recognised_total{{by="chunks"}} {len(direct)}' in metrics
+    assert 'by="session"' not in metrics
+    assert http_call(proxy.url + "/status").json()["recognised"]["chunks"] == len(direct)
+    # Served by the holder from its cache: the recognised turns found their history there.
+    for row in sent:
+        if row.trace_request in direct:
+            assert row.history_tokens and row.cached_tokens is not None and row.prompt_tokens
+            assert row.cached_tokens >= min(row.history_tokens, row.prompt_tokens - 1) // 16 * 16 - 16

@@ -43,6 +43,8 @@ def _add_engine_arguments(add: Callable[..., object]) -> None:
     add("--special-token-rate", type=float, default=0.0, help="as `ppd sim` (0.002: dummy weights)")
     add("--api", choices=("completions", "chat"), default="completions", help="OpenAI API the bench uses")
     add("--no-pd-decode-affinity", action="store_true", help="as `ppd proxy`: pd turns 2+ to any D")
+    add("--no-session-id", action="store_true",
+        help="as `ppd bench`: send no X-Session-ID; the router recognises conversations by their prompts")
     add("--route-slo-ttft-ms", type=float, default=None, help="the proxy's --slo-ttft-ms (auto routing)")
     add("--route-slo-tpot-ms", type=float, default=None, help="the proxy's --slo-tpot-ms (auto routing)")
     add("--hops", default="measured", help="HTTP hop costs: 'measured' (ppd/fleet/hops.json), 'zero', "
@@ -154,6 +156,7 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
                         route_slo_ttft_ms=args.route_slo_ttft_ms,
                         route_slo_tpot_ms=args.route_slo_tpot_ms,
                         record_itl=args.record_itl,
+                        send_session_id=not args.no_session_id,
                     )
                     validate(config)
                     configs.append(config)

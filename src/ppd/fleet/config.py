@@ -106,6 +106,7 @@ class FleetConfig:
     route_slo_tpot_ms: float | None = None
     record_itl: bool = False  # keep every inter-token gap in the rows (memory grows with tokens)
     decode_runs: bool = True  # price runs of identical decode steps at once (exact; False: per step)
+    send_session_id: bool = True  # False: as `ppd bench --no-session-id` (the router recognises turns)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy for the result file."""

@@ -121,7 +121,7 @@ class Fleet:
         """At the proxy: find the conversation and route the turn (proxy/turns.serve_turn)."""
         now_s = self.clock.now_s
         record = TurnRecord(started_s=now_s)
-        identity = Identity(session_id=job.session_id)
+        identity = turn_identity(job, self.config.send_session_id)
         try:
             route = self.router.decide(record, identity, job.num_prompt_words, now_s)
         except NoHealthyUpstream as exc:
@@ -139,6 +139,19 @@ class Fleet:
 
 
 _ROLES = {"prefill": ("prefill", "both"), "decode": ("decode", "both"), "replica": ("replica",)}
+
+
+def turn_identity(job: TurnJob, send_session_id: bool) -> Identity:
+    """How the proxy names the turn's conversation: its session id, or (as under `ppd bench
+    --no-session-id`) the prompt text the bench sends for these token ids."""
+    if send_session_id:
+        return Identity(session_id=job.session_id)
+    return Identity(prompt_bytes=words_text(job.prompt_token_ids))
+
+
+def words_text(token_ids: list[int]) -> bytes:
+    """The bench's text of word-token ids (`w<N>` joined by single spaces; ppd.tokens)."""
+    return " ".join([f"w{token}" for token in token_ids]).encode()
 
 
 def _client_done(clock: EventQueue, job: TurnJob) -> None:
@@ -313,8 +326,11 @@ class _TurnFlow:
             "completion_tokens": job.output_tokens,
             "prompt_tokens_details": {"cached_tokens": job.cached_tokens},
         }
-        fleet.router.commit(record, self.now_s)  # the holder and token counts (usage), as the proxy
         job.answer_token_ids = [t for t in request.output_token_ids if t < NUM_WORD_TOKENS]
+        # The holder and token counts (usage), as the proxy; without a session id, the answer text too
+        # (the proxy captures it to recognise the next turn by its whole history).
+        answer = None if fleet.config.send_session_id else words_text(job.answer_token_ids).decode()
+        fleet.router.commit(record, self.now_s, answer)
         job.status = 200
         self._finish()
 

@@ -80,6 +80,9 @@ class ProxyMetrics:
     # Turns the history's holder served from its cache (router/holding.py), per route: checked, the
     # history lost (less than half found), and the history tokens expected and missed.
     history: Counter[tuple[str, str]] = field(default_factory=Counter)  # (route, what) -> count
+    # Turns routed as a later turn of a known conversation, by how it was found: its session id, its
+    # whole history, or its prompt's leading chunks (router/conversations.py).
+    recognised: Counter[str] = field(default_factory=Counter)
     ttft_s: dict[str, Histogram] = field(default_factory=dict)  # to the first relayed byte
     prefill_s: dict[str, Histogram] = field(default_factory=dict)  # the P hop
     duration_s: dict[str, Histogram] = field(default_factory=dict)  # whole request
@@ -95,7 +98,7 @@ class ProxyMetrics:
     def clear(self) -> None:
         """Zero everything."""
         counters = (self.requests, self.routes, self.disconnects, self.failovers, self.auto_decisions)
-        for counter in (*counters, self.kv_releases, self.history):
+        for counter in (*counters, self.kv_releases, self.history, self.recognised):
             counter.clear()
         for histograms in (self.ttft_s, self.prefill_s, self.duration_s):
             histograms.clear()
@@ -128,6 +131,11 @@ class ProxyMetrics:
                 for o, n in sorted(self.kv_releases.items())
             ),
             *self._history_lines(),
+            "# TYPE ppd_proxy_conversations_recognised_total counter",
+            *(
+                f'ppd_proxy_conversations_recognised_total{{by="{by}"}} {n}'
+                for by, n in sorted(self.recognised.items())
+            ),
         ]
         for kind, histograms in (
             ("ttft_seconds", self.ttft_s),

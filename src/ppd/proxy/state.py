@@ -125,6 +125,8 @@ class ProxyState:
             metrics.auto_decisions[record.route.decision] += 1
         if record.history_check is not None:
             metrics.count_history_check(route, record.history_check)
+        if record.recognition is not None and record.recognition.by is not None:
+            metrics.recognised[record.recognition.by] += 1
         if record.first_byte_s is not None:
             metrics.observe(route, "ttft_s", record.first_byte_s - record.started_s)
         if record.prefill_ms is not None:
@@ -150,6 +152,8 @@ class ProxyState:
             "replica": list(self.config.effective_replica_urls),
             "replicas_are_pd_instances": not self.config.replica_urls,
             "conversations": len(self.conversations),
+            # Later turns by how their conversation was found: session id, whole history, chunks.
+            "recognised": {by: self.metrics.recognised.get(by, 0) for by in ("session", "history", "chunks")},
             "routes": routes,
             "responses_by_status": statuses,
             "client_disconnects": sum(self.metrics.disconnects.values()),

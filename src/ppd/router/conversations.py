@@ -1,5 +1,10 @@
 """Who holds what: per-conversation state, found by session id or by history, bounded in size.
 
+A request names its conversation in one of three ways, tried in this order: its session id; its
+history, when it starts with the conversation's whole previous prompt + answer (history.py); or,
+without either, the longest run of its prompt's leading chunks that a turn of one conversation sent
+before, beyond the text every conversation starts with (chunks.py). `recognise` says which.
+
 A conversation's state changes only when one of its turns completes (`commit_turn`), so a failed or
 abandoned turn leaves it as it was. The store is an LRU of at most `max_conversations` entries, and
 an entry idle for `idle_ttl_s` is dropped on the next access.
@@ -11,8 +16,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, ChunkIndex, chat_text
 from ppd.router.history import PrefixIndex, chat_digest, completion_history_text
 
 SESSION_HEADER = "X-Session-ID"
@@ -30,6 +36,7 @@ class Conversation:
     num_output_tokens: int = 0  # of the last turn
     last_used_s: float = 0.0  # the store's clock
     chat_key: bytes | None = field(default=None, repr=False)  # digest registered for recognition
+    in_chunk_index: bool = field(default=False, repr=False)  # counted among the chunk index's owners
 
     @property
     def num_history_tokens(self) -> int:
@@ -56,6 +63,31 @@ class TurnOutcome:
     answer_text: str | None  # the relayed answer; None when it could not be captured
 
 
+Recognised = Literal["session", "history", "chunks"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """What a request continues, and how that was found."""
+
+    conversation: Conversation | None  # None: a new conversation
+    by: Recognised | None = None
+    holder_url: str | None = None  # a chunk match: the instance the matched prefix was routed to
+    num_shared_bytes: int | None = None  # a chunk match: leading prompt bytes it shares
+    chunk_keys: tuple[bytes, ...] = ()  # the prompt's chunk keys (no session id), kept at commit
+
+
+def identity_text(identity: Identity) -> bytes | None:
+    """The text a request without a session id is chunked by: its prompt, or its chat messages."""
+    if identity.session_id is not None:
+        return None
+    if identity.prompt_bytes is not None:
+        return identity.prompt_bytes
+    if identity.chat_messages is not None:
+        return chat_text(identity.chat_messages)
+    return None
+
+
 def session_id_of(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None:
     """The client's session id: the X-Session-ID header, else the body's conversation_id."""
     header = headers.get(SESSION_HEADER)
@@ -73,6 +105,7 @@ class ConversationStore:
         max_conversations: int,
         idle_ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
+        chunks: ChunkIndex | None = None,
     ) -> None:
         self.max_conversations = max_conversations
         self.idle_ttl_s = idle_ttl_s
@@ -80,6 +113,7 @@ class ConversationStore:
         self._by_key: OrderedDict[str, Conversation] = OrderedDict()
         self._by_chat_digest: dict[bytes, str] = {}
         self._prompts = PrefixIndex()
+        self.chunks = chunks if chunks is not None else ChunkIndex(CHUNK_BYTES, CHUNKS_PER_INSTANCE)
         self._next_serial = 0
 
     def __len__(self) -> int:
@@ -91,13 +125,32 @@ class ConversationStore:
         self._by_key.clear()
         self._by_chat_digest.clear()
         self._prompts.clear()
+        self.chunks.clear()
         return count
 
     def find(self, identity: Identity, now_s: float | None = None) -> Conversation | None:
         """The known conversation this request continues, or None for a new one (now_s: the clock's)."""
+        return self.recognise(identity, now_s).conversation
+
+    def recognise(self, identity: Identity, now_s: float | None = None) -> Recognition:
+        """The conversation this request continues and how it was found (now_s: the clock's)."""
         self._expire(self._clock() if now_s is None else now_s)
         if identity.session_id is not None:
-            return self._by_key.get("s:" + identity.session_id)
+            conversation = self._by_key.get("s:" + identity.session_id)
+            return Recognition(conversation, "session" if conversation is not None else None)
+        text = identity_text(identity)
+        keys = tuple(self.chunks.keys_of(text)) if text is not None else ()
+        conversation = self._find_by_history(identity)
+        if conversation is not None:
+            return Recognition(conversation, "history", chunk_keys=keys)
+        match = self.chunks.longest_match(keys)
+        found = self._by_key.get(match.owner) if match is not None and isinstance(match.owner, str) else None
+        if match is None or found is None:
+            return Recognition(None, chunk_keys=keys)
+        return Recognition(found, "chunks", match.instance_url, match.num_bytes, keys)
+
+    def _find_by_history(self, identity: Identity) -> Conversation | None:
+        """The conversation whose whole previous prompt + answer this request starts with."""
         if identity.chat_messages is not None:
             if len(identity.chat_messages) < 2:
                 return None
@@ -110,9 +163,10 @@ class ConversationStore:
 
     def commit_turn(
         self, identity: Identity, conversation: Conversation | None, outcome: TurnOutcome,
-        now_s: float | None = None,
+        now_s: float | None = None, chunk_keys: tuple[bytes, ...] | None = None,
     ) -> Conversation:  # fmt: skip
-        """Record a completed turn of `conversation` (None: a new one); returns its state."""
+        """Record a completed turn of `conversation` (None: a new one); returns its state.
+        chunk_keys: the prompt's (Recognition.chunk_keys; computed here when None)."""
         now = self._clock() if now_s is None else now_s
         if conversation is None:
             conversation = self._create(identity)
@@ -125,8 +179,22 @@ class ConversationStore:
         conversation.last_used_s = now
         self._by_key.move_to_end(conversation.key)
         self._remember_history(conversation, identity, outcome.answer_text)
+        self._remember_chunks(conversation, identity, outcome.holder_url, chunk_keys)
         self._expire(now)
         return conversation
+
+    def _remember_chunks(
+        self, conversation: Conversation, identity: Identity, holder_url: str,
+        keys: tuple[bytes, ...] | None,
+    ) -> None:  # fmt: skip
+        if identity.session_id is not None:
+            return
+        if keys is None:
+            text = identity_text(identity)
+            keys = tuple(self.chunks.keys_of(text)) if text is not None else ()
+        if keys:
+            self.chunks.add(conversation.key, holder_url, keys, new_owner=not conversation.in_chunk_index)
+            conversation.in_chunk_index = True
 
     def _create(self, identity: Identity) -> Conversation:
         if identity.session_id is not None:

@@ -37,7 +37,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ppd.modes import MODES, Mode, mode_unavailable
-from ppd.router.conversations import Conversation, ConversationStore, Identity, TurnOutcome
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, ChunkIndex
+from ppd.router.conversations import (
+    Conversation,
+    ConversationStore,
+    Identity,
+    Recognition,
+    TurnOutcome,
+    identity_text,
+)
 from ppd.router.estimates import Estimates, HopLoad
 from ppd.router.failover import (
     FAILOVER_PREFILL_FAILED,
@@ -68,6 +76,8 @@ class RouterConfig:
     pd_decode_affinity: bool = True  # pd turns 2+ go to the D that holds the history
     max_conversations: int = 100_000
     conversation_idle_ttl_s: float = 3600.0
+    history_chunk_bytes: int = CHUNK_BYTES  # chunk recognition (router/chunks.py): chunk size
+    history_chunks_per_instance: int = CHUNKS_PER_INSTANCE  # its LRU cap, per instance
     health_interval_s: float = 2.0  # an unreachable instance is checked again after this
     health_max_backoff_s: float = 30.0  # the longest hold of an instance ejected by its failures
     slo_ttft_ms: float | None = None  # auto mode: prefer routes expected to meet these
@@ -104,7 +114,11 @@ class Router:
         self.config = config
         self.mode: Mode = config.mode
         self.pool = InstancePool(config.prefill_urls, config.decode_urls, config.replica_urls)
-        self.conversations = ConversationStore(config.max_conversations, config.conversation_idle_ttl_s)
+        num_instances = len({*config.prefill_urls, *config.decode_urls, *config.replica_urls})
+        chunks = ChunkIndex(config.history_chunk_bytes, config.history_chunks_per_instance * num_instances)
+        self.conversations = ConversationStore(
+            config.max_conversations, config.conversation_idle_ttl_s, chunks=chunks
+        )
         self.estimates = estimates if estimates is not None else Estimates()
         self.holding = HoldingModel()  # learnt: does a holder still have a history of this age and size
         self.num_decisions = 0  # routing decisions made; rotates ties between equally loaded instances
@@ -124,10 +138,11 @@ class Router:
 
     def decide(self, record: TurnRecord, identity: Identity, num_prompt_tokens: int, now_s: float) -> Route:
         """Find the turn's conversation and route it (D alone when no P is healthy); NoHealthyUpstream."""
-        conversation = self.conversations.find(identity, now_s)
-        record.identity, record.conversation = identity, conversation
+        recognition = self.conversations.recognise(identity, now_s)
+        conversation = recognition.conversation
+        record.identity, record.conversation, record.recognition = identity, conversation, recognition
         record.conversation_key = conversation.key if conversation is not None else None
-        record.turn = turn_of(conversation, num_prompt_tokens, now_s, self.holding)
+        record.turn = turn_of(conversation, num_prompt_tokens, now_s, self.holding, recognition, identity)
         route, failover = route_with_failover(
             self.mode, record.turn, self.pool.candidates, self._route_options()
         )
@@ -240,7 +255,8 @@ class Router:
         record.suspects.clear()
         outcome = turn_outcome(route, turn, record.usage, num_output_chunks, answer_text)
         self._check_history(record, route, turn)
-        committed = self.conversations.commit_turn(record.identity, record.conversation, outcome, now_s)
+        keys = record.recognition.chunk_keys if record.recognition is not None else None
+        committed = self.conversations.commit_turn(record.identity, record.conversation, outcome, now_s, keys)
         record.conversation_key = committed.key
         return committed
 
@@ -276,16 +292,33 @@ def turn_of(
     num_prompt_tokens: int,
     now_s: float = 0.0,
     holding: HoldingModel | None = None,
+    recognition: Recognition | None = None,
+    identity: Identity | None = None,
 ) -> Turn:
     """The routing view of a turn: its number, its holder, the history and how much of it the
-    holder is expected to still have (`holding`'s learnt share; all of it without one)."""
+    holder is expected to still have (`holding`'s learnt share; all of it without one).
+
+    Recognised by its leading chunks (router/chunks.py), the holder is the instance the matched
+    prefix was routed to, and the history is the part of the prompt that prefix covers (in the
+    prompt's own token estimate), at most the previous prompt + answer."""
     if conversation is None:
         return Turn(1, None, num_prompt_tokens, 0)
     age_s = max(0.0, now_s - conversation.last_used_s)
     num_history = conversation.num_history_tokens
     holder = conversation.holder_url
+    if recognition is not None and recognition.by == "chunks":
+        holder = recognition.holder_url or holder
+        num_history = min(num_history, shared_tokens(recognition, identity, num_prompt_tokens))
     share = holding.expected_share(holder, age_s, num_history) if holding and holder else 1.0
     return Turn(conversation.num_turns + 1, holder, num_prompt_tokens, num_history, age_s, share)
+
+
+def shared_tokens(recognition: Recognition, identity: Identity | None, num_prompt_tokens: int) -> int:
+    """The prompt tokens a chunk match covers: its share of the prompt's bytes, of the token estimate."""
+    text = identity_text(identity) if identity is not None else None
+    if not text or recognition.num_shared_bytes is None:
+        return num_prompt_tokens
+    return round(num_prompt_tokens * min(1.0, recognition.num_shared_bytes / len(text)))
 
 
 def turn_outcome(

@@ -1,0 +1,162 @@
+"""Recognising a conversation by its prompt's leading chunks, when neither a session id nor the whole
+previous prompt + answer names it.
+
+Why. A client that keeps no session id and edits its history a little (a trace's next turn repeats
+the earlier turns' blocks but not the last, partial one; a chat UI that trims or re-renders the last
+answer) never starts its prompt with the previous prompt + answer, so history.py finds nothing. What
+such a prompt still shares with its conversation's previous turn is a long leading run of text, and
+that run is what the instance that served the previous turn holds in its prefix cache.
+
+How (the idea of vLLM's prefix-cache block hashes and llm-d's prefix-aware scorer, on text). A
+prompt's UTF-8 bytes are cut into fixed chunks of `chunk_bytes`; chunk k's key is a chained digest of
+chunks 0..k, so one key names a whole prefix. A trailing partial chunk gets no key: it is exactly
+the part the next turn changes. After a turn completes, each key of its prompt is remembered with
+the conversation that sent it and the instance that served it (its holder). A new request's keys are
+looked up from the first: the longest run of known keys is its longest known prefix.
+
+The common head. Nearly every conversation may start with the same system prompt; matching only
+that says nothing about which conversation this is. A key is *common* when more than `common_share`
+of the conversations the index has seen carried it (counted as owner changes of the key), and a
+match counts only when its longest key is not common: it reaches beyond the common head into text
+that one conversation sent. This is the online form of the trace link rule (ppd.traces.links: the
+head is the leading run more than half of the requests share).
+
+Chunk size vs tokens. The router sees text, never token ids, and the two need not line up: a chunk
+is not a KV block and its keys never have to equal an engine's block hashes; they only have to be
+equal for equal text. The chunk size only sets how finely a shared prefix is seen: a match finds the
+shared text rounded down to whole chunks. CHUNK_BYTES = 1024 is ~256 tokens of English BPE text
+(~4 bytes a token) and ~150 of the bench's `w<N>` word tokens (~6.7 bytes), i.e. 10-16 of vLLM's
+16-token blocks: well below a system prompt or a conversation's own history (thousands of tokens),
+so both span several chunks, and a 12k-token prompt costs ~80 keys. Smaller chunks cost more keys per
+request (lookups, memory) for no routing gain.
+
+Memory. The index is an LRU of at most `max_chunks` keys (the router gives it
+CHUNKS_PER_INSTANCE per instance): each ~0.2 KB (an 8-byte digest, its entry, the LRU link), so the
+default 65,536 per instance is ~13 MB per instance and covers 64 MiB of distinct prompt text, ~16M
+tokens, far more than one instance's KV cache holds (the H100 profile's: ~450k tokens). A prompt's
+keys are refreshed last-first, so its leading keys are the most recent and eviction takes prefixes
+from their tails, keeping the known keys prefix-closed (what the lookup's first-miss stop relies on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CHUNK_BYTES = 1024
+CHUNKS_PER_INSTANCE = 65_536
+COMMON_SHARE = 0.5  # a key more than this share of the conversations carried is part of the common head
+KEY_BYTES = 8
+
+
+def chunk_keys(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
+    """Chained digests of data's whole chunks: keys[k] names data[: (k + 1) * chunk_bytes]."""
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
+    hasher = hashlib.blake2b(digest_size=KEY_BYTES)
+    view = memoryview(data)
+    keys: list[bytes] = []
+    for start in range(0, len(data) - chunk_bytes + 1, chunk_bytes):
+        hasher.update(view[start : start + chunk_bytes])
+        keys.append(hasher.copy().digest())
+    return keys
+
+
+def chat_text(messages: Sequence[Any]) -> bytes:
+    """Chat messages as one byte string whose prefixes follow the messages' (for chunk_keys): each
+    message's role and content in order, so a next turn's messages extend the previous turn's text."""
+    parts: list[bytes] = []
+    for message in messages:
+        if isinstance(message, dict):
+            role, content = message.get("role", ""), message.get("content")
+        else:
+            role, content = "", message
+        text = content if isinstance(content, str) else repr(content)
+        parts.append(f"{role}\x00{text}\x01".encode("utf-8", "surrogatepass"))
+    return b"".join(parts)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    owner: Hashable  # the conversation that sent it last
+    instance_url: str  # where that turn was served: the holder of this prefix
+    num_owners: int  # conversations that carried it (owner changes)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMatch:
+    """The longest known prefix of a prompt beyond the common head."""
+
+    owner: Hashable
+    instance_url: str
+    num_chunks: int  # matched leading chunks
+    num_bytes: int  # num_chunks * chunk_bytes
+
+
+class ChunkIndex:
+    """Leading-chunk keys of the prompts routed so far, each with its owner and holder; LRU-bounded."""
+
+    def __init__(
+        self, chunk_bytes: int = CHUNK_BYTES, max_chunks: int = CHUNKS_PER_INSTANCE,
+        common_share: float = COMMON_SHARE,
+    ) -> None:  # fmt: skip
+        if chunk_bytes < 1 or max_chunks < 1 or not 0.0 < common_share < 1.0:
+            raise ValueError("chunk_bytes and max_chunks must be positive, common_share in (0, 1)")
+        self.chunk_bytes = chunk_bytes
+        self.max_chunks = max_chunks
+        self.common_share = common_share
+        self.num_owners = 0  # conversations that registered keys
+        self._chunks: OrderedDict[bytes, _Chunk] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._chunks.clear()
+        self.num_owners = 0
+
+    def keys_of(self, data: bytes) -> list[bytes]:
+        """The chunk keys of a prompt's bytes."""
+        return chunk_keys(data, self.chunk_bytes)
+
+    def longest_match(self, keys: Sequence[bytes]) -> ChunkMatch | None:
+        """The owner and holder of the longest known prefix of `keys`, if it reaches beyond the common
+        head; None otherwise."""
+        chunks = self._chunks
+        longest: _Chunk | None = None
+        num_matched = 0
+        for key in keys:
+            chunk = chunks.get(key)
+            if chunk is None:
+                break
+            longest, num_matched = chunk, num_matched + 1
+        if longest is None or self.is_common(longest):
+            return None
+        return ChunkMatch(longest.owner, longest.instance_url, num_matched, num_matched * self.chunk_bytes)
+
+    def is_common(self, chunk: _Chunk) -> bool:
+        """Carried by more than common_share of the conversations seen: part of the common head."""
+        return chunk.num_owners > self.common_share * self.num_owners
+
+    def add(self, owner: Hashable, instance_url: str, keys: Sequence[bytes], new_owner: bool) -> None:
+        """Remember that `owner` (new_owner: its first registration) sent a prompt with `keys`, served
+        by `instance_url`."""
+        if new_owner:
+            self.num_owners += 1
+        chunks = self._chunks
+        for key in reversed(keys):  # leading keys last: the most recent, evicted last
+            chunk = chunks.get(key)
+            if chunk is None:
+                chunks[key] = _Chunk(owner, instance_url, 1)
+                continue
+            if chunk.owner != owner:
+                chunk.owner = owner
+                chunk.num_owners += 1
+            chunk.instance_url = instance_url
+            chunks.move_to_end(key)
+        while len(chunks) > self.max_chunks:
+            chunks.popitem(last=False)

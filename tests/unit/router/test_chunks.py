@@ -1,0 +1,153 @@
+"""Recognition by leading chunks (router/chunks.py): keys, the common head, the LRU cap, the store and
+the router using it when neither a session id nor the whole history names the conversation."""
+
+from __future__ import annotations
+
+import pytest
+
+from ppd.router.chunks import ChunkIndex, chat_text, chunk_keys
+from ppd.router.conversations import ConversationStore, Identity, TurnOutcome
+from ppd.router.core import Router, RouterConfig
+from ppd.router.records import TurnRecord
+
+CHUNK = 16
+SYSTEM = b"S" * (3 * CHUNK)  # the system prompt every conversation starts with: three whole chunks
+
+
+def words(tag: str, num_bytes: int) -> bytes:
+    """num_bytes of text unique to `tag`."""
+    unit = f"<{tag}>".encode()
+    return (unit * (num_bytes // len(unit) + 1))[:num_bytes]
+
+
+def test_keys_are_chained_whole_chunks() -> None:
+    a = chunk_keys(b"x" * 40 + b"tail", 16)
+    assert len(a) == 2  # the trailing 12 bytes are no whole chunk: no key
+    b = chunk_keys(b"x" * 32 + b"y" * 16, 16)
+    assert b[:2] == a[:2] and len(b) == 3
+    # a key names its whole prefix: the same chunk after a different prefix has another key
+    assert chunk_keys(b"a" * 16 + b"z" * 16, 16)[1] != chunk_keys(b"b" * 16 + b"z" * 16, 16)[1]
+    with pytest.raises(ValueError):
+        chunk_keys(b"x", 0)
+
+
+def test_chat_text_of_a_next_turn_extends_the_previous_turns() -> None:
+    first = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    later = [*first, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}]
+    assert chat_text(later).startswith(chat_text(first))
+
+
+def test_longest_match_beyond_the_common_head() -> None:
+    index = ChunkIndex(CHUNK, 1000)
+    a = SYSTEM + words("a", 5 * CHUNK)
+    b = SYSTEM + words("b", 5 * CHUNK)
+    index.add("A", "d0", index.keys_of(a), new_owner=True)
+    index.add("B", "d1", index.keys_of(b), new_owner=True)
+    # A's next turn repeats A's first 4 own chunks, then differs (its last partial part changed)
+    match = index.longest_match(index.keys_of(SYSTEM + words("a", 4 * CHUNK) + words("z", 3 * CHUNK)))
+    assert match is not None and (match.owner, match.instance_url, match.num_chunks) == ("A", "d0", 7)
+    assert match.num_bytes == 7 * CHUNK
+    # a new conversation sharing only the system prompt (carried by both: common) matches nothing
+    assert index.longest_match(index.keys_of(SYSTEM + words("c", 5 * CHUNK))) is None
+    assert index.longest_match(index.keys_of(words("d", 8 * CHUNK))) is None
+
+
+def test_a_key_carried_by_more_than_the_common_share_is_head() -> None:
+    index = ChunkIndex(CHUNK, 1000, common_share=0.5)
+    shared = SYSTEM + words("app", 2 * CHUNK)
+    for owner in "ABC":
+        index.add(owner, "d0", index.keys_of(shared + words(owner, 3 * CHUNK)), new_owner=True)
+    index.add("D", "d0", index.keys_of(SYSTEM + words("D", 5 * CHUNK)), new_owner=True)
+    # the app prefix: 3 of 4 conversations, common; A's own text beyond it is not
+    assert index.longest_match(index.keys_of(shared + words("E", 3 * CHUNK))) is None
+    match = index.longest_match(index.keys_of(shared + words("A", 3 * CHUNK)))
+    assert match is not None and match.owner == "A"
+
+
+def test_the_cap_evicts_prefix_tails_first() -> None:
+    index = ChunkIndex(CHUNK, 8)
+    old = words("old", 6 * CHUNK)
+    index.add("A", "d0", index.keys_of(old), new_owner=True)
+    index.add("B", "d1", index.keys_of(words("new", 4 * CHUNK)), new_owner=True)
+    assert len(index) == 8
+    # A's last two chunks went, its leading four are still known
+    match = index.longest_match(index.keys_of(old))
+    assert match is not None and (match.owner, match.num_chunks) == ("A", 4)
+
+
+def outcome(holder: str, answer: str = " w9 w8") -> TurnOutcome:
+    return TurnOutcome(holder, 100, 2, answer)
+
+
+def test_store_recognises_an_edited_history_by_chunks_after_the_whole_history() -> None:
+    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000))
+    first_a = Identity(prompt_bytes=SYSTEM + words("a", 5 * CHUNK) + b"partial")
+    conversations.commit_turn(first_a, None, outcome("d0"))
+    conversations.commit_turn(Identity(prompt_bytes=SYSTEM + words("b", 5 * CHUNK)), None, outcome("d1"))
+    # whole previous prompt + answer first: "history"
+    whole = conversations.recognise(Identity(prompt_bytes=first_a.prompt_bytes + b" w9 w8 more"))
+    assert whole.by == "history" and whole.conversation is not None and whole.chunk_keys
+    # the partial tail changed: no whole-history match, the chunks find A and its holder
+    edited = Identity(prompt_bytes=SYSTEM + words("a", 5 * CHUNK) + b"PARTIAL, edited" * 4)
+    found = conversations.recognise(edited)
+    assert found.by == "chunks" and found.conversation is whole.conversation
+    assert (found.holder_url, found.num_shared_bytes) == ("d0", 8 * CHUNK)
+    # only the system prompt in common: a new conversation
+    assert conversations.recognise(Identity(prompt_bytes=SYSTEM + words("c", 9 * CHUNK))).conversation is None
+    # a session id is never looked up by text, and its prompts are not indexed
+    assert conversations.recognise(Identity(session_id="s", prompt_bytes=None)).chunk_keys == ()
+
+
+def test_chat_without_history_match_is_recognised_by_chunks() -> None:
+    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000))
+    system = {"role": "system", "content": "S" * 60}
+    for tag in "xy":
+        messages = [system, {"role": "user", "content": words(tag, 80).decode()}]
+        conversations.commit_turn(Identity(chat_messages=messages), None, outcome("d0", answer="fine"))
+    # the client re-rendered the answer ("fine" -> "Fine."): the digest misses, the chunks do not
+    later = [
+        system,
+        {"role": "user", "content": words("x", 80).decode()},
+        {"role": "assistant", "content": "Fine."},
+        {"role": "user", "content": "go on"},
+    ]
+    found = conversations.recognise(Identity(chat_messages=later))
+    assert found.by == "chunks" and found.conversation is not None and found.conversation.num_turns == 1
+
+
+PPD = RouterConfig(
+    "ppd", prefill_urls=("p0",), decode_urls=("d0", "d1"), history_chunk_bytes=CHUNK,
+    history_chunks_per_instance=1000,
+)  # fmt: skip
+
+
+def serve(router: Router, prompt: bytes, now_s: float) -> TurnRecord:
+    """One completions turn without a session id, carried out as a driver would."""
+    record = TurnRecord(started_s=now_s)
+    num_tokens = prompt.count(b" ") + 1
+    route = router.decide(record, Identity(prompt_bytes=prompt), num_tokens, now_s)
+    if route.prefill_url is not None:
+        router.finish(router.begin(record, "prefill", now_s), now_s, succeeded=True)
+    hop = router.begin(record, "target", now_s)
+    router.finish(hop, now_s + 0.5, succeeded=True, last_byte=True)
+    record.usage = {"prompt_tokens": num_tokens, "completion_tokens": 5}
+    router.commit(record, now_s + 0.5, answer_text="w1 w2 w3 w4 w5")
+    return record
+
+
+def test_router_sends_a_chunk_recognised_turn_to_the_prefix_holder() -> None:
+    router = Router(PPD)
+    system = b"w0 " * 16  # 48 bytes
+    first = {tag: serve(router, system + words(tag, 160) + b" w7", now_s=1.0) for tag in ("a", "b", "c")}
+    # a's next turn: its history's last part edited, so only the chunks name it
+    second = serve(router, system + words("a", 150) + b" edited w8 w9 w10", now_s=5.0)
+    assert second.recognition is not None and second.recognition.by == "chunks"
+    assert second.turn is not None and second.turn.number == 2
+    assert second.route is not None and second.route.kind == "ppd-direct"
+    assert second.route.target_url == first["a"].route.target_url if first["a"].route else False
+    # the history is what the matched chunks cover (12 of the prompt's ~14 chunks), not all of it
+    num_prompt = second.turn.num_prompt_tokens
+    assert 0 < second.turn.num_history_tokens < num_prompt
+    # a fresh conversation with the same system prompt is a first turn (P -> D)
+    fresh = serve(router, system + words("new", 160), now_s=6.0)
+    assert fresh.turn is not None and fresh.turn.number == 1

@@ -4,7 +4,8 @@ Every check runs on each piece as it arrives (aiohttp hands over up to 64 KiB at
 work per piece is small and the event loop serves other requests in between: the bytes counted
 (`--max-body-bytes`, before and after decoding), the decompression (bounded: a gzip bomb stops at
 the limit), and the JSON elements (ppd.jsonshape: a body of 5.6M `{}` is refused after its first
-~60 KB instead of being parsed for seconds). Only a body within every bound is joined and parsed.
+~60 KB instead of being parsed for seconds). Only a body within every bound is joined, then parsed
+(proxy/longjson.py: a large one in steps).
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ class BodyLimits:
     max_json_elements: int
 
 
-async def read_json_body(request: web.Request, limits: BodyLimits) -> tuple[dict[str, Any], bytes]:
-    """The request's JSON object and its (decoded) bytes: ApiError 413 when too large, 408 when it
-    does not arrive whole within the timeout, 415 for a Content-Encoding other than identity, gzip
-    or deflate, 400 when it is broken, too big in elements or depth, or not a JSON object.
+async def read_body(request: web.Request, limits: BodyLimits) -> tuple[bytes, int]:
+    """The request's (decoded) body bytes and their number of opening brackets (for
+    parse_json_object): ApiError 413 when too large, 408 when it does not arrive whole within the
+    timeout, 415 for a Content-Encoding other than identity, gzip or deflate, 400 when it is broken
+    or has too many JSON elements.
 
     A body refused before its end leaves the rest unread: the caller closes the connection.
     """
@@ -77,8 +79,7 @@ async def read_json_body(request: web.Request, limits: BodyLimits) -> tuple[dict
         raise ApiError(408, f"request body did not arrive within {limits.body_timeout_s:g} s") from exc
     except (HttpProcessingError, RequestPayloadError) as exc:
         raise ApiError(400, f"request body is malformed: {' '.join(str(exc).split())}") from exc
-    raw = reader.finish()
-    return parse_json_object(raw, reader.counter.num_containers), raw
+    return reader.finish(), reader.counter.num_containers
 
 
 def content_encoding(header: str) -> str:
@@ -170,7 +171,7 @@ def parse_json_object(raw: bytes, num_containers: int) -> dict[str, Any]:
     """A JSON object from bytes already within the element bounds (`num_containers`: its opening
     brackets); ApiError 400 when it is not JSON, not an object, or nests over MAX_JSON_DEPTH."""
     try:
-        with _collector_paused():
+        with collector_paused():
             body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
@@ -185,7 +186,7 @@ def parse_json_object(raw: bytes, num_containers: int) -> dict[str, Any]:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     # json.loads allocates every container at once: the cyclic collector's passes over them would
     # only add time (nothing parsed can be garbage yet).
     was_enabled = gc.isenabled()

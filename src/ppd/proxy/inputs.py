@@ -7,12 +7,12 @@ passed through to the client.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ppd.openai_api import ApiError
+from ppd.proxy.longjson import JsonBody, plain_body
 from ppd.router.conversations import SESSION_BODY_FIELD, SESSION_HEADER, Identity, session_id_of
 
 
@@ -23,6 +23,7 @@ class TurnRequest:
     is_chat: bool
     body: dict[str, Any]  # without conversation_id
     raw_body: bytes  # what to forward when no hop rewrites the body
+    parsed: JsonBody  # body, and how to encode one made from it (P's) without re-encoding long strings
     identity: Identity
     stream: bool
     num_prompt_tokens: int  # estimate: whitespace-separated words (the sim's and GPU kit's tokens)
@@ -40,16 +41,20 @@ MAX_SESSION_ID_CHARS = 512
 
 
 def parse_turn_request(
-    headers: Mapping[str, str], body: dict[str, Any], raw_body: bytes, is_chat: bool
+    headers: Mapping[str, str], parsed: JsonBody | dict[str, Any], raw_body: bytes, is_chat: bool
 ) -> TurnRequest:
     """Check the fields the proxy relies on and work out the request's identity."""
+    if isinstance(parsed, dict):
+        parsed = plain_body(parsed)
+    body = parsed.value
     _check_common_fields(body)
     if len(headers.get(SESSION_HEADER, "")) > MAX_SESSION_ID_CHARS:
         raise ApiError(400, f"{SESSION_HEADER} is longer than {MAX_SESSION_ID_CHARS} characters")
     session_id = session_id_of(headers, body)
     if any(name in body for name in PROXY_OWNED_FIELDS):
-        body = {key: value for key, value in body.items() if key not in PROXY_OWNED_FIELDS}
-        raw_body = json.dumps(body).encode()
+        parsed = parsed.without(PROXY_OWNED_FIELDS)
+        body = parsed.value
+        raw_body = parsed.encode(dict)
     single_answer = body.get("n") in (None, 1)
     if is_chat:
         messages = _checked_messages(body)
@@ -67,6 +72,7 @@ def parse_turn_request(
         is_chat=is_chat,
         body=body,
         raw_body=raw_body,
+        parsed=parsed,
         identity=identity,
         stream=body.get("stream") is True,
         num_prompt_tokens=num_prompt_tokens,

@@ -64,13 +64,13 @@ async def release_kv(
     session: aiohttp.ClientSession,
     url: str,
     path: str,
-    body: dict[str, Any],
+    data: bytes,
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout,
 ) -> str | None:
-    """Send a release_body to D (base URL `url`); None when D took the KV, else why not."""
+    """Send a release_body (encoded: `data`) to D (base URL `url`); None when D took the KV, else why not."""
     try:
-        response = await open_upstream(session, url, path, json.dumps(body).encode(), headers, timeout)
+        response = await open_upstream(session, url, path, data, headers, timeout)
     except (UpstreamFailed, UpstreamRejected) as exc:
         return str(exc)
     try:
@@ -161,13 +161,14 @@ async def call_prefill(
     session: aiohttp.ClientSession,
     url: str,
     path: str,
-    body: dict[str, Any],
+    data: bytes,
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout,
 ) -> tuple[dict[str, Any], int | None]:
-    """Run the prefill hop at P (base URL `url`); P's kv_transfer_params for D, and the prompt tokens
-    P found in its own prefix cache (its usage.prompt_tokens_details.cached_tokens, when given)."""
-    response = await open_upstream(session, url, path, json.dumps(body).encode(), headers, timeout)
+    """Run the prefill hop at P (base URL `url`) with `data`, the encoded prefill_body; P's
+    kv_transfer_params for D, and the prompt tokens P found in its own prefix cache (its
+    usage.prompt_tokens_details.cached_tokens, when given)."""
+    response = await open_upstream(session, url, path, data, headers, timeout)
     try:
         payload = json.loads(await response.read())
     except (TimeoutError, aiohttp.ClientError) as exc:

@@ -24,9 +24,10 @@ import aiohttp
 from aiohttp import web
 
 from ppd.openai_api import ApiError, api_error_response, error_response
-from ppd.proxy.body import pause_if_large, read_json_body
+from ppd.proxy.body import pause_if_large, read_body
 from ppd.proxy.capture import AnswerCapture
 from ppd.proxy.inputs import TurnRequest, parse_turn_request
+from ppd.proxy.longjson import parse_in_steps
 from ppd.proxy.relay import (
     PrefillAnswerInvalid,
     UpstreamFailed,
@@ -68,9 +69,10 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
     state = request.app[STATE]
     record = TurnRecord(started_s=clock())
     try:
-        body, raw_body = await read_json_body(request, state.body_limits)
+        raw_body, num_containers = await read_body(request, state.body_limits)
+        parsed = await parse_in_steps(raw_body, num_containers)
         await pause_if_large(len(raw_body))
-        turn_request = parse_turn_request(request.headers, body, raw_body, is_chat)
+        turn_request = parse_turn_request(request.headers, parsed, raw_body, is_chat)
         state.router.decide(record, turn_request.identity, turn_request.num_prompt_tokens, clock())
         return await forward_turn(request, state, turn_request, record)
     except ApiError as exc:
@@ -205,10 +207,12 @@ class _Forward:
         succeeded = False
         try:
             await pause_if_large(len(self.turn_request.raw_body))
-            body = prefill_body(self.turn_request.body, self.turn_request.is_chat)
+            is_chat = self.turn_request.is_chat
+            data = self.turn_request.parsed.encode(lambda body: prefill_body(body, is_chat))
+            await pause_if_large(len(data))
             state = self.state
             params, record.prefill_cached_tokens = await call_prefill(
-                state.session, prefill_url, self.path, body, self._headers_up(), state.prefill_timeout
+                state.session, prefill_url, self.path, data, self._headers_up(), state.prefill_timeout
             )
             succeeded = True
             return params
@@ -274,8 +278,9 @@ class _Forward:
             return
         decode_url, kv_transfer_params = self.prefilled_kv
         self.prefilled_kv = None
-        body = release_body(self.turn_request.body, self.turn_request.is_chat, kv_transfer_params)
-        work = release_prefilled_kv(self.state, decode_url, self.path, body, self._headers_up())
+        is_chat = self.turn_request.is_chat
+        data = self.turn_request.parsed.encode(lambda body: release_body(body, is_chat, kv_transfer_params))
+        work = release_prefilled_kv(self.state, decode_url, self.path, data, self._headers_up())
         self.state.spawn(work, "kv release")
 
     def _headers_up(self) -> dict[str, str]:
@@ -283,10 +288,11 @@ class _Forward:
 
 
 async def release_prefilled_kv(
-    state: ProxyState, decode_url: str, path: str, body: dict[str, Any], headers: dict[str, str]
+    state: ProxyState, decode_url: str, path: str, data: bytes, headers: dict[str, str]
 ) -> None:
-    """Have D take and drop the KV P prefilled for a request D refused; counted in kv_releases."""
-    error = await release_kv(state.session, decode_url, path, body, headers, state.upstream_timeout)
+    """Have D take and drop the KV P prefilled for a request D refused (`data`: the encoded
+    relay.release_body); counted in kv_releases."""
+    error = await release_kv(state.session, decode_url, path, data, headers, state.upstream_timeout)
     state.metrics.kv_releases["released" if error is None else "failed"] += 1
 
 

@@ -34,8 +34,9 @@ from ppd.proxy.body import LARGE_BODY_BYTES, collector_paused, parse_json_object
 
 # A string literal this long (bytes, quotes included) is decoded on its own, in steps.
 LONG_STRING_BYTES = 64 * 1024
-# About how many bytes of a long string are decoded between two turns of the event loop.
-STEP_BYTES = 1 << 20
+# About how many bytes of a long string are decoded between two turns of the event loop (~1 ms
+# each on the quiet machine; a turn of the loop costs some µs).
+STEP_BYTES = 256 * 1024
 # Quotes looked at between two turns of the event loop while long strings are searched for.
 _QUOTES_PER_STEP = 16384
 _BACKSLASH = ord("\\")
@@ -44,15 +45,19 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _PLACEHOLDER_PREFIX = "\x00ppd-long-string:"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class JsonBody:
     """A client's JSON object, and how to encode a body made from it without re-encoding its long
     strings (`encode`)."""
 
     value: dict[str, Any]  # the body as parsed
     skeleton: dict[str, Any]  # the same, each long string a placeholder (the value itself when none)
-    literals: tuple[bytes, ...]  # each long string as the client sent it, quotes included
+    literals: tuple[bytes | memoryview, ...]  # each long string as the client sent it, quotes included
     marker: str = ""  # the placeholders' common prefix, unique to this body
+
+    def __repr__(self) -> str:
+        # Short: asyncio writes the repr of a task's result into its own repr, and this holds megabytes.
+        return f"JsonBody(<{len(self.value)} members>, {len(self.literals)} long strings)"
 
     def without(self, keys: tuple[str, ...]) -> JsonBody:
         """The same body without these top-level members."""
@@ -70,7 +75,7 @@ class JsonBody:
             return text
         # json.dumps writes each placeholder as `"\u0000ppd-long-string:MARKER:I"`.
         escaped = json.dumps(self.marker).encode()[:-1]  # the opening quote and the escaped marker
-        parts = re.split(re.escape(escaped) + rb'(\d+)"', text)
+        parts: list[bytes | memoryview] = list(re.split(re.escape(escaped) + rb'(\d+)"', text))
         for index in range(1, len(parts), 2):
             parts[index] = self.literals[int(parts[index])]
         return b"".join(parts)
@@ -105,7 +110,8 @@ async def parse_in_steps(raw: bytes, num_containers: int) -> JsonBody:
     value = _with_strings(skeleton_raw, strings)
     if value is None:  # a placeholder where the substitution does not look (lists in lists)
         value = parse_json_object(raw, num_containers)
-    literals = tuple(raw[start:stop] for start, stop in spans)
+    view = memoryview(raw)  # the literals are spliced into P's body as they are: no copies
+    literals = tuple(view[start:stop] for start, stop in spans)
     return JsonBody(value, skeleton, literals, marker)
 
 

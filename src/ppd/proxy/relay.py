@@ -50,7 +50,8 @@ def decode_request_bytes(raw_body: bytes, body: dict[str, Any], kv_transfer_para
     if text[:1] != b"{" or text[-1:] != b"}" or "kv_transfer_params" in body:
         return json.dumps(decode_body(body, kv_transfer_params)).encode()
     member = b'"kv_transfer_params": ' + json.dumps(kv_transfer_params).encode()
-    return text[:-1] + (b", " if body else b"") + member + b"}"
+    # One copy of a long body, not one per `+`.
+    return b"".join((memoryview(text)[:-1], b", " if body else b"", member, b"}"))
 
 
 def release_body(body: dict[str, Any], is_chat: bool, kv_transfer_params: dict[str, Any]) -> dict[str, Any]:

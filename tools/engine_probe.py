@@ -1,6 +1,7 @@
 """Probe one idle engine (vLLM or `ppd sim`): what a step costs by batch composition.
 
 Usage: python tools/engine_probe.py --url http://127.0.0.1:8100 --out probe.jsonl [--sections ...]
+(ppd importable: installed, or PYTHONPATH=src as tools/gpu/h200/session.sh sets it)
 
 Sections, in order (each output line is one JSON record; raw client-side stamps are kept, in ms
 since the record's own start, so a fit can be redone offline from the file alone):
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from ppd.prometheus import PrometheusParseError, name_starts_with, series_diff, series_values
 
 NUM_WORDS = 128000
 TTFT_SIZES = (128, 512, 1024, 2048, 4096, 8192, 16384, 32000)
@@ -125,20 +128,11 @@ async def metric_series(session: aiohttp.ClientSession, url: str) -> dict[str, f
             text = await response.text() if response.status == 200 else ""
     except (aiohttp.ClientError, TimeoutError):
         return {}
-    series = {}
-    for line in text.splitlines():
-        if not line.startswith(("vllm:", "ppd_sim:")):
-            continue
-        name, _, value = line.rpartition(" ")
-        try:
-            series[name] = float(value)
-        except ValueError:
-            continue
-    return series
-
-
-def series_diff(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {k: round(v - before.get(k, 0.0), 6) for k, v in after.items() if v != before.get(k, 0.0)}
+    try:
+        return series_values(text, name_starts_with("vllm:", "ppd_sim:"))
+    except PrometheusParseError as exc:
+        print(f"engine_probe: {url}/metrics: {exc}", file=sys.stderr)
+        return {}
 
 
 def usage_of(record: Stream) -> dict[str, Any]:

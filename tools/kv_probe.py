@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from ppd.openai_api import PREFILL_KV_TRANSFER_PARAMS
+from ppd.prometheus import Sample, series_diff, series_values
 
 TIMEOUT = aiohttp.ClientTimeout(total=120)
 NEW_WORDS_TURN2 = 192
@@ -32,27 +33,17 @@ def words(rng: random.Random, count: int) -> str:
     return " ".join(f"w{rng.randrange(128000)}" for _ in range(count))
 
 
+def _is_transfer_series(sample: Sample) -> bool:
+    lowered = sample.series.lower()
+    return "nixl" in lowered or "kv_transfer" in lowered or "kv_connector" in lowered
+
+
 async def transfer_series(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """Every /metrics sample whose name mentions nixl or kv transfer, by its full series text."""
+    """Every /metrics sample whose series (name or labels) mentions nixl or kv transfer, by its full
+    series text."""
     async with session.get(url + "/metrics") as response:
         text = await response.text()
-    series = {}
-    for line in text.splitlines():
-        lowered = line.lower()
-        if line.startswith("#") or not (
-            "nixl" in lowered or "kv_transfer" in lowered or "kv_connector" in lowered
-        ):
-            continue
-        name, _, value = line.rpartition(" ")
-        try:
-            series[name] = float(value)
-        except ValueError:
-            continue
-    return series
-
-
-def diff(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {k: round(v - before.get(k, 0.0), 6) for k, v in after.items() if v != before.get(k, 0.0)}
+    return series_values(text, _is_transfer_series)
 
 
 async def stream_ttft(
@@ -127,8 +118,8 @@ async def pd_turn(session: aiohttp.ClientSession, prefill: str, decode: str, pro
         "num_remote_blocks": sum(len(g) for g in params.get("remote_block_ids") or []),
         "usage": decoded.get("usage"),
         "text": decoded.get("text", ""),
-        "decode_nixl_diff": diff(d_before, await transfer_series(session, decode)),
-        "prefill_nixl_diff": diff(p_before, await transfer_series(session, prefill)),
+        "decode_nixl_diff": series_diff(d_before, await transfer_series(session, decode)),
+        "prefill_nixl_diff": series_diff(p_before, await transfer_series(session, prefill)),
     }
 
 

@@ -1,7 +1,7 @@
 """Per loaded point: the client's view (rows) beside vLLM's own (its /metrics before and after the
 point, raw/metrics.tar.gz), and how much of each turn 2's history the prefix cache held.
 
-    python results/h200-vllm0.25.1-single/engine_metrics_summary.py
+    python results/h200-vllm0.25.1-single/engine_metrics_summary.py   # with ppd importable
 
 Columns (means over the point's requests, ms): cTTFT = client TTFT; fTTFT = vLLM's
 time_to_first_token (API server's arrival to its handling of the first token); queue / prefill =
@@ -18,20 +18,9 @@ import statistics
 import tarfile
 from pathlib import Path
 
+from ppd.prometheus import name_starts_with, series_diff, series_values, total
+
 HERE = Path(__file__).resolve().parent
-
-
-def prom_series(text: str) -> dict[str, float]:
-    series = {}
-    for line in text.splitlines():
-        if line.startswith("vllm:"):
-            name, _, value = line.rpartition(" ")
-            series[name] = float(value)
-    return series
-
-
-def total(diff: dict[str, float], name: str) -> float:
-    return sum(v for k, v in diff.items() if k.split("{")[0] == name)
 
 
 def mean_ms(diff: dict[str, float], name: str) -> float:
@@ -52,9 +41,9 @@ def main() -> None:
             rows = [json.loads(line) for line in lines]
         for qps in sorted({r["qps"] for r in rows}):
             tag = f"h200-{workload}-q{qps:g}"
-            before = prom_series(snapshots[f"{tag}-before.prom"])
-            after = prom_series(snapshots[f"{tag}-after.prom"])
-            diff = {k: v - before.get(k, 0.0) for k, v in after.items()}
+            before = series_values(snapshots[f"{tag}-before.prom"], name_starts_with("vllm:"))
+            after = series_values(snapshots[f"{tag}-after.prom"], name_starts_with("vllm:"))
+            diff = series_diff(before, after, ndigits=None)
             ok = [r for r in rows if r["qps"] == qps and r["ok"]]
             turn2 = [r for r in ok if r["turn"] == 2]
             new_words = {"w1": 512, "w2": 4096, "w3": 256, "w4": 8192}[workload]

@@ -49,6 +49,7 @@ from ppd import __version__ as ppd_version
 TOKEN = "abuse-admin-token"
 MIB = 1 << 20
 JSON_HEADERS = {"Content-Type": "application/json"}
+DECODE_REFUSES = "max_tokens that D refuses after P prefilled"
 
 
 # ---------------------------------------------------------------- processes
@@ -479,7 +480,7 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
             body_of(b'{"prompt": ' + b"[" * 65 + b"1" + b"]" * 65 + b"}", C, 400, "nests deeper"),
         ),
         ("4 MB prompt over the context (tokenized off the engine's loop)", huge_prompt_over_context),
-        ("max_tokens that D refuses after P prefilled", decode_refuses_what_prefill_took),
+        (DECODE_REFUSES, decode_refuses_what_prefill_took),
         (
             "non-UTF-8 Authorization on a turn",
             lambda: raw_header(b"Authorization: Bearer \xff\xfe", 401, "ASCII"),
@@ -518,6 +519,18 @@ def attack_cases(deployment: Deployment) -> list[tuple[str, Callable[[], Awaitab
         ),
     ]
     return cases
+
+
+def selected(
+    cases: list[tuple[str, Callable[[], Awaitable[CaseResult]]]], texts: list[str] | None
+) -> list[tuple[str, Callable[[], Awaitable[CaseResult]]]]:
+    """The cases whose name contains one of `texts` (all when None); SystemExit if none does."""
+    if not texts:
+        return cases
+    chosen = [case for case in cases if any(text in case[0] for text in texts)]
+    if not chosen:
+        raise SystemExit(f"abuse.py: no case name contains any of {texts}")
+    return chosen
 
 
 # ---------------------------------------------------------------- connection floods
@@ -671,7 +684,7 @@ async def measure(deployment: Deployment, args: argparse.Namespace) -> int:
     phases: dict[str, tuple[Honest, list[float]]] = {}
     attack_samples: tuple[list[float], list[float]] = ([], [])
     cases: list[Case] = []
-    attack = attack_cases(deployment)  # every body built before any measurement
+    attack = selected(attack_cases(deployment), args.cases)  # every body built before any measurement
     for phase, seed in (("baseline", args.seed), ("attack", args.seed + 1)):
         honest = Honest()
         sampler = HealthSampler(deployment.proxy, args.health_interval_ms / 1e3)
@@ -691,7 +704,8 @@ async def measure(deployment: Deployment, args: argparse.Namespace) -> int:
         if phase == "attack":
             attack_samples = (sent_s, latencies_ms)
     await asyncio.sleep(2.0)  # the last KV releases and pulls settle
-    cases += await end_checks(deployment, 1, time.monotonic() - started_s)
+    num_refused_by_decode = sum(name == DECODE_REFUSES for name, _ in attack)
+    cases += await end_checks(deployment, num_refused_by_decode, time.monotonic() - started_s)
     for case in cases:
         worst = f" [/health <= {case.worst_health_ms(*attack_samples):.0f} ms]" if case.started_s else ""
         print(f"  {'ok   ' if case.ok else 'WRONG'} {case.name}: {case.detail}{worst}")
@@ -728,6 +742,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle-connections", type=int, default=1000, help="connections that send nothing")
     parser.add_argument("--time-scale", type=float, default=0.1, help="the sims' time scale")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cases",
+        action="append",
+        metavar="TEXT",
+        help="only the cases whose name contains TEXT (repeatable)",
+    )
     parser.add_argument("--log-dir", type=Path, help="engines' and proxy's output (default: a temp dir)")
     return parser.parse_args()
 

@@ -4,10 +4,12 @@ within a deadline.
 aiohttp has neither: a probe kept slow-header connections open for 100 s and more, and 19,995 idle
 connections were accepted (each a file descriptor and parser buffers). `ConnectionGuard` is the
 protocol factory handed to `loop.create_server`; it wraps aiohttp's own (`web.Server`). One
-connection more than the cap gets a 503 JSON answer and is closed before any parsing; a new
-connection whose first request headers are not complete within `header_timeout_s` is closed. Later
-requests on a kept-alive connection are aiohttp's: its keep-alive timeout closes one that stays
-idle (a partial header counts as idle) after its last answer.
+connection more than the cap gets a 503 JSON answer and is closed before any parsing; so does one
+more than the per-client cap from one peer address (429: that client holds too many, not the
+server), so one client cannot take every connection from the others. A new connection whose first
+request headers are not complete within `header_timeout_s` is closed. Later requests on a
+kept-alive connection are aiohttp's: its keep-alive timeout closes one that stays idle (a partial
+header counts as idle) after its last answer.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ _END_OF_HEADERS = b"\r\n\r\n"
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    """How many client connections may be open at once, and how long a new one may take to send
-    its first request's headers (s)."""
+    """How many client connections may be open at once, in all and from one peer address (0: no
+    per-client cap), and how long a new one may take to send its first request's headers (s)."""
 
     max_connections: int
     header_timeout_s: float
+    max_connections_per_client: int = 0
 
 
 @dataclass(slots=True)
@@ -37,17 +40,31 @@ class ConnectionCounts:
     num_open: int = 0
     num_accepted: int = 0
     num_refused: int = 0  # over the cap: answered 503 and closed
+    num_refused_per_client: int = 0  # over the per-client cap: answered 429 and closed
     num_header_timeouts: int = 0  # closed: no complete request headers in time
 
 
 def refusal_bytes(max_connections: int) -> bytes:
     """The whole HTTP answer to a connection over the cap: 503, OpenAI-style JSON, then close."""
     message = f"the server has {max_connections} connections open, its limit; retry shortly"
+    return _answer_bytes(503, "Service Unavailable", "ServiceUnavailableError", message)
+
+
+def client_refusal_bytes(max_connections_per_client: int) -> bytes:
+    """The whole HTTP answer to a connection over the per-client cap: 429, OpenAI-style JSON, then close."""
+    message = (
+        f"your address has {max_connections_per_client} connections open to this server, the limit per "
+        "client; reuse or close one, or retry shortly"
+    )
+    return _answer_bytes(429, "Too Many Requests", "RateLimitError", message)
+
+
+def _answer_bytes(status: int, reason: str, error_type: str, message: str) -> bytes:
     body = json.dumps(
-        {"error": {"message": message, "type": "ServiceUnavailableError", "param": None, "code": 503}}
+        {"error": {"message": message, "type": error_type, "param": None, "code": status}}
     ).encode()
     head = (
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
@@ -68,6 +85,8 @@ class ConnectionGuard:
         self.counts = counts
         self.note = note  # called with one line for each connection refused or timed out
         self._refusal = refusal_bytes(limits.max_connections)
+        self._client_refusal = client_refusal_bytes(limits.max_connections_per_client)
+        self.open_by_peer: dict[str, int] = {}  # peer address -> its open connections (per-client cap)
 
     def __call__(self) -> asyncio.Protocol:
         return _GuardedProtocol(self)
@@ -75,6 +94,36 @@ class ConnectionGuard:
     def refusal(self) -> bytes:
         """What a connection over the cap is sent."""
         return self._refusal
+
+    def admit(self, peer: str) -> bytes | None:
+        """Count a new connection from `peer` in, or the answer that refuses it (over a cap)."""
+        counts, limits = self.counts, self.limits
+        if counts.num_open >= limits.max_connections:
+            counts.num_refused += 1
+            self.write_note(f"refused a connection from {peer}: {counts.num_open} open, the limit")
+            return self._refusal
+        num_from_peer = self.open_by_peer.get(peer, 0)
+        if 0 < limits.max_connections_per_client <= num_from_peer:
+            counts.num_refused_per_client += 1
+            self.write_note(
+                f"refused a connection from {peer}: it has {num_from_peer} open, the per-client limit"
+            )
+            return self._client_refusal
+        self.open_by_peer[peer] = num_from_peer + 1
+        counts.num_open += 1
+        counts.num_accepted += 1
+        return None
+
+    def release(self, peer: str) -> None:
+        """An admitted connection from `peer` closed."""
+        self.counts.num_open -= 1
+        left = self.open_by_peer.pop(peer) - 1
+        if left:
+            self.open_by_peer[peer] = left
+
+    def write_note(self, text: str) -> None:
+        if self.note is not None:
+            self.note(text)
 
 
 class _GuardedProtocol(asyncio.Protocol):
@@ -86,18 +135,16 @@ class _GuardedProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes seen while the first headers are incomplete
+        self._peer = "?"
 
     def connection_made(self, transport: Any) -> None:
-        counts = self._guard.counts
         self._transport = transport
-        if counts.num_open >= self._guard.limits.max_connections:
-            counts.num_refused += 1
-            self._note(f"refused a connection from {_peer(transport)}: {counts.num_open} open, the limit")
-            transport.write(self._guard.refusal())
+        self._peer = _peer(transport)
+        refusal = self._guard.admit(self._peer)
+        if refusal is not None:
+            transport.write(refusal)
             transport.close()
             return
-        counts.num_open += 1
-        counts.num_accepted += 1
         self._inner = self._guard.factory()
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(self._guard.limits.header_timeout_s, self._headers_too_slow)
@@ -108,14 +155,10 @@ class _GuardedProtocol(asyncio.Protocol):
         self._guard.counts.num_header_timeouts += 1
         if self._transport is not None:
             timeout_s = self._guard.limits.header_timeout_s
-            self._note(
-                f"closed a connection from {_peer(self._transport)}: no request headers in {timeout_s:g} s"
+            self._guard.write_note(
+                f"closed a connection from {self._peer}: no request headers in {timeout_s:g} s"
             )
             self._transport.abort()
-
-    def _note(self, text: str) -> None:
-        if self._guard.note is not None:
-            self._guard.note(text)
 
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
@@ -146,7 +189,7 @@ class _GuardedProtocol(asyncio.Protocol):
             self._deadline = None
         if self._inner is None:
             return
-        self._guard.counts.num_open -= 1
+        self._guard.release(self._peer)
         inner, self._inner = self._inner, None
         inner.connection_lost(exc)
 

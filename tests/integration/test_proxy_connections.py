@@ -104,3 +104,42 @@ def test_protect_status_and_no_upstream_header(ppd_server) -> None:
     assert reply.status == 200 and "x-ppd-route" in reply.headers
     assert not any(name.lower() == "x-ppd-upstream" for name in reply.headers)
     assert engine not in json.dumps(reply.headers)
+
+
+def connect_from(url: str, source_host: str) -> socket.socket:
+    """A connection from another loopback address (127.0.0.0/8): another client, as the proxy sees it."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10, source_address=(source_host, 0))
+
+
+def test_one_client_over_its_cap_is_refused_429_and_others_are_still_served(ppd_server) -> None:
+    engine = ppd_server(*SIM_FAST).url
+    proxy = ppd_server("proxy", "--mode", "replication", "--replica", engine, "--max-connections", "20",
+                       "--max-connections-per-client", "3").url  # fmt: skip
+    held = [connect_from(proxy, "127.0.0.2") for _ in range(3)]
+    time.sleep(0.2)
+    over = connect_from(proxy, "127.0.0.2")
+    answer = over.recv(4096)
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 429") and b"Retry-After: 1" in head
+    error = json.loads(body)["error"]
+    assert error["code"] == 429 and "per client" in error["message"]
+    assert closed_within(over, 5.0) is not None
+    # another client is served meanwhile, and so is the capped one on the connections it holds
+    other = connect_from(proxy, "127.0.0.3")
+    other.sendall(b"GET /health HTTP/1.1\r\nHost: p\r\n\r\n")
+    assert other.recv(4096).startswith(b"HTTP/1.1 200")
+    held[0].sendall(b"GET /health HTTP/1.1\r\nHost: p\r\n\r\n")
+    assert held[0].recv(4096).startswith(b"HTTP/1.1 200")
+    # one closed: the client may open one again
+    held.pop().close()
+    time.sleep(0.2)
+    again = connect_from(proxy, "127.0.0.2")
+    again.sendall(b"GET /health HTTP/1.1\r\nHost: p\r\n\r\n")
+    assert again.recv(4096).startswith(b"HTTP/1.1 200")
+    for sock in [*held, over, other, again]:
+        sock.close()
+    time.sleep(0.2)
+    status = get(proxy, "/status").json()
+    assert status["connections"]["num_refused_per_client"] == 1 and status["connections"]["num_refused"] == 0
+    assert status["options"]["max_connections_per_client"] == 3

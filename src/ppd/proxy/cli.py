@@ -86,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="client connections open at once; one more is answered 503 and closed",
     )
     parser.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=0,
+        help="client connections open at once from one peer address (0: no cap); one more is answered "
+        "429 and closed. Clients behind one NAT or load balancer share an address",
+    )
+    parser.add_argument(
         "--protect-status",
         action="store_true",
         help="GET /status and /metrics need the admin token too (they show upstream URLs and load)",
@@ -128,6 +135,7 @@ def build_config(args: argparse.Namespace) -> ProxyConfig:
         header_timeout_s=args.header_timeout_s,
         idle_timeout_s=args.idle_timeout_s,
         max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
         protect_status=args.protect_status,
         upstream_header=args.upstream_header,
         insecure=args.insecure,
@@ -166,7 +174,9 @@ def server_options(config: ProxyConfig, note: Callable[[str], object] | None = N
     from ppd.connections import ConnectionLimits
     from ppd.serve import ServerOptions
 
-    limits = ConnectionLimits(config.max_connections, config.header_timeout_s)
+    limits = ConnectionLimits(
+        config.max_connections, config.header_timeout_s, config.max_connections_per_client
+    )
     return ServerOptions(
         handler_cancellation=True,
         keepalive_timeout_s=config.idle_timeout_s,

@@ -34,6 +34,7 @@ class ProxyConfig:
     header_timeout_s: float = 10.0  # longest wait for a new connection's request headers
     idle_timeout_s: float = 60.0  # a kept-alive connection with no request for this long is closed
     max_connections: int = 4096  # client connections open at once; more are answered 503 and closed
+    max_connections_per_client: int = 0  # from one peer address (0: no cap); more are answered 429
     protect_status: bool = False  # GET /status and /metrics need the admin token too
     upstream_header: bool = True  # answers carry x-ppd-upstream (the engine's URL)
     insecure: bool = False  # allow a non-loopback bind address without an admin token
@@ -94,6 +95,10 @@ def check_config(config: ProxyConfig) -> None:
     _check_positive("max_conversations", config.max_conversations)
     _check_positive("max_json_elements", config.max_json_elements)
     _check_positive("max_connections", config.max_connections)
+    if config.max_connections_per_client < 0:
+        raise UsageError(
+            f"max_connections_per_client must be >= 0 (0: no cap), not {config.max_connections_per_client}"
+        )
     if config.protect_status and config.admin_token is None:
         raise UsageError("--protect-status needs --admin-token (the token /status and /metrics then ask for)")
     for name in (

@@ -90,8 +90,11 @@ async def parse_in_steps(raw: bytes, num_containers: int) -> JsonBody:
     """The JSON object in `raw` (within the element bounds; `num_containers` its opening brackets),
     its long strings decoded in steps with the event loop turning in between; ApiError 400 as
     body.parse_json_object when it is not valid."""
-    is_utf8 = not raw.startswith(_UTF8_BOM) and json.detect_encoding(raw) == "utf-8"
-    spans = await long_string_spans(raw, LONG_STRING_BYTES) if len(raw) > LARGE_BODY_BYTES and is_utf8 else []
+    spans = (
+        await long_string_spans(raw, LONG_STRING_BYTES)
+        if len(raw) > LARGE_BODY_BYTES and _is_utf8(raw)
+        else []
+    )
     if not spans:
         return plain_body(parse_json_object(raw, num_containers))
     marker = f"{_PLACEHOLDER_PREFIX}{secrets.token_hex(8)}:"
@@ -113,6 +116,11 @@ async def parse_in_steps(raw: bytes, num_containers: int) -> JsonBody:
     view = memoryview(raw)  # the literals are spliced into P's body as they are: no copies
     literals = tuple(view[start:stop] for start, stop in spans)
     return JsonBody(value, skeleton, literals, marker)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    # json.loads also reads UTF-16 and UTF-32 (and a BOM): those are parsed in one step, as before.
+    return not raw.startswith(_UTF8_BOM) and json.detect_encoding(raw) == "utf-8"
 
 
 async def long_string_spans(raw: bytes, min_bytes: int) -> list[tuple[int, int]]:

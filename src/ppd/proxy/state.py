@@ -195,6 +195,7 @@ def options_status(config: ProxyConfig) -> dict[str, Any]:
         "header_timeout_s": config.header_timeout_s,
         "idle_timeout_s": config.idle_timeout_s,
         "max_connections": config.max_connections,
+        "max_connections_per_client": config.max_connections_per_client,
         "protect_status": config.protect_status,
         "upstream_header": config.upstream_header,
         "health_interval_s": config.health_interval_s,

@@ -73,6 +73,7 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
         parsed = await parse_in_steps(raw_body, num_containers)
         await pause_if_large(len(raw_body))
         turn_request = parse_turn_request(request.headers, parsed, raw_body, is_chat)
+        await pause_if_large(len(raw_body))  # the router hashes the prompt (its history lookup)
         state.router.decide(record, turn_request.identity, turn_request.num_prompt_tokens, clock())
         return await forward_turn(request, state, turn_request, record)
     except ApiError as exc:

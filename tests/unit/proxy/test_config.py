@@ -43,6 +43,10 @@ def test_replicas_default_to_prefill_and_decode_instances() -> None:
             "connect_timeout_s",
         ),
         ({"mode": "replication", "replica_urls": ("http://a:1",), "admin_token": ""}, "admin-token"),
+        (
+            {"mode": "replication", "replica_urls": ("http://a:1",), "max_connections_per_client": -1},
+            "max_connections_per_client",
+        ),
     ],
 )
 def test_bad_configs_say_what_is_wrong(kwargs: dict, message: str) -> None:

@@ -38,9 +38,10 @@ def test_cli_maps_the_reliability_options() -> None:
     add_arguments(parser)
     args = parser.parse_args(["--mode", "replication", "--replica", "http://r:1", "--host", "0.0.0.0",
                               "--insecure", "--prefill-timeout-s", "2.5",
-                              "--body-timeout-s", "4"])  # fmt: skip
+                              "--body-timeout-s", "4", "--max-connections-per-client", "64"])  # fmt: skip
     config = build_config(args)
     assert (config.insecure, config.prefill_timeout_s, config.body_timeout_s) == (True, 2.5, 4.0)
+    assert config.max_connections_per_client == 64
 
 
 @pytest.mark.parametrize("name", ["prefill_timeout_s", "body_timeout_s"])

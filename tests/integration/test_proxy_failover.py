@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 import urllib.request
@@ -21,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from helpers import JsonEngineHandler, Server, start_ppd
+from ppd.prometheus import parse_samples
 
 TOKEN = "s3cret"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -96,11 +96,11 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def metric(url: str, name: str) -> float:
+def metric(url: str, series: str) -> float:
+    """The first sample of a metric name, or of one series (`name{labels}` as exposed); 0 if none."""
     with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
         text = response.read().decode()
-    match = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    return next((s.value for s in parse_samples(text) if series in (s.name, s.series)), 0.0)
 
 
 def upstreams(proxy: str) -> dict[str, dict[str, Any]]:

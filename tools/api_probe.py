@@ -45,6 +45,8 @@ from typing import Any
 
 import aiohttp
 
+from ppd.prometheus import PrometheusParseError, name_starts_with, series_diff, series_values, total
+
 NUM_WORDS = 128000
 STREAM_PROMPT_TOKENS = 32
 STREAM_KV_BUDGET_TOKENS = 600_000  # answers of all S streams together, well inside the KV cache
@@ -98,14 +100,13 @@ def cpu_seconds_of_stat(stat_text: str, clock_ticks_per_s: int) -> float:
 
 def histogram_mean_ms(diff: dict[str, float], name: str) -> float | None:
     """Mean of a Prometheus histogram's new samples in a /metrics diff (sum over count), in ms."""
-    total = sum(v for k, v in diff.items() if k.startswith(name + "_sum"))
-    count = sum(v for k, v in diff.items() if k.startswith(name + "_count"))
-    return round(total / count * 1e3, 3) if count else None
+    count = total(diff, name + "_count")
+    return round(total(diff, name + "_sum") / count * 1e3, 3) if count else None
 
 
 def counter_delta(diff: dict[str, float], name: str) -> float:
     """Increase of a counter (all its label sets) in a /metrics diff."""
-    return sum(v for k, v in diff.items() if k == name or k.startswith(name + "{"))
+    return total(diff, name)
 
 
 def window_stream_stats(
@@ -258,20 +259,11 @@ async def metric_series(session: aiohttp.ClientSession, url: str) -> dict[str, f
             text = await response.text() if response.status == 200 else ""
     except (aiohttp.ClientError, TimeoutError):
         return {}
-    series = {}
-    for line in text.splitlines():
-        if not line.startswith(("vllm:", "ppd_sim:")):
-            continue
-        name, _, value = line.rpartition(" ")
-        try:
-            series[name] = float(value)
-        except ValueError:
-            continue
-    return series
-
-
-def series_diff(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {k: round(v - before.get(k, 0.0), 6) for k, v in after.items() if v != before.get(k, 0.0)}
+    try:
+        return series_values(text, name_starts_with("vllm:", "ppd_sim:"))
+    except PrometheusParseError as exc:
+        print(f"api_probe: {url}/metrics: {exc}", file=sys.stderr)
+        return {}
 
 
 def prompt_words(rng: random.Random, num_tokens: int) -> str:

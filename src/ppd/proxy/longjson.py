@@ -14,9 +14,10 @@ placeholder, is parsed in one call. A body re-encoded from it (P's one-token req
 encoded by `json.dumps` with the client's own bytes of each long string put back in place of its
 placeholder, as D's body already is (relay.decode_request_bytes).
 
-What still runs in one step: a long object key, and long strings in lists nested in lists (both
-decoded with the rest, in one call: correct, not stepped); a body of many small elements (bounded
-by --max-json-elements) is parsed in one call.
+What still runs in one step: a long object key, long strings in lists nested in lists, and every
+string under LONG_STRING_BYTES, all decoded with the rest in one call (correct, not stepped): a
+body near the size limit made of many medium strings, or of many small values (bounded by
+--max-json-elements), still costs one json.loads of all of it.
 """
 
 from __future__ import annotations

@@ -8,15 +8,17 @@ that run on a later loop turn); a request joins the scheduler when its API time 
 Decode runs: when the batch is the same decode-only batch for several steps (EngineCore
 .start_decode_run), they are priced at once and applied when the run ends, one event instead of one
 per step, and each request's tokens are appended in one go. Anything from outside that looks at the
-engine meanwhile (a prefix-cache lookup) first applies the steps that have ended; anything that
-changes the next batch (a new request, a KV-pull hold, a step waiter) also ends the run after the
-step in flight. So what the outside sees is what per-step driving gives (tests/unit/fleet/
-test_engines.py checks it row for row).
+engine meanwhile (a prefix-cache lookup, P handing over a lease) first applies the steps that have
+ended; anything that changes the next batch (a new request, a KV-pull hold, a step waiter
+registered during the run) ends the run after the step in flight, its ended steps applied with the
+rest at that new end. Step waiters registered before a run (a pulled request waiting for "the next
+step") are released when its first step ends, without ending it. So what the outside sees is what
+per-step driving gives (tests/unit/fleet/test_engines.py checks it row for row).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import cast
 
 from ppd.fleet.clock import EventQueue
@@ -94,7 +96,9 @@ class VirtualEngine:
         return self.core.count_cached_prompt_blocks(request)
 
     def take_lease(self, lease_id: str) -> KVLease | None:
-        """As P: hand a lease's blocks to a D; the freed blocks may let waiting requests in."""
+        """As P: hand a lease's blocks to a D; the freed blocks may let waiting requests in. The
+        run's ended steps are applied first: their blocks were taken before these are freed."""
+        self._catch_up()
         lease = self.core.take_lease(lease_id)
         self._kick()
         return lease
@@ -111,6 +115,8 @@ class VirtualEngine:
             if run is not None:
                 self._busy, self._run = True, run
                 self.clock.at(run.step_end_s[-1], self._end_run, run, len(run.step_end_s))
+                if run.first_step_waiters:  # after the next step has been scheduled, as in _end
+                    self.clock.at(run.step_end_s[0], _release, run.first_step_waiters)
                 return
         work = self.core.next_work()
         if work is None:
@@ -128,8 +134,7 @@ class VirtualEngine:
         events = self.core.complete_step(work, self.clock.now_s)
         self._deliver(events, [self.clock.now_s])
         self._start()
-        for waiter in events.released_waiters:
-            cast(Callback, waiter)()
+        _release(events.released_waiters)
 
     def _end_run(self, run: DecodeRun, num_steps: int) -> None:
         if run is not self._run or num_steps != len(run.step_end_s):
@@ -137,8 +142,7 @@ class VirtualEngine:
         self._run = None
         events = self._apply_run_steps(run, num_steps - run.num_applied)
         self._start()
-        for waiter in events.released_waiters:
-            cast(Callback, waiter)()
+        _release(events.released_waiters)
 
     def _catch_up(self) -> None:
         """Apply the steps of the run that have ended by now, so the engine's state is now's."""
@@ -152,13 +156,19 @@ class VirtualEngine:
             self._apply_run_steps(run, num_ended)
 
     def _cut_run(self) -> None:
-        """Before something changes the next batch: catch up, and end the run after the step in
-        flight, as a per-step loop would take the change into the step after it."""
-        self._catch_up()
+        """Before something changes the next batch: end the run after the step in flight, as a
+        per-step loop would take the change into the step after it. The steps that have ended are
+        not applied here but with the rest at the run's new end: what the callers change (a request
+        queued, a hold, a step waiter) reads no running request, and a run finishes no request
+        before its last step, so the engine's visible state (the running batch) is the same."""
         run = self._run
         if run is None:
             return
-        num_steps = min(run.num_ended(self.clock.now_s) + 1, len(run.step_end_s))
+        num_ended = run.num_ended(self.clock.now_s)
+        if num_ended >= len(run.step_end_s):
+            self._end_run(run, num_ended)  # it ends now: the next batch starts before the change
+            return
+        num_steps = num_ended + 1
         if num_steps < len(run.step_end_s):
             run.cut_after(num_steps)
             self.clock.at(run.step_end_s[-1], self._end_run, run, num_steps)
@@ -174,3 +184,9 @@ class VirtualEngine:
         for request in events.with_output:
             if request.on_token is not None:
                 request.on_token(request)
+
+
+def _release(waiters: list[Hashable]) -> None:
+    """Resume the waiters of a step that has ended (VirtualEngine.after_next_step callbacks)."""
+    for waiter in waiters:
+        cast(Callback, waiter)()

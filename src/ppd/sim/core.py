@@ -89,6 +89,9 @@ class DecodeRun:
     step_end_s: list[float]  # when each step ends, on the driver's clock
     step_duration_s: list[float]
     num_applied: int = 0  # steps already applied (complete_decode_steps)
+    # wait_for_next_step tokens registered before the run: the step now due is its first, so the
+    # driver releases them when that step ends (they change no batch, so the run goes on).
+    first_step_waiters: list[Hashable] = field(default_factory=list)
 
     def num_ended(self, now_s: float) -> int:
         """Steps that have ended by now_s (applied or not)."""
@@ -260,8 +263,9 @@ class EngineCore:
         an outside event does), price up to max_steps of them; None otherwise. The driver applies them
         with complete_decode_steps, all at the run's end or the ones that ended before an event; an
         event that changes the next batch (a request, a hold, a step waiter) cuts the run short after
-        the step in flight (DecodeRun.cut_after)."""
-        if self._holds or self._step_waiters:
+        the step in flight (DecodeRun.cut_after). Step waiters registered before it are handed to
+        the driver in run.first_step_waiters, to release when the run's first step ends."""
+        if self._holds:
             return None
         num_steps = min(self.scheduler.decode_run_length(), max_steps)
         if num_steps < 2:
@@ -280,7 +284,8 @@ class EngineCore:
             end_s += duration_s  # as a per-step driver adds them, so the times are the same floats
             durations.append(duration_s)
             ends.append(end_s)
-        self._decode_run = DecodeRun(ends, durations)
+        waiters, self._step_waiters = self._step_waiters, []
+        self._decode_run = DecodeRun(ends, durations, first_step_waiters=waiters)
         return self._decode_run
 
     def complete_decode_steps(self, run: DecodeRun, num_steps: int) -> StepEvents:

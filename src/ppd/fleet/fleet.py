@@ -154,6 +154,14 @@ def words_text(token_ids: list[int]) -> bytes:
     return " ".join([f"w{token}" for token in token_ids]).encode()
 
 
+def _content_tokens(token_ids: list[int]) -> list[int]:
+    """The answer's words as the client's text has them: special tokens dropped (their chunks carry
+    no text). Most answers have none, which max() finds without a Python loop."""
+    if max(token_ids, default=0) < NUM_WORD_TOKENS:
+        return token_ids
+    return [token_id for token_id in token_ids if token_id < NUM_WORD_TOKENS]
+
+
 def _client_done(clock: EventQueue, job: TurnJob) -> None:
     job.ended_s = clock.now_s
     job.on_done(job)
@@ -326,7 +334,7 @@ class _TurnFlow:
             "completion_tokens": job.output_tokens,
             "prompt_tokens_details": {"cached_tokens": job.cached_tokens},
         }
-        job.answer_token_ids = [t for t in request.output_token_ids if t < NUM_WORD_TOKENS]
+        job.answer_token_ids = _content_tokens(request.output_token_ids)
         # The holder and token counts (usage), as the proxy; without a session id, the answer text too
         # (the proxy captures it to recognise the next turn by its whole history).
         answer = None if fleet.config.send_session_id else words_text(job.answer_token_ids).decode()

@@ -267,7 +267,7 @@ class EngineCore:
         the driver in run.first_step_waiters, to release when the run's first step ends."""
         if self._holds:
             return None
-        num_steps = min(self.scheduler.decode_run_length(), max_steps)
+        num_steps = self.scheduler.decode_run_length(max_steps)
         if num_steps < 2:
             return None
         running = self.scheduler.running

@@ -74,7 +74,7 @@ class Request:
 
     def next_answer_tokens(self, count: int) -> list[int]:
         """The next `count` answer tokens at once (next_answer_token, `count` times over)."""
-        first = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE
+        first = self.answer_seed + (len(self.token_ids) - self.num_prompt_tokens) * _ANSWER_STRIDE
         steps = range(first, first + count * _ANSWER_STRIDE, _ANSWER_STRIDE)
         rate = self.special_token_rate
         if not rate:

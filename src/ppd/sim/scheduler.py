@@ -173,17 +173,19 @@ class Scheduler:
             if not request.hold_kv_on_finish:
                 self.kv_cache.free(request.block_ids)
 
-    def decode_run_length(self) -> int:
-        """How many steps from now are the same decode-only batch: every running request decodes,
-        nothing waits, and the free blocks cover every block those steps will take (no preemption).
-        The run ends at the step where the first of them finishes. 0: the next step is not such."""
+    def decode_run_length(self, max_steps: int) -> int:
+        """How many steps from now, up to max_steps, are the same decode-only batch: every running
+        request decodes, nothing waits, and the free blocks cover every block those steps will take
+        (no preemption). The run ends at the step where the first of them finishes. 0: the next
+        step is not such."""
         running = self.running
         if self.waiting or not running or len(running) > self.config.max_num_batched_tokens:
             return 0
         # num_tokens and num_output_tokens spelt out: this runs for every request before every run.
-        num_steps = min(
-            request.max_tokens + request.num_prompt_tokens - len(request.token_ids) for request in running
-        )
+        num_steps = max_steps
+        for request in running:
+            num_left = request.max_tokens + request.num_prompt_tokens - len(request.token_ids)
+            num_steps = min(num_steps, num_left)
         block_size = self.kv_cache.block_size
         num_blocks_needed = 0
         for request in running:

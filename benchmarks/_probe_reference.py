@@ -24,7 +24,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ppd.sim.timing import BatchShape, Profile, api_overhead_s, prefill_attention_pairs, step_duration_s
+from ppd.sim.timing import (
+    ApiServer,
+    BatchShape,
+    Profile,
+    api_overhead_s,
+    prefill_attention_pairs,
+    step_duration_s,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Profiles fitted to a probe file, and that file (the GPU run it comes from is in its README).
@@ -113,16 +120,27 @@ def _api_ms(profile: Profile, num_prompt_tokens: int) -> float:
     return api_overhead_s(profile, num_prompt_tokens) * 1e3
 
 
+def _api_server(profile: Profile) -> ApiServer:
+    return ApiServer(
+        stream_token_s=profile.api_stream_token_us * 1e-6,
+        step_cost_s=profile.api_step_us * 1e-6,
+        request_s=profile.api_request_ms * 1e-3,
+        merge_max_seqs=profile.api_merge_max_seqs,
+        max_load=profile.api_max_load,
+    )
+
+
 def _decode_step_ms(profile: Profile, num_decodes: int, context: int) -> float:
     """A decode step as the clients see it: the engine's, or the API server's time to stream it."""
     shape = BatchShape(num_decode_seqs=num_decodes, num_decode_context_tokens=num_decodes * context)
-    return max(step_duration_s(profile.step, shape) * 1e3, num_decodes * profile.api_stream_token_us * 1e-3)
+    return _api_server(profile).step_s(step_duration_s(profile.step, shape), num_decodes) * 1e3
 
 
 def _stream_load(profile: Profile, num_decodes: int, context: int) -> float:
     """The share of the API server streaming num_decodes requests takes (timing.ApiServer)."""
-    step_ms = _decode_step_ms(profile, num_decodes, context)
-    return min(profile.api_max_load, num_decodes * profile.api_stream_token_us * 1e-3 / step_ms)
+    api = _api_server(profile)
+    api.start_step(_decode_step_ms(profile, num_decodes, context) * 1e-3, num_decodes)
+    return min(profile.api_max_load, api.stream_load)
 
 
 def predict(profile: Profile, point: ProbePoint) -> float:
@@ -148,6 +166,7 @@ def predict(profile: Profile, point: ProbePoint) -> float:
         # It arrives mid-step on average: half a decode step, then the steps of its prefill.
         wait_ms = 0.5 * _decode_step_ms(profile, *decodes)
         prefill_ms = _prefill_steps_ms(profile, num_tokens, 0, decodes)
-        intake_ms = _api_ms(profile, num_tokens) / (1.0 - _stream_load(profile, *decodes))
+        tokenize_ms = profile.api_overhead_per_token_us * 1e-3 * num_tokens  # off the loaded loop
+        intake_ms = profile.api_overhead_ms / (1.0 - _stream_load(profile, *decodes)) + tokenize_ms
         return intake_ms + wait_ms + prefill_ms + SIM_HTTP_MS
     raise ValueError(f"unknown probe point {point.key}")

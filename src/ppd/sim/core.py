@@ -33,7 +33,7 @@ from ppd.sim.kv_cache import KVCache, block_hashes_of
 from ppd.sim.kv_handoff import KVLease, KVLinks, LeaseTable, PullPlan
 from ppd.sim.request import Request
 from ppd.sim.scheduler import ScheduledRequest, Scheduler, SchedulerConfig, batch_shape
-from ppd.sim.timing import ApiServer, api_overhead_s, decode_step_durations_s, step_duration_s
+from ppd.sim.timing import ApiServer, decode_step_durations_s, step_duration_s
 
 
 @dataclass
@@ -75,10 +75,13 @@ class Hold:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One batch: what it computes and how long it takes."""
+    """One batch: what it computes and how long it takes (as the clients see it: the engine's time,
+    or the API server's when it cannot stream the step's tokens as fast)."""
 
     scheduled: list[ScheduledRequest]
     duration_s: float
+    engine_s: float = 0.0  # the engine's own time for the step
+    num_outputs: int = 0  # tokens it streams
 
 
 @dataclass(slots=True)
@@ -88,6 +91,7 @@ class DecodeRun:
 
     step_end_s: list[float]  # when each step ends, on the driver's clock
     step_duration_s: list[float]
+    api_backlog_s: list[float] = field(default_factory=list)  # ApiServer backlog after each step
     num_applied: int = 0  # steps already applied (complete_decode_steps)
     # wait_for_next_step tokens registered before the run: the step now due is its first, so the
     # driver releases them when that step ends (they change no batch, so the run goes on).
@@ -101,6 +105,7 @@ class DecodeRun:
         """End the run after its first num_steps steps (the step in flight stays)."""
         del self.step_end_s[num_steps:]
         del self.step_duration_s[num_steps:]
+        del self.api_backlog_s[num_steps:]
 
 
 @dataclass(slots=True)
@@ -126,7 +131,14 @@ class EngineCore:
         self.links = KVLinks(config.profile, config.kv_bandwidth_gbps, config.block_size)
         self.stats = EngineStats()
         profile = config.profile
-        self.api = ApiServer(profile.api_stream_token_us * 1e-6 * config.time_scale, profile.api_max_load)
+        scale = config.time_scale
+        self.api = ApiServer(
+            stream_token_s=profile.api_stream_token_us * 1e-6 * scale,
+            step_cost_s=profile.api_step_us * 1e-6 * scale,
+            request_s=profile.api_request_ms * 1e-3 * scale,
+            merge_max_seqs=profile.api_merge_max_seqs,
+            max_load=profile.api_max_load,
+        )
         self._decode_run: DecodeRun | None = None  # the run in flight, for the API server's load
         self._holds: deque[Hold] = deque()
         self._step_waiters: list[Hashable] = []
@@ -165,14 +177,26 @@ class EngineCore:
 
     def api_ready_s(self, now_s: float, request: Request) -> float:
         """When a request arriving at now_s leaves the API server for the engine (sets ready_s). Intakes
-        of concurrent requests overlap; each shares the server with the engine's streaming
-        (timing.ApiServer)."""
-        api_s = api_overhead_s(self.config.profile, request.num_prompt_tokens) * self.time_scale
+        of concurrent requests overlap; each shares the server with the engine's streaming and the
+        other recent requests, and waits for the output the server is behind on (timing.ApiServer)."""
+        profile = self.config.profile
+        api_s = profile.api_overhead_ms * 1e-3 * self.time_scale
+        tokenize_s = profile.api_overhead_per_token_us * 1e-6 * request.num_prompt_tokens * self.time_scale
         run = self._decode_run
-        if run is not None:  # the step of the run in flight at now_s, as a per-step driver has it
-            step = min(run.num_ended(now_s), len(run.step_end_s) - 1)
-            self.api.record_step(len(self.scheduler.running), run.step_duration_s[step])
-        request.ready_s = self.api.intake_done_s(now_s, api_s, streaming=bool(self.scheduler.running))
+        if run is not None:  # the run's steps ended by now_s, as a per-step driver has them
+            ended = run.num_ended(now_s)
+            in_flight = min(ended, len(run.step_end_s) - 1)
+            self.api.start_step(run.step_duration_s[in_flight], len(self.scheduler.running))
+            if ended and run.api_backlog_s:
+                last = ended - 1
+                self.api.backlog_s, self.api.backlog_at_s = run.api_backlog_s[last], run.step_end_s[last]
+        request.ready_s = self.api.intake_done_s(
+            now_s,
+            api_s,
+            streaming=bool(self.scheduler.running),
+            engine_busy=self.scheduler.has_work(),
+            tokenize_s=tokenize_s,
+        )
         return request.ready_s
 
     def add_request(self, request: Request) -> None:
@@ -231,8 +255,8 @@ class EngineCore:
         engine_s = step_duration_s(self.config.profile.step, batch_shape(scheduled)) * self.time_scale
         num_outputs = sum(1 for item in scheduled if item.completes_prompt)
         duration_s = self.api.step_s(engine_s, num_outputs)
-        self.api.record_step(num_outputs, duration_s)
-        return Step(scheduled, duration_s)
+        self.api.start_step(duration_s, num_outputs)
+        return Step(scheduled, duration_s, engine_s, num_outputs)
 
     def complete_hold(self, hold: Hold) -> Hashable:
         """Account a hold that has passed; returns its waiter."""
@@ -244,6 +268,8 @@ class EngineCore:
         """Apply a step that ended at now_s: tokens, finished requests (P's leased), waiters released."""
         waiters, self._step_waiters = self._step_waiters, []
         with_output, finished = self.scheduler.complete_step(step.scheduled)
+        if self.api.enabled:
+            self.api.record_step(now_s, step.engine_s, step.duration_s, step.num_outputs)
         stats = self.stats
         stats.num_steps += 1
         stats.busy_s += step.duration_s
@@ -273,19 +299,28 @@ class EngineCore:
         running = self.scheduler.running
         num_seqs = len(running)
         context_tokens = sum(request.num_computed_tokens for request in running) + num_seqs
-        scale, stream_s = self.time_scale, num_seqs * self.api.stream_token_s
+        scale, api = self.time_scale, self.api
         ends: list[float] = []
         durations: list[float] = []
+        backlogs: list[float] = []
+        backlog_s, since_s = api.backlog_s, api.backlog_at_s
         end_s = now_s
         for engine_s in decode_step_durations_s(
             self.config.profile.step, num_seqs, context_tokens, num_steps
         ):
-            duration_s = max(engine_s * scale, stream_s)  # ApiServer.step_s
+            duration_s = api.step_s(engine_s * scale, num_seqs, since_s)
             end_s += duration_s  # as a per-step driver adds them, so the times are the same floats
             durations.append(duration_s)
             ends.append(end_s)
+            if api.enabled:  # the backlog each step leaves, as record_step would have it
+                backlog_s = api.backlog_after(
+                    backlog_s, since_s, end_s, engine_s * scale, duration_s, num_seqs
+                )
+                since_s = end_s
+                backlogs.append(backlog_s)
+        api.start_step(durations[0], num_seqs)
         waiters, self._step_waiters = self._step_waiters, []
-        self._decode_run = DecodeRun(ends, durations, first_step_waiters=waiters)
+        self._decode_run = DecodeRun(ends, durations, backlogs, first_step_waiters=waiters)
         return self._decode_run
 
     def complete_decode_steps(self, run: DecodeRun, num_steps: int) -> StepEvents:
@@ -296,9 +331,11 @@ class EngineCore:
         # Waiters registered while the run's last step was in flight (the driver then cut the run
         # short after that step): released by it, as by complete_step.
         waiters: list[Hashable] = []
+        if run.api_backlog_s:
+            last = run.num_applied - 1
+            self.api.backlog_s, self.api.backlog_at_s = run.api_backlog_s[last], run.step_end_s[last]
         if run.num_applied == len(run.step_end_s):
             waiters, self._step_waiters = self._step_waiters, []
-            self.api.record_step(len(with_output), run.step_duration_s[-1])
             self._decode_run = None
         stats = self.stats
         stats.num_steps += num_steps

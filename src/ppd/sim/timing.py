@@ -31,6 +31,7 @@ meanwhile (vLLM's nixl_post_time ~ nixl_xfer_time in the kv probes). Profiles ar
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,14 @@ class Profile:
     api_overhead_ms: float  # per request: HTTP, JSON, hand-off to the engine core and back
     api_overhead_per_token_us: float  # per prompt token: tokenizing, block hashing, moving token ids
     # The API server is one process per engine (ApiServer below): each streamed token costs it
-    # api_stream_token_us, and a new request's intake gets only what streaming leaves, with at most
-    # api_max_load of the server going to streaming. 0 / any: no such cost (the H100 profile).
+    # api_stream_token_us, each engine step with output api_step_us, each request api_request_ms
+    # (the load it puts on others); steps of more than api_merge_max_seqs outputs cannot merge a
+    # stream's tokens; an intake shares the server with at most api_max_load going to the others.
+    # All 0: no such costs (the H100 profile).
     api_stream_token_us: float
+    api_step_us: float
+    api_request_ms: float
+    api_merge_max_seqs: int
     api_max_load: float
     kv_bytes_per_token: int
     kv_bandwidth_gbps: float  # GB/s (1e9 bytes/s) of the link, on top of the per-descriptor cost
@@ -137,37 +143,116 @@ def decode_step_durations_s(
     return durations
 
 
+INTAKE_LOAD_WINDOW_S = 1.0  # time constant of the recent-requests share of the API server
+
+
 @dataclass(slots=True)
 class ApiServer:
     """vLLM's API server process of one engine as a serial resource, on the driver's clock.
 
-    It detokenizes and streams every output token (`stream_token_s` each) and takes in every new
-    request (the intake: api_overhead_s). Streaming comes first: an intake progresses with the share
-    of the server the engine's stream leaves it, so it takes `intake / (1 - load)`, where load is the
-    share the last step's tokens took (at most max_load). When a step's tokens take the server longer
-    to stream than the step took, the stream (not the engine) sets the pace: step_s stretches it.
-    Both were measured on one H200 (results/h200-vllm0.25.1-single/README.md): 256 streams got a
-    token every 22 ms where the engine needs ~9 ms per step, and a 128-token prompt sent beside 128
-    streams waited ~36 ms longer than beside 32.
+    One process takes in every request and detokenizes and streams every output token. Measured on
+    one H200 (tools/api_probe.py, results/h200-vllm0.25.1-single/README.md, "The API server"):
+
+    - Each engine step's output costs it `step_cost_s + n x stream_token_s` (n tokens). With up to
+      `merge_max_seqs` sequences in a step (vLLM's output-processing chunk, 128), a stream the server
+      falls behind on gets its tokens merged into one chunk, so the clients get the engine's pace:
+      step_s leaves the step alone. Above it every token is a chunk of its own: when the step's
+      output takes longer than the engine's step, the server sets the clients' pace (step_s) and the
+      engine runs ahead of it, so the server falls further behind every second, by stretched / engine
+      - 1 (`backlog_s`: 128 streams kept pace, 256 fell ~1 s behind per second). A new request's
+      first token waits for that backlog; steps the server keeps up with, and idle time, drain it.
+    - A new request's intake (api_overhead_s) shares the server with streaming and with the other
+      recent requests (`request_s` of server time each, intake and finish): it takes
+      `intake / (1 - load)`, load at most max_load.
     """
 
     stream_token_s: float  # per output token, driver clock
-    max_load: float  # the most of the server streaming takes from intakes
-    load: float = 0.0  # share of the server the last step's tokens took
+    step_cost_s: float  # per engine step that has output
+    request_s: float  # server time per request (intake, finish), for the load it puts on others
+    merge_max_seqs: int  # above this many outputs in a step, each token is a chunk of its own
+    max_load: float  # the most of the server the others take from an intake
+    stream_load: float = 0.0  # share of the server the step in flight's output takes
+    intake_load: float = 0.0  # recent requests' share, decaying with INTAKE_LOAD_WINDOW_S
+    intake_load_at_s: float = 0.0
+    backlog_s: float = 0.0  # how far the server is behind the engine's output
+    backlog_at_s: float = 0.0  # the end of the last step backlog_s accounts for
 
-    def intake_done_s(self, now_s: float, intake_s: float, streaming: bool) -> float:
-        """When an intake of intake_s arriving at now_s is through, sharing the server with streams."""
-        load = self.load if streaming else 0.0
-        return now_s + intake_s / (1.0 - load)
+    @property
+    def enabled(self) -> bool:
+        return self.stream_token_s > 0 or self.step_cost_s > 0 or self.request_s > 0
 
-    def step_s(self, engine_step_s: float, num_output_tokens: int) -> float:
-        """A step's duration as the clients see it: the engine's, or the time to stream its tokens."""
-        return max(engine_step_s, num_output_tokens * self.stream_token_s)
+    def output_s(self, num_output_tokens: int) -> float:
+        """Server time to detokenize and stream one step's output."""
+        if not num_output_tokens:
+            return 0.0
+        return self.step_cost_s + num_output_tokens * self.stream_token_s
 
-    def record_step(self, num_output_tokens: int, duration_s: float) -> None:
-        """The share of the server a step of this many tokens and this duration takes."""
-        busy_s = num_output_tokens * self.stream_token_s
-        self.load = min(self.max_load, busy_s / duration_s) if duration_s > 0 else 0.0
+    def recent_requests_share(self, at_s: float) -> float:
+        """The share of the server recent requests take at at_s (it decays between them)."""
+        return self.intake_load * math.exp(-max(0.0, at_s - self.intake_load_at_s) / INTAKE_LOAD_WINDOW_S)
+
+    def step_s(self, engine_step_s: float, num_output_tokens: int, since_s: float | None = None) -> float:
+        """A step's duration as the clients see it: the engine's, or, when its tokens cannot be merged,
+        the server's time to stream them with what the recent requests leave it (since_s: the end of
+        the step before, backlog_at_s by default)."""
+        if num_output_tokens <= self.merge_max_seqs:
+            return engine_step_s
+        share = min(
+            self.max_load, self.recent_requests_share(self.backlog_at_s if since_s is None else since_s)
+        )
+        return max(engine_step_s, self.output_s(num_output_tokens) / (1.0 - share))
+
+    def start_step(self, duration_s: float, num_output_tokens: int) -> None:
+        """The share of the server the step now running takes (what an intake meanwhile competes with)."""
+        self.stream_load = self.output_s(num_output_tokens) / duration_s if duration_s > 0 else 0.0
+
+    def backlog_after(
+        self, backlog_s: float, since_s: float, end_s: float, engine_step_s: float, duration_s: float,
+        num_output_tokens: int,
+    ) -> float:  # fmt: skip
+        """The backlog after a step ending at end_s, from backlog_s at since_s (pure: decode runs
+        price their steps' backlogs ahead)."""
+        idle_s = end_s - duration_s - since_s  # no output to stream: the server catches up
+        backlog_s = max(0.0, backlog_s - max(0.0, idle_s))
+        if duration_s > engine_step_s > 0:  # the engine ran ahead of the clients all this step
+            return backlog_s + duration_s * (duration_s / engine_step_s - 1.0)
+        if num_output_tokens > self.merge_max_seqs:
+            busy_s = self.output_s(num_output_tokens)
+        else:  # a stream it is behind on gets merged chunks: catching up costs the step's share
+            busy_s = self.step_cost_s if num_output_tokens else 0.0
+        return max(0.0, backlog_s - max(0.0, duration_s - busy_s))
+
+    def record_step(
+        self, end_s: float, engine_step_s: float, duration_s: float, num_output_tokens: int
+    ) -> None:
+        """Account a step that ended at end_s."""
+        self.backlog_s = self.backlog_after(
+            self.backlog_s, self.backlog_at_s, end_s, engine_step_s, duration_s, num_output_tokens
+        )
+        self.backlog_at_s = end_s
+
+    def backlog_now_s(self, now_s: float, engine_busy: bool) -> float:
+        """The backlog at now_s: it drains while the engine idles."""
+        if engine_busy:
+            return self.backlog_s
+        return max(0.0, self.backlog_s - max(0.0, now_s - self.backlog_at_s))
+
+    def intake_done_s(
+        self,
+        now_s: float,
+        intake_s: float,
+        streaming: bool,
+        engine_busy: bool = True,
+        tokenize_s: float = 0.0,
+    ) -> float:
+        """When an intake arriving at now_s is through and its first token can come out: its own work
+        (intake_s) slowed by the server's load, its tokenizing (tokenize_s: vLLM tokenizes in a
+        worker thread, off the server's loop) not, then behind the server's backlog."""
+        recent_load = self.recent_requests_share(now_s)
+        load = min(self.max_load, (self.stream_load if streaming else 0.0) + recent_load)
+        self.intake_load = recent_load + self.request_s / INTAKE_LOAD_WINDOW_S
+        self.intake_load_at_s = now_s
+        return now_s + intake_s / (1.0 - load) + tokenize_s + self.backlog_now_s(now_s, engine_busy)
 
 
 def api_overhead_s(profile: Profile, num_prompt_tokens: int) -> float:

@@ -91,9 +91,15 @@ def test_streaming_slows_a_new_requests_intake_and_paces_a_step_it_cannot_keep_u
         core.complete_step(work, now_s)
     decode = core.next_work()
     assert isinstance(decode, Step)
-    # 256 tokens take the API server 20 ms to stream, longer than the engine's decode step
-    assert decode.duration_s == pytest.approx(256 * profile.api_stream_token_us * 1e-6)
-    core.complete_step(decode, now_s + decode.duration_s)
-    idle_intake_s = (profile.api_overhead_ms + profile.api_overhead_per_token_us * 1e-3 * 64) * 1e-3
-    late = core.new_request("late", [7] * 64, 2, now_s=1.0)
-    assert core.api_ready_s(1.0, late) - 1.0 == pytest.approx(idle_intake_s / (1 - profile.api_max_load))
+    # 256 tokens take the API server ~19 ms to stream, longer than the engine's decode step
+    stream_s = (profile.api_step_us + 256 * profile.api_stream_token_us) * 1e-6
+    assert decode.duration_s == pytest.approx(stream_s) and decode.engine_s < stream_s
+    now_s += decode.duration_s
+    core.complete_step(decode, now_s)
+    backlog_s = core.api.backlog_s
+    assert backlog_s == pytest.approx(stream_s * (stream_s / decode.engine_s - 1))  # the engine ran ahead
+    core.next_work()  # the next step is in flight while the new request comes in
+    tokenize_s = profile.api_overhead_per_token_us * 1e-6 * 64  # in a worker thread: not slowed
+    late = core.new_request("late", [7] * 64, 2, now_s=now_s)
+    expected_s = profile.api_overhead_ms * 1e-3 / (1 - profile.api_max_load) + tokenize_s + backlog_s
+    assert core.api_ready_s(now_s, late) - now_s == pytest.approx(expected_s)

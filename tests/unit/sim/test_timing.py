@@ -102,22 +102,62 @@ def test_profile_with_unknown_key_is_rejected(tmp_path: Path) -> None:
         load_profile("no-such-profile")
 
 
-def test_the_api_server_paces_a_step_whose_tokens_take_longer_to_stream_than_to_compute() -> None:
-    api = ApiServer(stream_token_s=80e-6, max_load=0.7)
-    assert api.step_s(0.010, 64) == pytest.approx(0.010)  # 64 tokens stream in 5.1 ms: the engine paces
-    assert api.step_s(0.010, 256) == pytest.approx(256 * 80e-6)  # 20.5 ms to stream: the stream paces
+def _api(**overrides: float) -> ApiServer:
+    settings = {"stream_token_s": 80e-6, "step_cost_s": 0.0, "request_s": 0.0, "merge_max_seqs": 128,
+                "max_load": 0.7, **overrides}  # fmt: skip
+    return ApiServer(**settings)  # type: ignore[arg-type]
 
 
-def test_an_intake_gets_the_share_streaming_leaves_at_most_max_load_taken() -> None:
-    api = ApiServer(stream_token_s=80e-6, max_load=0.7)
-    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.010)  # nothing streamed yet
-    api.record_step(50, 0.010)  # 4 ms of streaming per 10 ms step: load 0.4
-    assert api.load == pytest.approx(0.4)
+def test_the_api_server_paces_only_steps_too_big_to_merge_a_streams_tokens() -> None:
+    api = _api(step_cost_s=0.3e-3)
+    assert api.step_s(0.010, 64) == pytest.approx(0.010)  # 64 tokens stream in 5.4 ms: the engine paces
+    # 128 take 10.5 ms, but a stream the server falls behind on gets merged chunks: still the engine
+    assert api.step_s(0.010, 128) == pytest.approx(0.010)
+    assert api.step_s(0.010, 256) == pytest.approx(0.3e-3 + 256 * 80e-6)  # 20.8 ms: the stream paces
+
+
+def test_recent_requests_take_their_share_from_a_paced_step() -> None:
+    api = _api(request_s=0.010)
+    for k in range(20):  # 20 requests in one second: 10 ms each of server time, ~0.2 of it
+        api.intake_done_s(k * 0.05, 0.001, streaming=False, engine_busy=False)
+    share = api.recent_requests_share(0.95)
+    assert 0.1 < share < 0.2
+    assert api.step_s(0.010, 256, since_s=0.95) == pytest.approx(256 * 80e-6 / (1 - share))
+    assert api.step_s(0.010, 100, since_s=0.95) == 0.010  # merged: the engine's pace all the same
+    assert api.recent_requests_share(10.0) < 1e-4  # it decays once they stop
+
+
+def test_the_backlog_grows_while_the_engine_runs_ahead_and_drains_when_it_does_not() -> None:
+    api = _api()
+    engine_s, paced_s = 0.010, 256 * 80e-6
+    api.record_step(1.0 + paced_s, engine_s, paced_s, 256)
+    # the engine needed 10 ms of the 20.5: in the stretched step's time it ran 2.05 steps ahead
+    assert api.backlog_s == pytest.approx(paced_s * (paced_s / engine_s - 1))
+    backlog_s = api.backlog_s
+    assert api.backlog_now_s(5.0, engine_busy=True) == backlog_s  # busy: still behind
+    assert api.backlog_now_s(1.0 + paced_s + 0.004, engine_busy=False) == pytest.approx(backlog_s - 0.004)
+    # a merged step (64 streams) of 10 ms leaves the server 10 ms to catch up
+    api.record_step(1.0 + paced_s + engine_s, engine_s, engine_s, 64)
+    assert api.backlog_s == pytest.approx(max(0.0, backlog_s - engine_s))
+    api.record_step(9.0, engine_s, engine_s, 64)  # after idling: nothing left
+    assert api.backlog_s == 0.0
+
+
+def test_an_intake_shares_the_server_with_streaming_and_recent_requests_then_waits_the_backlog() -> None:
+    api = _api(request_s=0.005)
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.010)  # nothing else yet
+    api.intake_load = 0.0
+    api.start_step(0.010, 50)  # 4 ms of streaming per 10 ms step: load 0.4
+    assert api.stream_load == pytest.approx(0.4)
     assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / 0.6)
-    assert api.intake_done_s(1.0, 0.010, streaming=False) == pytest.approx(1.010)  # idle engine
-    api.record_step(256, 256 * 80e-6)  # a stream-paced step: capped
-    assert api.load == pytest.approx(0.7)
-    assert api.intake_done_s(2.0, 0.010, streaming=True) == pytest.approx(2.0 + 0.010 / 0.3)
+    # that request now takes 5 ms/s of the server (decaying over ~1 s): the next one shares it too
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / (1 - 0.405))
+    api.intake_load = 0.0
+    assert api.intake_done_s(1.0, 0.010, streaming=False, engine_busy=False) == pytest.approx(1.010)
+    api.intake_load = 0.0
+    api.start_step(256 * 80e-6, 256)  # a stream-paced step: capped
+    api.backlog_s, api.backlog_at_s = 0.5, 0.9
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / 0.3 + 0.5)
 
 
 @pytest.mark.parametrize("num_seqs", [1, 7, 256, 2049])

@@ -112,8 +112,8 @@ class ConversationStore:
         self._clock = clock
         self._by_key: OrderedDict[str, Conversation] = OrderedDict()
         self._by_chat_digest: dict[bytes, str] = {}
-        self._prompts = PrefixIndex()
         self.chunks = chunks if chunks is not None else ChunkIndex(CHUNK_BYTES, CHUNKS_PER_INSTANCE)
+        self._prompts = PrefixIndex(self.chunks.chunk_bytes)
         self._next_serial = 0
 
     def __len__(self) -> int:
@@ -140,7 +140,7 @@ class ConversationStore:
             return Recognition(conversation, "session" if conversation is not None else None)
         text = identity_text(identity)
         keys = tuple(self.chunks.keys_of(text)) if text is not None else ()
-        conversation = self._find_by_history(identity)
+        conversation = self._find_by_history(identity, keys)
         if conversation is not None:
             return Recognition(conversation, "history", chunk_keys=keys)
         match = self.chunks.longest_match(keys)
@@ -149,15 +149,18 @@ class ConversationStore:
             return Recognition(None, chunk_keys=keys)
         return Recognition(found, "chunks", match.instance_url, match.num_bytes, keys)
 
-    def _find_by_history(self, identity: Identity) -> Conversation | None:
-        """The conversation whose whole previous prompt + answer this request starts with."""
+    def _find_by_history(
+        self, identity: Identity, keys: tuple[bytes, ...] | None = None
+    ) -> Conversation | None:
+        """The conversation whose whole previous prompt + answer this request starts with (keys: the
+        prompt's chunk keys, when already made)."""
         if identity.chat_messages is not None:
             if len(identity.chat_messages) < 2:
                 return None
             key = self._by_chat_digest.get(chat_digest(identity.chat_messages[:-1]))
             return self._by_key.get(key) if key is not None else None
         if identity.prompt_bytes is not None:
-            owner = self._prompts.longest_prefix_owner(identity.prompt_bytes)
+            owner = self._prompts.longest_prefix_owner(identity.prompt_bytes, keys)
             return self._by_key.get(owner) if isinstance(owner, str) else None
         return None
 

@@ -5,8 +5,15 @@ chat:        a request continues a conversation when its earlier messages (all b
              16-byte digest per conversation.
 completions: a request continues a conversation when the conversation's last prompt + answer text
              is a prefix of the new prompt; the longest such prefix wins. Each conversation keeps a
-             digest of that text, bucketed by its first HEAD_BYTES bytes, so a lookup hashes only
-             the new prompt's head plus one prefix per candidate length in its bucket.
+             digest of that text. A text of at least one chunk (chunks.CHUNK_BYTES) is bucketed by
+             the key of its last whole chunk (chunks.chunk_keys: a chained digest naming the whole
+             prefix), so a lookup walks the new prompt's chunk keys (which recognise() computes
+             anyway) and hashes only the candidates of the buckets it meets: its cost follows the
+             prompt's length, not the number of conversations. Bucketing by the first HEAD_BYTES
+             bytes alone made every conversation sharing a system prompt a candidate of every
+             lookup (the Mooncake trace, 2,000 conversations: 2.2 ms per lookup on average, 12 ms
+             p99). Shorter texts keep that bucketing (their lengths are few), the shortest are
+             looked up whole.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ppd.router.chunks import CHUNK_BYTES, KEY_BYTES, chunk_keys
 
 HEAD_BYTES = 256
 DIGEST_BYTES = 16
@@ -71,13 +80,16 @@ class _KnownText:
 class PrefixIndex:
     """Known texts (prompt + answer) of conversations; finds the longest one prefixing a prompt."""
 
-    def __init__(self) -> None:
-        # Texts of at least HEAD_BYTES bytes: bucket by their head, then by full-text digest.
+    def __init__(self, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.chunk_bytes = chunk_bytes
+        # Texts of at least one chunk: by the key of their last whole chunk, then by owner.
+        self._chunked: dict[bytes, dict[Hashable, _KnownText]] = {}
+        # Texts of HEAD_BYTES up to a chunk: bucket by their head, then by owner.
         self._long: dict[bytes, dict[Hashable, _KnownText]] = {}
         # Shorter texts: the text itself is the key; their lengths are counted to probe each once.
         self._short: dict[bytes, Hashable] = {}
         self._short_lengths: Counter[int] = Counter()
-        self._text_of: dict[Hashable, bytes] = {}  # owner -> its head (long) or whole text (short)
+        self._text_of: dict[Hashable, tuple[str, bytes]] = {}  # owner -> (tier, its bucket key)
 
     def __len__(self) -> int:
         return len(self._text_of)
@@ -85,44 +97,59 @@ class PrefixIndex:
     def add(self, owner: Hashable, text: bytes) -> None:
         """Remember `text` as the known history of `owner`, replacing what it had."""
         self.remove(owner)
-        if len(text) >= HEAD_BYTES:
+        if len(text) >= self.chunk_bytes:
+            whole = len(text) // self.chunk_bytes * self.chunk_bytes
+            key = hashlib.blake2b(memoryview(text)[:whole], digest_size=KEY_BYTES).digest()
+            self._chunked.setdefault(key, {})[owner] = _KnownText(len(text), text_digest(text))
+            self._text_of[owner] = ("chunked", key)
+        elif len(text) >= HEAD_BYTES:
             head = text[:HEAD_BYTES]
             self._long.setdefault(head, {})[owner] = _KnownText(len(text), text_digest(text))
-            self._text_of[owner] = head
+            self._text_of[owner] = ("long", head)
         else:
             previous_owner = self._short.get(text)
             if previous_owner is not None:
                 self.remove(previous_owner)  # two owners of one exact text: the newer wins
             self._short[text] = owner
             self._short_lengths[len(text)] += 1
-            self._text_of[owner] = text
+            self._text_of[owner] = ("short", text)
 
     def remove(self, owner: Hashable) -> None:
         """Forget `owner`'s known text, if any."""
-        key = self._text_of.pop(owner, None)
-        if key is None:
+        found = self._text_of.pop(owner, None)
+        if found is None:
             return
-        bucket = self._long.get(key)
-        if bucket is not None and owner in bucket:
-            del bucket[owner]
-            if not bucket:
-                del self._long[key]
+        tier, key = found
+        if tier == "short":
+            del self._short[key]
+            self._short_lengths[len(key)] -= 1
+            if not self._short_lengths[len(key)]:
+                del self._short_lengths[len(key)]
             return
-        del self._short[key]
-        self._short_lengths[len(key)] -= 1
-        if not self._short_lengths[len(key)]:
-            del self._short_lengths[len(key)]
+        buckets = self._chunked if tier == "chunked" else self._long
+        bucket = buckets[key]
+        del bucket[owner]
+        if not bucket:
+            del buckets[key]
 
     def clear(self) -> None:
         """Forget everything."""
+        self._chunked.clear()
         self._long.clear()
         self._short.clear()
         self._short_lengths.clear()
         self._text_of.clear()
 
-    def longest_prefix_owner(self, prompt: bytes) -> Hashable | None:
-        """The owner of the longest known text that is a prefix of `prompt`, or None."""
-        owner = self._longest_long_prefix(prompt)
+    def longest_prefix_owner(self, prompt: bytes, keys: Sequence[bytes] | None = None) -> Hashable | None:
+        """The owner of the longest known text that is a prefix of `prompt`, or None.
+        keys: the prompt's chunk_keys at this index's chunk size (computed here when None)."""
+        if len(prompt) >= self.chunk_bytes and self._chunked:
+            owner = self._longest_chunked_prefix(
+                prompt, chunk_keys(prompt, self.chunk_bytes) if keys is None else keys
+            )
+            if owner is not None:
+                return owner
+        owner = _longest_in_bucket(self._long.get(prompt[:HEAD_BYTES]), prompt)
         if owner is not None:
             return owner
         for length in sorted(self._short_lengths, reverse=True):
@@ -132,23 +159,30 @@ class PrefixIndex:
                     return owner
         return None
 
-    def _longest_long_prefix(self, prompt: bytes) -> Hashable | None:
-        if len(prompt) < HEAD_BYTES:
-            return None
-        bucket = self._long.get(prompt[:HEAD_BYTES])
-        if not bucket:
-            return None
-        lengths = sorted({known.num_bytes for known in bucket.values() if known.num_bytes <= len(prompt)})
-        digest_by_length = prefix_digests(prompt, lengths)
-        best_owner: Hashable | None = None
-        best_length = -1
-        for owner, known in bucket.items():
-            if (
-                best_length < known.num_bytes <= len(prompt)
-                and digest_by_length[known.num_bytes] == known.digest
-            ):
-                best_owner, best_length = owner, known.num_bytes
-        return best_owner
+    def _longest_chunked_prefix(self, prompt: bytes, keys: Sequence[bytes]) -> Hashable | None:
+        # A known text of m whole chunks is in the bucket of key m - 1; the prompt starts with it only
+        # if the prompt's own key m - 1 is that key. Longer m first: the first match is the longest.
+        for index in range(len(keys) - 1, -1, -1):
+            owner = _longest_in_bucket(self._chunked.get(keys[index]), prompt)
+            if owner is not None:
+                return owner
+        return None
+
+
+def _longest_in_bucket(bucket: dict[Hashable, _KnownText] | None, prompt: bytes) -> Hashable | None:
+    """The owner of the longest text of `bucket` that prefixes `prompt` (digests compared)."""
+    if not bucket:
+        return None
+    lengths = sorted({known.num_bytes for known in bucket.values() if known.num_bytes <= len(prompt)})
+    if not lengths:
+        return None
+    digest_by_length = prefix_digests(prompt, lengths)
+    best_owner: Hashable | None = None
+    best_length = -1
+    for owner, known in bucket.items():
+        if best_length < known.num_bytes <= len(prompt) and digest_by_length[known.num_bytes] == known.digest:
+            best_owner, best_length = owner, known.num_bytes
+    return best_owner
 
 
 def prefix_digests(data: bytes, lengths: list[int]) -> dict[int, bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ppd.router.chunks import chunk_keys
 from ppd.router.history import (
     HEAD_BYTES,
     PrefixIndex,
@@ -98,3 +99,18 @@ def test_many_conversations_sharing_a_head_are_told_apart_by_length() -> None:
     assert index.longest_prefix_owner(head + b"x" * (1234 * 500) + b" new words") == 1234
     assert index.longest_prefix_owner(head + b"y") == 0  # owner 0 knows the head alone
     assert index.longest_prefix_owner(b"t" * 300 + b"x" * 500) is None
+
+
+def test_texts_of_whole_chunks_are_found_by_their_last_whole_chunk_key() -> None:
+    index = PrefixIndex(chunk_bytes=64)
+    system = b"s" * 200  # shared by every conversation: one bucket would hold them all by head
+    for owner in range(50):
+        index.add(owner, system + f"conversation {owner} ".encode() * 10 + b"tail")
+    known = system + b"conversation 7 " * 10 + b"tail"
+    assert index.longest_prefix_owner(known + b" w1 w2") == 7
+    assert index.longest_prefix_owner(known) == 7  # the text itself
+    assert index.longest_prefix_owner(known[:-1] + b"X w1") is None  # its partial last chunk differs
+    keys = chunk_keys(known + b" w1", 64)
+    assert index.longest_prefix_owner(known + b" w1", keys) == 7  # the caller's keys, same answer
+    index.remove(7)
+    assert index.longest_prefix_owner(known + b" w1") is None and len(index) == 49

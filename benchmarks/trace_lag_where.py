@@ -1,12 +1,13 @@
 """Where does the bench's schedule lag come from? trace_replay.py's two runs (synthetic baseline, then
 the Mooncake slice) with the sender instrumented, to attribute each sent turn's lag (send - due):
 
-    timer      the wake-up of sleep_until came late (its asyncio.sleep returned after due - 1 ms
-               + the spin): the loop was busy with something else when the timer was due
-    spin       from the wake to the due time and out of the spin loop (each asyncio.sleep(0) lets
-               every ready callback run first)
-    start      from sleep_until's return to the send stamp (a turn 1: the task started by the
-               arrival loop runs only on a later loop iteration, after every ready callback)
+    timer      the wake-up of sleep_until came late (its asyncio.sleep returned after due - 1 ms):
+               the loop was busy with something else when the timer was due
+    spin       from the wake (or the due time, if later) until sleep_until returned (each
+               asyncio.sleep(0) lets every ready callback run first)
+    start      from sleep_until's return to the send stamp (a turn 1: the arrival loop waited and
+               started the conversation's task, which runs only on a later loop iteration, after
+               every ready callback; a later turn: building its request, if not made ahead)
     gc         collector pauses inside the turn's lag window (gc.callbacks)
 
 and, with --asyncio-debug (plain asyncio loop, debug mode: slows everything), every callback that
@@ -33,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trace_replay
 from _sims import running_sim
@@ -55,6 +57,8 @@ class Probe:
         default_factory=list
     )  # (deadline, woke, done, sent)
     gc_pauses: list[tuple[float, float]] = field(default_factory=list)  # (start, end)
+    gc_info: list[tuple[float, int, int]] = field(default_factory=list)  # (ms, generation, collected)
+    stalls_ms: list[float] = field(default_factory=list)  # how late a 1 ms ticker woke, each tick
     slow: collections.Counter[str] = field(default_factory=collections.Counter)  # coroutine -> ms held
     slow_count: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -64,16 +68,52 @@ _gc_started: list[float] = []
 
 
 async def probed_sleep_until(deadline: float) -> None:
-    """loadgen.sleep_until, stamping when the timer woke it and when it returned."""
-    delay_s = deadline - time.perf_counter() - loadgen.SPIN_WINDOW_S
+    """loadgen.sleep_until, stamping when it was entered, when the timer woke it and when it returned."""
+    entered = time.perf_counter()
+    task = asyncio.current_task()
+    if task is not None and deadline <= entered and PROBE.wakes.get(id(task), (None,))[0] == deadline:
+        return  # a turn 1 the arrival loop already waited for (start_task passed its stamps on)
+    delay_s = deadline - entered - loadgen.SPIN_WINDOW_S
     if delay_s > 0:
         await asyncio.sleep(delay_s)
     woke = time.perf_counter()
     while time.perf_counter() < deadline:
         await asyncio.sleep(0)
-    task = asyncio.current_task()
     if task is not None:
-        PROBE.wakes[id(task)] = (deadline, woke, time.perf_counter())
+        PROBE.wakes[id(task)] = (deadline, entered, woke, time.perf_counter())
+
+
+_run = loadgen._run
+
+
+async def probed_run(context: loadgen.RunContext, plans: list[Any], started_utc: str) -> Any:
+    """loadgen._run beside a ticker that wakes every ms and notes how late: how long the loop was held."""
+
+    async def tick() -> None:
+        while True:
+            due = time.perf_counter() + 0.001
+            await asyncio.sleep(0.001)
+            PROBE.stalls_ms.append((time.perf_counter() - due) * 1000.0)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        return await _run(context, plans, started_utc)
+    finally:
+        ticker.cancel()
+
+
+_start_task = loadgen.start_task
+
+
+def probed_start_task(context: loadgen.RunContext, tasks: set[asyncio.Task[None]], drive: Any) -> None:
+    """loadgen.start_task, handing the arrival loop's wake stamps to the conversation's task (its turn 1)."""
+    arrival = asyncio.current_task()
+    before = set(tasks)
+    _start_task(context, tasks, drive)
+    stamps = PROBE.wakes.get(id(arrival)) if arrival is not None else None
+    for task in tasks - before:
+        if stamps is not None:
+            PROBE.wakes[id(task)] = stamps
 
 
 _send = client.HttpBackend.send
@@ -83,16 +123,18 @@ async def probed_send(self: client.HttpBackend, request: client.TurnRequest, rec
     task = asyncio.current_task()
     wake = PROBE.wakes.pop(id(task), None) if task is not None else None
     sent_index = len(PROBE.sends)
-    PROBE.sends.append((*(wake or (0.0, 0.0, 0.0)), 0.0))
+    PROBE.sends.append((*(wake or (0.0, 0.0, 0.0, 0.0)), 0.0))
     await _send(self, request, record)
-    PROBE.sends[sent_index] = (*PROBE.sends[sent_index][:3], record.sent_at or 0.0)
+    PROBE.sends[sent_index] = (*PROBE.sends[sent_index][:4], record.sent_at or 0.0)
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
     if phase == "start":
         _gc_started.append(time.perf_counter())
     elif _gc_started:
-        PROBE.gc_pauses.append((_gc_started.pop(), time.perf_counter()))
+        start, end = _gc_started.pop(), time.perf_counter()
+        PROBE.gc_pauses.append((start, end))
+        PROBE.gc_info.append(((end - start) * 1000.0, info.get("generation", -1), info.get("collected", 0)))
 
 
 class SlowCallbacks(logging.Handler):
@@ -116,6 +158,9 @@ def probed() -> Iterator[None]:
     loadgen.sleep_until = probed_sleep_until
     trace_loadgen.sleep_until = probed_sleep_until
     client.HttpBackend.send = probed_send  # type: ignore[method-assign]
+    loadgen.start_task = probed_start_task
+    loadgen._run = probed_run
+    trace_loadgen.start_task = probed_start_task
     gc.callbacks.append(_on_gc)
     try:
         yield
@@ -124,17 +169,19 @@ def probed() -> Iterator[None]:
 
 
 def report(label: str, lag_rows_ms: list[float]) -> None:
-    sends = [s for s in PROBE.sends if s[3] and s[0]]
-    parts: dict[str, list[float]] = {name: [] for name in ("lag", "timer", "spin", "start", "gc")}
-    for deadline, woke, done, sent in sends:
+    sends = [s for s in PROBE.sends if s[4] and s[0]]
+    names = ("lag", "before", "timer", "spin", "start", "gc")
+    parts: dict[str, list[float]] = {name: [] for name in names}
+    for deadline, entered, woke, done, sent in sends:
         lag_ms = (sent - deadline) * 1000.0
         if lag_ms < 2.0:
             continue
-        timer_due = deadline - loadgen.SPIN_WINDOW_S
         parts["lag"].append(lag_ms)
-        parts["timer"].append(max(0.0, woke - timer_due) * 1000.0 if woke > timer_due else 0.0)
+        # [deadline, sent] in four consecutive parts (entered <= woke <= done <= sent)
+        parts["before"].append(max(0.0, entered - deadline) * 1000.0)
+        parts["timer"].append(max(0.0, woke - max(deadline, entered)) * 1000.0)
         parts["spin"].append(max(0.0, done - max(woke, deadline)) * 1000.0)
-        parts["start"].append((sent - done) * 1000.0)
+        parts["start"].append((sent - max(done, deadline)) * 1000.0)
         parts["gc"].append(
             sum(max(0.0, min(end, sent) - max(start, deadline)) for start, end in PROBE.gc_pauses) * 1000.0
         )
@@ -149,6 +196,31 @@ def report(label: str, lag_rows_ms: list[float]) -> None:
         print(
             "  over 2 ms, mean ms: "
             + ", ".join(f"{name} {statistics.fmean(values):.3f}" for name, values in parts.items())
+        )
+    worst = sorted(sends, key=lambda s: s[4] - s[0], reverse=True)[: max(1, len(sends) // 100)]
+    for deadline, entered, woke, done, sent in worst:  # the top 1%: what makes the p99
+        gc_ms = (
+            sum(max(0.0, min(end, sent) - max(start, deadline)) for start, end in PROBE.gc_pauses) * 1000.0
+        )
+        print(
+            f"  top lag {(sent - deadline) * 1000.0:.2f} ms: "
+            f"before {max(0.0, entered - deadline) * 1000.0:.2f}, "
+            f"timer {max(0.0, woke - max(deadline, entered)) * 1000.0:.2f}, "
+            f"spin {max(0.0, done - max(woke, deadline)) * 1000.0:.2f}, "
+            f"start {(sent - max(done, deadline)) * 1000.0:.2f}, gc {gc_ms:.2f}"
+        )
+    long_gc = [info for info in PROBE.gc_info if info[0] > 2.0]
+    if long_gc:
+        print(
+            "  gc pauses > 2 ms (ms, generation, collected): "
+            + ", ".join(f"({ms:.1f}, {gen}, {n})" for ms, gen, n in long_gc[:20])
+        )
+    stalls = sorted(PROBE.stalls_ms)
+    if stalls:
+        print(
+            f"  1 ms ticker: {len(stalls)} ticks, late p50 {stalls[len(stalls) // 2]:.3f} ms, "
+            f"p99 {stalls[int(0.99 * len(stalls))]:.3f} ms, max {stalls[-1]:.2f} ms; "
+            f"late > 2 ms: {sum(1 for v in stalls if v > 2.0)}, > 5 ms: {sum(1 for v in stalls if v > 5.0)}"
         )
     for name, held_ms in PROBE.slow.most_common(8):
         print(f"  slow callbacks: {name}: {PROBE.slow_count[name]} x, {held_ms:.1f} ms in all")

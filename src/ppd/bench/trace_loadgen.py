@@ -1,10 +1,12 @@
-"""One run of a trace replay: turn-1 requests prepared ahead, each conversation's turns at their times.
+"""One run of a trace replay: each conversation's turns at their times, requests made ahead.
 
 What differs from synthetic load (loadgen.py): prompts come from the trace's block ids (~12k words
 each in the Mooncake trace) and a trace's arrivals come in bursts (up to 28 requests in one ms), so
-preparing a request just before its send (prompt + JSON, ~1-3 ms) would delay the sends after it.
-The arrival loop therefore prepares the turn-1 requests of arrivals up to LOOKAHEAD_S ahead while
-the next send is not yet due, and a later turn prepares its request before waiting for its time.
+making a request just before its send (prompt + JSON, ~1-3 ms) would delay the sends after it. Each
+conversation's task is started START_AHEAD_S before its first turn with that turn's request made, at a
+moment when no earlier conversation's first turn is due (loadgen.wait_to_start), and waits for its
+time itself; a later turn's request is made while the turn before it is in flight (it is usually due
+the moment that one completes, so making it then would delay its send).
 A later turn is due at its trace time or when the turn before it completed, whichever is later (a
 user reads the answer first); a turn longer than the server's max_model_len is a skipped row.
 """
@@ -13,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections import deque
 
 from ppd.bench.arrivals import ConversationPlan, derive_seed
 from ppd.bench.client import RawTurn, TurnRequest
@@ -27,6 +27,8 @@ from ppd.bench.loadgen import (
     sleep_until,
     start_task,
     turn_row,
+    wait_to_start,
+    work_estimate_s,
 )
 from ppd.bench.workloads import api_path, trace_request_body
 from ppd.traces.prompts import PromptMaker
@@ -34,43 +36,26 @@ from ppd.traces.replay import ReplayTurn
 
 # The error of a trace turn not sent because its context exceeds the server's max_model_len.
 SKIPPED_PREFIX = "skipped:"
-LOOKAHEAD_S = 1.0  # prepare turn-1 requests of arrivals up to this far ahead of the next send
-PREPARE_BUDGET_S = 0.003  # prepare one more only while the next send is at least this far off
 
 
 async def start_trace_conversations(
     context: RunContext, plans: list[ConversationPlan], tasks: set[asyncio.Task[None]]
 ) -> None:
-    """Start each conversation at its first turn's time; prepare later arrivals in the gaps."""
+    """Start each conversation START_AHEAD_S before its first turn, with that turn's request made, at a
+    moment when no earlier conversation's first turn is due (wait_to_start); each waits for its time."""
     trace = context.point.workload.trace
     if trace is None:
         raise ValueError("not a trace workload")
     prompts = PromptMaker(run_seed(context), trace.linked.trace.block_size)
-    ready: deque[TurnRequest | None] = deque()  # first requests of plans[index:], None: skipped
+    arrivals_s = [plan.arrival_s for plan in plans]
     for index, plan in enumerate(plans):
-        if not ready:
-            ready.append(_first_request(context, prompts, plan))
-        _prepare_ahead(context, prompts, plans, index, ready)
-        await sleep_until(context.start_at + plan.arrival_s)
-        start_task(context, tasks, drive_trace_conversation(context, plan, prompts, ready.popleft()))
-        await asyncio.sleep(0)  # let it send now, before preparing more
-
-
-def _prepare_ahead(
-    context: RunContext,
-    prompts: PromptMaker,
-    plans: list[ConversationPlan],
-    index: int,
-    ready: deque[TurnRequest | None],
-) -> None:
-    due_at = context.start_at + plans[index].arrival_s
-    while index + len(ready) < len(plans):
-        upcoming = plans[index + len(ready)]
-        if upcoming.arrival_s > plans[index].arrival_s + LOOKAHEAD_S:
-            return
-        if time.perf_counter() + PREPARE_BUDGET_S > due_at:
-            return
-        ready.append(_first_request(context, prompts, upcoming))
+        if plan.replay is None:
+            raise ValueError("a trace plan without its replay")
+        await wait_to_start(
+            context, arrivals_s, index, work_estimate_s(plan.replay.turns[0].num_input_tokens)
+        )
+        first = _first_request(context, prompts, plan)
+        start_task(context, tasks, drive_trace_conversation(context, plan, prompts, first))
 
 
 def _first_request(context: RunContext, prompts: PromptMaker, plan: ConversationPlan) -> TurnRequest | None:
@@ -107,17 +92,23 @@ async def drive_trace_conversation(
     headers = {"X-Session-ID": session_id} if context.config.send_session_id else {}
     ready_s = plan.arrival_s
     started = False
-    for turn, step in enumerate(plan.replay.turns, start=1):
+    steps = plan.replay.turns
+    prepared: list[TurnRequest] = [first] if first is not None else []  # the next turn's, made ahead
+    for turn, step in enumerate(steps, start=1):
         due_s = max(step.due_s, ready_s)
         if (skip := over_length(context, step)) is not None:
             context.on_row(turn_row(context, plan, session_id, turn, due_s, RawTurn(error=skip), None, step))
             continue
-        request = first if turn == 1 and first is not None else prepare_request(context, prompts, step, {})
+        request = prepared.pop() if prepared else prepare_request(context, prompts, step, {})
         request = TurnRequest(request.path, request.body, headers, request.data)
         record = RawTurn()
         try:
             await sleep_until(context.start_at + due_s)
             context.on_send(turn)
+            if turn < len(steps) and over_length(context, steps[turn]) is None:
+                # The next turn is due when this one completes: make its request (~0.5-3 ms for a long
+                # trace prompt) while this one is in flight, not on the send path then.
+                asyncio.get_running_loop().call_soon(_prepare_into, prepared, context, prompts, steps[turn])
             await context.backend.send(request, record)
         except asyncio.CancelledError:
             if record.sent_at is None:
@@ -136,6 +127,12 @@ async def drive_trace_conversation(
             record_not_sent(context, plan, session_id, turn + 1, ended_s, failed)
             return
         ready_s = since_start(context, record.ended_at) + context.config.think_time_s
+
+
+def _prepare_into(
+    prepared: list[TurnRequest], context: RunContext, prompts: PromptMaker, step: ReplayTurn
+) -> None:
+    prepared.append(prepare_request(context, prompts, step, {}))
 
 
 def over_length(context: RunContext, turn: ReplayTurn) -> str | None:

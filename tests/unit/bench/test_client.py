@@ -95,3 +95,27 @@ def test_record_chunk_ignores_empty_text_and_keeps_usage() -> None:
     assert record.usage == {"completion_tokens": 1}
     record_chunk(record, b"not json", 4.0)
     assert record.error is not None and record.error.startswith("bad stream chunk")
+
+
+def test_sse_lines_split_across_reads_are_joined_and_stamped_when_complete() -> None:
+    from ppd.bench.client import _read_stream
+
+    pieces = [
+        b'data: {"choices":[{"text":" w1"}]}\r\n\r\ndata: {"choi',  # a line cut mid-way
+        b'ces":[{"text":" w2"}]}\n\n: a comment\ndata: {"choices":[],"usage":{"completion_tokens":2}}\n\n',
+        b"data: [DONE]",  # the last line without its newline
+    ]
+
+    class Content:
+        async def iter_any(self) -> Any:
+            for piece in pieces:
+                yield piece
+
+    class Response:
+        content = Content()
+
+    record = RawTurn()
+    asyncio.run(_read_stream(Response(), record))  # type: ignore[arg-type]
+    assert record.text == " w1 w2" and record.done and record.error is None
+    assert len(record.chunk_times) == 2 and record.chunk_times[0] < record.chunk_times[1]
+    assert record.usage == {"completion_tokens": 2}

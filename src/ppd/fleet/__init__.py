@@ -28,7 +28,7 @@ Python API (what `ppd plan` calls; everything is picklable, so it runs across pr
 run=0, think_time_s=0.0, seed=0, warmup_s=0.0, slo=Slo(), drain_timeout_s=120.0, api="completions",
 poisson=True, prompt_salt="fleet", engine=EngineOptions(), hops=measured_hops(),
 pd_decode_affinity=True, warm_kv_links=True, route_slo_ttft_ms=None, route_slo_tpot_ms=None,
-record_itl=False)`.
+record_itl=False, decode_runs=True, send_session_id=True)`.
 Bad values raise ppd.errors.UsageError with the field and what is allowed.
 """
 

@@ -132,8 +132,8 @@ def finish_qps_axes(
     ax: Any, title: str, y_label: str, qps_values: Sequence[float], values: Sequence[float] = ()
 ) -> None:
     """Log-scale QPS axis ticked at the measured QPS, labels, grid; log y when values (given) span > 20x."""
-    ax.set_xscale("log")
-    if qps_values:
+    if qps_values:  # an empty panel (e.g. turns 2+ of one-turn traces) keeps a linear axis: log needs data
+        ax.set_xscale("log")
         ax.set_xlim(min(qps_values) / 1.4, max(qps_values) * 1.4)
         ax.set_xticks(list(qps_values), [qps_label(q) for q in qps_values])
         ax.minorticks_off()

@@ -104,3 +104,22 @@ def test_ratio_intervals_stay_positive(paired_rows_merged: MergedResults) -> Non
         if low is not None
     ]
     assert lows and min(lows) > 0
+
+
+def test_an_empty_panel_saves(tmp_path: Path) -> None:
+    """A one-turn trace (Azure) has no turns 2+: its ratio panels are empty and must still render."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ppd.report.figure import finish_qps_axes
+
+    fig, ax = plt.subplots()
+    ax.plot([], [], label="pd")  # draw_series of a mode without points
+    ax.axhline(1.0, color="black", linewidth=0.8)  # as every ratio panel draws
+    ax.text(0.5, 0.5, "No turn-2+ TTFT for two modes at the same QPS", transform=ax.transAxes)
+    finish_qps_axes(ax, "W: turn-2+ TTFT", "ratio", [], [])
+    fig.savefig(tmp_path / "empty.png")
+    plt.close(fig)
+    assert png_size(tmp_path / "empty.png")[0] > 0

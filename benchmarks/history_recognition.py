@@ -17,7 +17,7 @@ Cost, per request, side by side in the same run: today's lookup (session-id-free
 chunk lookup), and `commit_turn` (which indexes the keys). Timing: run under the exclusive lock.
 
     flock /work/cpu.lock python benchmarks/history_recognition.py [--trace FILE] [--limit N]
-        [--chunk-bytes 1024] [--common-share 0.5]
+        [--chunk-bytes 1024] [--common-share 0.5] [--chunks-per-instance 65536]
 
 It ends with
 
@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N requests (0: all)")
     parser.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES)
     parser.add_argument("--common-share", type=float, default=COMMON_SHARE)
+    parser.add_argument("--chunks-per-instance", type=int, default=CHUNKS_PER_INSTANCE, help="the LRU cap")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -64,7 +65,7 @@ def main() -> int:
     links = linked.links
     maker = PromptMaker(args.seed, linked.trace.block_size)
     prompt_words.prepare()
-    chunks = ChunkIndex(args.chunk_bytes, CHUNKS_PER_INSTANCE * len(INSTANCES), args.common_share)
+    chunks = ChunkIndex(args.chunk_bytes, args.chunks_per_instance * len(INSTANCES), args.common_share)
     store = ConversationStore(100_000, 3600.0, clock=lambda: 0.0, chunks=chunks)
     new_holders = itertools.cycle(INSTANCES)
     rule_conversation_of_key: dict[str, int] = {}  # router conversation -> the rule's, of its first turn
@@ -120,7 +121,8 @@ def main() -> int:
     print(
         f"# {args.trace.name}: {len(requests)} requests ({prompt_bytes_total / len(requests) / 1024:.1f} KiB "
         f"of prompt each on average), chunk {args.chunk_bytes} B, common share {args.common_share:g}, "
-        f"{len(chunks)} keys indexed at the end; Python {platform.python_version()}"
+        f"{len(chunks)} keys indexed at the end (cap {chunks.max_chunks}: {args.chunks_per_instance} x "
+        f"{len(INSTANCES)} instances); Python {platform.python_version()}"
     )
     print(
         f"link rule: {counts['linked']} later turns; router without session ids: {counts['recognised']} in "

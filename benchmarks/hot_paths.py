@@ -116,13 +116,23 @@ def summary(values: list[float]) -> str:
 
 
 def history_lookup(reps: int, num_conversations: int) -> dict[str, list[float]]:
-    index = PrefixIndex()
+    # "old" and "new" compare lookups within one head bucket: an index whose chunk is larger than any
+    # text keeps every text there, as it was before texts of whole chunks were bucketed by their last
+    # chunk's key (router/chunks.py), which "chunked" (the index as the router builds it) adds.
+    index = PrefixIndex(chunk_bytes=1 << 62)
+    chunked = PrefixIndex()
     head = b"s" * 300
     for owner in range(num_conversations):
         index.add(owner, head + b"x" * (owner * 500))
+        chunked.add(owner, head + b"x" * (owner * 500))
     longest = num_conversations - 1
     prompt = head + b"x" * (longest * 500) + b" new words"
-    if index.longest_prefix_owner(prompt) != longest or old_longest_long_prefix(index, prompt) != longest:
+    found = (
+        index.longest_prefix_owner(prompt),
+        old_longest_long_prefix(index, prompt),
+        chunked.longest_prefix_owner(prompt),
+    )
+    if found != (longest, longest, longest):
         raise RuntimeError("the lookups disagree with the index's contents")
     print(
         f"history lookup: {num_conversations} conversations in one head bucket, prompt {len(prompt)} bytes, "
@@ -132,6 +142,7 @@ def history_lookup(reps: int, num_conversations: int) -> dict[str, list[float]]:
         {
             "old": lambda _: old_longest_long_prefix(index, prompt),
             "new": lambda _: index.longest_prefix_owner(prompt),
+            "chunked": lambda _: chunked.longest_prefix_owner(prompt),
         },
         reps,
     )
@@ -177,7 +188,7 @@ def main() -> int:
     )
     lookup = history_lookup(args.reps, args.conversations)
     for name, values in lookup.items():
-        print(f"  {name:<4} {summary(values)}")
+        print(f"  {name:<7} {summary(values)}")
     build = prompt_build(args.reps, args.prompt_words, args.block_size)
     for name, values in build.items():
         print(f"  {name:<4} {summary(values)}")

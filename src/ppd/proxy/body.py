@@ -71,10 +71,19 @@ async def read_body(request: web.Request, limits: BodyLimits) -> tuple[bytes, in
         raise ApiError(413, f"request body of {request.content_length} bytes exceeds {max_bytes}")
     encoding = content_encoding(request.headers.get("Content-Encoding", ""))
     reader = _CheckedBody(limits, encoding)
+    content = request.content
     try:
-        async with asyncio.timeout(limits.body_timeout_s):
-            async for piece in request.content.iter_any():
+        if content.is_eof():
+            # The whole body came with the headers (as any small request's does): nothing to wait
+            # for, so no deadline to arm (asyncio.timeout and the async iteration were a fifth of
+            # this function's cost per request in a profile under load).
+            piece = content.read_nowait()
+            if piece:
                 await reader.feed(piece)
+        else:
+            async with asyncio.timeout(limits.body_timeout_s):
+                async for piece in content.iter_any():
+                    await reader.feed(piece)
     except TimeoutError as exc:
         raise ApiError(408, f"request body did not arrive within {limits.body_timeout_s:g} s") from exc
     except (HttpProcessingError, RequestPayloadError) as exc:

@@ -45,7 +45,7 @@ from typing import Any
 
 import aiohttp
 
-from ppd.prometheus import PrometheusParseError, name_starts_with, series_diff, series_values, total
+from ppd.prometheus import scrape_engine_series, series_diff, total
 
 NUM_WORDS = 128000
 STREAM_PROMPT_TOKENS = 32
@@ -252,20 +252,6 @@ async def post_stream(session: aiohttp.ClientSession, url: str, body: dict[str, 
         into.error = f"{type(exc).__name__}: {exc}"
 
 
-async def metric_series(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """Every vllm:* / ppd_sim:* sample of GET /metrics by its full series text ({} if none)."""
-    try:
-        async with session.get(url + "/metrics") as response:
-            text = await response.text() if response.status == 200 else ""
-    except (aiohttp.ClientError, TimeoutError):
-        return {}
-    try:
-        return series_values(text, name_starts_with("vllm:", "ppd_sim:"))
-    except PrometheusParseError as exc:
-        print(f"api_probe: {url}/metrics: {exc}", file=sys.stderr)
-        return {}
-
-
 def prompt_words(rng: random.Random, num_tokens: int) -> str:
     return " ".join(f"w{rng.randrange(1, NUM_WORDS)}" for _ in range(num_tokens))
 
@@ -443,7 +429,7 @@ class ApiProbe:
     async def cell(
         self, num_streams: int, rate: float, origin: float, pids: dict[str, int]
     ) -> dict[str, Any]:
-        before = await metric_series(self.session, self.s.url)
+        before = await scrape_engine_series(self.session, self.s.url, "api_probe")
         cpu_before = read_cpu_seconds(pids)
         start = time.perf_counter()
         intakes: list[Intake] = []
@@ -459,9 +445,9 @@ class ApiProbe:
         await asyncio.sleep(max(0.0, start + self.s.cell_s - time.perf_counter()))
         end = time.perf_counter()
         cpu_end = read_cpu_seconds(pids)
-        after_window = await metric_series(self.session, self.s.url)
+        after_window = await scrape_engine_series(self.session, self.s.url, "api_probe")
         await asyncio.gather(*tasks)
-        after = await metric_series(self.session, self.s.url)
+        after = await scrape_engine_series(self.session, self.s.url, "api_probe")
         window_s = end - start
         window_diff = series_diff(before, after_window)
         return {

@@ -38,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from ppd.prometheus import PrometheusParseError, name_starts_with, series_diff, series_values
+from ppd.prometheus import scrape_engine_series, series_diff
 
 NUM_WORDS = 128000
 TTFT_SIZES = (128, 512, 1024, 2048, 4096, 8192, 16384, 32000)
@@ -119,20 +119,6 @@ async def stream(
     except (aiohttp.ClientError, TimeoutError) as exc:
         record.error = f"{type(exc).__name__}: {exc}"
     return record
-
-
-async def metric_series(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """Every vllm:* / ppd_sim:* sample of GET /metrics by its full series text ({} if none)."""
-    try:
-        async with session.get(url + "/metrics") as response:
-            text = await response.text() if response.status == 200 else ""
-    except (aiohttp.ClientError, TimeoutError):
-        return {}
-    try:
-        return series_values(text, name_starts_with("vllm:", "ppd_sim:"))
-    except PrometheusParseError as exc:
-        print(f"engine_probe: {url}/metrics: {exc}", file=sys.stderr)
-        return {}
 
 
 def usage_of(record: Stream) -> dict[str, Any]:
@@ -329,10 +315,10 @@ async def run(url: str, out: Path, sections: tuple[str, ...], quick: bool, seed:
                 "mixed": probe.mixed,
             }
             for name in sections:
-                before = await metric_series(session, url)
+                before = await scrape_engine_series(session, url, "engine_probe")
                 started = time.perf_counter()
                 await steps[name]()
-                after = await metric_series(session, url)
+                after = await scrape_engine_series(session, url, "engine_probe")
                 emit(
                     {
                         "kind": "metrics",

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+
+import aiohttp
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|\})')
@@ -107,3 +110,19 @@ def metric_name(series: str) -> str:
 def total(series: Mapping[str, float], name: str) -> float:
     """The sum over every series of metric `name` (all label sets)."""
     return sum(value for key, value in series.items() if metric_name(key) == name)
+
+
+async def scrape_engine_series(session: aiohttp.ClientSession, url: str, who: str) -> dict[str, float]:
+    """Every vllm:* / ppd_sim:* sample of GET url/metrics by its series text; {} when the engine
+    cannot be reached or its text is not the format (said on stderr, prefixed by `who`): a probe
+    keeps measuring without the engine's own figures rather than stopping."""
+    try:
+        async with session.get(url + "/metrics") as response:
+            text = await response.text() if response.status == 200 else ""
+    except (aiohttp.ClientError, TimeoutError):
+        return {}
+    try:
+        return series_values(text, name_starts_with("vllm:", "ppd_sim:"))
+    except PrometheusParseError as exc:
+        print(f"{who}: {url}/metrics: {exc}", file=sys.stderr)
+        return {}

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import tarfile
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from ppd.prometheus import (
     PrometheusParseError,
     name_starts_with,
     parse_sample,
     parse_samples,
+    scrape_engine_series,
     series_diff,
     series_values,
     total,
@@ -81,3 +85,46 @@ def test_diff_keeps_changes_only_and_counts_new_series_from_zero() -> None:
     assert series_diff(before, after) == {"b": 0.5, "c": 1.0}
     assert series_diff(before, after, ndigits=None)["c"] == 1e-7 + 1
     assert total({'h_sum{x="1"}': 1.0, 'h_sum{x="2"}': 2.0, "h_count": 5.0}, "h_sum") == 3.0
+
+
+async def _scrape_from(text: str, status: int = 200) -> dict[str, float]:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text=text, status=status)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            return await scrape_engine_series(session, f"http://127.0.0.1:{port}", "test")
+    finally:
+        await runner.cleanup()
+
+
+def test_scrape_keeps_the_engine_series_and_answers_empty_when_it_cannot_read_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = (
+        'vllm:num_requests_running{model_name="llama"} 3\n'
+        "ppd_sim:steps_total 7\n"
+        "process_cpu_seconds_total 1.5\n"
+    )
+    assert asyncio.run(_scrape_from(text)) == {
+        'vllm:num_requests_running{model_name="llama"}': 3.0,
+        "ppd_sim:steps_total": 7.0,
+    }
+    assert asyncio.run(_scrape_from("vllm:broken{ 1\n")) == {}
+    assert "test: http://127.0.0.1:" in capsys.readouterr().err
+    assert asyncio.run(_scrape_from(text, status=503)) == {}
+
+
+def test_scrape_of_an_unreachable_engine_is_empty() -> None:
+    async def scrape() -> dict[str, float]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            return await scrape_engine_series(session, "http://127.0.0.1:9", "test")
+
+    assert asyncio.run(scrape()) == {}

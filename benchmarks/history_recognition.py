@@ -17,7 +17,7 @@ Cost, per request, side by side in the same run: today's lookup (session-id-free
 chunk lookup), and `commit_turn` (which indexes the keys). Timing: run under the exclusive lock.
 
     flock /work/cpu.lock python benchmarks/history_recognition.py [--trace FILE] [--limit N]
-        [--chunk-bytes 1024] [--common-share 0.5] [--chunks-per-instance 65536]
+        [--chunk-bytes 1024] [--common-share 0.5] [--chunks-per-instance 65536] [--keyed-bytes 1048576]
 
 It ends with
 
@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, COMMON_SHARE, ChunkIndex
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, COMMON_SHARE, KEYED_BYTES, ChunkIndex
 from ppd.router.conversations import ConversationStore, Identity, TurnOutcome
 from ppd.traces import prompts as prompt_words
 from ppd.traces.formats import read_trace_spec
@@ -57,6 +57,7 @@ def main() -> int:
     parser.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES)
     parser.add_argument("--common-share", type=float, default=COMMON_SHARE)
     parser.add_argument("--chunks-per-instance", type=int, default=CHUNKS_PER_INSTANCE, help="the LRU cap")
+    parser.add_argument("--keyed-bytes", type=int, default=KEYED_BYTES, help="a prompt's keyed lead")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -65,7 +66,9 @@ def main() -> int:
     links = linked.links
     maker = PromptMaker(args.seed, linked.trace.block_size)
     prompt_words.prepare()
-    chunks = ChunkIndex(args.chunk_bytes, args.chunks_per_instance * len(INSTANCES), args.common_share)
+    chunks = ChunkIndex(
+        args.chunk_bytes, args.chunks_per_instance * len(INSTANCES), args.common_share, args.keyed_bytes
+    )
     store = ConversationStore(100_000, 3600.0, clock=lambda: 0.0, chunks=chunks)
     new_holders = itertools.cycle(INSTANCES)
     rule_conversation_of_key: dict[str, int] = {}  # router conversation -> the rule's, of its first turn
@@ -120,7 +123,8 @@ def main() -> int:
     share = counts["recognised"] / counts["linked"] if counts["linked"] else 0.0
     print(
         f"# {args.trace.name}: {len(requests)} requests ({prompt_bytes_total / len(requests) / 1024:.1f} KiB "
-        f"of prompt each on average), chunk {args.chunk_bytes} B, common share {args.common_share:g}, "
+        f"of prompt each on average), chunk {args.chunk_bytes} B, keyed lead {args.keyed_bytes} B, "
+        f"common share {args.common_share:g}, "
         f"{len(chunks)} keys indexed at the end (cap {chunks.max_chunks}: {args.chunks_per_instance} x "
         f"{len(INSTANCES)} instances); Python {platform.python_version()}"
     )

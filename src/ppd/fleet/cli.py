@@ -23,11 +23,13 @@ if TYPE_CHECKING:  # the fleet itself is imported only when `ppd fleet` runs
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The fleet's options: topology, the bench's load flags, engine and proxy options, output."""
     from ppd.bench.cli import _add_load_arguments  # the bench's own flags, so both read alike
+    from ppd.proxy.cli import add_recognition_arguments
 
     add = parser.add_argument
     add("--topology", required=True, help="a `ppd up` spec (1p1d, 3p5d, 8r, 1p1d2r) or a TOML topology file")
     _add_load_arguments(add)
     _add_engine_arguments(add)
+    add_recognition_arguments(add)  # the proxy's own flags: the fleet routes with its router
     _add_output_arguments(add)
 
 
@@ -157,6 +159,9 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
                         route_slo_tpot_ms=args.route_slo_tpot_ms,
                         record_itl=args.record_itl,
                         send_session_id=not args.no_session_id,
+                        history_chunk_bytes=args.history_chunk_bytes,
+                        history_chunks_per_instance=args.history_chunks_per_instance,
+                        history_keyed_bytes=args.history_keyed_bytes,
                     )
                     validate(config)
                     configs.append(config)

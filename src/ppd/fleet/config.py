@@ -12,6 +12,8 @@ from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
 from ppd.launch.topology import LayoutOptions, Topology, layout_spec, load_file
 from ppd.modes import MODES, Mode
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES
+from ppd.router.core import recognition_problem
 from ppd.sim.config import SimConfig, sim_config
 from ppd.sim.timing import DEFAULT_PROFILE, Profile, load_profile
 
@@ -107,6 +109,9 @@ class FleetConfig:
     record_itl: bool = False  # keep every inter-token gap in the rows (memory grows with tokens)
     decode_runs: bool = True  # price runs of identical decode steps at once (exact; False: per step)
     send_session_id: bool = True  # False: as `ppd bench --no-session-id` (the router recognises turns)
+    history_chunk_bytes: int = CHUNK_BYTES  # the proxy's --history-chunk-bytes (router/chunks.py)
+    history_chunks_per_instance: int = CHUNKS_PER_INSTANCE  # the proxy's --history-chunks-per-instance
+    history_keyed_bytes: int = KEYED_BYTES  # the proxy's --history-keyed-bytes
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy for the result file."""
@@ -136,6 +141,11 @@ def validate(config: FleetConfig) -> None:
     for passed, message in checks:
         if not passed:
             raise UsageError(message)
+    problem = recognition_problem(
+        config.history_chunk_bytes, config.history_chunks_per_instance, config.history_keyed_bytes
+    )
+    if problem:
+        raise UsageError(problem)
     if config.workload.trace is None and (
         not config.workload.conversations or not all(config.workload.conversations)
     ):

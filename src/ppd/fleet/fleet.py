@@ -94,6 +94,9 @@ class Fleet:
             pd_decode_affinity=config.pd_decode_affinity,
             slo_ttft_ms=config.route_slo_ttft_ms,
             slo_tpot_ms=config.route_slo_tpot_ms,
+            history_chunk_bytes=config.history_chunk_bytes,
+            history_chunks_per_instance=config.history_chunks_per_instance,
+            history_keyed_bytes=config.history_keyed_bytes,
         )
         if config.warm_kv_links:
             for decode_url in proxy_config.decode_urls:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ppd.modes import MODES
 from ppd.proxy.config import ProxyConfig
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES
 
 if TYPE_CHECKING:
     from ppd.serve import ServerOptions
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-conversations", type=int, default=100_000, help="LRU cap on conversations")
     parser.add_argument(
         "--conversation-ttl-s", type=float, default=3600.0, help="forget a conversation idle this long"
+    )
+    add_recognition_arguments(
+        parser.add_argument_group("recognition without a session id (docs/proxy.md)").add_argument
     )
     parser.add_argument("--connect-timeout-s", type=float, default=5.0)
     parser.add_argument(
@@ -113,6 +117,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     slo.add_argument("--slo-tpot-ms", type=float, help="prefer routes expected to meet this TPOT (ms)")
 
 
+def add_recognition_arguments(add: Callable[..., object]) -> None:
+    """The chunk index's options (router/chunks.py), as `ppd proxy` and `ppd fleet` take them."""
+    add(
+        "--history-chunk-bytes",
+        type=int,
+        default=CHUNK_BYTES,
+        metavar="N",
+        help=f"a request without a session id is recognised by the chained keys of its prompt's N-byte "
+        f"chunks; smaller sees a shared prefix more finely, for more keys (default {CHUNK_BYTES})",
+    )
+    add(
+        "--history-chunks-per-instance",
+        type=int,
+        default=CHUNKS_PER_INSTANCE,
+        metavar="N",
+        help=f"the chunk index's LRU cap, N keys per instance, ~150 B each (default {CHUNKS_PER_INSTANCE:,})",
+    )
+    add(
+        "--history-keyed-bytes",
+        type=int,
+        default=KEYED_BYTES,
+        metavar="N",
+        help=f"only a prompt's first N bytes are keyed and whole histories up to N bytes kept, so a large "
+        f"body costs the event loop no more (default {KEYED_BYTES:,}: more than a 128k-token context)",
+    )
+
+
 def build_config(args: argparse.Namespace) -> ProxyConfig:
     """The typed config of the parsed arguments (UsageError when they do not fit together)."""
     return ProxyConfig(
@@ -126,6 +157,9 @@ def build_config(args: argparse.Namespace) -> ProxyConfig:
         admin_token=args.admin_token,
         max_conversations=args.max_conversations,
         conversation_idle_ttl_s=args.conversation_ttl_s,
+        history_chunk_bytes=args.history_chunk_bytes,
+        history_chunks_per_instance=args.history_chunks_per_instance,
+        history_keyed_bytes=args.history_keyed_bytes,
         connect_timeout_s=args.connect_timeout_s,
         first_byte_timeout_s=args.first_byte_timeout_s,
         prefill_timeout_s=args.prefill_timeout_s,

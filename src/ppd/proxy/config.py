@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 from ppd.errors import UsageError
 from ppd.modes import MODES, PD_MODES, Mode, is_mode
-from ppd.router.core import RouterConfig
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES
+from ppd.router.core import RouterConfig, recognition_problem
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class ProxyConfig:
     admin_token: str | None = None
     max_conversations: int = 100_000
     conversation_idle_ttl_s: float = 3600.0
+    history_chunk_bytes: int = CHUNK_BYTES  # recognition without a session id by leading chunks
+    history_chunks_per_instance: int = CHUNKS_PER_INSTANCE  # the chunk index's LRU cap, per instance
+    history_keyed_bytes: int = KEYED_BYTES  # a prompt's lead that is keyed
     connect_timeout_s: float = 5.0
     first_byte_timeout_s: float = 300.0  # also bounds each gap between chunks of a stream
     prefill_timeout_s: float = 60.0  # longest wait for P's answer; then D prefills the turn itself
@@ -69,6 +73,9 @@ class ProxyConfig:
             pd_decode_affinity=self.pd_decode_affinity,
             max_conversations=self.max_conversations,
             conversation_idle_ttl_s=self.conversation_idle_ttl_s,
+            history_chunk_bytes=self.history_chunk_bytes,
+            history_chunks_per_instance=self.history_chunks_per_instance,
+            history_keyed_bytes=self.history_keyed_bytes,
             health_interval_s=self.health_interval_s,
             health_max_backoff_s=self.health_max_backoff_s,
             slo_ttft_ms=self.slo_ttft_ms,
@@ -93,6 +100,11 @@ def check_config(config: ProxyConfig) -> None:
         if getattr(config, name) is not None:
             _check_positive(name, getattr(config, name))
     _check_positive("max_conversations", config.max_conversations)
+    problem = recognition_problem(
+        config.history_chunk_bytes, config.history_chunks_per_instance, config.history_keyed_bytes
+    )
+    if problem:
+        raise UsageError(problem)
     _check_positive("max_json_elements", config.max_json_elements)
     _check_positive("max_connections", config.max_connections)
     if config.max_connections_per_client < 0:

@@ -40,6 +40,20 @@ instances' 262k keys, 98.8% of its linked turns were recognised, all of them wit
 benchmarks/history_recognition.py). A prompt's keys are refreshed last-first, so its leading keys
 are the most recent and eviction takes prefixes from their tails, keeping the known keys
 prefix-closed (what the lookup's first-miss stop relies on).
+
+The keyed lead. Only a prompt's first `keyed_bytes` (KEYED_BYTES, 1 MiB) are keyed, so the work a
+request does on the proxy's event loop, where nothing else is served meanwhile, stops growing with
+its body (keying all of an 8 MiB prompt took 17-21 ms in one step; benchmarks/chunk_keys_cost.py).
+The tail adds nothing the rule uses. A match is the longest run of known keys from the first, and
+every key names its whole prefix, so two prompts that differ within the lead get the same match
+with or without the tail's keys; only prompts equal over their whole first MiB are told apart by the
+tail alone, and those the lead gives to the conversation that sent that MiB last, whose holder holds
+the whole MiB. A model's context bounds the prompts worth serving: 1 MiB is ~256k tokens of English
+BPE text and ~150k of the bench's words, more than a 128k-token context holds, so every prompt an
+engine serves is keyed whole, up to that bound. On the Mooncake trace (prompts up to 880 KiB) a lead
+of 64 KiB recognises what the whole prompt did (docs/proxy.md). A match over the whole lead of a
+longer prompt says nothing of how much more it shares (the router then counts the whole previous
+turn as shared).
 """
 
 from __future__ import annotations
@@ -52,35 +66,70 @@ from typing import Any
 
 CHUNK_BYTES = 1024
 CHUNKS_PER_INSTANCE = 65_536
+KEYED_BYTES = 1 << 20  # a prompt's keyed lead (see "The keyed lead")
 COMMON_SHARE = 0.5  # a key more than this share of the conversations carried is part of the common head
 KEY_BYTES = 8
 
 
-def chunk_keys(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
-    """Chained digests of data's whole chunks: keys[k] names data[: (k + 1) * chunk_bytes]."""
+def chunk_keys(data: bytes, chunk_bytes: int = CHUNK_BYTES, max_bytes: int | None = None) -> list[bytes]:
+    """Chained digests of data's whole chunks within its first max_bytes (all of it when None):
+    keys[k] names data[: (k + 1) * chunk_bytes]."""
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
     hasher = hashlib.blake2b(digest_size=KEY_BYTES)
     view = memoryview(data)
+    num_bytes = len(data) if max_bytes is None else min(len(data), max_bytes)
     keys: list[bytes] = []
-    for start in range(0, len(data) - chunk_bytes + 1, chunk_bytes):
+    for start in range(0, num_bytes - chunk_bytes + 1, chunk_bytes):
         hasher.update(view[start : start + chunk_bytes])
         keys.append(hasher.copy().digest())
     return keys
 
 
-def chat_text(messages: Sequence[Any]) -> bytes:
+def chat_text(messages: Sequence[Any], max_bytes: int | None = None) -> bytes:
     """Chat messages as one byte string whose prefixes follow the messages' (for chunk_keys): each
-    message's role and content in order, so a next turn's messages extend the previous turn's text."""
+    message's role and content in order, so a next turn's messages extend the previous turn's text.
+    max_bytes: only the text's first max_bytes are made (the keyed lead); all of it when None."""
     parts: list[bytes] = []
+    num_bytes = 0
+    for message in messages:
+        if max_bytes is not None and num_bytes >= max_bytes:
+            break
+        if isinstance(message, dict):
+            role, content = message.get("role", ""), message.get("content")
+        else:
+            role, content = "", message
+        if max_bytes is not None and isinstance(content, str):
+            content = content[:max_bytes]  # characters: at least as many bytes
+        text = content if isinstance(content, str) else _parts_text(content)
+        part = f"{role}\x00{text}\x01".encode("utf-8", "surrogatepass")
+        parts.append(part)
+        num_bytes += len(part)
+    joined = b"".join(parts)
+    return joined if max_bytes is None else joined[:max_bytes]
+
+
+def chat_text_bytes(messages: Sequence[Any]) -> int:
+    """About the length of chat_text(messages), without making it: UTF-8 counted as characters."""
+    num_chars = 0
     for message in messages:
         if isinstance(message, dict):
             role, content = message.get("role", ""), message.get("content")
         else:
             role, content = "", message
-        text = content if isinstance(content, str) else repr(content)
-        parts.append(f"{role}\x00{text}\x01".encode("utf-8", "surrogatepass"))
-    return b"".join(parts)
+        num_chars += len(str(role)) + 2
+        num_chars += len(content) if isinstance(content, str) else len(_parts_text(content))
+    return num_chars
+
+
+def _parts_text(content: Any) -> str:
+    # Content parts: their texts, each other part by its repr (small: an image URL, a tool call).
+    if isinstance(content, list):
+        return "\x02".join(
+            part["text"] if isinstance(part, dict) and isinstance(part.get("text"), str) else repr(part)
+            for part in content
+        )
+    return repr(content)
 
 
 @dataclass(slots=True)
@@ -105,13 +154,16 @@ class ChunkIndex:
 
     def __init__(
         self, chunk_bytes: int = CHUNK_BYTES, max_chunks: int = CHUNKS_PER_INSTANCE,
-        common_share: float = COMMON_SHARE,
+        common_share: float = COMMON_SHARE, keyed_bytes: int = KEYED_BYTES,
     ) -> None:  # fmt: skip
         if chunk_bytes < 1 or max_chunks < 1 or not 0.0 < common_share < 1.0:
             raise ValueError("chunk_bytes and max_chunks must be positive, common_share in (0, 1)")
+        if keyed_bytes < chunk_bytes:
+            raise ValueError(f"keyed_bytes ({keyed_bytes}) must be at least chunk_bytes ({chunk_bytes})")
         self.chunk_bytes = chunk_bytes
         self.max_chunks = max_chunks
         self.common_share = common_share
+        self.keyed_bytes = keyed_bytes  # a prompt's keyed lead
         self.num_owners = 0  # conversations that registered keys
         self._chunks: OrderedDict[bytes, _Chunk] = OrderedDict()
 
@@ -124,8 +176,8 @@ class ChunkIndex:
         self.num_owners = 0
 
     def keys_of(self, data: bytes) -> list[bytes]:
-        """The chunk keys of a prompt's bytes."""
-        return chunk_keys(data, self.chunk_bytes)
+        """The chunk keys of a prompt's bytes: of its keyed lead."""
+        return chunk_keys(data, self.chunk_bytes, self.keyed_bytes)
 
     def longest_match(self, keys: Sequence[bytes]) -> ChunkMatch | None:
         """The owner and holder of the longest known prefix of `keys`, if it reaches beyond the common

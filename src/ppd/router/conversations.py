@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, ChunkIndex, chat_text
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, ChunkIndex, chat_text, chat_text_bytes
 from ppd.router.history import PrefixIndex, chat_digest, completion_history_text
 
 SESSION_HEADER = "X-Session-ID"
@@ -73,19 +73,34 @@ class Recognition:
     conversation: Conversation | None  # None: a new conversation
     by: Recognised | None = None
     holder_url: str | None = None  # a chunk match: the instance the matched prefix was routed to
-    num_shared_bytes: int | None = None  # a chunk match: leading prompt bytes it shares
+    num_shared_bytes: int | None = None  # a chunk match: leading prompt bytes it shares (None: all
+    # of the keyed lead of a longer prompt, so how much more is unknown)
+    num_text_bytes: int = 0  # the length of the text those bytes are part of (chat: about)
     chunk_keys: tuple[bytes, ...] = ()  # the prompt's chunk keys (no session id), kept at commit
 
 
-def identity_text(identity: Identity) -> bytes | None:
-    """The text a request without a session id is chunked by: its prompt, or its chat messages."""
+def identity_text(identity: Identity, max_bytes: int | None = None) -> bytes | None:
+    """The text a request without a session id is chunked by: its prompt, or its chat messages; only
+    the first max_bytes of it (all when None)."""
     if identity.session_id is not None:
         return None
     if identity.prompt_bytes is not None:
-        return identity.prompt_bytes
+        prompt = identity.prompt_bytes
+        return prompt if max_bytes is None or len(prompt) <= max_bytes else prompt[:max_bytes]
     if identity.chat_messages is not None:
-        return chat_text(identity.chat_messages)
+        return chat_text(identity.chat_messages, max_bytes)
     return None
+
+
+def identity_text_bytes(identity: Identity) -> int:
+    """The length of identity_text(identity) (chat: about it, characters for bytes), without making it."""
+    if identity.session_id is not None:
+        return 0
+    if identity.prompt_bytes is not None:
+        return len(identity.prompt_bytes)
+    if identity.chat_messages is not None:
+        return chat_text_bytes(identity.chat_messages)
+    return 0
 
 
 def session_id_of(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None:
@@ -138,24 +153,34 @@ class ConversationStore:
         if identity.session_id is not None:
             conversation = self._by_key.get("s:" + identity.session_id)
             return Recognition(conversation, "session" if conversation is not None else None)
-        text = identity_text(identity)
+        # Only the keyed lead is looked at: this runs in one step of the proxy's event loop.
+        keyed_bytes = self.chunks.keyed_bytes
+        text = identity_text(identity, keyed_bytes)
         keys = tuple(self.chunks.keys_of(text)) if text is not None else ()
-        conversation = self._find_by_history(identity, keys)
+        num_text_bytes = identity_text_bytes(identity)
+        conversation = self._find_by_history(identity, keys, num_text_bytes)
         if conversation is not None:
-            return Recognition(conversation, "history", chunk_keys=keys)
+            return Recognition(conversation, "history", num_text_bytes=num_text_bytes, chunk_keys=keys)
         match = self.chunks.longest_match(keys)
         found = self._by_key.get(match.owner) if match is not None and isinstance(match.owner, str) else None
         if match is None or found is None:
             return Recognition(None, chunk_keys=keys)
-        return Recognition(found, "chunks", match.instance_url, match.num_bytes, keys)
+        whole_lead = num_text_bytes > keyed_bytes and match.num_chunks == len(keys)
+        num_shared = None if whole_lead else match.num_bytes
+        return Recognition(found, "chunks", match.instance_url, num_shared, num_text_bytes, keys)
 
     def _find_by_history(
-        self, identity: Identity, keys: tuple[bytes, ...] | None = None
+        self, identity: Identity, keys: tuple[bytes, ...] | None = None, num_text_bytes: int | None = None
     ) -> Conversation | None:
         """The conversation whose whole previous prompt + answer this request starts with (keys: the
-        prompt's chunk keys, when already made)."""
+        prompt's chunk keys, when already made). Histories longer than the keyed lead are not kept
+        (_remember_history), so a longer chat is not digested whole here either."""
         if identity.chat_messages is not None:
             if len(identity.chat_messages) < 2:
+                return None
+            if num_text_bytes is None:
+                num_text_bytes = chat_text_bytes(identity.chat_messages)
+            if num_text_bytes > self.chunks.keyed_bytes:
                 return None
             key = self._by_chat_digest.get(chat_digest(identity.chat_messages[:-1]))
             return self._by_key.get(key) if key is not None else None
@@ -193,7 +218,7 @@ class ConversationStore:
         if identity.session_id is not None:
             return
         if keys is None:
-            text = identity_text(identity)
+            text = identity_text(identity, self.chunks.keyed_bytes)
             keys = tuple(self.chunks.keys_of(text)) if text is not None else ()
         if keys:
             self.chunks.add(conversation.key, holder_url, keys, new_owner=not conversation.in_chunk_index)
@@ -213,14 +238,19 @@ class ConversationStore:
         if identity.session_id is not None:
             return  # the client names it every turn; no need to recognise it
         self._forget_history(conversation)
-        if answer is None:
+        # A history longer than the keyed lead is not kept: digesting it would take a step of the
+        # event loop that grows with the body. Its next turn is found by its leading chunks.
+        max_bytes = self.chunks.keyed_bytes
+        if answer is None or identity_text_bytes(identity) > max_bytes:
             return
         if identity.chat_messages is not None:
             digest = chat_digest(identity.chat_messages, answer)
             conversation.chat_key = digest
             self._by_chat_digest[digest] = conversation.key
         elif identity.prompt_bytes is not None:
-            self._prompts.add(conversation.key, completion_history_text(identity.prompt_bytes, answer))
+            text = completion_history_text(identity.prompt_bytes, answer)
+            if len(text) <= max_bytes:  # its bucket's key is among the keys of the next prompt's lead
+                self._prompts.add(conversation.key, text)
 
     def _forget_history(self, conversation: Conversation) -> None:
         if conversation.chat_key is not None:

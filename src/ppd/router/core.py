@@ -37,14 +37,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ppd.modes import MODES, Mode, mode_unavailable
-from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, ChunkIndex
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES, ChunkIndex
 from ppd.router.conversations import (
     Conversation,
     ConversationStore,
     Identity,
     Recognition,
     TurnOutcome,
-    identity_text,
 )
 from ppd.router.estimates import Estimates, HopLoad
 from ppd.router.failover import (
@@ -78,6 +77,7 @@ class RouterConfig:
     conversation_idle_ttl_s: float = 3600.0
     history_chunk_bytes: int = CHUNK_BYTES  # chunk recognition (router/chunks.py): chunk size
     history_chunks_per_instance: int = CHUNKS_PER_INSTANCE  # its LRU cap, per instance
+    history_keyed_bytes: int = KEYED_BYTES  # a prompt's lead that is keyed and recognised by
     health_interval_s: float = 2.0  # an unreachable instance is checked again after this
     health_max_backoff_s: float = 30.0  # the longest hold of an instance ejected by its failures
     slo_ttft_ms: float | None = None  # auto mode: prefer routes expected to meet these
@@ -88,6 +88,22 @@ class RouterConfig:
             raise ValueError(f"unknown mode {self.mode!r}; allowed: {', '.join(MODES)}")
         if not (self.replica_urls or (self.prefill_urls and self.decode_urls)):
             raise ValueError("the router needs prefill and decode instances, or replicas")
+        problem = recognition_problem(
+            self.history_chunk_bytes, self.history_chunks_per_instance, self.history_keyed_bytes
+        )
+        if problem:
+            raise ValueError(problem)
+
+
+def recognition_problem(chunk_bytes: int, chunks_per_instance: int, keyed_bytes: int) -> str | None:
+    """What is wrong with these chunk-recognition settings (router/chunks.py), or None."""
+    if chunk_bytes < 1:
+        return f"history_chunk_bytes must be >= 1, not {chunk_bytes}"
+    if chunks_per_instance < 1:
+        return f"history_chunks_per_instance must be >= 1, not {chunks_per_instance}"
+    if keyed_bytes < chunk_bytes:
+        return f"history_keyed_bytes ({keyed_bytes}) must be at least history_chunk_bytes ({chunk_bytes})"
+    return None
 
 
 class ModeUnavailable(ValueError):
@@ -115,7 +131,11 @@ class Router:
         self.mode: Mode = config.mode
         self.pool = InstancePool(config.prefill_urls, config.decode_urls, config.replica_urls)
         num_instances = len({*config.prefill_urls, *config.decode_urls, *config.replica_urls})
-        chunks = ChunkIndex(config.history_chunk_bytes, config.history_chunks_per_instance * num_instances)
+        chunks = ChunkIndex(
+            config.history_chunk_bytes,
+            config.history_chunks_per_instance * num_instances,
+            keyed_bytes=config.history_keyed_bytes,
+        )
         self.conversations = ConversationStore(
             config.max_conversations, config.conversation_idle_ttl_s, chunks=chunks
         )
@@ -142,7 +162,7 @@ class Router:
         conversation = recognition.conversation
         record.identity, record.conversation, record.recognition = identity, conversation, recognition
         record.conversation_key = conversation.key if conversation is not None else None
-        record.turn = turn_of(conversation, num_prompt_tokens, now_s, self.holding, recognition, identity)
+        record.turn = turn_of(conversation, num_prompt_tokens, now_s, self.holding, recognition)
         route, failover = route_with_failover(
             self.mode, record.turn, self.pool.candidates, self._route_options()
         )
@@ -293,7 +313,6 @@ def turn_of(
     now_s: float = 0.0,
     holding: HoldingModel | None = None,
     recognition: Recognition | None = None,
-    identity: Identity | None = None,
 ) -> Turn:
     """The routing view of a turn: its number, its holder, the history and how much of it the
     holder is expected to still have (`holding`'s learnt share; all of it without one).
@@ -308,17 +327,17 @@ def turn_of(
     holder = conversation.holder_url
     if recognition is not None and recognition.by == "chunks":
         holder = recognition.holder_url or holder
-        num_history = min(num_history, shared_tokens(recognition, identity, num_prompt_tokens))
+        num_history = min(num_history, shared_tokens(recognition, num_prompt_tokens))
     share = holding.expected_share(holder, age_s, num_history) if holding and holder else 1.0
     return Turn(conversation.num_turns + 1, holder, num_prompt_tokens, num_history, age_s, share)
 
 
-def shared_tokens(recognition: Recognition, identity: Identity | None, num_prompt_tokens: int) -> int:
-    """The prompt tokens a chunk match covers: its share of the prompt's bytes, of the token estimate."""
-    text = identity_text(identity) if identity is not None else None
-    if not text or recognition.num_shared_bytes is None:
+def shared_tokens(recognition: Recognition, num_prompt_tokens: int) -> int:
+    """The prompt tokens a chunk match covers: its share of the prompt's bytes, of the token estimate
+    (all of them when the match covered the whole keyed lead of a longer prompt)."""
+    if not recognition.num_text_bytes or recognition.num_shared_bytes is None:
         return num_prompt_tokens
-    return round(num_prompt_tokens * min(1.0, recognition.num_shared_bytes / len(text)))
+    return round(num_prompt_tokens * min(1.0, recognition.num_shared_bytes / recognition.num_text_bytes))
 
 
 def turn_outcome(

@@ -47,6 +47,8 @@ def test_fleet_writes_a_result_set_with_every_point(
         (["--topology", "1p1d", "--qps", "0"], "qps"),
         (["--topology", "1p1d", "--hops", "/nonexistent.json"], "--hops"),
         (["--topology", "1p1d", "--profile", "nope"], "no profile"),
+        (["--topology", "1p1d", "--history-chunk-bytes", "0"], "history_chunk_bytes must be >= 1"),
+        (["--topology", "1p1d", "--history-keyed-bytes", "100"], "history_keyed_bytes (100) must be"),
     ],
 )
 def test_bad_flags_are_one_line_errors(
@@ -54,3 +56,17 @@ def test_bad_flags_are_one_line_errors(
 ) -> None:
     assert main(["fleet", *flags, "--duration", "1"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_chunk_recognition_flags_reach_the_fleets_router() -> None:
+    from ppd.cli import build_parser
+    from ppd.fleet.cli import build_configs
+    from ppd.fleet.clock import EventQueue
+    from ppd.fleet.fleet import Fleet
+
+    argv = ["fleet", "--topology", "1p1d", "--modes", "ppd", "--no-session-id"]
+    argv += ["--history-chunk-bytes", "512", "--history-chunks-per-instance", "100"]
+    argv += ["--history-keyed-bytes", "8192"]
+    [config] = build_configs(build_parser().parse_args(argv))
+    chunks = Fleet(config, EventQueue()).router.conversations.chunks
+    assert (chunks.chunk_bytes, chunks.max_chunks, chunks.keyed_bytes) == (512, 200, 8192)

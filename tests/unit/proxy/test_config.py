@@ -47,6 +47,15 @@ def test_replicas_default_to_prefill_and_decode_instances() -> None:
             {"mode": "replication", "replica_urls": ("http://a:1",), "max_connections_per_client": -1},
             "max_connections_per_client",
         ),
+        ({"mode": "replication", "replica_urls": ("http://a:1",), "history_chunk_bytes": 0}, "chunk_bytes"),
+        (
+            {"mode": "replication", "replica_urls": ("http://a:1",), "history_chunks_per_instance": -5},
+            "history_chunks_per_instance must be >= 1",
+        ),
+        (
+            {"mode": "replication", "replica_urls": ("http://a:1",), "history_keyed_bytes": 512},
+            r"history_keyed_bytes \(512\) must be at least history_chunk_bytes \(1024\)",
+        ),
     ],
 )
 def test_bad_configs_say_what_is_wrong(kwargs: dict, message: str) -> None:
@@ -65,3 +74,35 @@ def test_cli_builds_the_config_with_repeated_and_multi_url_flags() -> None:
     assert config.decode_urls == ("http://d:1", "http://d:2", "http://d:3")
     assert config.pd_decode_affinity is False
     assert (config.admin_token, config.decision_log_path, config.host) == ("t", "x.jsonl", "127.0.0.1")
+
+
+def test_cli_passes_the_chunk_recognition_flags_to_the_router() -> None:
+    from ppd.router.core import Router
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["--mode", "pd", "--prefill", "http://p:1", "--decode", "http://d:1", "--history-chunk-bytes", "256",
+         "--history-chunks-per-instance", "1000", "--history-keyed-bytes", "4096"]
+    )  # fmt: skip
+    chunks = Router(build_config(args).router_config()).conversations.chunks
+    # two instances, 1000 keys each
+    assert (chunks.chunk_bytes, chunks.max_chunks, chunks.keyed_bytes) == (256, 2000, 4096)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--history-chunk-bytes", "0"], "history_chunk_bytes must be >= 1, not 0"),
+        (["--history-chunks-per-instance", "0"], "history_chunks_per_instance must be >= 1"),
+        (["--history-keyed-bytes", "10"], "history_keyed_bytes (10) must be at least"),
+    ],
+)
+def test_bad_chunk_flags_are_one_line_cli_errors(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ppd.cli import main
+
+    assert main(["proxy", "--mode", "pd", "--prefill", "http://p:1", "--decode", "http://d:1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

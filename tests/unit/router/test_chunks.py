@@ -151,3 +151,71 @@ def test_router_sends_a_chunk_recognised_turn_to_the_prefix_holder() -> None:
     # a fresh conversation with the same system prompt is a first turn (P -> D)
     fresh = serve(router, system + words("new", 160), now_s=6.0)
     assert fresh.turn is not None and fresh.turn.number == 1
+
+
+def test_only_the_keyed_lead_is_keyed() -> None:
+    data = words("lead", 10 * CHUNK)
+    assert chunk_keys(data, CHUNK, max_bytes=4 * CHUNK + 3) == chunk_keys(data, CHUNK)[:4]
+    index = ChunkIndex(CHUNK, 1000, keyed_bytes=4 * CHUNK)
+    assert index.keys_of(data) == chunk_keys(data, CHUNK)[:4]
+    with pytest.raises(ValueError, match="keyed_bytes"):
+        ChunkIndex(CHUNK, 1000, keyed_bytes=CHUNK - 1)
+
+
+def test_chat_text_lead_is_the_whole_texts_start() -> None:
+    messages = [
+        {"role": "system", "content": "s" * 40},
+        {"role": "user", "content": [{"type": "text", "text": "t" * 50}, {"type": "image_url"}]},
+        {"role": "user", "content": "u" * 500},
+    ]
+    whole = chat_text(messages)
+    for max_bytes in (1, 45, 100, 300, len(whole), 10 * len(whole)):
+        assert chat_text(messages, max_bytes) == whole[:max_bytes]
+
+
+def test_a_prompt_longer_than_the_lead_is_recognised_by_its_lead() -> None:
+    lead = 8 * CHUNK
+    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=lead))
+    first = Identity(prompt_bytes=SYSTEM + words("a", 20 * CHUNK))
+    conversations.commit_turn(Identity(prompt_bytes=SYSTEM + words("b", 20 * CHUNK)), None, outcome("d1"))
+    committed = conversations.commit_turn(first, None, outcome("d0"))
+    assert len(conversations.chunks) <= 2 * (lead // CHUNK)  # only the leads were keyed
+    # the whole history is longer than the lead: not kept, so the next turn is found by its lead,
+    # which it shares whole: how much more it shares is unknown (None), not the lead's bytes
+    found = conversations.recognise(Identity(prompt_bytes=first.prompt_bytes + b" w9 w8 more"))
+    assert found.by == "chunks" and found.conversation is committed
+    assert (found.holder_url, found.num_shared_bytes, len(found.chunk_keys)) == ("d0", None, lead // CHUNK)
+    # a prompt that leaves the conversation inside the lead shares what its keys say
+    left = SYSTEM + words("a", 3 * CHUNK) + words("z", 30 * CHUNK)
+    edited = conversations.recognise(Identity(prompt_bytes=left))
+    assert edited.by == "chunks" and edited.num_shared_bytes == 6 * CHUNK
+
+
+def test_a_chat_longer_than_the_lead_is_not_digested_whole() -> None:
+    lead = 8 * CHUNK
+    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=lead))
+    short = [{"role": "user", "content": "hello there"}]
+    conversations.commit_turn(Identity(chat_messages=short), None, outcome("d0", answer="hi"))
+    later_short = [*short, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "go"}]
+    assert conversations.recognise(Identity(chat_messages=later_short)).by == "history"
+    long = [{"role": "user", "content": words("x", 3 * lead).decode()}]
+    committed = conversations.commit_turn(Identity(chat_messages=long), None, outcome("d1", answer="ok"))
+    later_long = [*long, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "go"}]
+    found = conversations.recognise(Identity(chat_messages=later_long))
+    assert found.by == "chunks" and found.conversation is committed and found.num_shared_bytes is None
+
+
+def test_router_counts_a_whole_lead_match_as_the_whole_history() -> None:
+    config = RouterConfig(
+        "ppd", prefill_urls=("p0",), decode_urls=("d0", "d1"), history_chunk_bytes=CHUNK,
+        history_chunks_per_instance=1000,
+    )  # fmt: skip
+    router = Router(config)
+    router.conversations.chunks.keyed_bytes = 8 * CHUNK
+    prompt = b"w0 " * 16 + words("a", 40 * CHUNK)
+    serve(router, b"w0 " * 16 + words("b", 40 * CHUNK), now_s=0.5)  # another conversation
+    first = serve(router, prompt, now_s=1.0)
+    second = serve(router, prompt + b" w1 w2 w3 w4 w5 w6", now_s=5.0)
+    assert second.recognition is not None and second.recognition.by == "chunks"
+    assert second.turn is not None and first.turn is not None
+    assert second.turn.num_history_tokens == first.turn.num_prompt_tokens + 5  # prompt + answer

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from ppd.bench.arrivals import ConversationPlan, derive_seed
 from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
-from ppd.bench.workloads import random_word_ids
+from ppd.bench.workloads import chat_messages, random_word_ids
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
-from ppd.fleet.fleet import Fleet, TurnJob
+from ppd.fleet.fleet import Fleet, TurnJob, words_text
 from ppd.results import TurnRow
 from ppd.tokens import word_to_id
 
@@ -92,9 +92,22 @@ class BenchClient:
             shape.num_output_tokens,
             lambda done: self._turn_done(conversation, turn, due_s, done),
             itl_ms=[] if self.config.record_itl else None,
+            chat_messages=self._chat_messages(conversation, turn) if self.recognised_by_chat else None,
         )
         self._in_flight[id(job)] = (conversation, job)
         self.fleet.send(job)
+
+    @property
+    def recognised_by_chat(self) -> bool:
+        """Whether the router names conversations by their chat messages (`--api chat
+        --no-session-id`): then each turn carries the messages the bench sends."""
+        return self.config.api == "chat" and not self.config.send_session_id
+
+    def _chat_messages(self, conversation: _Conversation, turn: int) -> list[dict[str, str]]:
+        """The messages of turn `turn` as `ppd bench` sends them (bench.workloads.chat_messages)."""
+        users = [words_text(ids).decode() for ids in conversation.user_token_ids[:turn]]
+        answers = [words_text(ids).decode() for ids in conversation.answer_token_ids[: turn - 1]]
+        return chat_messages(users, answers)
 
     def _prompt(self, conversation: _Conversation, turn: int) -> tuple[list[int], int]:
         """Token ids of turn `turn`'s prompt and the proxy's word-count estimate of it

@@ -64,6 +64,8 @@ class TurnJob:
     upstream: str | None = None
     prefill_ms: float | None = None
     prefill_cached_tokens: int | None = None  # a P -> D route: P's own prefix-cache hit
+    # The chat API without a session id: the messages the bench sends, which the router recognises by
+    chat_messages: list[dict[str, str]] | None = None
 
 
 class Fleet:
@@ -146,9 +148,11 @@ _ROLES = {"prefill": ("prefill", "both"), "decode": ("decode", "both"), "replica
 
 def turn_identity(job: TurnJob, send_session_id: bool) -> Identity:
     """How the proxy names the turn's conversation: its session id, or (as under `ppd bench
-    --no-session-id`) the prompt text the bench sends for these token ids."""
+    --no-session-id`) the chat messages or prompt text the bench sends for these token ids."""
     if send_session_id:
         return Identity(session_id=job.session_id)
+    if job.chat_messages is not None:
+        return Identity(chat_messages=job.chat_messages)
     return Identity(prompt_bytes=words_text(job.prompt_token_ids))
 
 

@@ -16,7 +16,7 @@ from ppd.bench.trace_loadgen import SKIPPED_PREFIX
 from ppd.fleet.client import BenchClient, _Conversation
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
-from ppd.fleet.fleet import Fleet, TurnJob
+from ppd.fleet.fleet import Fleet, TurnJob, words_text
 from ppd.results import TurnRow
 from ppd.traces.prompts import PromptMaker
 from ppd.traces.replay import ReplayTurn
@@ -72,6 +72,10 @@ class TraceClient(BenchClient):
             step.num_output_tokens,
             lambda done: self._turn_done(conversation, turn, due_s, done),
             itl_ms=[] if self.config.record_itl else None,
+            # the chat API: one user message holding the prompt (bench.workloads.trace_request_body)
+            chat_messages=[{"role": "user", "content": words_text(prompt).decode()}]
+            if self.recognised_by_chat
+            else None,
         )
         self._in_flight[id(job)] = (conversation, job)
         self.fleet.send(job)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ppd.bench.config import BenchConfig, validate
 from ppd.bench.metrics import Slo
+from ppd.cliflags import add_conversation_arguments, add_drain_timeout_argument, check_at_least_one
 from ppd.errors import UsageError
 from ppd.modes import MODES, Mode, is_mode
 
@@ -41,9 +42,7 @@ def _add_load_arguments(add: Callable[..., object]) -> None:
     add("--runs", type=int, default=1, help="runs per mode x workload x qps (default 1)")
     add("--modes", default="", help="proxy modes to compare, e.g. pd,ppd,replication, set by POST "
         "/mode/<m> before each run (default: measure the URL as it is)")
-    add("--turns", type=int, default=2, help="turns per conversation of W1-W4 and IN/OUT (default 2)")
-    add("--think-time-s", type=float, default=0.0, help="wait between a turn's end and the next (default 0)")
-    add("--seed", type=int, default=0, help="seed of arrivals and prompts (default 0)")
+    add_conversation_arguments(add)
     add("--arrivals", choices=("poisson", "constant"), default="poisson", help="arrival process")
     add("--warmup-s", type=float, default=0.0, help="turns sent in the first S s are not summarised")
     add("--slo-ttft-ms", type=float, default=None, help="TTFT objective for goodput")
@@ -63,8 +62,7 @@ def _add_client_arguments(add: Callable[..., object]) -> None:
     add("--no-session-id", action="store_true",
         help="do not send X-Session-ID (the proxy must recognise conversations by history)")
     add("--request-timeout-s", type=float, default=600.0, help="per-request limit (default 600)")
-    add("--drain-timeout-s", type=float, default=120.0,
-        help="after the arrival window, in-flight conversations get this long (default 120)")
+    add_drain_timeout_argument(add)
     add("--admin-token", default=None, help="Bearer token for the proxy's admin endpoints")
     add("--prompt-salt", default=None, help="fixed prompt salt (default: random per invocation)")
     add("--max-connections", type=int, default=0, help="client connection limit (0: unlimited)")
@@ -88,8 +86,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     from ppd.bench.workloads import parse_workloads  # numpy: only when running
     from ppd.traces.replay import parse_window
 
-    if args.turns < 1:
-        raise UsageError("--turns must be >= 1")
+    check_at_least_one({"turns": args.turns})
     window = parse_window(args.window) if args.window is not None else None
     workloads = parse_workloads(args.workload, args.turns, window)
     _check_trace_flags(args, [workload.trace is not None for workload in workloads])

@@ -13,6 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ppd.cliflags import (
+    add_drain_timeout_argument,
+    add_profile_argument,
+    check_at_least_one,
+    check_profile,
+    parse_mode_list,
+)
 from ppd.errors import UsageError
 
 if TYPE_CHECKING:  # the fleet itself is imported only when `ppd fleet` runs
@@ -35,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # fmt: off
 def _add_engine_arguments(add: Callable[..., object]) -> None:
-    add("--profile", default="h100-llama3.1-8b", help="engine time-model profile, as `ppd sim --profile`")
+    add_profile_argument(add)
     add("--kv-cache-tokens", type=int, default=None, help="KV-cache capacity per engine in tokens (profile)")
     add("--max-model-len", type=int, default=None, help="longest prompt + output, tokens (profile)")
     add("--block-size", type=int, default=16, help="tokens per KV block (default 16)")
@@ -54,8 +61,7 @@ def _add_engine_arguments(add: Callable[..., object]) -> None:
 
 
 def _add_output_arguments(add: Callable[..., object]) -> None:
-    add("--drain-timeout-s", type=float, default=120.0,
-        help="after the arrival window, in-flight conversations get this long (default 120)")
+    add_drain_timeout_argument(add)
     add("--record-itl", action="store_true", help="keep every inter-token gap in the rows (more memory)")
     add("--output", type=Path, default=Path("results"), help="result directory (default results/)")
     add("--name", default=None, help="result set name (default fleet-<utc>-<topology>-<workloads>)")
@@ -99,22 +105,10 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
     from ppd.bench.metrics import Slo
     from ppd.bench.workloads import parse_workloads
     from ppd.fleet.config import EngineOptions, FleetConfig, fleet_topology, validate
-    from ppd.modes import MODES, Mode, is_mode
-    from ppd.sim.timing import ProfileError, load_profile
 
-    if args.turns < 1:
-        raise UsageError("--turns must be >= 1")
-    if args.runs < 1:
-        raise UsageError("--runs must be >= 1")
-    modes: list[Mode] = []
-    for mode in tuple(mode.strip() for mode in args.modes.split(",") if mode.strip()) or ("pd",):
-        if not is_mode(mode):
-            raise UsageError(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
-        modes.append(mode)
-    try:
-        load_profile(args.profile)
-    except ProfileError as exc:
-        raise UsageError(str(exc)) from exc
+    check_at_least_one({"turns": args.turns, "runs": args.runs})
+    modes = parse_mode_list(args.modes) or ("pd",)
+    check_profile(args.profile)
     topology = fleet_topology(args.topology)
     engine = EngineOptions(
         profile=args.profile,

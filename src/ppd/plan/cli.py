@@ -20,10 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ppd.cliflags import (
+    add_conversation_arguments,
+    add_profile_argument,
+    check_at_least_one,
+    check_profile,
+    parse_mode_list,
+)
 from ppd.errors import UsageError
+from ppd.modes import MODES
 
 if TYPE_CHECKING:
-    from ppd.modes import Mode
     from ppd.plan.deployments import Deployment
     from ppd.plan.evaluate import FleetEvaluator
     from ppd.plan.search import SearchConfig
@@ -38,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--workload", required=True, help="W1, W2, W3, W4, IN/OUT (e.g. 1000/50) or a conversation file")
     add("--slo-ttft-ms", type=float, required=True, help="time-to-first-token objective per turn (ms)")
     add("--slo-tpot-ms", type=float, required=True, help="time-per-output-token objective per turn (ms)")
-    add("--profile", default="h100-llama3.1-8b", help="engine time-model profile (as `ppd sim --profile`)")
+    add_profile_argument(add)
     _add_search_arguments(add)
     add("--output", type=Path, default=Path("plan"), help="directory for plan.json, plan.md, plan.png")
     add("--workers", type=int, default=_DEFAULT_WORKERS, help=f"processes (default {_DEFAULT_WORKERS})")
@@ -49,9 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # fmt: off
 def _add_search_arguments(add: Callable[..., object]) -> None:
     add("--modes", default="pd,ppd,replication,auto", help="modes to plan with (default all four)")
-    add("--turns", type=int, default=2, help="turns per conversation of W1-W4 and IN/OUT (default 2)")
-    add("--think-time-s", type=float, default=0.0, help="wait between a turn's end and the next (default 0)")
-    add("--seed", type=int, default=0, help="seed of arrivals and prompts (default 0)")
+    add_conversation_arguments(add)
     add("--target-attainment", type=float, default=0.9, help="share of turns within the SLOs (default 0.9)")
     add("--tolerance", type=float, default=0.1,
         help="stop the search when [pass, fail) is narrower than this share of its lower end (default 0.1)")
@@ -128,11 +133,8 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
     from ppd.plan.deployments import enumerate_deployments
     from ppd.plan.evaluate import FleetEvaluator
     from ppd.plan.search import SearchConfig
-    from ppd.sim.timing import ProfileError, load_profile
 
-    for name in ("gpus", "turns", "conversations", "workers"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    check_at_least_one({name: getattr(args, name) for name in ("gpus", "turns", "conversations", "workers")})
     for name in ("slo_ttft_ms", "slo_tpot_ms", "start_qps_per_gpu", "max_qps", "min_window_s", "drain_s"):
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
@@ -141,11 +143,10 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
     workloads = parse_workloads(args.workload, args.turns)
     if len(workloads) != 1 or workloads[0].trace is not None:
         raise UsageError("--workload: give one workload (W1..W4, IN/OUT or a conversation file), not a trace")
-    try:
-        load_profile(args.profile)
-    except ProfileError as exc:
-        raise UsageError(str(exc)) from exc
-    modes = _modes(args.modes)
+    check_profile(args.profile)
+    modes = parse_mode_list(args.modes)
+    if not modes:
+        raise UsageError(f"--modes: give at least one of {', '.join(MODES)}")
     try:
         deployments = enumerate_deployments(args.gpus, modes)
         search = SearchConfig(
@@ -170,16 +171,3 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
         seed=args.seed,
     )
     return evaluator, deployments, search
-
-
-def _modes(text: str) -> tuple[Mode, ...]:
-    from ppd.modes import MODES, is_mode
-
-    modes: list[Mode] = []
-    for mode in (part.strip() for part in text.split(",") if part.strip()):
-        if not is_mode(mode):
-            raise UsageError(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
-        modes.append(mode)
-    if not modes:
-        raise UsageError(f"--modes: give at least one of {', '.join(MODES)}")
-    return tuple(modes)

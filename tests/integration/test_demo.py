@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ppd.results import load_result
+
 PLOTS = (
     "qps_p99_ttft.png",
     "qps_avg_e2e.png",
@@ -50,20 +52,37 @@ def test_quick_demo_measures_three_modes_and_writes_the_report(tmp_path: Path) -
     assert merged["workloads"] == ["W1", "W4"]
     for point in merged["points"]:
         assert point["metrics"]["success_rate"]["mean"] == 1.0, point
-    # PPD serves turn 2 from D's prefix cache: its turn-2 TTFT must beat PD's wherever the deployment
-    # is not saturated. W4 at 16 conv/s is far past saturation (8k-token turns, ~32 conversations in
-    # a 2 s window): there queueing decides, and the order flips from run to run (one CI run at
-    # fd7d539: PPD 520 ms vs PD 417 ms; the same code alone: PPD 63% lower), so it is not asserted.
+    # PPD serves turn 2 from D's prefix cache, without P: at every point, every PD turn 2 went
+    # through P (a P hop, D pulls the KV) and every PPD turn 2 went straight to D, which found the
+    # history (prompt + answer, less its last partial block) in its own cache.
+    rows = [row for path in sorted((out / "results").glob("*.json")) for row in load_result(path)[1]]
+    assert {(row.workload, row.qps) for row in rows} == {(w, q) for w in ("W1", "W4") for q in (2.0, 16.0)}
+    for row in rows:
+        if row.turn == 2 and row.mode == "pd":
+            assert row.route == "pd" and row.prefill_ms is not None, row
+        if row.turn == 2 and row.mode == "ppd":
+            new_words = 512 if row.workload == "W1" else 8192
+            history = row.prompt_tokens - new_words  # type: ignore[operator]
+            assert row.route == "ppd-direct" and row.prefill_ms is None, row
+            if (row.workload, row.qps) != ("W4", 16.0):  # there D's cache is near full (27 x 16k tokens)
+                assert row.cached_tokens is not None and row.cached_tokens >= history // 16 * 16 - 16, row
+    # And it is faster where that is the whole difference: at 2 conversations/s nothing queues, so
+    # PD's turn 2 pays P's hop, the KV handshake and the pull (W4: 8,192 tokens, 512 blocks of 64
+    # descriptors at 3.65 us, 120 ms modeled, 12 ms at the demo's time scale) and PPD's does not.
+    # Six runs beside other jobs (2026-12-02, load average 5-7), turn-2 TTFT p50 PD / PPD in ms:
+    # W1 2/s 24.0/7.4 25.6/10.7 31.5/12.8 26.2/7.6 21.3/9.3 24.2/10.1; W4 2/s 105/70 133/66 141/56
+    # 104/61 109/65 110/63: PD at least 1.5x PPD every time. At 16/s the 2-core machine's relay of
+    # every token decides, and the modes run one after another while other load comes and goes: at W1
+    # the modeled gap is ~7 ms (`ppd fleet`: 132 vs 59 ms turn-2 TTFT modeled at 1.6/s, x0.1) and
+    # PD's p50 ranged 36-146 ms over the same six runs; PPD once came out 1.6% slower (55.8 vs 54.9
+    # ms mean). W4 at 16/s is far past saturation (8k-token turns). Neither is compared on time.
     ttft = {
-        (p["workload"], p["mode"], p["qps"]): p["metrics"]["ttft_ms.mean"]["mean"]
+        (p["workload"], p["mode"], p["qps"]): p["metrics"]["ttft_ms.p50"]["mean"]
         for p in merged["points"]
         if p["turn_group"] == "2+"
     }
-    saturated = {("W4", 16.0)}
-    compared = [(w, q) for (w, m, q) in ttft if m == "ppd" and (w, q) not in saturated]
-    assert len(compared) == 3, sorted(ttft)
-    for workload, qps in compared:
-        assert ttft[(workload, "ppd", qps)] < ttft[(workload, "pd", qps)], (workload, qps)
+    for workload in ("W1", "W4"):
+        assert ttft[(workload, "ppd", 2.0)] < ttft[(workload, "pd", 2.0)], (workload, sorted(ttft.items()))
     assert not (out / "deployment.json").exists()  # everything it started was stopped
 
 

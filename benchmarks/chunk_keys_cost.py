@@ -4,8 +4,9 @@ prompt, and the memory of one chunk key (router/chunks.py) in an instance's inde
 Each call of the router core's conversation store (`recognise` when a request arrives, `commit_turn`
 when its answer completed) runs in one step of the event loop: nothing else is served meanwhile. For
 a prompt of `--prompt-mib` MiB of words (as the bench's), completions and chat, four calls are timed
-on a fresh store: turn 1's recognise (a new conversation) and commit, then turn 2 (turn 1's prompt +
-answer + a question, found by its whole history) recognise and commit. Each figure is the best of
+on a fresh store that knows three other conversations: turn 1's recognise (a new conversation) and
+commit, then turn 2 (turn 1's prompt + answer + a question) recognise, and how it was found (`by2`:
+its whole history, or its leading chunks), and commit. Each figure is the best of
 `--repeats` fresh stores. With --baseline-src DIR (another checkout's src/, e.g. `git archive REV src
 | tar -x -C DIR`), the same calls are timed on that code too, in a child process, in the same run.
 Lines:
@@ -38,16 +39,18 @@ if "--src" in sys.argv:  # a child timing another checkout's code (--baseline-sr
 sys.path.insert(0, str(SRC))
 
 KEYS_PER_PROMPT = 60  # ~60 KiB prompts: the Mooncake trace's size class
+OTHER_TAGS = ("x", "y", "z")  # conversations known before the timed one
+OTHER_PROMPT_BYTES = 64 * 1024
 ANSWER = " ".join(f"w{n}" for n in range(200))
 
 
-def words_text(num_bytes: int) -> str:
-    """About num_bytes of distinct `w<N>` words, as the bench's prompts."""
+def words_text(num_bytes: int, tag: str = "w") -> str:
+    """About num_bytes of distinct `w<N>` words, as the bench's prompts (another tag: other words)."""
     words: list[str] = []
     size = 0
     n = 0
     while size < num_bytes:
-        word = f"w{n % 100_003}"
+        word = f"{tag}{n % 100_003}"
         words.append(word)
         size += len(word) + 1
         n += 1
@@ -68,15 +71,18 @@ def identities(api: str, prompt: str) -> tuple[Any, Any]:
     )
 
 
-def step_ms(api: str, prompt_mib: int, repeats: int) -> dict[str, Any]:
+def step_ms(api: str, prompt_mib: float, repeats: int) -> dict[str, Any]:
     """The best time of each of the four store calls over `repeats` fresh stores, ms."""
     from ppd.router.conversations import ConversationStore, TurnOutcome
 
-    first, second = identities(api, words_text(prompt_mib * 2**20))
+    first, second = identities(api, words_text(int(prompt_mib * 2**20)))
+    others = [identities(api, words_text(OTHER_PROMPT_BYTES, tag))[0] for tag in OTHER_TAGS]
     best: dict[str, float] = {}
     by2 = None
     for _ in range(repeats):
         store = ConversationStore(100, 3600.0, clock=lambda: 0.0)
+        for other in others:  # other conversations first, so the prompt's keys are its own, not common
+            store.commit_turn(other, None, TurnOutcome("http://127.0.0.1:8300", 10, 200, ANSWER), 0.0)
         times: dict[str, float] = {}
         for turn, identity in ((1, first), (2, second)):
             started = time.perf_counter()
@@ -121,25 +127,25 @@ def index_bytes_per_key(num_keys: int) -> float:
     return grown / len(index)
 
 
-def steps_line(label: str, api: str, prompt_mib: int, figures: dict[str, Any]) -> str:
+def steps_line(label: str, api: str, prompt_mib: float, figures: dict[str, Any]) -> str:
     numbers = " ".join(
         f"{name}={figures[name]:.2f}"
         for name in ("recognise1_ms", "commit1_ms", "recognise2_ms", "commit2_ms", "longest_ms")
     )
-    return f"chunk_steps src={label} api={api} prompt_mib={prompt_mib} {numbers} by2={figures['by2']}"
+    return f"chunk_steps src={label} api={api} prompt_mib={prompt_mib:g} {numbers} by2={figures['by2']}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompt-mib", type=int, default=8)
+    parser.add_argument("--prompt-mib", type=float, default=8.0)
     parser.add_argument("--keys", type=int, default=60_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline-src", type=Path, help="also time another checkout's src/")
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)  # the child's tree
     parser.add_argument("--child", choices=("completions", "chat"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.prompt_mib < 1 or args.keys < KEYS_PER_PROMPT or args.repeats < 1:
-        parser.error(f"--prompt-mib and --repeats must be >= 1, --keys >= {KEYS_PER_PROMPT}")
+    if args.prompt_mib <= 0 or args.keys < KEYS_PER_PROMPT or args.repeats < 1:
+        parser.error(f"--prompt-mib must be > 0, --repeats >= 1, --keys >= {KEYS_PER_PROMPT}")
     if args.child:
         print(json.dumps(step_ms(args.child, args.prompt_mib, args.repeats)))
         return
@@ -152,11 +158,11 @@ def main() -> None:
             argv += ["--prompt-mib", str(args.prompt_mib), "--repeats", str(args.repeats)]
             figures = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
             print(steps_line(label, api, args.prompt_mib, figures), flush=True)
-    prompt = os.urandom(args.prompt_mib * 2**20)
+    prompt = os.urandom(int(args.prompt_mib * 2**20))
     from ppd.router.chunks import CHUNK_BYTES
 
     print(
-        f"chunk_keys prompt_mib={args.prompt_mib} keys={len(prompt) // CHUNK_BYTES} "
+        f"chunk_keys prompt_mib={args.prompt_mib:g} keys={len(prompt) // CHUNK_BYTES} "
         f"key_ms={key_ms(prompt, args.repeats):.1f} index_bytes_per_key={index_bytes_per_key(args.keys):.0f}"
     )
 

@@ -30,30 +30,30 @@ shared text rounded down to whole chunks. CHUNK_BYTES = 1024 is ~256 tokens of E
 so both span several chunks, and a 12k-token prompt costs ~80 keys. Smaller chunks cost more keys per
 request (lookups, memory) for no routing gain.
 
-Memory. The index is an LRU of at most `max_chunks` keys (the router gives it
-CHUNKS_PER_INSTANCE per instance): each ~190 B (an 8-byte digest, its entry, the LRU link; measured
-with tracemalloc), so the default 65,536 per instance is ~12 MB per instance and covers 64 MiB of
-distinct prompt text, ~16M tokens, far more than one instance's KV cache holds (the H100 profile's:
-~450k tokens); a conversation idle for longer than that much other traffic is forgotten and its
-next turn taken for a new one (the Mooncake trace's hour has 632k distinct chunk prefixes: with four
-instances' 262k keys, 98.8% of its linked turns were recognised, all of them without eviction;
-benchmarks/history_recognition.py). A prompt's keys are refreshed last-first, so its leading keys
-are the most recent and eviction takes prefixes from their tails, keeping the known keys
-prefix-closed (what the lookup's first-miss stop relies on).
+Memory. The index is an LRU of at most `max_chunks` keys (the router gives it CHUNKS_PER_INSTANCE
+per instance): each ~150 B (an 8-byte digest, its entry, the LRU link; measured with tracemalloc,
+benchmarks/chunk_keys_cost.py), so the default 65,536 per instance is ~10 MB per instance and covers
+64 MiB of distinct prompt text, ~16M tokens, far more than one instance's KV cache holds (the H100
+profile's: ~450k tokens); a conversation idle for longer than that much other traffic is forgotten
+and its next turn taken for a new one (the Mooncake trace's hour has 632k distinct chunk prefixes:
+with four instances' 262k keys, 98.8% of its linked turns were recognised, all of them without
+eviction; benchmarks/history_recognition.py). A prompt's keys are refreshed last-first, so its
+leading keys are the most recent and eviction takes prefixes from their tails, keeping the known
+keys prefix-closed (what the lookup's first-miss stop relies on).
 
 The keyed lead. Only a prompt's first `keyed_bytes` (KEYED_BYTES, 1 MiB) are keyed, so the work a
 request does on the proxy's event loop, where nothing else is served meanwhile, stops growing with
 its body (keying all of an 8 MiB prompt took 17-21 ms in one step; benchmarks/chunk_keys_cost.py).
 The tail adds nothing the rule uses. A match is the longest run of known keys from the first, and
-every key names its whole prefix, so two prompts that differ within the lead get the same match
-with or without the tail's keys; only prompts equal over their whole first MiB are told apart by the
-tail alone, and those the lead gives to the conversation that sent that MiB last, whose holder holds
-the whole MiB. A model's context bounds the prompts worth serving: 1 MiB is ~256k tokens of English
-BPE text and ~150k of the bench's words, more than a 128k-token context holds, so every prompt an
-engine serves is keyed whole, up to that bound. On the Mooncake trace (prompts up to 880 KiB) a lead
-of 64 KiB recognises what the whole prompt did (docs/proxy.md). A match over the whole lead of a
-longer prompt says nothing of how much more it shares (the router then counts the whole previous
-turn as shared).
+every key names its whole prefix, so two prompts that differ within the lead get the same match with
+or without the tail's keys; only prompts equal over their whole first MiB are told apart by the tail
+alone, and those the lead gives to the conversation that sent that MiB last, whose holder holds the
+whole MiB. A model's context bounds the prompts worth serving: 1 MiB is ~256k tokens of English BPE
+text and ~150k of the bench's words, more than a 128k-token context holds, so every prompt an engine
+serves is keyed whole, up to that bound. On the Mooncake trace (prompts up to 880 KiB) a lead of 64
+KiB recognises every turn keying whole prompts did, and more (docs/proxy.md). A match over the whole
+lead of a longer prompt says nothing of how much more it shares (the router then counts the whole
+previous turn as shared).
 """
 
 from __future__ import annotations

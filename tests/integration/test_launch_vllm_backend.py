@@ -25,7 +25,7 @@ print("fake-vllm", json.dumps({
     "gpu": os.environ["CUDA_VISIBLE_DEVICES"], "nixl_port": os.environ["VLLM_NIXL_SIDE_CHANNEL_PORT"],
     "flashinfer": os.environ.get("VLLM_USE_FLASHINFER_SAMPLER"), "template": template,
     "prefix_caching": "--enable-prefix-caching" in args, "eager": "--enforce-eager" in args,
-    "memory": flag("--gpu-memory-utilization"),
+    "memory": flag("--gpu-memory-utilization"), "ipc_zcopy": os.environ.get("UCX_CUDA_IPC_ENABLE_GET_ZCOPY"),
 }), flush=True)
 sys.argv = ["ppd", "sim", "--host", flag("--host"), "--port", flag("--port"), "--time-scale", "0.05",
             "--served-model-name", flag("--served-model-name")]
@@ -89,6 +89,7 @@ def test_vllm_backend_up_and_down_with_a_stand_in_vllm(tmp_path: Path) -> None:
             first_line = (tmp_path / "logs" / f"{name}.log").read_text().splitlines()[0]
             seen[name] = json.loads(first_line.removeprefix("fake-vllm "))
         assert (seen["prefill0"]["gpu"], seen["decode0"]["gpu"]) == ("3", "5")
+        assert seen["prefill0"]["ipc_zcopy"] is None  # one instance per GPU: UCX's own choice
         assert (seen["prefill0"]["nixl_port"], seen["decode0"]["nixl_port"]) == (
             str(nixl_base),
             str(nixl_base + 1),
@@ -123,7 +124,7 @@ def test_two_instances_share_one_gpu_one_after_the_other(tmp_path: Path) -> None
             seen = json.loads(
                 (tmp_path / "logs" / f"{name}.log").read_text().splitlines()[0][len("fake-vllm ") :]
             )
-            assert (seen["gpu"], seen["memory"]) == ("0", "0.42")
+            assert (seen["gpu"], seen["memory"], seen["ipc_zcopy"]) == ("0", "0.42", "y")
         # decode0 starts only once prefill0 answers /health
         lines = up.stdout.splitlines()
         waits = [k for k, line in enumerate(lines) if line.startswith("waiting for 1 engine")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -253,13 +254,15 @@ def _vllm_options(config: UpConfig) -> VllmOptions:
     return config.vllm
 
 
-def _engine_argv_env(config: UpConfig, instance: Instance) -> tuple[list[str], Mapping[str, str]]:
+def _engine_argv_env(
+    config: UpConfig, instance: Instance, shares_gpu: bool
+) -> tuple[list[str], Mapping[str, str]]:
     if config.backend == "sim":
         return sim_command(instance, config.sim), dict(os.environ, PYTHONUNBUFFERED="1")
     options = _vllm_options(config)
     if options.chat_template_path is None:
         options = replace(options, chat_template_path=write_chat_template(config.logs_dir))
-    return vllm_command(instance, options), vllm_env(instance, options, os.environ)
+    return vllm_command(instance, options), vllm_env(instance, options, os.environ, shares_gpu)
 
 
 def _start_engines(
@@ -267,8 +270,13 @@ def _start_engines(
 ) -> None:
     """Start the engines wave by wave (instances that share a GPU one after the other), each wave
     healthy before the next starts."""
+    per_gpu = Counter(instance.gpu for instance in local if instance.gpu is not None)
+    shared = {gpu for gpu, count in per_gpu.items() if count > 1}
     for wave in checks.start_waves(local):
-        targets = [_start_engine(config, instance, deployment_state, progress) for instance in wave]
+        targets = [
+            _start_engine(config, instance, instance.gpu in shared, deployment_state, progress)
+            for instance in wave
+        ]
         progress(
             f"waiting for {len(targets)} engine(s) to answer /health (timeout {config.health_timeout_s:g} s)"
         )
@@ -280,9 +288,13 @@ def _start_engines(
 
 
 def _start_engine(
-    config: UpConfig, instance: Instance, deployment_state: state.DeploymentState, progress: Progress
+    config: UpConfig,
+    instance: Instance,
+    shares_gpu: bool,
+    deployment_state: state.DeploymentState,
+    progress: Progress,
 ) -> Target:
-    argv, env = _engine_argv_env(config, instance)
+    argv, env = _engine_argv_env(config, instance, shares_gpu)
     log_path = log_path_in(config.logs_dir, instance.name)
     gpu = f", GPU {instance.gpu}" if instance.gpu is not None else ""
     where = f"{instance.host}:{instance.port}{gpu}"

@@ -69,6 +69,14 @@ def test_env_sets_gpu_side_channel_and_defaults() -> None:
     assert env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "5600"
     assert env["NCCL_NVLS_ENABLE"] == "0"
     assert "VLLM_NIXL_SIDE_CHANNEL_HOST" not in env  # vLLM's default (localhost) is right on one host
+    assert "UCX_CUDA_IPC_ENABLE_GET_ZCOPY" not in env  # only for instances that share a GPU
+
+
+def test_env_of_instances_sharing_a_gpu_reads_through_cuda_ipc_unless_the_user_says_otherwise() -> None:
+    options = VllmOptions(model="m", python="py")
+    assert vllm_env(PREFILL, options, {}, shares_gpu=True)["UCX_CUDA_IPC_ENABLE_GET_ZCOPY"] == "y"
+    user_off = VllmOptions(model="m", python="py", extra_env=(("UCX_CUDA_IPC_ENABLE_GET_ZCOPY", "n"),))
+    assert vllm_env(PREFILL, user_off, {}, shares_gpu=True)["UCX_CUDA_IPC_ENABLE_GET_ZCOPY"] == "n"
 
 
 def test_env_advertises_a_routable_side_channel_host_and_user_env_wins() -> None:

@@ -9,6 +9,14 @@ sets, several runs are averaged). Relative error = (sim - real) / real. P99 only
 had >= 100 samples (the bench writes null otherwise). Ends with
 `sim_vs_real ttft_p50_max_rel_err=<f> tpot_p50_max_rel_err=<f> ttft_p99_max_rel_err=<f>
 tpot_p99_max_rel_err=<f> ...`. Goals: <= 0.10 at p50, <= 0.20 at p99.
+
+With `--real-again PATH` (repeatable: other real runs of some of the same points, e.g. a later
+session's repeats), the figures measured more than once are also held to the real engine's own
+run-to-run spread, and a last line follows:
+`sim_vs_real_spread figures=N real_runs_agree=A/N sim_within_goal_of_a_run=K/N sim_in_envelope=E/N`:
+of the N figures with >= 2 real runs, A whose runs are within the goal of each other (max / min - 1),
+K where the sim is within the goal of at least one run, and E where it lies inside the runs' envelope
+widened by the goal, [min x (1 - goal), max x (1 + goal)]. The main comparison stays on --real.
 """
 
 from __future__ import annotations
@@ -72,6 +80,91 @@ def summary_values(
                     runs[(point, group, metric, percentile)].append(summary[metric][percentile])
     return {key: statistics.fmean(v for v in values if v is not None)
             for key, values in runs.items() if values and all(v is not None for v in values)}  # fmt: skip
+
+
+RunValues = dict[tuple[Point, str, str, str], list[float]]
+
+
+def run_values(paths: list[Path]) -> RunValues:
+    """Every run's value of each (point, turn group, metric, percentile), one entry per run of each
+    file (null values left out)."""
+    values: RunValues = defaultdict(list)
+    for path in paths:
+        for summary in json.loads(path.read_text())["summaries"]:
+            point = (summary["workload"], float(summary["qps"]), summary["mode"])
+            for _, group, metric in FIGURES:
+                if summary["turn_group"] != group:
+                    continue
+                for percentile in PERCENTILES:
+                    value = summary[metric][percentile]
+                    if value is not None:
+                        values[(point, group, metric, percentile)].append(value)
+    return values
+
+
+def goal_of(percentile: str) -> float:
+    return 0.10 if percentile == "p50" else 0.20
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One figure measured on the real engine more than once, beside the sim's value."""
+
+    point: Point
+    figure: str
+    percentile: str
+    real_ms: tuple[float, ...]
+    sim_ms: float
+
+    @property
+    def runs_agree(self) -> bool:
+        return max(self.real_ms) / min(self.real_ms) - 1.0 <= goal_of(self.percentile)
+
+    @property
+    def sim_within_goal_of_a_run(self) -> bool:
+        return any(abs(self.sim_ms - r) / r <= goal_of(self.percentile) for r in self.real_ms)
+
+    @property
+    def sim_in_envelope(self) -> bool:
+        goal = goal_of(self.percentile)
+        return min(self.real_ms) * (1 - goal) <= self.sim_ms <= max(self.real_ms) * (1 + goal)
+
+
+def spreads(real: RunValues, sim: dict[tuple[Point, str, str, str], float]) -> list[Spread]:
+    """The figures with >= 2 real runs and a sim value, in table order."""
+    found = []
+    for (point, group, metric, percentile), values in real.items():
+        sim_ms = sim.get((point, group, metric, percentile))
+        if sim_ms is None or len(values) < 2 or min(values) <= 0:
+            continue
+        label = next(name for name, g, m in FIGURES if (g, m) == (group, metric))
+        found.append(Spread(point, label, percentile, tuple(values), sim_ms))
+    figure_order = [name for name, _, _ in FIGURES]
+    return sorted(
+        found,
+        key=lambda x: (*x.point[:2], x.point[2], figure_order.index(x.figure), x.percentile),
+    )
+
+
+def spread_table(found: list[Spread]) -> str:
+    lines = [f"{'workload':<8} {'qps':>5} {'mode':<11} {'figure':<12} {'real runs ms':<36} {'sim ms':>8}  "
+             "runs agree / sim near a run / sim in envelope"]  # fmt: skip
+    for x in found:
+        runs = ", ".join(f"{r:.1f}" for r in x.real_ms)
+        flags = " / ".join("yes" if f else "no" for f in
+                           (x.runs_agree, x.sim_within_goal_of_a_run, x.sim_in_envelope))  # fmt: skip
+        lines.append(f"{x.point[0]:<8} {x.point[1]:>5g} {x.point[2]:<11} {x.figure + ' ' + x.percentile:<12} "
+                     f"{runs:<36} {x.sim_ms:>8.1f}  {flags}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def spread_line(found: list[Spread]) -> str:
+    n = len(found)
+    return (
+        f"sim_vs_real_spread figures={n} real_runs_agree={sum(x.runs_agree for x in found)}/{n} "
+        f"sim_within_goal_of_a_run={sum(x.sim_within_goal_of_a_run for x in found)}/{n} "
+        f"sim_in_envelope={sum(x.sim_in_envelope for x in found)}/{n}"
+    )
 
 
 def compare(real: dict[tuple[Point, str, str, str], float],
@@ -166,11 +259,24 @@ def main(argv: list[str] | None = None) -> int:
         help="compare the sim's mode SIM with the real mode REAL (repeat; REAL may be empty: straight "
         "at the engine), e.g. --mode-map replication= for a one-replica fleet",
     )
+    parser.add_argument(
+        "--real-again",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="more real runs (a result JSON or a directory of them) of some of --real's points: adds the "
+        "run-to-run spread table and its line (repeat)",
+    )
     args = parser.parse_args(argv)
     mode_map = dict(item.partition("=")[::2] for item in args.mode_map)
     real_files, sim_files = result_files(args.real), result_files(args.sim)
     if not real_files or not sim_files:
         print(f"no result files in {args.real if not real_files else args.sim}", file=sys.stderr)
+        return 2
+    again_files = [f for path in args.real_again for f in result_files(path)]
+    if args.real_again and not again_files:
+        print(f"no result files in {', '.join(map(str, args.real_again))}", file=sys.stderr)
         return 2
     comparisons = compare(summary_values(real_files), summary_values(sim_files, mode_map))
     print(f"real: {', '.join(p.name for p in real_files)}")
@@ -183,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{percentile}: {len(off)} of {sum(c.percentile == percentile for c in comparisons)} figures "
               f"off by more than {goal:.0%}")  # fmt: skip
     print(summary_line(comparisons))
+    if again_files:
+        found = spreads(run_values(real_files + again_files), summary_values(sim_files, mode_map))
+        print(f"\nreal again: {', '.join(str(p) for p in again_files)}")
+        print("figures measured on the real engine more than once (first runs first), the sim beside them")
+        print(spread_table(found))
+        print(spread_line(found))
     return 0
 
 

@@ -20,4 +20,4 @@ fleet() {  # WORKLOAD RATES [more args]
 fleet W1 4,8,12,16
 fleet W2 1,2.5,4,5
 fleet W4 0.5,1.25,2,2.5
-fleet W3 2,4,6,8 --drain-timeout-s 90
+fleet W3 2,4,6,7,8 --drain-timeout-s 90

@@ -108,3 +108,35 @@ def test_fleet_and_proxy_recognise_the_same_chat_trace_turns_by_chunks(
     sent = sorted(row.trace_request for row in rows if row.sent)  # type: ignore[type-var]
     assert sorted(row.trace_request for row in fleet_rows if row.sent) == sent  # type: ignore[type-var]
     assert over_http == dict(in_fleet) and over_http["chunks"] >= 20
+
+
+def test_proxy_keys_only_its_lead_and_still_finds_a_longer_conversation(
+    ppd_server: Callable[..., Server],
+) -> None:
+    """--history-keyed-bytes 4096: a 20 KiB history is not kept whole, so its next turn is found by
+    its lead's chunks, and sent to its holder; the flags show in /status."""
+    import json
+
+    prefill, decode = ppd_server("sim", "--time-scale", "0.01"), ppd_server("sim", "--time-scale", "0.01")
+    proxy = ppd_server(
+        "proxy", "--mode", "ppd", "--prefill", prefill.url, "--decode", decode.url, "--history-chunk-bytes",
+        "256", "--history-chunks-per-instance", "1000", "--history-keyed-bytes", "4096",
+    )  # fmt: skip
+
+    def complete(prompt: str) -> tuple[str, dict[str, str]]:
+        body = {"model": "llama", "prompt": prompt, "max_tokens": 4, "ignore_eos": True}
+        data = json.dumps(body).encode()
+        reply = http_call(proxy.url + "/v1/completions", data, {"Content-Type": "application/json"})
+        assert reply.status == 200, reply.body
+        return json.loads(reply.body)["choices"][0]["text"], reply.headers
+
+    first = "w1 " * 8 + " ".join(f"w{n}" for n in range(100, 3100))  # ~17 KiB
+    answer, _ = complete(first)
+    complete("w1 " * 8 + " ".join(f"w{n}" for n in range(5000, 8000)))  # another conversation
+    _, headers = complete(f"{first} {answer.strip()} w9 w9 w9")
+    assert headers["x-ppd-route"] == "ppd-direct" and headers["x-ppd-turn"] == "2"
+    status = http_call(proxy.url + "/status").json()
+    assert {by: n for by, n in status["recognised"].items() if n} == {"chunks": 1}
+    options = status["options"]
+    assert (options["history_chunk_bytes"], options["history_keyed_bytes"]) == (256, 4096)
+    assert options["history_chunks_per_instance"] == 1000

@@ -1,6 +1,7 @@
 """Does a change to the fleet (or the engine or router core under it) leave what it simulates alone?
-Ten fixed-seed fleets, 1p1d to 8r, all four modes, W1-W4, completions and chat, with special
-tokens, per-token ITL and KV-cache pressure (preemptions), 30 simulated seconds each. Their rows,
+Twelve fixed-seed fleets, 1r to 8r, all four modes, W1-W4, completions and chat, with special
+tokens, per-token ITL, KV-cache pressure (preemptions) and the H200 profile's API server (below and
+above its merge limit), 30 simulated seconds each. Their rows,
 summaries and engine statistics are fingerprinted. `save` writes the fingerprints, `compare` checks
 this checkout against a saved file and ends with `fleet_same_rows cases=N differ=K`. Speed work
 should give differ=0. A deliberate model change names what differs.
@@ -42,6 +43,14 @@ CASES: tuple[tuple[Mode, str, str, float, float, int | None, Api], ...] = (
     ("ppd", "2p2d", "W1", 10.0, 0.0, 80_000, "completions"),
     ("pd", "2p2d", "W2", 3.0, 0.0, 40_000, "completions"),
 )
+# The same with the H200 profile, whose API server (sim.timing.ApiServer) is on: (case, profile).
+# The second runs ~500 sequences per engine, past the server's merge limit (128), where it sets
+# the pace of the steps.
+H200 = "h200-llama3.1-8b"
+PROFILE_CASES: tuple[tuple[tuple[Mode, str, str, float, float, int | None, Api], str], ...] = (
+    (("pd", "2p2d", "W1", 16.0, 0.002, None, "completions"), H200),
+    (("replication", "1r", "W3", 24.0, 0.0, None, "completions"), H200),
+)
 
 
 def digest(value: object) -> str:
@@ -51,14 +60,18 @@ def digest(value: object) -> str:
 def fingerprints() -> dict[str, dict[str, Any]]:
     """Per case: a digest of its rows and of its summaries, its engine statistics, its preemptions."""
     found: dict[str, dict[str, Any]] = {}
-    for mode, topology, workload, qps, special_rate, kv_tokens, api in CASES:
-        engine = EngineOptions(special_token_rate=special_rate, kv_cache_tokens=kv_tokens)
+    default_profile = EngineOptions().profile
+    for case, profile in [*((case, default_profile) for case in CASES), *PROFILE_CASES]:
+        mode, topology, workload, qps, special_rate, kv_tokens, api = case
+        engine = EngineOptions(profile=profile, special_token_rate=special_rate, kv_cache_tokens=kv_tokens)
         config = FleetConfig(
             fleet_topology(topology), mode, builtin_workload(workload, 2), qps=qps, duration_s=30.0,
             engine=engine, record_itl=special_rate > 0, api=api,
         )  # fmt: skip
         run = simulate(config)
         key = f"{mode}-{topology}-{workload}-{qps:g}-{special_rate:g}-{kv_tokens}-{api}"
+        if profile != default_profile:
+            key += f"-{profile}"
         found[key] = {
             "rows": digest([vars(row) for row in run.rows]),
             "num_rows": len(run.rows),

@@ -120,6 +120,19 @@ def random_word_ids(num_words: Sequence[int], seed: int) -> list[np.ndarray[Any,
     return [rng.integers(0, NUM_WORD_TOKENS, count) for count in num_words]
 
 
+def random_word_id_lists(num_words: Sequence[int], seed: int) -> list[list[int]]:
+    """random_word_ids as lists of ints, the same ids (tests/unit/bench check it), ~2x faster: one
+    draw of all the counts, split (a generator's draws of n and then m integers are its draw of n + m),
+    and Generator(PCG64(seed)), which is what default_rng(seed) builds, without its dispatch."""
+    ids = np.random.Generator(np.random.PCG64(seed)).integers(0, NUM_WORD_TOKENS, sum(num_words)).tolist()
+    lists: list[list[int]] = []
+    start = 0
+    for count in num_words:
+        lists.append(ids[start : start + count])
+        start += count
+    return lists
+
+
 def random_word_texts(num_words: Sequence[int], seed: int) -> list[str]:
     """One text of random `w<N>` words per count, seeded; ~5x faster than a random.Random loop.
 

@@ -25,7 +25,7 @@ from ppd.fleet.clock import EventQueue
 from ppd.sim.config import SimConfig
 from ppd.sim.core import DecodeRun, EngineCore, Hold, Step, StepEvents
 from ppd.sim.kv_handoff import KVLease, PullStats
-from ppd.sim.request import Request
+from ppd.sim.request import Request, RequestStatus
 
 Callback = Callable[[], None]
 MAX_RUN_STEPS = 64  # steps priced at once; a longer run continues as another one
@@ -181,9 +181,19 @@ class VirtualEngine:
 
     def _deliver(self, events: StepEvents, step_end_s: list[float]) -> None:
         self.delivered_step_end_s = step_end_s
+        num_new = len(step_end_s)
         for request in events.with_output:
-            if request.on_token is not None:
-                request.on_token(request)
+            on_token = request.on_token
+            if on_token is None:
+                continue
+            # A request that wants only its ends is told of its first tokens and of its finish.
+            if (
+                request.on_token_ends_only
+                and request.status is RequestStatus.RUNNING
+                and len(request.token_ids) - request.num_prompt_tokens > num_new
+            ):
+                continue
+            on_token(request)
 
 
 def _release(waiters: list[Hashable]) -> None:

@@ -256,6 +256,9 @@ class _TurnFlow:
             return
         request = self._new_request(target, f"t-{id(self)}", job.max_tokens, False)
         request.on_token = self._token
+        # _token reads the tokens between the first and the last only to stamp ITL or to find the
+        # last word before trailing special tokens.
+        request.on_token_ends_only = job.itl_ms is None and target.config.special_token_rate == 0
         if remote is None:
             target.after_api(request, target.submit)
         else:

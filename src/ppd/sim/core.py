@@ -24,6 +24,7 @@ How a request meets the core, in order (server.py and ppd.fleet both follow it):
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -115,6 +116,12 @@ class StepEvents:
     with_output: list[Request]  # got one new token (first_token_s is set on the first)
     finished: list[Request]  # done; as P, with lease_id set
     released_waiters: list[Hashable] = field(default_factory=list)  # wait_for_next_step tokens
+
+
+def _running_sums(start_s: float, durations_s: list[float]) -> list[float]:
+    """The end of each step from start_s: the durations added one at a time, left to right, as a
+    per-step driver's clock adds them (so the floats are the same)."""
+    return list(itertools.accumulate(durations_s, initial=start_s))[1:]
 
 
 class EngineCore:
@@ -300,22 +307,27 @@ class EngineCore:
         num_seqs = len(running)
         context_tokens = sum(request.num_computed_tokens for request in running) + num_seqs
         scale, api = self.time_scale, self.api
-        ends: list[float] = []
-        durations: list[float] = []
+        engine_steps_s = decode_step_durations_s(self.config.profile.step, num_seqs, context_tokens, num_steps)
+        if scale != 1.0:
+            engine_steps_s = [engine_s * scale for engine_s in engine_steps_s]
+        if num_seqs <= api.merge_max_seqs:  # step_s leaves such steps alone: they take the engine's time
+            durations = engine_steps_s
+        else:  # the API server may set the pace: each step's share depends on when the last ended
+            durations = []
+            since_s, end_s = api.backlog_at_s, now_s
+            for engine_s in engine_steps_s:
+                duration_s = api.step_s(engine_s, num_seqs, since_s)
+                end_s += duration_s
+                durations.append(duration_s)
+                if api.enabled:
+                    since_s = end_s
+        # Each end as a per-step driver adds the durations up, so the times are the same floats.
+        ends = _running_sums(now_s, durations)
         backlogs: list[float] = []
-        backlog_s, since_s = api.backlog_s, api.backlog_at_s
-        end_s = now_s
-        for engine_s in decode_step_durations_s(
-            self.config.profile.step, num_seqs, context_tokens, num_steps
-        ):
-            duration_s = api.step_s(engine_s * scale, num_seqs, since_s)
-            end_s += duration_s  # as a per-step driver adds them, so the times are the same floats
-            durations.append(duration_s)
-            ends.append(end_s)
-            if api.enabled:  # the backlog each step leaves, as record_step would have it
-                backlog_s = api.backlog_after(
-                    backlog_s, since_s, end_s, engine_s * scale, duration_s, num_seqs
-                )
+        if api.enabled:  # the backlog each step leaves, as record_step would have it
+            backlog_s, since_s = api.backlog_s, api.backlog_at_s
+            for engine_s, duration_s, end_s in zip(engine_steps_s, durations, ends, strict=True):
+                backlog_s = api.backlog_after(backlog_s, since_s, end_s, engine_s, duration_s, num_seqs)
                 since_s = end_s
                 backlogs.append(backlog_s)
         api.start_step(durations[0], num_seqs)

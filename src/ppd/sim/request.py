@@ -47,6 +47,9 @@ class Request:
     output_ready: asyncio.Event = field(default_factory=asyncio.Event)  # new tokens, finished or aborted
     # When set, called synchronously with each step's new token instead of setting output_ready.
     on_token: Callable[[Request], None] | None = None
+    # on_token reads only the first and the last token's deliveries (no per-token stamps, no special
+    # tokens to look back past): a driver may skip the deliveries in between.
+    on_token_ends_only: bool = False
 
     @property
     def num_tokens(self) -> int:

@@ -133,14 +133,11 @@ def decode_step_durations_s(
     (its zero prefill terms add exactly nothing), computed without building a BatchShape per step."""
     head_ms = costs.base_ms + costs.decode_seq_us * 1e-3 * num_seqs
     context_ms = costs.decode_context_ns * 1e-6
-    eager_ms = costs.eager_step_ms if num_seqs > costs.cudagraph_max_tokens else None
-    durations: list[float] = []
-    for step in range(num_steps):
-        total_ms = head_ms + context_ms * (context_tokens + step * num_seqs)
-        if eager_ms is not None:
-            total_ms += eager_ms
-        durations.append(total_ms * 1e-3)
-    return durations
+    contexts = range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs)
+    if num_seqs > costs.cudagraph_max_tokens:
+        eager_ms = costs.eager_step_ms
+        return [(head_ms + context_ms * context + eager_ms) * 1e-3 for context in contexts]
+    return [(head_ms + context_ms * context) * 1e-3 for context in contexts]
 
 
 INTAKE_LOAD_WINDOW_S = 1.0  # time constant of the recent-requests share of the API server

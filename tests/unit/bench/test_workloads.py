@@ -11,6 +11,8 @@ from ppd.bench.workloads import (
     completions_prompt,
     load_conversation_file,
     parse_workloads,
+    random_word_id_lists,
+    random_word_ids,
     random_word_texts,
     request_body,
 )
@@ -83,6 +85,14 @@ def test_random_texts_have_exact_token_counts_and_are_seeded() -> None:
     assert all(word.startswith("w") for word in texts[0].split())
     assert texts == random_word_texts([512, 1, 8192], seed=5)
     assert texts[0] != random_word_texts([512], seed=6)[0]
+
+
+@pytest.mark.parametrize("counts", [[512, 512], [511, 513, 1], [1, 1, 1], [3, 8192, 7], [], [0, 5]])
+def test_word_id_lists_are_the_word_ids_drawn_at_once(counts: list[int]) -> None:
+    """The fleet's one-draw lists must be what the bench's per-count draws send (HTTP and fleet runs
+    send the same prompts): a numpy whose bounded draws were not splittable would fail here."""
+    for seed in (0, 5, 2**63 + 17):
+        assert random_word_id_lists(counts, seed) == [ids.tolist() for ids in random_word_ids(counts, seed)]
 
 
 def test_history_grows_turn_by_turn() -> None:

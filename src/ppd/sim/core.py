@@ -307,7 +307,8 @@ class EngineCore:
         num_seqs = len(running)
         context_tokens = sum(request.num_computed_tokens for request in running) + num_seqs
         scale, api = self.time_scale, self.api
-        engine_steps_s = decode_step_durations_s(self.config.profile.step, num_seqs, context_tokens, num_steps)
+        costs = self.config.profile.step
+        engine_steps_s = decode_step_durations_s(costs, num_seqs, context_tokens, num_steps)
         if scale != 1.0:
             engine_steps_s = [engine_s * scale for engine_s in engine_steps_s]
         if num_seqs <= api.merge_max_seqs:  # step_s leaves such steps alone: they take the engine's time

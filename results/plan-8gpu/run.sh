@@ -6,7 +6,7 @@
 # Run from the repository root: [LOCK=-s] results/plan-8gpu/run.sh [W1 W2 ...]
 set -euo pipefail
 LOCK=${LOCK:-}
-OUT=results/plan-8gpu
+OUT=${OUT:-results/plan-8gpu}  # OUT=DIR: write the plans and logs there instead
 declare -A TTFT=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000)
 for W in "${@:-W1 W2 W3 W4}"; do
   for w in $W; do

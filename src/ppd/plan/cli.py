@@ -46,6 +46,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--slo-ttft-ms", type=float, required=True, help="time-to-first-token objective per turn (ms)")
     add("--slo-tpot-ms", type=float, required=True, help="time-per-output-token objective per turn (ms)")
     add_profile_argument(add)
+    add(
+        "--deployments",
+        default=None,
+        help="plan only these topologies, e.g. 4r,1p3d,2p2d (default every one of --gpus)",
+    )
+    add(
+        "--max-num-seqs",
+        type=int,
+        default=256,
+        help="most requests in an engine's running batch, as vLLM's --max-num-seqs (default 256; vLLM "
+        "picks 1024 on an H200)",
+    )
+    add(
+        "--kv-cache-tokens",
+        type=int,
+        default=None,
+        help="KV-cache capacity per engine in tokens (default: the profile's memory model at vLLM's default "
+        "0.9 memory share; `ppd up` starts vLLM at 0.85)",
+    )
     _add_search_arguments(add)
     add("--output", type=Path, default=Path("plan"), help="directory for plan.json, plan.md, plan.png")
     add("--workers", type=int, default=_DEFAULT_WORKERS, help=f"processes (default {_DEFAULT_WORKERS})")
@@ -81,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     evaluator, deployments, search = _build(args)
     settings = {
         "modes": args.modes,
+        "deployments": args.deployments or "all",
+        "max_num_seqs": evaluator.max_num_seqs,
+        "kv_cache_tokens": evaluator.kv_cache_tokens or "profile",
         "turns": args.turns,
         "think_time_s": args.think_time_s,
         "seed": args.seed,
@@ -130,16 +152,20 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
     """The evaluator, the deployments and the search, from the flags; UsageError on bad ones."""
     from ppd.bench.metrics import Slo
     from ppd.bench.workloads import parse_workloads
-    from ppd.plan.deployments import enumerate_deployments
+    from ppd.plan.deployments import enumerate_deployments, restrict_to_topologies
     from ppd.plan.evaluate import FleetEvaluator
     from ppd.plan.search import SearchConfig
 
-    check_at_least_one({name: getattr(args, name) for name in ("gpus", "turns", "conversations", "workers")})
+    check_at_least_one(
+        {name: getattr(args, name) for name in ("gpus", "turns", "conversations", "workers", "max_num_seqs")}
+    )
     for name in ("slo_ttft_ms", "slo_tpot_ms", "start_qps_per_gpu", "max_qps", "min_window_s", "drain_s"):
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
     if args.think_time_s < 0:
         raise UsageError("--think-time-s must be >= 0")
+    if args.kv_cache_tokens is not None and args.kv_cache_tokens < 1:
+        raise UsageError("--kv-cache-tokens must be >= 1")
     workloads = parse_workloads(args.workload, args.turns)
     if len(workloads) != 1 or workloads[0].trace is not None:
         raise UsageError("--workload: give one workload (W1..W4, IN/OUT or a conversation file), not a trace")
@@ -149,6 +175,8 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
         raise UsageError(f"--modes: give at least one of {', '.join(MODES)}")
     try:
         deployments = enumerate_deployments(args.gpus, modes)
+        if args.deployments is not None:
+            deployments = restrict_to_topologies(deployments, tuple(args.deployments.split(",")))
         search = SearchConfig(
             start_qps=min(args.max_qps, args.start_qps_per_gpu * args.gpus),
             target_attainment=args.target_attainment,
@@ -169,5 +197,7 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
         drain_s=args.drain_s,
         think_time_s=args.think_time_s,
         seed=args.seed,
+        max_num_seqs=args.max_num_seqs,
+        kv_cache_tokens=args.kv_cache_tokens,
     )
     return evaluator, deployments, search

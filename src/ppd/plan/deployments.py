@@ -64,6 +64,22 @@ def enumerate_deployments(num_gpus: int, modes: tuple[Mode, ...] = MODES) -> lis
     return deployments
 
 
+def restrict_to_topologies(deployments: list[Deployment], topologies: tuple[str, ...]) -> list[Deployment]:
+    """The deployments whose `ppd up` topology is one of `topologies` (`4r`, `1p3d`; case-insensitive),
+    in their enumeration order. ValueError names a topology that matches none of them (a typo, or a
+    split of another GPU count), so a restriction never silently plans less than it was asked to."""
+    wanted = {topology.strip().lower() for topology in topologies if topology.strip()}
+    if not wanted:
+        raise ValueError("--deployments: give at least one topology, e.g. 4r,1p3d")
+    unmatched = sorted(wanted - {deployment.topology for deployment in deployments})
+    if unmatched:
+        known = ", ".join(dict.fromkeys(deployment.topology for deployment in deployments))
+        raise ValueError(
+            f"--deployments: {', '.join(unmatched)} is not among the deployments planned ({known})"
+        )
+    return [deployment for deployment in deployments if deployment.topology in wanted]
+
+
 def up_command(
     deployment: Deployment, slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None
 ) -> str:

@@ -50,6 +50,8 @@ class FleetEvaluator:
     think_time_s: float = 0.0
     seed: int = 0
     target_attainment: float = 0.9  # for the early stop (module docstring)
+    max_num_seqs: int = 256  # vLLM's --max-num-seqs of every engine
+    kv_cache_tokens: int | None = None  # per engine; None: the profile's
 
     def window_s(self, qps: float) -> float:
         """The arrival window of an evaluation at `qps` (simulated s)."""
@@ -70,7 +72,12 @@ class FleetEvaluator:
             seed=self.seed,
             slo=self.slo,
             drain_timeout_s=self.drain_s,
-            engine=EngineOptions(profile=self.profile, max_model_len=self.max_model_len()),
+            engine=EngineOptions(
+                profile=self.profile,
+                max_model_len=self.max_model_len(),
+                max_num_seqs=self.max_num_seqs,
+                kv_cache_tokens=self.kv_cache_tokens,
+            ),
             route_slo_ttft_ms=self.slo.ttft_ms if auto else None,
             route_slo_tpot_ms=self.slo.tpot_ms if auto else None,
         )

@@ -22,6 +22,9 @@ from ppd.plan.evaluate import FleetEvaluator
         (["--profile", "no-such-profile"], "no-such-profile"),
         (["--tolerance", "1.5"], "tolerance"),
         (["--gpus", "1", "--modes", "pd"], "no deployment of 1 GPUs"),
+        (["--deployments", "1p1d,4r"], "4r is not among the deployments planned (2r, 1p1d)"),
+        (["--max-num-seqs", "0"], "--max-num-seqs must be >= 1"),
+        (["--kv-cache-tokens", "0"], "--kv-cache-tokens must be >= 1"),
     ],
 )
 def test_bad_flags_are_one_line_errors(
@@ -49,6 +52,25 @@ def test_an_overloaded_rate_stops_early_with_a_bound_below_the_target() -> None:
     lenient = FleetEvaluator(builtin_workload("W4", 2), Slo(5000.0, 50.0), conversations=20, min_window_s=2.0)
     light = lenient(Deployment(0, 0, 1, "replication"), 0.5)
     assert "stopped_early" not in light.metrics and light.num_turns > 10 and light.passes(0.9)
+
+
+def test_engine_flags_and_the_restriction_reach_the_fleet_runs() -> None:
+    import argparse
+
+    from ppd.plan.cli import _build, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = ["--gpus", "4", "--workload", "W1", "--slo-ttft-ms", "500", "--slo-tpot-ms", "25"]
+    args = parser.parse_args(
+        [*flags, "--deployments", "1p3d,4r", "--max-num-seqs", "1024", "--kv-cache-tokens", "839648"]
+    )
+    evaluator, deployments, _ = _build(args)
+    assert [d.label for d in deployments] == ["4r replication", "4r auto", "1p3d pd", "1p3d ppd", "1p3d auto"]
+    engine = evaluator.fleet_config(deployments[2], 4.0).engine
+    assert (engine.max_num_seqs, engine.kv_cache_tokens) == (1024, 839648)
+    default = _build(parser.parse_args(flags))
+    assert len(default[1]) == 11 and default[0].fleet_config(default[1][0], 4.0).engine.max_num_seqs == 256
 
 
 def test_the_miss_budget_is_exact_despite_float_error() -> None:

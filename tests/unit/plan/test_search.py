@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ppd.plan.deployments import Deployment, enumerate_deployments, up_command
+from ppd.plan.deployments import Deployment, enumerate_deployments, restrict_to_topologies, up_command
 from ppd.plan.ranking import Planned, disaggregation_verdict, rank, tied_with_best
 from ppd.plan.runner import Event, run_plan
 from ppd.plan.search import Point, SearchConfig, SearchResult, refine, search_max_rate
@@ -31,6 +31,17 @@ def test_enumeration_covers_replication_and_every_split_in_each_mode() -> None:
     assert [d.label for d in enumerate_deployments(2, ("pd",))] == ["1p1d pd"]
     with pytest.raises(ValueError, match="--gpus"):
         enumerate_deployments(0)
+
+
+def test_a_restriction_keeps_the_named_topologies_in_every_mode_and_rejects_unknown_ones() -> None:
+    every = enumerate_deployments(4)
+    kept = restrict_to_topologies(every, ("2P2D", " 4r", ""))
+    assert [d.label for d in kept] == ["4r replication", "4r auto", "2p2d pd", "2p2d ppd", "2p2d auto"]
+    assert restrict_to_topologies(every, ("4r", "1p3d", "2p2d", "3p1d")) == every
+    with pytest.raises(ValueError, match="5p3d is not among the deployments planned"):
+        restrict_to_topologies(every, ("1p3d", "5p3d"))
+    with pytest.raises(ValueError, match="at least one topology"):
+        restrict_to_topologies(every, ("", " "))
 
 
 def test_up_command_is_the_exact_launch_line() -> None:

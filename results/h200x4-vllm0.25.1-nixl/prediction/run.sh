@@ -7,16 +7,23 @@
 # results/plan-8gpu (TPOT 25 ms; TTFT 500 / 1000 / 500 / 2000 ms for W1 / W2 / W3 / W4).
 # Each plan runs under the shared CPU lock (its figures do not depend on the machine; its wall time
 # does, and is not a goal here), with the load before and after and /usr/bin/time in <W>.log.
-# The Mooncake slice: mooncake.sh beside this file.
-# Run from the repository root: results/h200x4-vllm0.25.1-nixl/prediction/run.sh [W1 W2 ...]
+# The Mooncake slice (`mooncake`): the first 300 s of the trace (918 requests, results/mooncake-sim's
+# slice), planned by request rate, with W4's SLOs (TTFT 2000 ms, TPOT 25 ms: ~12k-token prompts).
+# PPD="python -m ppd" with PYTHONPATH=<snapshot>/src and PPD_GIT_COMMIT=<hash> runs a `git archive`
+# snapshot, so that editing the checkout meanwhile cannot change a plan under way.
+# Run from the repository root: results/h200x4-vllm0.25.1-nixl/prediction/run.sh [W1 W2 ... mooncake]
 set -euo pipefail
 OUT=results/h200x4-vllm0.25.1-nixl/prediction
-declare -A TTFT=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000)
-for w in ${@:-W1 W2 W3 W4}; do
+PPD=${PPD:-ppd}
+COMMIT=${PPD_GIT_COMMIT:-$(git rev-parse --short HEAD)}
+declare -A TTFT=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000 [mooncake]=2000)
+declare -A WORKLOAD=([W1]=W1 [W2]=W2 [W3]=W3 [W4]=W4
+  [mooncake]="mooncake:data/traces/mooncake-conversation_trace.jsonl.gz --window 0:300 --max-model-len 131072")
+for w in ${@:-W1 W2 W3 W4 mooncake}; do
   flock -s /work/cpu.lock bash -c "
-    echo \"# $(git rev-parse --short HEAD), shared lock taken \$(date -u +%FT%H:%M:%SZ), uptime before: \$(uptime)\"
+    echo \"# $COMMIT, shared lock taken \$(date -u +%FT%H:%M:%SZ), uptime before: \$(uptime)\"
     /usr/bin/time -f '$w wall_s=%e user_s=%U sys_s=%S' \
-      ppd plan --gpus 4 --deployments 4r,1p3d,2p2d,3p1d --workload $w --slo-ttft-ms ${TTFT[$w]} --slo-tpot-ms 25 \
+      $PPD plan --gpus 4 --deployments 4r,1p3d,2p2d,3p1d --workload ${WORKLOAD[$w]} --slo-ttft-ms ${TTFT[$w]} --slo-tpot-ms 25 \
         --profile h200-llama3.1-8b --max-num-seqs 1024 --kv-cache-tokens 839648 --output $OUT/$w --quiet
     echo \"# uptime after: \$(uptime)\"" > "$OUT/$w.log" 2>&1
 done

@@ -42,7 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `ppd plan`."""
     add = parser.add_argument
     add("--gpus", type=int, required=True, help="engines to deploy (one GPU each)")
-    add("--workload", required=True, help="W1, W2, W3, W4, IN/OUT (e.g. 1000/50) or a conversation file")
+    add(
+        "--workload",
+        required=True,
+        help="W1, W2, W3, W4, IN/OUT (e.g. 1000/50), a conversation file, or a trace (mooncake:FILE, "
+        "azure:FILE; its rates are request rates)",
+    )
+    add("--window", default=None, help="a trace's slice START:END in s of the trace (default: all of it)")
+    add(
+        "--max-model-len",
+        type=int,
+        default=None,
+        help="engines' context in tokens (default: the workload's longest conversation, at least the "
+        "profile's); a trace's longer requests are skipped",
+    )
     add("--slo-ttft-ms", type=float, required=True, help="time-to-first-token objective per turn (ms)")
     add("--slo-tpot-ms", type=float, required=True, help="time-per-output-token objective per turn (ms)")
     add_profile_argument(add)
@@ -103,13 +116,17 @@ def run(args: argparse.Namespace) -> int:
         "deployments": args.deployments or "all",
         "max_num_seqs": evaluator.max_num_seqs,
         "kv_cache_tokens": evaluator.kv_cache_tokens or "profile",
+        "max_model_len": evaluator.engine_max_model_len() or "profile",
+        **({"window": args.window or "all", "rates": "trace requests/s"} if evaluator.is_trace else {}),
         "turns": args.turns,
         "think_time_s": args.think_time_s,
         "seed": args.seed,
         "start_qps_per_gpu": args.start_qps_per_gpu,
         "max_qps": args.max_qps,
-        "conversations_per_run": evaluator.conversations,
-        "window_s": f"conversations/qps in [{evaluator.min_window_s:g}, {evaluator.max_window_s:g}]",
+        "conversations_per_run": "the whole slice" if evaluator.is_trace else evaluator.conversations,
+        "window_s": "the slice's replay time at the rate"
+        if evaluator.is_trace
+        else f"conversations/qps in [{evaluator.min_window_s:g}, {evaluator.max_window_s:g}]",
         "warmup": f"first {evaluator.warmup_fraction:.0%} of the window",
         "drain_s": evaluator.drain_s,
         "workers": args.workers,
@@ -136,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         command=shlex.join(["ppd", "plan", *sys.argv[2:]]) if sys.argv[1:2] == ["plan"] else "ppd plan",
         ranked=rank(planned),
         wall_s=time.perf_counter() - started_s,
+        trace=evaluator.is_trace,
     )
     out = Console(width=None if sys.stdout.isatty() else 160)  # a log or pipe gets the whole table
     out.print(terminal_table(summary))
@@ -155,6 +173,7 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
     from ppd.plan.deployments import enumerate_deployments, restrict_to_topologies
     from ppd.plan.evaluate import FleetEvaluator
     from ppd.plan.search import SearchConfig
+    from ppd.traces.replay import parse_window
 
     check_at_least_one(
         {name: getattr(args, name) for name in ("gpus", "turns", "conversations", "workers", "max_num_seqs")}
@@ -166,9 +185,14 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
         raise UsageError("--think-time-s must be >= 0")
     if args.kv_cache_tokens is not None and args.kv_cache_tokens < 1:
         raise UsageError("--kv-cache-tokens must be >= 1")
-    workloads = parse_workloads(args.workload, args.turns)
-    if len(workloads) != 1 or workloads[0].trace is not None:
-        raise UsageError("--workload: give one workload (W1..W4, IN/OUT or a conversation file), not a trace")
+    if args.max_model_len is not None and args.max_model_len < 1:
+        raise UsageError("--max-model-len must be >= 1")
+    window = parse_window(args.window) if args.window is not None else None
+    workloads = parse_workloads(args.workload, args.turns, window)
+    if len(workloads) != 1:
+        raise UsageError("--workload: give one workload (W1..W4, IN/OUT, a conversation file or a trace)")
+    if window is not None and workloads[0].trace is None:
+        raise UsageError("--window applies to a trace workload (mooncake:FILE, azure:FILE)")
     check_profile(args.profile)
     modes = parse_mode_list(args.modes)
     if not modes:
@@ -199,5 +223,6 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
         seed=args.seed,
         max_num_seqs=args.max_num_seqs,
         kv_cache_tokens=args.kv_cache_tokens,
+        max_model_len=args.max_model_len,
     )
     return evaluator, deployments, search

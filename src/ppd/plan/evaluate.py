@@ -8,8 +8,12 @@ failed or cut-off turns are misses) and goodput (such turns per second).
 
 Each evaluation offers about `conversations` conversations: the arrival window is
 conversations / qps, kept within [min_window_s, max_window_s], and its first `warmup_fraction` is
-left out of the figures. Turns still running `drain_s` after the window closes are cut off and count
-as misses (an overloaded deployment builds a queue that would only take longer to drain).
+left out of the figures. A trace workload (`mooncake:FILE` over a window) is the exception: its rate
+is a mean request rate, every evaluation replays the whole slice with the trace's times scaled to
+it, and the window is the slice's replay time at that rate.
+
+Turns still running `drain_s` after the window closes are cut off and count as misses (an
+overloaded deployment builds a queue that would only take longer to drain).
 
 An evaluation stops as soon as its verdict is certain: once more turns missed the SLOs than
 (1 - target) x all the turns it could send, no later turn can bring attainment back to the target.
@@ -23,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from ppd.bench.arrivals import plan_conversations
+from ppd.bench.arrivals import ConversationPlan, plan_conversations, plan_trace, trace_duration_s
 from ppd.bench.config import WorkloadSpec
 from ppd.bench.metrics import Slo, meets_slo, summarize
 from ppd.bench.workloads import context_tokens
@@ -52,9 +56,17 @@ class FleetEvaluator:
     target_attainment: float = 0.9  # for the early stop (module docstring)
     max_num_seqs: int = 256  # vLLM's --max-num-seqs of every engine
     kv_cache_tokens: int | None = None  # per engine; None: the profile's
+    max_model_len: int | None = None  # the engines' context; None: long enough for the workload
+
+    @property
+    def is_trace(self) -> bool:
+        """Whether the rates are a trace slice's request rates (not conversation rates)."""
+        return self.workload.trace is not None
 
     def window_s(self, qps: float) -> float:
         """The arrival window of an evaluation at `qps` (simulated s)."""
+        if self.workload.trace is not None:
+            return trace_duration_s(self.workload.trace, qps)
         return min(self.max_window_s, max(self.min_window_s, self.conversations / qps))
 
     def fleet_config(self, deployment: Deployment, qps: float) -> FleetConfig:
@@ -74,7 +86,7 @@ class FleetEvaluator:
             drain_timeout_s=self.drain_s,
             engine=EngineOptions(
                 profile=self.profile,
-                max_model_len=self.max_model_len(),
+                max_model_len=self.engine_max_model_len(),
                 max_num_seqs=self.max_num_seqs,
                 kv_cache_tokens=self.kv_cache_tokens,
             ),
@@ -82,8 +94,11 @@ class FleetEvaluator:
             route_slo_tpot_ms=self.slo.tpot_ms if auto else None,
         )
 
-    def max_model_len(self) -> int | None:
-        """A context long enough for the workload's longest conversation (None: the profile's)."""
+    def engine_max_model_len(self) -> int | None:
+        """The given context, or one long enough for the workload's longest conversation (None: the
+        profile's). A trace's requests longer than the context are skipped, as the bench skips them."""
+        if self.max_model_len is not None:
+            return self.max_model_len
         longest = max((context_tokens(turns) for turns in self.workload.conversations), default=0)
         return None if longest <= _MIN_CONTEXT_TOKENS else longest + 1
 
@@ -91,7 +106,7 @@ class FleetEvaluator:
         """Simulate `deployment` at `qps` conversations/s and measure its SLO attainment."""
         started_s = time.perf_counter()
         config = self.fleet_config(deployment, qps)
-        plans = plan_conversations(config.workload, qps, config.duration_s, config.seed, config.run)
+        plans = self._plans(config)
         num_turns = sum(len(p.turns) for p in plans)
         misses = _MissCounter(config.slo, max_misses(self.target_attainment, num_turns))
         try:
@@ -122,6 +137,12 @@ class FleetEvaluator:
             metrics=metrics,
             wall_s=time.perf_counter() - started_s,
         )
+
+    def _plans(self, config: FleetConfig) -> list[ConversationPlan]:
+        """The conversations the run offers (to size the early stop's miss budget)."""
+        if config.workload.trace is not None:
+            return plan_trace(config.workload.trace, config.qps)
+        return plan_conversations(config.workload, config.qps, config.duration_s, config.seed, config.run)
 
 
 def max_misses(target_attainment: float, num_turns: int) -> int:

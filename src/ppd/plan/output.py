@@ -29,6 +29,17 @@ class PlanSummary:
     command: str  # the `ppd plan` command line that made it
     ranked: list[Planned]
     wall_s: float
+    trace: bool = False  # rates are a trace slice's mean request rates, not conversation rates
+
+    @property
+    def rate_unit(self) -> str:
+        """The unit of every rate: conversations/s, or requests/s of a trace."""
+        return "requests/s" if self.trace else "conversations/s"
+
+    @property
+    def short_unit(self) -> str:
+        """The unit in table headers: conv/s or req/s."""
+        return "req/s" if self.trace else "conv/s"
 
     @property
     def winner(self) -> Planned:
@@ -56,8 +67,9 @@ def plan_json(summary: PlanSummary) -> dict[str, Any]:
             **summary.settings,
         },
         "goodput_definition": (
-            "the highest conversation arrival rate (conversations/s) at which at least "
-            f"{summary.target_attainment:.0%} of sent turns met both SLOs, per GPU"
+            f"the highest {'trace request' if summary.trace else 'conversation arrival'} rate "
+            f"({summary.rate_unit}) at which at least {summary.target_attainment:.0%} of sent turns met "
+            "both SLOs, per GPU"
         ),
         "winner": {"deployment": summary.winner.deployment.label, "up_command": summary.winner_command()},
         "ranking": [_planned_json(rank, item) for rank, item in enumerate(summary.ranked, start=1)],
@@ -91,8 +103,8 @@ def verdict_text(summary: PlanSummary) -> str:
     best_d, best_r = verdict.best_disaggregated, verdict.best_replicated
     if best_d is None or best_r is None:
         return "Only one family of deployments was searched; no comparison of disaggregation and replication."
-    d_text = f"{best_d.deployment.label} ({best_d.goodput_per_gpu:.3g} conv/s/GPU)"
-    r_text = f"{best_r.deployment.label} ({best_r.goodput_per_gpu:.3g} conv/s/GPU)"
+    d_text = f"{best_d.deployment.label} ({best_d.goodput_per_gpu:.3g} {summary.short_unit}/GPU)"
+    r_text = f"{best_r.deployment.label} ({best_r.goodput_per_gpu:.3g} {summary.short_unit}/GPU)"
     if verdict.ratio is None:
         return f"No deployment met the SLOs at any rate searched ({d_text}, {r_text})."
     if verdict.beats:
@@ -133,19 +145,21 @@ def _row_cells(rank: int, item: Planned, best: float) -> list[str]:
     ]
 
 
-_HEADERS = [
-    "#",
-    "deployment",
-    "max conv/s",
-    "conv/s/GPU",
-    "vs best",
-    "SLO met",
-    "good turns/s",
-    "TTFT p50 ms",
-    "TTFT p99 ms",
-    "TPOT p50 ms",
-    "runs",
-]
+def _headers(summary: PlanSummary) -> list[str]:
+    unit = summary.short_unit
+    return [
+        "#",
+        "deployment",
+        f"max {unit}",
+        f"{unit}/GPU",
+        "vs best",
+        "SLO met",
+        "good turns/s",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "TPOT p50 ms",
+        "runs",
+    ]
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -155,7 +169,7 @@ def _fmt(value: float | None, pattern: str) -> str:
 def terminal_table(summary: PlanSummary) -> Table:
     """The ranking as a rich table (figures at each deployment's highest passing rate)."""
     table = Table(title=_title(summary), title_justify="left")
-    for header in _HEADERS:
+    for header in _headers(summary):
         table.add_column(header, justify="left" if header == "deployment" else "right")
     best = summary.winner.goodput_per_gpu
     for rank, item in enumerate(summary.ranked, start=1):
@@ -178,7 +192,7 @@ def plan_markdown(summary: PlanSummary, plot_name: str) -> str:
         f"# {_title(summary)}",
         "",
         f"**Recommendation: {summary.winner.deployment.label}**, "
-        f"{summary.winner.max_qps:.3g} conversations/s ({best:.3g} per GPU) within the SLOs.",
+        f"{summary.winner.max_qps:.3g} {summary.rate_unit} ({best:.3g} per GPU) within the SLOs.",
         "",
         "```",
         summary.winner_command(),
@@ -187,7 +201,8 @@ def plan_markdown(summary: PlanSummary, plot_name: str) -> str:
     ]
     if ties:
         lines += [f"Within the search tolerance ({summary.tolerance:.0%}) of it: {', '.join(ties)}.", ""]
-    lines += [verdict_text(summary), "", "| " + " | ".join(_HEADERS) + " |", "|" + " --- |" * len(_HEADERS)]
+    headers = _headers(summary)
+    lines += [verdict_text(summary), "", "| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     for rank, item in enumerate(summary.ranked, start=1):
         lines.append("| " + " | ".join(_row_cells(rank, item, best)) + " |")
     tool = tool_info()
@@ -201,9 +216,15 @@ def plan_markdown(summary: PlanSummary, plot_name: str) -> str:
         "",
         f"- Each deployment of {summary.num_gpus} engines (one GPU each) is simulated by `ppd fleet`: the "
         f"`ppd sim` engine model with profile `{summary.profile}` for every engine, the proxy's own router "
-        "core on a virtual clock, the measured HTTP hop costs, and the bench's open-loop Poisson "
-        "conversation arrivals.",
-        f"- Goodput: the highest conversation rate at which at least {summary.target_attainment:.0%} of the "
+        "core on a virtual clock, the measured HTTP hop costs, and "
+        + (
+            "the trace slice replayed by the bench's rules (its requests at the trace's times scaled to "
+            "the rate, linked into conversations)."
+            if summary.trace
+            else "the bench's open-loop Poisson conversation arrivals."
+        ),
+        f"- Goodput: the highest {'request' if summary.trace else 'conversation'} rate at which at least "
+        f"{summary.target_attainment:.0%} of the "
         "turns sent after the warm-up met both SLOs (failed and cut-off turns are misses), per GPU.",
         "- Search per deployment: bracket by doubling or halving the rate from a start, then geometric "
         f"bisection until the bracket [pass, fail) is narrower than {summary.tolerance:.0%} of its lower "
@@ -244,7 +265,7 @@ def plot_goodput(summary: PlanSummary, path: Path) -> Path:
                 y = (at_max.goodput_rps or 0.0) / summary.num_gpus
                 ax.plot([at_max.qps], [y], marker="*", markersize=11, color=line.get_color())
         ax.set_title(mode)
-        ax.set_xlabel("offered conversations/s")
+        ax.set_xlabel(f"offered {summary.rate_unit}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     axes[0][0].set_ylabel("good turns/s per GPU (both SLOs met)")

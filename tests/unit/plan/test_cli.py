@@ -25,6 +25,8 @@ from ppd.plan.evaluate import FleetEvaluator
         (["--deployments", "1p1d,4r"], "4r is not among the deployments planned (2r, 1p1d)"),
         (["--max-num-seqs", "0"], "--max-num-seqs must be >= 1"),
         (["--kv-cache-tokens", "0"], "--kv-cache-tokens must be >= 1"),
+        (["--window", "0:60"], "--window applies to a trace workload"),
+        (["--workload", "W1,W2"], "give one workload"),
     ],
 )
 def test_bad_flags_are_one_line_errors(
@@ -106,3 +108,43 @@ def test_plan_ranks_two_gpus_and_writes_its_outputs(
     markdown = (out / "plan.md").read_text()
     assert "**Recommendation:" in markdown and "disaggregation" in markdown.lower()
     assert (out / "plan.png").stat().st_size > 10_000
+
+
+EXCERPT = Path(__file__).parents[3] / "src/ppd/traces/data/mooncake-conversation-excerpt.jsonl"
+
+
+def test_a_trace_is_planned_by_request_rate_over_its_whole_slice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ppd.bench.arrivals import plan_trace, trace_duration_s
+
+    out = tmp_path / "plan"
+    argv = [
+        "plan", "--gpus", "2", "--workload", f"mooncake:{EXCERPT}", "--window", "0:400",
+        "--max-model-len", "65536", "--slo-ttft-ms", "3000", "--slo-tpot-ms", "200", "--modes", "replication",
+        "--tolerance", "0.5",
+        "--start-qps-per-gpu", "1", "--workers", "1", "--quiet", "--output", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "max req/s" in capsys.readouterr().out
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["inputs"]["window"] == "0:400" and plan["inputs"]["rates"] == "trace requests/s"
+    assert plan["inputs"]["max_model_len"] == 65536 and "trace request rate" in plan["goodput_definition"]
+    [entry] = plan["ranking"]
+    assert entry["deployment"] == "2r replication" and entry["max_qps"] > 0
+    assert "requests/s" in (out / "plan.md").read_text()
+    # every evaluation replays the whole slice: its window is the slice's replay time at the rate
+    import argparse
+
+    from ppd.plan.cli import _build, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    evaluator, deployments, _ = _build(parser.parse_args(argv[1:]))
+    trace = evaluator.workload.trace
+    assert trace is not None and evaluator.is_trace
+    for point in entry["points"]:
+        assert point["metrics"]["window_s"] == pytest.approx(trace_duration_s(trace, point["qps"]))
+    config = evaluator.fleet_config(deployments[0], 2.0)
+    assert config.engine.max_model_len == 65536 and config.duration_s == trace_duration_s(trace, 2.0)
+    assert len(plan_trace(trace, 2.0)) == len(plan_trace(trace, 8.0))

@@ -3,7 +3,8 @@
 # W1-W4, restricted to the four topologies the device run will start (4r, 1p3d, 2p2d, 3p1d: every
 # topology of 4 GPUs), in every mode each supports (4r: replication, auto; xPyD: pd, ppd, auto).
 # Engines as the real ones: --max-num-seqs 1024 (vLLM's choice on an H200) and 839,648 KV tokens
-# (what vLLM logged on the H200 at `ppd up`'s --gpu-memory-utilization 0.85). SLOs as
+# (what vLLM logged on the H200 at `ppd up`'s --gpu-memory-utilization 0.85). --refine-all: every
+# deployment's rate to 10%, not only the contenders', since each one is to be held to a measurement. SLOs as
 # results/plan-8gpu (TPOT 25 ms; TTFT 500 / 1000 / 500 / 2000 ms for W1 / W2 / W3 / W4).
 # Each plan runs under the shared CPU lock (its figures do not depend on the machine; its wall time
 # does, and is not a goal here), with the load before and after and /usr/bin/time in <W>.log.
@@ -24,6 +25,6 @@ for w in ${@:-W1 W2 W3 W4 mooncake}; do
     echo \"# $COMMIT, shared lock taken \$(date -u +%FT%H:%M:%SZ), uptime before: \$(uptime)\"
     /usr/bin/time -f '$w wall_s=%e user_s=%U sys_s=%S' \
       $PPD plan --gpus 4 --deployments 4r,1p3d,2p2d,3p1d --workload ${WORKLOAD[$w]} --slo-ttft-ms ${TTFT[$w]} --slo-tpot-ms 25 \
-        --profile h200-llama3.1-8b --max-num-seqs 1024 --kv-cache-tokens 839648 --output $OUT/$w --quiet
+        --profile h200-llama3.1-8b --max-num-seqs 1024 --kv-cache-tokens 839648 --refine-all --output $OUT/$w --quiet
     echo \"# uptime after: \$(uptime)\"" > "$OUT/$w.log" 2>&1
 done

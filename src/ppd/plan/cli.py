@@ -96,6 +96,8 @@ def _add_search_arguments(add: Callable[..., object]) -> None:
     add("--max-qps", type=float, default=1000.0, help="highest rate tried (default 1000)")
     add("--conversations", type=int, default=200, help="conversations offered per evaluation (default 200)")
     add("--min-window-s", type=float, default=5.0, help="shortest arrival window (simulated s, default 5)")
+    add("--refine-all", action="store_true",
+        help="refine every deployment to --tolerance, not only those that could still win")
     add("--drain-s", type=float, default=20.0,
         help="simulated s after the window before unfinished turns are cut off as misses (default 20)")
 # fmt: on
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         "warmup": f"first {evaluator.warmup_fraction:.0%} of the window",
         "drain_s": evaluator.drain_s,
         "workers": args.workers,
+        "refined": "every deployment" if args.refine_all else "contenders",
     }
     console = Console(stderr=True)
     started_s = time.perf_counter()
@@ -138,9 +141,25 @@ def run(args: argparse.Namespace) -> int:
     reporter: Reporter = progress
     if isinstance(progress, LiveProgress):
         with progress:
-            planned = run_plan(evaluator, deployments, search, args.start_qps_per_gpu, args.workers, reporter)
+            planned = run_plan(
+                evaluator,
+                deployments,
+                search,
+                args.start_qps_per_gpu,
+                args.workers,
+                reporter,
+                refine_all=args.refine_all,
+            )
     else:
-        planned = run_plan(evaluator, deployments, search, args.start_qps_per_gpu, args.workers, reporter)
+        planned = run_plan(
+            evaluator,
+            deployments,
+            search,
+            args.start_qps_per_gpu,
+            args.workers,
+            reporter,
+            refine_all=args.refine_all,
+        )
     summary = PlanSummary(
         num_gpus=args.gpus,
         workload=args.workload,

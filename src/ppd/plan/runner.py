@@ -3,7 +3,8 @@
     1. coarse   every deployment's search (search.py) to `coarse_tolerance` (0.25 by default): enough
                 to see which deployments cannot win
     2. refine   only the contenders, those whose failing rate lies above the best passing rate of
-                any deployment (their true maximum may be the best), to the final tolerance
+                any deployment (their true maximum may be the best), to the final tolerance; with
+                `refine_all` (`ppd plan --refine-all`), every deployment
 
 so the evaluations go where the ranking is decided; the others keep their coarse bracket, which
 plan.json and plan.md report as such. Each worker runs whole searches, one deployment at a time,
@@ -108,9 +109,11 @@ def run_plan(
     workers: int,
     reporter: Reporter | None = None,
     coarse_tolerance: float = 0.25,
+    refine_all: bool = False,
 ) -> list[Planned]:
     """Every deployment's search, in the order given (module docstring); `workers` > 1 runs them in
-    that many processes."""
+    that many processes. `refine_all` refines every deployment, not only the contenders, so that each
+    one's rate has the same resolution (to hold them all against measurements)."""
     coarse = replace(base, tolerance=max(base.tolerance, coarse_tolerance))
     with _Workers(workers, reporter) as pool:
         if reporter is not None:
@@ -120,9 +123,11 @@ def run_plan(
         )
         if coarse.tolerance <= base.tolerance:
             return planned
-        to_refine = [p for p in contenders(planned) if p.max_qps > 0.0 and p.search.fail_qps is not None]
+        candidates = planned if refine_all else contenders(planned)
+        to_refine = [p for p in candidates if p.max_qps > 0.0 and p.search.fail_qps is not None]
         if reporter is not None:
-            reporter.on_pass(f"refining {len(to_refine)} contenders to {base.tolerance:.0%}", len(to_refine))
+            which = "deployments" if refine_all else "contenders"
+            reporter.on_pass(f"refining {len(to_refine)} {which} to {base.tolerance:.0%}", len(to_refine))
         refined = pool.run([(refine_one, (evaluator, p, base)) for p in to_refine])
     by_deployment = {p.deployment: p for p in refined}
     return [by_deployment.get(p.deployment, p) for p in planned]

@@ -158,3 +158,14 @@ def test_run_plan_searches_every_deployment_and_reports_every_point(workers: int
     loser = ranked[-1]
     assert loser.search.fail_qps is not None and loser.search.fail_qps <= 1.25 * loser.max_qps
     assert loser.search.fail_qps / 4 < winner.goodput_per_gpu  # why it was not refined
+
+
+def test_refine_all_brings_every_deployment_to_the_tolerance() -> None:
+    deployments = enumerate_deployments(4)
+    recorder = Recorder()
+    config = SearchConfig(start_qps=4.0, tolerance=0.1)
+    results = run_plan(Capacities(), deployments, config, 1.0, 1, recorder, refine_all=True)
+    assert recorder.passes[1] == ("refining 11 deployments to 10%", len(deployments))
+    for result in results:
+        assert result.search.fail_qps is not None
+        assert result.search.fail_qps - result.max_qps <= 0.1 * result.max_qps + 1e-9

@@ -8,7 +8,7 @@
 #   sim_engine_args           `ppd up --backend sim` flags: the h200 profile, configured as the GPU's vLLM
 #   vllm_engine_args          `ppd up --backend vllm` flags: dummy-weight Llama-3.1-8B from /opt/model
 #   scrape NAME URL...        every engine's /metrics to $OUT_DIR/metrics/NAME-<port>.prom
-#   bench_point SET W RATE MODES TTFT_MS DRAIN_S [bench args]
+#   bench_point SET W RATE MODES TTFT_MS TPOT_MS DRAIN_S [bench args]
 #                             one bench point through the proxy at $PROXY: MODES x RUNS runs of
 #                             DURATION_S (WARMUP_S excluded; a trace: its --window replayed at RATE
 #                             requests/s), greedy, the SLOs for goodput, appended to
@@ -25,7 +25,6 @@ DRAIN_S_W3=${DRAIN_S_W3:-90}  # W3's conversations are 2 x 1,024 output tokens
 PORT_BASE=${PORT_BASE:-8100}  # engine k (from 0) listens on PORT_BASE + 100 k
 PROXY_PORT=${PROXY_PORT:-10001}
 PROXY=http://127.0.0.1:$PROXY_PORT
-SLO_TPOT_MS=${SLO_TPOT_MS:-25}
 RATE_SCALE=${RATE_SCALE:-1}   # dry runs on sims scale every rate down
 STATES=()
 
@@ -64,8 +63,8 @@ drain_s() {  # WORKLOAD: its drain timeout
   if [ "$1" = W3 ]; then echo "$DRAIN_S_W3"; else echo "$DRAIN_S"; fi
 }
 
-bench_point() {  # SET WORKLOAD RATE MODES TTFT_MS DRAIN_S [more ppd bench args]
-  local set=$1 workload=$2 rate=$3 modes=$4 ttft_ms=$5 drain_s=$6; shift 6
+bench_point() {  # SET WORKLOAD RATE MODES TTFT_MS TPOT_MS DRAIN_S [more ppd bench args]
+  local set=$1 workload=$2 rate=$3 modes=$4 ttft_ms=$5 tpot_ms=$6 drain_s=$7; shift 7
   local tag="$set-q$rate" started rc
   step "bench $set $workload $rate/s modes $modes x $RUNS runs"
   scrape "$tag-before" "${ENGINES[@]}"
@@ -76,7 +75,7 @@ bench_point() {  # SET WORKLOAD RATE MODES TTFT_MS DRAIN_S [more ppd bench args]
     *) load+=(--duration "$DURATION_S") ;;
   esac
   $PY -m ppd bench --url "$PROXY" --workload "$workload" "${load[@]}" --runs "$RUNS" --modes "$modes" \
-    --warmup-s "$WARMUP_S" --seed 0 --temperature 0 --slo-ttft-ms "$ttft_ms" --slo-tpot-ms "$SLO_TPOT_MS" \
+    --warmup-s "$WARMUP_S" --seed 0 --temperature 0 --slo-ttft-ms "$ttft_ms" --slo-tpot-ms "$tpot_ms" \
     --drain-timeout-s "$drain_s" --output "$OUT_DIR/results" --name "$set" --append --quiet "$@"
   rc=$?
   scrape "$tag-after" "${ENGINES[@]}"

@@ -77,7 +77,7 @@ STATES+=("$STATE")
 for w in $WORKLOADS; do
   rates_var=RATES_$w
   for rate in $(scaled "${!rates_var:-${RATES[$w]}}" | tr , ' '); do
-    bench_point "h200x2-${w,,}${SESSION_TAG:-}" "$w" "$rate" pd,ppd,replication,auto "${TTFT_MS[$w]}" "$(drain_s "$w")"
+    bench_point "h200x2-${w,,}${SESSION_TAG:-}" "$w" "$rate" pd,ppd,replication,auto "${TTFT_MS[$w]}" 25 "$(drain_s "$w")"
   done
 done
 

@@ -34,9 +34,10 @@ source "$(dirname "$0")/../sweep-lib.sh"
 source "$(dirname "$0")/../install-bundle.sh"
 
 # Loads per workload (conversations/s; the trace: requests/s), the same for every deployment, from the
-# prediction (README: why these); SLOs as the prediction's (TPOT 25 ms).
+# prediction (README: why these); SLOs as the prediction's.
 declare -A LOADS=([W1]=20,40,60 [W2]=4,8,12 [W3]=10,20,30 [W4]=1.5,3,5 [mooncake]=4,8,12)
-declare -A TTFT_MS=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000 [mooncake]=2000)
+declare -A TTFT_MS=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000 [mooncake]=5000)
+declare -A TPOT_MS=([W1]=25 [W2]=25 [W3]=25 [W4]=25 [mooncake]=100)
 MOONCAKE=mooncake:data/traces/mooncake-conversation_trace.jsonl.gz
 WINDOW=${WINDOW:-0:300}  # the slice the prediction planned: 918 requests
 TOPOLOGIES=${TOPOLOGIES:-4r 1p3d 2p2d 3p1d}
@@ -88,12 +89,12 @@ topology_toml() {  # SPEC: the running engines in SPEC's roles (xPyD: the first 
   done
 }
 
-proxy_up() {  # SPEC MODE TTFT_MS: a proxy over the engines in SPEC's roles, auto aiming at the SLOs
-  local spec=$1 mode=$2 ttft_ms=$3 toml="$OUT_DIR/logs/topology-$1.toml" log="$OUT_DIR/logs/proxy-up-$1.log"
+proxy_up() {  # SPEC MODE TTFT_MS TPOT_MS: a proxy over the engines in SPEC's roles, auto aiming at the SLOs
+  local spec=$1 mode=$2 ttft_ms=$3 tpot_ms=$4 toml="$OUT_DIR/logs/topology-$1.toml" log="$OUT_DIR/logs/proxy-up-$1.log"
   topology_toml "$spec" > "$toml"
-  step "proxy: $spec ($mode first), auto's SLOs TTFT $ttft_ms ms TPOT $SLO_TPOT_MS ms"
+  step "proxy: $spec ($mode first), auto's SLOs TTFT $ttft_ms ms TPOT $tpot_ms ms"
   $PY -m ppd up --backend "$BACKEND" --topology "$toml" --only-host 127.0.0.1 --mode "$mode" \
-    --proxy-arg=--slo-ttft-ms="$ttft_ms" --proxy-arg=--slo-tpot-ms="$SLO_TPOT_MS" \
+    --proxy-arg=--slo-ttft-ms="$ttft_ms" --proxy-arg=--slo-tpot-ms="$tpot_ms" \
     --logs "$LOGS/proxy-$spec" --state "$PROXY_STATE" > "$log" 2>&1
   grep "ms$\|All servers" "$log"  # the warm-up handshakes per P->D pair
   grep -q "All servers ready" "$log" || fail "proxy $spec did not start"
@@ -108,14 +109,16 @@ proxy_down() {  # SPEC
 for spec in $TOPOLOGIES; do
   if [[ $spec == *r ]]; then modes=replication,auto; else modes=pd,ppd,auto; fi
   for w in $WORKLOADS; do
-    proxy_up "$spec" "${modes%%,*}" "${TTFT_MS[$w]}"
+    proxy_up "$spec" "${modes%%,*}" "${TTFT_MS[$w]}" "${TPOT_MS[$w]}"
     loads_var=LOADS_$w
     for rate in $(scaled "${!loads_var:-${LOADS[$w]}}" | tr , ' '); do
       if [ "$w" = mooncake ]; then
-        bench_point "h200x4-$spec-mooncake${SESSION_TAG:-}" "$MOONCAKE" "$rate" "$modes" "${TTFT_MS[$w]}" "$DRAIN_S" \
+        bench_point "h200x4-$spec-mooncake${SESSION_TAG:-}" "$MOONCAKE" "$rate" "$modes" "${TTFT_MS[$w]}" "${TPOT_MS[$w]}" \
+          "$DRAIN_S" \
           --window "$WINDOW"
       else
-        bench_point "h200x4-$spec-${w,,}${SESSION_TAG:-}" "$w" "$rate" "$modes" "${TTFT_MS[$w]}" "$(drain_s "$w")"
+        bench_point "h200x4-$spec-${w,,}${SESSION_TAG:-}" "$w" "$rate" "$modes" "${TTFT_MS[$w]}" "${TPOT_MS[$w]}" \
+          "$(drain_s "$w")"
       fi
     done
     proxy_down "$spec" "${w,,}"

@@ -1,0 +1,52 @@
+"""The prediction as one table: per deployment and workload, its rank and its highest passing rate
+with the lowest failing rate above it (the true maximum lies between). Reads only the plan.json files.
+
+    python results/h200x4-vllm0.25.1-nixl/prediction/summary.py results/h200x4-vllm0.25.1-nixl/prediction/{W1,W2,W3,W4,mooncake}/plan.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def cell(item: dict[str, Any]) -> str:
+    """`#rank max [fails F]`: the bracket of one deployment's highest passing rate."""
+    fail = item["fail_qps"]
+    top = f"{fail:.3g}" if fail is not None else "cap"
+    if item["max_qps"] <= 0.0:
+        return f"#{item['rank']} none (fails {top})"
+    return f"#{item['rank']} {item['max_qps']:.3g} [{top})"
+
+
+def main(paths: list[str]) -> int:
+    plans = [(Path(path).parent.name, json.loads(Path(path).read_text())) for path in paths]
+    deployments = [item["deployment"] for item in plans[0][1]["ranking"]]
+    deployments.sort(key=lambda label: (label.split()[0] != "4r", label))
+    header = ["deployment"]
+    for name, plan in plans:
+        inputs = plan["inputs"]
+        unit = "req/s" if inputs.get("rates") == "trace requests/s" else "conv/s"
+        header.append(f"{name} ({unit}; TTFT {inputs['slo_ttft_ms']:g} / TPOT {inputs['slo_tpot_ms']:g} ms)")
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
+    for label in deployments:
+        cells = [label]
+        for _, plan in plans:
+            item = next(entry for entry in plan["ranking"] if entry["deployment"] == label)
+            cells.append(cell(item))
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for name, plan in plans:
+        tool = plan["tool"]
+        print(
+            f"{name}: winner {plan['winner']['deployment']}; {plan['num_evaluations']} fleet runs, "
+            f"{plan['wall_s']:.0f} s; ppd {tool['version']} at {tool['git_commit']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

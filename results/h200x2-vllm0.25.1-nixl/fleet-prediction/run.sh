@@ -14,7 +14,7 @@ set -euo pipefail
 OUT=results/h200x2-vllm0.25.1-nixl/fleet-prediction
 PPD=${PPD:-ppd}
 # Keep these equal to tools/gpu/h200x2/session.sh's RATES and TTFT_MS.
-declare -A RATES=([W1]=4,8,12,16,20,28 [W2]=1,2,3,4.5,6.5,9 [W3]=2,4,6,8,10,14 [W4]=0.5,1,1.5,2,3,4)
+declare -A RATES=([W1]=4,8,16,24,32,40 [W2]=1,2,3,4.5,6.5,9 [W3]=2,4,6,8,12,16 [W4]=0.5,1,1.5,2,3,4)
 declare -A TTFT_MS=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000)
 declare -A DRAIN_S=([W1]=60 [W2]=60 [W3]=90 [W4]=60)
 for w in ${@:-W1 W2 W3 W4}; do

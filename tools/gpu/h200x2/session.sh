@@ -32,7 +32,7 @@ source "$(dirname "$0")/../install-bundle.sh"
 
 # Rates (conversations/s), light -> past saturation of every mode, from the fleet's prediction
 # (results/h200x2-vllm0.25.1-nixl/fleet-prediction/); TTFT SLOs as results/plan-8gpu (TPOT 25 ms).
-declare -A RATES=([W1]=4,8,12,16,20,28 [W2]=1,2,3,4.5,6.5,9 [W3]=2,4,6,8,10,14 [W4]=0.5,1,1.5,2,3,4)
+declare -A RATES=([W1]=4,8,16,24,32,40 [W2]=1,2,3,4.5,6.5,9 [W3]=2,4,6,8,12,16 [W4]=0.5,1,1.5,2,3,4)
 declare -A TTFT_MS=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000)
 WORKLOADS=${WORKLOADS:-W1 W2 W3 W4}
 P_URL=$(engine_url 0) D_URL=$(engine_url 1)

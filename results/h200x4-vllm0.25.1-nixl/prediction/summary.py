@@ -1,7 +1,7 @@
 """The prediction as one table: per deployment and workload, its rank and its highest passing rate
 with the lowest failing rate above it (the true maximum lies between). Reads only the plan.json files.
 
-    python results/h200x4-vllm0.25.1-nixl/prediction/summary.py results/h200x4-vllm0.25.1-nixl/prediction/{W1,W2,W3,W4,mooncake}/plan.json
+    cd results/h200x4-vllm0.25.1-nixl/prediction && python summary.py {W1,W2,W3,W4,mooncake}/plan.json
 """
 
 from __future__ import annotations
@@ -21,10 +21,16 @@ def cell(item: dict[str, Any]) -> str:
     return f"#{item['rank']} {item['max_qps']:.3g} [{top})"
 
 
+def order(label: str) -> tuple[bool, str, int]:
+    """4r first, then the splits by prefill count; within one, replication, pd, ppd, auto."""
+    topology, mode = label.split()
+    return (topology != "4r", topology, ("replication", "pd", "ppd", "auto").index(mode))
+
+
 def main(paths: list[str]) -> int:
     plans = [(Path(path).parent.name, json.loads(Path(path).read_text())) for path in paths]
     deployments = [item["deployment"] for item in plans[0][1]["ranking"]]
-    deployments.sort(key=lambda label: (label.split()[0] != "4r", label))
+    deployments.sort(key=order)
     header = ["deployment"]
     for name, plan in plans:
         inputs = plan["inputs"]

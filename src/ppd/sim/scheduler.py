@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ppd.sim.kv_cache import KVCache, extend_block_hashes
+from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVCache, extend_block_hashes
 from ppd.sim.request import Request, RequestStatus
 from ppd.sim.timing import BatchShape, prefill_attention_pairs
 
@@ -222,7 +222,8 @@ class Scheduler:
         for position, request in enumerate(running):
             # step j computes token num_computed + j + 1 and needs a new block when that crosses one
             first_step = len(request.block_ids) * block_size - request.num_computed_tokens
-            needs += [(step, position) for step in range(first_step, num_steps, block_size)]
+            if first_step < num_steps:
+                needs += [(step, position) for step in range(first_step, num_steps, block_size)]
         if not needs:
             return
         # One allocate(n) takes the same blocks, in the same order, as n allocate(1) calls.
@@ -235,12 +236,23 @@ class Scheduler:
     def _commit_full_blocks(self, request: Request) -> None:
         block_size = self.kv_cache.block_size
         num_full = request.num_computed_tokens // block_size
-        if num_full <= request.num_committed_blocks:
-            return
-        if len(request.block_hashes) < num_full:
-            extend_block_hashes(request.block_hashes, request.token_ids, block_size, num_full * block_size)
         first = request.num_committed_blocks
-        self.kv_cache.commit_many(request.block_ids[first:num_full], request.block_hashes[first:num_full])
+        if num_full <= first:
+            return
+        hashes = request.block_hashes
+        if num_full == first + 1 and len(hashes) == first:
+            # A decode filling one block (the usual case), spelt out: extend_block_hashes and
+            # commit_many of that one block, without their loops.
+            start = first * block_size
+            parent = hashes[-1] if hashes else ROOT_BLOCK_HASH
+            block_hash = hash((parent, *request.token_ids[start : start + block_size]))
+            hashes.append(block_hash)
+            self.kv_cache.commit(request.block_ids[first], block_hash)
+            request.num_committed_blocks = num_full
+            return
+        if len(hashes) < num_full:
+            extend_block_hashes(hashes, request.token_ids, block_size, num_full * block_size)
+        self.kv_cache.commit_many(request.block_ids[first:num_full], hashes[first:num_full])
         request.num_committed_blocks = num_full
 
 

@@ -112,16 +112,21 @@ class KVCache:
         self._num_touched += num_new
         self._ref_counts += [1] * num_new
         self._hashes += [None] * num_new
-        ref_counts, hashes, cached, free = self._ref_counts, self._hashes, self._cached, self._free
-        for _ in range(num_blocks - num_new):
-            block_id, _ = free.popitem(last=False)
+        if num_blocks == num_new:
+            return taken
+        ref_counts, hashes, cached, popitem = self._ref_counts, self._hashes, self._cached, self._free.popitem
+        evicted = [popitem(False)[0] for _ in range(num_blocks - num_new)]
+        for block_id in evicted:
             block_hash = hashes[block_id]
             if block_hash is not None:
-                if cached.get(block_hash) == block_id:
-                    del cached[block_hash]
+                # The cache forgets the hash if this block is what it names (another block with the
+                # same content may hold the name: it keeps it). The order of _cached means nothing.
+                owner = cached.pop(block_hash, None)
+                if owner is not None and owner != block_id:
+                    cached[block_hash] = owner
                 hashes[block_id] = None
             ref_counts[block_id] = 1
-            taken.append(block_id)
+        taken += evicted
         return taken
 
     def commit(self, block_id: int, block_hash: int) -> None:

@@ -74,8 +74,9 @@ class KVCache:
     def cached_prefix(self, block_hashes: Sequence[int]) -> list[int]:
         """Block ids of the longest prefix of block_hashes present in the cache."""
         found: list[int] = []
+        name = self._cached.get
         for block_hash in block_hashes:
-            block_id = self._cached.get(block_hash)
+            block_id = name(block_hash)
             if block_id is None:
                 break
             found.append(block_id)
@@ -92,8 +93,7 @@ class KVCache:
 
     def num_evictable(self, block_ids: Iterable[int]) -> int:
         """How many of block_ids sit in the free queue (taking them uses up free blocks)."""
-        ref_counts = self._ref_counts
-        return sum(1 for block_id in block_ids if ref_counts[block_id] == 0)
+        return list(map(self._ref_counts.__getitem__, block_ids)).count(0)
 
     def touch(self, block_ids: Iterable[int]) -> None:
         """Take a reference on cached blocks, pulling free ones out of the eviction queue."""
@@ -149,8 +149,9 @@ class KVCache:
         so the end of a sequence is evicted before its (more shareable) beginning."""
         ref_counts, free = self._ref_counts, self._free
         for block_id in reversed(block_ids):
-            ref_counts[block_id] -= 1
-            if ref_counts[block_id] == 0:
+            count = ref_counts[block_id] - 1
+            ref_counts[block_id] = count
+            if not count:
                 free[block_id] = None
 
     def reset_prefix_cache(self) -> None:

@@ -25,7 +25,13 @@ install_bundle() {
   nvidia-smi > "$out/logs/nvidia-smi.txt" 2>&1
   nvidia-smi topo -m > "$out/logs/nvidia-smi-topo.txt" 2>&1
   site_bytes=$(cat .gpu/site_bytes) || { echo "install: no .gpu/site_bytes (carry it)"; return 1; }
-  cat /opt/stage/c? > /opt/stage/bundle || { echo "install: bundle chunks missing in /opt/stage"; return 1; }
+  # Chunks in name order, however many digits (c0..c7 or c00..c18: the tracked tree is ~57 MB, so a
+  # call has room for one ~9 MB chunk; the third H200 session staged 19).
+  local chunks
+  chunks=$(ls /opt/stage/c* 2>/dev/null | sort -V)
+  [ -n "$chunks" ] || { echo "install: bundle chunks missing in /opt/stage"; return 1; }
+  # shellcheck disable=SC2086
+  cat $chunks > /opt/stage/bundle || { echo "install: bundle chunks unreadable"; return 1; }
   echo "bundle sha256 $(sha256sum /opt/stage/bundle | cut -c1-16), site bytes $site_bytes"
   mkdir -p /opt/site /opt/nixl /opt/model
   tail -c +$((site_bytes + 1)) /opt/stage/bundle | xz -d | tar -x -C /opt/nixl \

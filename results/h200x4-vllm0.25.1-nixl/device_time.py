@@ -1,8 +1,9 @@
 """The device time of issue 17's runs (tools/gpu/h200x4/session.sh), per topology, from the
-prediction: a run lasts its arrival window (70 s; the trace: its 918 requests at the rate) plus a
-tail, the drain timeout where the load is above the deployment's predicted maximum (it is
-overloaded: turns queue until the drain cuts them off), else a conversation's own length at light
-load. Reads only the plan.json files (nothing is simulated).
+prediction, and sessions that hold them (one topology per session, so that its TOPOLOGIES, WORKLOADS
+and LOADS_<W> name exactly its points). A run lasts its arrival window (70 s; the trace: its 339
+requests at the rate) plus a tail: the drain timeout where the load is above the deployment's
+predicted maximum (it is overloaded: turns queue until the drain cuts them off), else a
+conversation's own length at light load. Reads only the plan.json files (nothing is simulated).
 
     python results/h200x4-vllm0.25.1-nixl/device_time.py results/h200x4-vllm0.25.1-nixl/prediction
 """
@@ -14,9 +15,9 @@ import sys
 from pathlib import Path
 
 # Keep these equal to tools/gpu/h200x4/session.sh.
-LOADS = {"W1": (30, 60, 90), "W2": (4, 8, 12), "W3": (6, 12, 18), "W4": (1.5, 3, 5), "mooncake": (2, 4, 8)}
+LOADS = {"W1": (12, 28, 52), "W2": (3, 5.5, 10), "W3": (6, 12, 24), "W4": (1.2, 2.8, 5), "mooncake": (3,)}
 WINDOW_S = 70.0
-TRACE_REQUESTS = 918  # the slice 0:300
+TRACE_REQUESTS = 339  # the slice 0:120
 DRAIN_S = {"W1": 60.0, "W2": 60.0, "W3": 90.0, "W4": 60.0, "mooncake": 60.0}
 # one conversation's length on idle engines
 LIGHT_TAIL_S = {"W1": 6.0, "W2": 4.0, "W3": 25.0, "W4": 4.0, "mooncake": 30.0}
@@ -29,13 +30,14 @@ SESSION_BUDGET_S = 1800.0
 SESSION_FIXED_S = 150.0 + 60.0 + 180.0 + 30.0
 SESSION_MARGIN_S = 120.0
 TOPOLOGIES = ("4r", "1p3d", "2p2d", "3p1d")
+PLAN_DIR = {"mooncake": "mooncake120"}  # the device replays the slice 0:120
 
 
 def predicted_max(prediction: Path) -> dict[tuple[str, str], float]:
     """(workload, deployment label) -> the plan's highest passing rate."""
     result = {}
     for workload in LOADS:
-        plan = json.loads((prediction / workload / "plan.json").read_text())
+        plan = json.loads((prediction / PLAN_DIR.get(workload, workload) / "plan.json").read_text())
         for item in plan["ranking"]:
             result[(workload, item["deployment"])] = item["max_qps"]
     return result
@@ -47,27 +49,65 @@ def run_seconds(workload: str, load: float, overloaded: bool) -> float:
     return window_s + tail_s + RUN_OVERHEAD_S
 
 
-def main(prediction: str) -> int:
-    maxima = predicted_max(Path(prediction))
-    room_s = SESSION_BUDGET_S - SESSION_FIXED_S - SESSION_MARGIN_S
-    print("| topology | workload | device s (loads x modes x 2 runs) |")
-    print("| --- | --- | --- |")
-    total_s = 0.0
+def point_seconds(maxima: dict[tuple[str, str], float]) -> dict[tuple[str, str, float], float]:
+    """(topology, workload, load) -> device seconds: every mode of the topology, RUNS runs each, and
+    the proxy's start for the workload (charged to each load, since a session may hold one load)."""
+    seconds = {}
     for topology in TOPOLOGIES:
         modes = ("replication", "auto") if topology.endswith("r") else ("pd", "ppd", "auto")
         for workload, loads in LOADS.items():
-            seconds = PROXY_START_S
             for load in loads:
-                seconds += POINT_OVERHEAD_S
+                total_s = PROXY_START_S + POINT_OVERHEAD_S
                 for mode in modes:
                     overloaded = load > maxima[(workload, f"{topology} {mode}")]
-                    seconds += RUNS * run_seconds(workload, load, overloaded)
-            total_s += seconds
-            print(f"| {topology} | {workload} | {seconds:.0f} |")
+                    total_s += RUNS * run_seconds(workload, load, overloaded)
+                seconds[(topology, workload, load)] = total_s
+    return seconds
+
+
+Key = tuple[str, str, float]
+
+
+def sessions(points: dict[Key, float], room_s: float) -> list[list[Key]]:
+    """First-fit decreasing, within one topology per session."""
+    packed: list[list[Key]] = []
+    used: list[float] = []
+    for key in sorted(points, key=lambda k: (TOPOLOGIES.index(k[0]), -points[k], k[1])):
+        fits = (i for i, u in enumerate(used) if packed[i][0][0] == key[0] and u + points[key] <= room_s)
+        index = next(fits, None)
+        if index is None:
+            packed.append([])
+            used.append(0.0)
+            index = len(packed) - 1
+        packed[index].append(key)
+        used[index] += points[key]
+    return packed
+
+
+def main(prediction: str) -> int:
+    points = point_seconds(predicted_max(Path(prediction)))
+    room_s = SESSION_BUDGET_S - SESSION_FIXED_S - SESSION_MARGIN_S
+    print("| topology | workload | load | device s (modes x 2 runs) |")
+    print("| --- | --- | --- | --- |")
+    for (topology, workload, load), seconds in points.items():
+        print(f"| {topology} | {workload} | {load:g} | {seconds:.0f} |")
+    total_s = sum(points.values())
+    plan = sessions(points, room_s)
     print(
         f"\nbench time {total_s:.0f} s ({total_s / 3600:.2f} h); {room_s:.0f} s of points per 30-minute "
-        f"session: at least {total_s / room_s:.1f} sessions"
+        f"session; {len(plan)} sessions:"
     )
+    for index, keys in enumerate(plan, start=1):
+        loads: dict[str, list[str]] = {}
+        for _, workload, load in keys:
+            loads.setdefault(workload, []).append(f"{load:g}")
+        env = " ".join(f"LOADS_{w}={','.join(sorted(v, key=float))}" for w, v in loads.items())
+        used_s = sum(points[key] for key in keys)
+        extra = "" if index == 1 else " SKIP_PROBES=1"
+        print(
+            f'  {index:2}: TOPOLOGIES={keys[0][0]} WORKLOADS="{" ".join(loads)}" {env} '
+            f"SESSION_TAG=-s{index}{extra}  ({used_s:.0f} s)"
+        )
     return 0
 
 

@@ -19,7 +19,8 @@
 #
 # One 30-minute device session holds only part of it (results/h200x4-vllm0.25.1-nixl/README.md,
 # "Device plan"): TOPOLOGIES, WORKLOADS and LOADS_<W> pick the part, SESSION_TAG suffixes the result
-# sets, SKIP_PROBES=1 skips the NIXL measurements (done once, in the first session).
+# sets, SKIP_PROBES=1 skips the NIXL measurements (done once, in the first session), MODES narrows
+# the modes (a split of one topology's point over two sessions).
 # BACKEND=sim is the dry run on this machine (`ppd sim` engines with the h200 profile; e.g.
 # RATE_SCALE=0.1 DURATION_S=8 WARMUP_S=2 DRAIN_S=20 WINDOW=0:20 OUT_DIR=/tmp/x4 LOGS=/tmp/x4/logs).
 set -uo pipefail
@@ -35,11 +36,11 @@ source "$(dirname "$0")/../install-bundle.sh"
 
 # Loads per workload (conversations/s; the trace: requests/s), the same for every deployment, from the
 # prediction (README: why these); SLOs as the prediction's.
-declare -A LOADS=([W1]=20,40,60 [W2]=4,8,12 [W3]=10,20,30 [W4]=1.5,3,5 [mooncake]=4,8,12)
+declare -A LOADS=([W1]=12,28,52 [W2]=3,5.5,10 [W3]=6,12,24 [W4]=1.2,2.8,5 [mooncake]=3)
 declare -A TTFT_MS=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000 [mooncake]=5000)
 declare -A TPOT_MS=([W1]=25 [W2]=25 [W3]=25 [W4]=25 [mooncake]=100)
 MOONCAKE=mooncake:data/traces/mooncake-conversation_trace.jsonl.gz
-WINDOW=${WINDOW:-0:300}  # the slice the prediction planned: 918 requests
+WINDOW=${WINDOW:-0:120}  # 339 requests (prediction/mooncake120; the 0:300 slice's 918 take 5+ min a run)
 TOPOLOGIES=${TOPOLOGIES:-4r 1p3d 2p2d 3p1d}
 WORKLOADS=${WORKLOADS:-W1 W2 W3 W4 mooncake}
 ENGINES=("$(engine_url 0)" "$(engine_url 1)" "$(engine_url 2)" "$(engine_url 3)")
@@ -107,7 +108,7 @@ proxy_down() {  # SPEC
 }
 
 for spec in $TOPOLOGIES; do
-  if [[ $spec == *r ]]; then modes=replication,auto; else modes=pd,ppd,auto; fi
+  if [[ $spec == *r ]]; then modes=${MODES:-replication,auto}; else modes=${MODES:-pd,ppd,auto}; fi
   for w in $WORKLOADS; do
     proxy_up "$spec" "${modes%%,*}" "${TTFT_MS[$w]}" "${TPOT_MS[$w]}"
     loads_var=LOADS_$w

@@ -1,9 +1,11 @@
-"""The device time of issue 17's runs (tools/gpu/h200x4/session.sh), per topology, from the
-prediction, and sessions that hold them (one topology per session, so that its TOPOLOGIES, WORKLOADS
-and LOADS_<W> name exactly its points). A run lasts its arrival window (70 s; the trace: its 339
-requests at the rate) plus a tail: the drain timeout where the load is above the deployment's
-predicted maximum (it is overloaded: turns queue until the drain cuts them off), else a
-conversation's own length at light load. Reads only the plan.json files (nothing is simulated).
+"""The device time of issue 17's runs (tools/gpu/h200x4/session.sh), from the prediction, and
+sessions that hold them (each session's points either of one topology or of one workload and load,
+so that its TOPOLOGIES, WORKLOADS and LOADS_<W> name exactly its points).
+
+A run lasts its arrival window (70 s; the trace: its 339 requests at the rate) plus a tail: the drain
+timeout where the load is above the deployment's predicted maximum (it is overloaded: turns queue
+until the drain cuts them off), else a conversation's own length at light load. Reads only the
+plan.json files (nothing is simulated).
 
     python results/h200x4-vllm0.25.1-nixl/device_time.py results/h200x4-vllm0.25.1-nixl/prediction
 """
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 
 # Keep these equal to tools/gpu/h200x4/session.sh.
-LOADS = {"W1": (12, 28, 52), "W2": (3, 5.5, 10), "W3": (6, 12, 24), "W4": (1.2, 2.8, 5), "mooncake": (3,)}
+LOADS = {"W1": (24, 40, 52), "W2": (4.5, 8, 10.5), "W3": (10, 16, 24), "W4": (2, 3.5, 5), "mooncake": (2.5,)}
 WINDOW_S = 70.0
 TRACE_REQUESTS = 339  # the slice 0:120
 DRAIN_S = {"W1": 60.0, "W2": 60.0, "W3": 90.0, "W4": 60.0, "mooncake": 60.0}
@@ -68,12 +70,21 @@ def point_seconds(maxima: dict[tuple[str, str], float]) -> dict[tuple[str, str, 
 Key = tuple[str, str, float]
 
 
+def runnable_together(keys: list[Key], key: Key) -> bool:
+    """Whether one session's TOPOLOGIES, WORKLOADS and LOADS_<W> can name exactly these points: all
+    of one topology (any workloads and loads), or all of one workload and load (any topologies)."""
+    group = [*keys, key]
+    return len({k[0] for k in group}) == 1 or len({(k[1], k[2]) for k in group}) == 1
+
+
 def sessions(points: dict[Key, float], room_s: float) -> list[list[Key]]:
-    """First-fit decreasing, within one topology per session."""
+    """First-fit decreasing into sessions of `room_s`, each a set of points one session can name."""
     packed: list[list[Key]] = []
     used: list[float] = []
-    for key in sorted(points, key=lambda k: (TOPOLOGIES.index(k[0]), -points[k], k[1])):
-        fits = (i for i, u in enumerate(used) if packed[i][0][0] == key[0] and u + points[key] <= room_s)
+    for key in sorted(points, key=lambda k: (-points[k], TOPOLOGIES.index(k[0]), k[1])):
+        fits = (
+            i for i, u in enumerate(used) if u + points[key] <= room_s and runnable_together(packed[i], key)
+        )
         index = next(fits, None)
         if index is None:
             packed.append([])
@@ -98,14 +109,15 @@ def main(prediction: str) -> int:
         f"session; {len(plan)} sessions:"
     )
     for index, keys in enumerate(plan, start=1):
-        loads: dict[str, list[str]] = {}
+        loads: dict[str, set[float]] = {}
         for _, workload, load in keys:
-            loads.setdefault(workload, []).append(f"{load:g}")
-        env = " ".join(f"LOADS_{w}={','.join(sorted(v, key=float))}" for w, v in loads.items())
+            loads.setdefault(workload, set()).add(load)
+        env = " ".join(f"LOADS_{w}={','.join(f'{x:g}' for x in sorted(v))}" for w, v in loads.items())
+        topologies = " ".join(dict.fromkeys(key[0] for key in keys))
         used_s = sum(points[key] for key in keys)
         extra = "" if index == 1 else " SKIP_PROBES=1"
         print(
-            f'  {index:2}: TOPOLOGIES={keys[0][0]} WORKLOADS="{" ".join(loads)}" {env} '
+            f'  {index:2}: TOPOLOGIES="{topologies}" WORKLOADS="{" ".join(loads)}" {env} '
             f"SESSION_TAG=-s{index}{extra}  ({used_s:.0f} s)"
         )
     return 0

@@ -17,8 +17,9 @@
 # The Mooncake slice (`mooncake`): the first 300 s of the trace (918 requests, results/mooncake-sim's
 # slice), and the first 120 s (`mooncake120`, 339 requests: the slice the device runs, as 918
 # requests at the rates that matter take 5+ minutes a run), planned by request rate, with
-# TTFT <= 5000 ms and TPOT <= 100 ms (results/mooncake-sim's TPOT; not W4's TTFT 2000 / TPOT 25: on idle engines 117 of the 918 requests miss those, 27 these,
-# so at W4's no rate passes: mooncake_slo_check.sh, mooncake-light/).
+# TTFT <= 5000 ms and TPOT <= 100 ms (results/mooncake-sim's TPOT; not W4's TTFT 2000 / TPOT 25:
+# on lightly loaded engines 117 of the 918 requests miss those, 27 these, so at W4's no rate
+# passes: mooncake_slo_check.sh, mooncake-light/).
 # PPD="python -m ppd" with PYTHONPATH=<snapshot>/src and PPD_GIT_COMMIT=<hash> runs a `git archive`
 # snapshot, so that editing the checkout meanwhile cannot change a plan under way.
 # Run from the repository root: results/h200x4-vllm0.25.1-nixl/prediction/run.sh [W1 W2 ... mooncake120]

@@ -36,7 +36,7 @@ source "$(dirname "$0")/../install-bundle.sh"
 
 # Loads per workload (conversations/s; the trace: requests/s), the same for every deployment, from the
 # prediction (README: why these); SLOs as the prediction's.
-declare -A LOADS=([W1]=12,28,52 [W2]=3,5.5,10 [W3]=6,12,24 [W4]=1.2,2.8,5 [mooncake]=3)
+declare -A LOADS=([W1]=24,40,52 [W2]=4.5,8,10.5 [W3]=10,16,24 [W4]=2,3.5,5 [mooncake]=2.5)
 declare -A TTFT_MS=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000 [mooncake]=5000)
 declare -A TPOT_MS=([W1]=25 [W2]=25 [W3]=25 [W4]=25 [mooncake]=100)
 MOONCAKE=mooncake:data/traces/mooncake-conversation_trace.jsonl.gz

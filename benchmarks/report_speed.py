@@ -18,7 +18,6 @@ Ends with
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import shutil
 import statistics
@@ -28,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ppd.results import read_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 SET_DIR = ROOT / "results" / "h100x2-vllm0.25.1-nixl"
 SETS = [SET_DIR / f"h100-w{n}.json" for n in (1, 2, 3, 4)]
@@ -35,15 +36,8 @@ GOAL_S = 30.0
 
 
 def count_rows(json_path: Path) -> int:
-    """Rows the report reads for one set (its rows file, compressed or not)."""
-    name = json.loads(json_path.read_text())["rows_file"]
-    plain = json_path.parent / name
-    data = (
-        plain.read_bytes()
-        if plain.exists()
-        else gzip.decompress((json_path.parent / f"{name}.gz").read_bytes())
-    )
-    return sum(1 for line in data.splitlines() if line.strip())
+    """Rows the report reads for one set (its rows file as stored: results.rows_path)."""
+    return len(read_rows(json_path.parent / json.loads(json_path.read_text())["rows_file"]))
 
 
 def timed_report(inputs: list[Path], out_dir: Path, resamples: int) -> float:

@@ -12,13 +12,13 @@ uncached part was just the new words plus the partial last block (the whole hist
 
 from __future__ import annotations
 
-import gzip
-import json
 import statistics
 import tarfile
+from dataclasses import asdict
 from pathlib import Path
 
 from ppd.prometheus import name_starts_with, series_diff, series_values, total
+from ppd.results import read_rows
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,8 +37,7 @@ def main() -> None:
     print(f"{'point':10} {'n':>5} {'cTTFT':>7} {'fTTFT':>7} {'queue':>7} {'prefill':>7} "
           f"{'cDec':>8} {'eDec':>8}  turn-2 whole history")  # fmt: skip
     for workload in ("w1", "w2", "w3", "w4"):
-        with gzip.open(HERE / f"h200-{workload}.jsonl.gz", "rt") as lines:
-            rows = [json.loads(line) for line in lines]
+        rows = [asdict(row) for row in read_rows(HERE / f"h200-{workload}.jsonl")]
         for qps in sorted({r["qps"] for r in rows}):
             tag = f"h200-{workload}-q{qps:g}"
             before = series_values(snapshots[f"{tag}-before.prom"], name_starts_with("vllm:"))

@@ -3,7 +3,8 @@
 One bench invocation writes `<name>.json` (everything but the rows) and `<name>.jsonl` beside it
 (one TurnRow per line). The JSON is rewritten atomically after every completed run, and rows are
 appended as turns finish, so Ctrl-C keeps every completed row. A finished set's rows may be stored
-gzip-compressed as `<rows_file>.gz` (results committed to a repository): readers take either.
+gzip-compressed as `<rows_file>.gz`, or without their ITL lists as `<stem>.rows-no-itl.jsonl.gz`
+(results committed to a repository): readers take any of them (rows_path).
 
 Result JSON (schema "ppd.result/1"):
     {
@@ -102,13 +103,20 @@ def row_to_json(row: TurnRow) -> str:
 
 
 def rows_path(path: Path) -> Path:
-    """The rows file as stored: `path`, or `path`.gz when only the compressed copy exists."""
-    compressed = path.with_name(path.name + ".gz")
-    return compressed if not path.exists() and compressed.exists() else path
+    """The rows file as stored: `path`, `path`.gz, or the one `<stem>.<tag>.jsonl[.gz]` beside it
+    (committed sets that dropped the ITL lists to keep the repository small: `.rows-no-itl`); `path`
+    itself when none of them exists."""
+    for candidate in (path, path.with_name(path.name + ".gz")):
+        if candidate.exists():
+            return candidate
+    stem = path.name.removesuffix(".jsonl")
+    tagged = sorted(path.parent.glob(f"{stem}.*.jsonl")) + sorted(path.parent.glob(f"{stem}.*.jsonl.gz"))
+    return tagged[0] if len(tagged) == 1 else path
 
 
 def read_rows(path: Path) -> list[TurnRow]:
-    """All rows of a JSONL rows file (or its .gz); a torn last line (from a crash) is skipped."""
+    """All rows of a JSONL rows file (or its .gz, or its tagged copy: rows_path); a torn last line (from
+    a crash) is skipped."""
     rows = []
     path = rows_path(path)
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()

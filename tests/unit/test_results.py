@@ -5,12 +5,21 @@ from __future__ import annotations
 import gzip
 import json
 import stat
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from ppd.results import SCHEMA, TurnRow, load_result, read_rows, row_from_dict, row_to_json, write_json_atomic
+from ppd.results import (
+    SCHEMA,
+    TurnRow,
+    load_result,
+    read_rows,
+    row_from_dict,
+    row_to_json,
+    rows_path,
+    write_json_atomic,
+)
 
 
 def make_row(turn: int) -> TurnRow:
@@ -59,6 +68,17 @@ def test_rows_stored_compressed_are_read_under_the_plain_name(tmp_path: Path) ->
         row_to_json(make_row(3)) + "\n"
     )  # the plain file wins when both exist
     assert read_rows(tmp_path / "rows.jsonl") == [make_row(3)]
+
+
+def test_rows_stored_without_their_itl_lists_are_read_under_the_plain_name(tmp_path: Path) -> None:
+    rows = [replace(make_row(1), itl_ms=[]), replace(make_row(2), itl_ms=[])]
+    (tmp_path / "set.rows-no-itl.jsonl.gz").write_bytes(
+        gzip.compress("".join(row_to_json(r) + "\n" for r in rows).encode())
+    )
+    assert rows_path(tmp_path / "set.jsonl") == tmp_path / "set.rows-no-itl.jsonl.gz"
+    assert read_rows(tmp_path / "set.jsonl") == rows
+    (tmp_path / "set.other.jsonl").write_text("")  # two tagged copies: neither is taken
+    assert rows_path(tmp_path / "set.jsonl") == tmp_path / "set.jsonl"
 
 
 def test_a_torn_last_line_is_skipped_but_a_torn_middle_line_is_an_error(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ppd.report.bootstrap import BoolArray, FloatArray, IntArray
 from ppd.report.inputs import ResultFile
+from ppd.results import rows_path
 
 RunKey = tuple[str, str, float, int]  # mode, workload, qps (normalized), run
 
@@ -55,19 +56,13 @@ class RunRows:
 
 
 def find_rows_file(result: ResultFile) -> Path | None:
-    """Where the result set's rows are stored, or None when they are not beside the JSON."""
+    """Where the result set's rows are stored (results.rows_path), or None when they are not beside
+    the JSON."""
     name = result.meta.get("rows_file")
     if not isinstance(name, str) or not name:
         return None
-    path = result.path.parent / name
-    for candidate in (path, path.with_name(path.name + ".gz")):
-        if candidate.is_file():
-            return candidate
-    stem = name.removesuffix(".jsonl")
-    tagged = sorted(result.path.parent.glob(f"{stem}.*.jsonl")) + sorted(
-        result.path.parent.glob(f"{stem}.*.jsonl.gz")
-    )
-    return tagged[0] if len(tagged) == 1 else None
+    path = rows_path(result.path.parent / name)
+    return path if path.is_file() else None
 
 
 def read_run_rows(result: ResultFile, qps_key: Any) -> dict[RunKey, RunRows]:

@@ -21,6 +21,22 @@ WORKLOAD = "64/8"  # 64 new words and 8 answer tokens a turn
 NUM_TURNS = 3
 
 
+def count_recognitions(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """From now on, every Router's later turns by how their conversation was found (as /status's
+    `recognised` counts them in the proxy)."""
+    counts: Counter[str] = Counter()
+    decide = Router.decide
+
+    def counting_decide(router: Router, record: Any, *args: Any) -> Any:
+        route = decide(router, record, *args)
+        if record.recognition is not None and record.recognition.by is not None:
+            counts[record.recognition.by] += 1
+        return route
+
+    monkeypatch.setattr(Router, "decide", counting_decide)
+    return counts
+
+
 def test_fleet_and_proxy_recognise_the_same_chat_turns(
     ppd_server: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -46,16 +62,7 @@ def test_fleet_and_proxy_recognise_the_same_chat_turns(
     num_later = sum(1 for row in rows if row.turn > 1)
     over_http = {by: n for by, n in http_call(proxy.url + "/status").json()["recognised"].items() if n}
 
-    in_fleet: Counter[str] = Counter()
-    decide = Router.decide
-
-    def counting_decide(router: Router, record: Any, *args: Any) -> Any:
-        route = decide(router, record, *args)
-        if record.recognition is not None and record.recognition.by is not None:
-            in_fleet[record.recognition.by] += 1
-        return route
-
-    monkeypatch.setattr(Router, "decide", counting_decide)
+    in_fleet = count_recognitions(monkeypatch)
     [workload] = parse_workloads(WORKLOAD, NUM_TURNS)
     fleet_config = FleetConfig(
         fleet_topology("1p1d"), "ppd", workload, 4.0, duration_s=2.0, seed=3, api="chat",
@@ -90,16 +97,7 @@ def test_fleet_and_proxy_recognise_the_same_chat_trace_turns_by_chunks(
     _, rows = load_result(run_bench(config))
     over_http = {by: n for by, n in http_call(proxy.url + "/status").json()["recognised"].items() if n}
 
-    in_fleet: Counter[str] = Counter()
-    decide = Router.decide
-
-    def counting_decide(router: Router, record: Any, *args: Any) -> Any:
-        route = decide(router, record, *args)
-        if record.recognition is not None and record.recognition.by is not None:
-            in_fleet[record.recognition.by] += 1
-        return route
-
-    monkeypatch.setattr(Router, "decide", counting_decide)
+    in_fleet = count_recognitions(monkeypatch)
     rate = trace_request_rate(workload.trace, 100.0)
     fleet_config = FleetConfig(
         fleet_topology("1p1d"), "ppd", workload, rate, api="chat", send_session_id=False, hops=HopCosts()

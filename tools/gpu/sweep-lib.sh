@@ -41,8 +41,11 @@ sim_engine_args() {
   echo --sim-arg=--profile=h200-llama3.1-8b --sim-arg=--max-num-seqs=1024 --sim-arg=--kv-cache-tokens=839648
 }
 
+SITE=${SITE:-/opt/site}     # vLLM's site-packages (install-bundle.sh puts it there)
+MODEL_DIR=${MODEL_DIR:-/opt/model}
+
 vllm_engine_args() {
-  echo --model /opt/model --load-format dummy --env PYTHONPATH=/opt/site --env VLLM_USE_FLASHINFER_SAMPLER=0
+  echo --model "$MODEL_DIR" --load-format dummy --env PYTHONPATH="$SITE" --env VLLM_USE_FLASHINFER_SAMPLER=0
 }
 
 scaled() {  # RATES: each rate x RATE_SCALE, comma-separated

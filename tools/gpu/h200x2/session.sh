@@ -40,7 +40,7 @@ ENGINES=("$P_URL" "$D_URL")
 STATE=${STATE:-/opt/x2.json}
 [ "$BACKEND" = sim ] && STATE=$OUT_DIR/x2.json
 
-if [ "$BACKEND" = vllm ]; then
+if [ "$BACKEND" = vllm ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
   step "install (NIXL between the GPUs measured meanwhile)"
   nixl_pairs() {  # GPU 0 reads GPU 1's blocks, UCX's choice and cuda_ipc only (NVLink)
     local label tls

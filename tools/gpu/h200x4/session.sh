@@ -48,7 +48,7 @@ STATE=${STATE:-/opt/x4-engines.json}
 PROXY_STATE=${PROXY_STATE:-/opt/x4-proxy.json}
 if [ "$BACKEND" = sim ]; then STATE=$OUT_DIR/x4-engines.json PROXY_STATE=$OUT_DIR/x4-proxy.json; fi
 
-if [ "$BACKEND" = vllm ]; then
+if [ "$BACKEND" = vllm ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
   step "install (NIXL from GPU 0 to GPUs 1-3 measured meanwhile)"
   nixl_pairs() {  # UCX's own choice of transport, as vLLM's NixlConnector gets it
     local target
@@ -94,7 +94,10 @@ proxy_up() {  # SPEC MODE TTFT_MS TPOT_MS: a proxy over the engines in SPEC's ro
   local spec=$1 mode=$2 ttft_ms=$3 tpot_ms=$4 toml="$OUT_DIR/logs/topology-$1.toml" log="$OUT_DIR/logs/proxy-up-$1.log"
   topology_toml "$spec" > "$toml"
   step "proxy: $spec ($mode first), auto's SLOs TTFT $ttft_ms ms TPOT $tpot_ms ms"
-  $PY -m ppd up --backend "$BACKEND" --topology "$toml" --only-host 127.0.0.1 --mode "$mode" \
+  # --backend vllm validates --model and the GPUs even when it starts no engine here.
+  local backend_args=(--backend "$BACKEND")
+  [ "$BACKEND" = vllm ] && backend_args+=(--model "$MODEL_DIR" --gpus 0,1,2,3)
+  $PY -m ppd up "${backend_args[@]}" --topology "$toml" --only-host 127.0.0.1 --mode "$mode" \
     --proxy-arg=--slo-ttft-ms="$ttft_ms" --proxy-arg=--slo-tpot-ms="$tpot_ms" \
     --logs "$LOGS/proxy-$spec" --state "$PROXY_STATE" > "$log" 2>&1
   grep "ms$\|All servers" "$log"  # the warm-up handshakes per P->D pair

@@ -11,6 +11,7 @@ the `ppd up` command of the winner; writes plan.json, plan.md and plan.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -139,18 +140,8 @@ def run(args: argparse.Namespace) -> int:
     progress: LiveProgress | QuietProgress
     progress = QuietProgress() if args.quiet else LiveProgress(deployments, search.target_attainment, console)
     reporter: Reporter = progress
-    if isinstance(progress, LiveProgress):
-        with progress:
-            planned = run_plan(
-                evaluator,
-                deployments,
-                search,
-                args.start_qps_per_gpu,
-                args.workers,
-                reporter,
-                refine_all=args.refine_all,
-            )
-    else:
+    # The live bar draws only inside its context; the quiet reporter needs none.
+    with progress if isinstance(progress, LiveProgress) else contextlib.nullcontext():
         planned = run_plan(
             evaluator,
             deployments,

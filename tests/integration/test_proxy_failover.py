@@ -49,6 +49,7 @@ class Load:
     num_turns: int
     max_tokens: int = 8
     name: str = "conv"  # session ids are <name>-<n>
+    stagger_s: float = 0.0  # conversation n starts n x stagger_s after the first
     results: list[TurnResult] = field(default_factory=list)
 
     @property
@@ -62,6 +63,7 @@ class Load:
             await asyncio.gather(*(self._conversation(session, c) for c in range(self.num_conversations)))
 
     async def _conversation(self, session: aiohttp.ClientSession, number: int) -> None:
+        await asyncio.sleep(number * self.stagger_s)
         for turn in range(1, self.num_turns + 1):
             words = " ".join(f"{self.name}{number}t{turn}w{i}" for i in range(8))
             body = {"prompt": words, "max_tokens": self.max_tokens, "stream": True, "ignore_eos": True}
@@ -290,7 +292,9 @@ def test_mode_switches_under_load_fail_no_conversation(ppd_server) -> None:
     engine_a, engine_b = ppd_server("sim", "--time-scale", "0.1"), ppd_server("sim", "--time-scale", "0.1")
     proxy = ppd_server("proxy", "--mode", "ppd", "--prefill", engine_a.url, "--decode", engine_b.url,
                        "--admin-token", TOKEN).url  # fmt: skip
-    load = Load(proxy, num_conversations=120, num_turns=3, max_tokens=16)
+    # Staggered starts spread the routing decisions over the run; all at once, they came in three
+    # bursts (one per turn), and about one run in eight no burst fell in a replication window.
+    load = Load(proxy, num_conversations=120, num_turns=3, max_tokens=16, stagger_s=0.005)
     switches: list[str] = []
 
     async def switch_modes(session: aiohttp.ClientSession) -> None:

@@ -24,6 +24,7 @@ Result JSON (schema "ppd.result/1"):
 
 from __future__ import annotations
 
+import glob
 import gzip
 import json
 import os
@@ -109,7 +110,7 @@ def rows_path(path: Path) -> Path:
     for candidate in (path, path.with_name(path.name + ".gz")):
         if candidate.exists():
             return candidate
-    stem = path.name.removesuffix(".jsonl")
+    stem = glob.escape(path.name.removesuffix(".jsonl"))  # a set's name may hold [ ] * ?
     tagged = sorted(path.parent.glob(f"{stem}.*.jsonl")) + sorted(path.parent.glob(f"{stem}.*.jsonl.gz"))
     return tagged[0] if len(tagged) == 1 else path
 

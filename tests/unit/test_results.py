@@ -79,6 +79,9 @@ def test_rows_stored_without_their_itl_lists_are_read_under_the_plain_name(tmp_p
     assert read_rows(tmp_path / "set.jsonl") == rows
     (tmp_path / "set.other.jsonl").write_text("")  # two tagged copies: neither is taken
     assert rows_path(tmp_path / "set.jsonl") == tmp_path / "set.jsonl"
+    odd = tmp_path / "w[1].rows-no-itl.jsonl.gz"  # glob metacharacters in a set's name
+    odd.write_bytes(gzip.compress(row_to_json(make_row(1)).encode()))
+    assert rows_path(tmp_path / "w[1].jsonl") == odd
 
 
 def test_a_torn_last_line_is_skipped_but_a_torn_middle_line_is_an_error(tmp_path: Path) -> None:

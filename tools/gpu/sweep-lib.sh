@@ -1,7 +1,7 @@
 #!/bin/bash
 # Sourced (not run) by tools/gpu/h200x2/session.sh and tools/gpu/h200x4/session.sh: what both multi-GPU
-# sweeps do the same way. Expects BACKEND (vllm | sim), OUT_DIR, LOGS and PY set by the caller, and
-# the working directory to be the project snapshot (/opt/ppd on the GPU host, the checkout for sim).
+# sweeps do the same way. BACKEND (vllm | sim), OUT_DIR, LOGS and PY default here (a caller's setting
+# wins); the working directory is the project snapshot (/opt/ppd on the GPU host, the checkout for sim).
 #
 #   step TEXT                 a log line with the UTC time, the session log's clock
 #   fail TEXT                 log, stop every deployment started (STATES), exit 1
@@ -16,6 +16,14 @@
 #                             its wall time (the device-time figures of the README come from them)
 #   kv_probe TAG P_URL D_URL  tools/kv_probe.py: the NIXL pull cost of this pair -> kv_probe-TAG.jsonl
 #   pack_logs NAME DIR        gzip DIR/*.log into $OUT_DIR/logs/NAME-*.log.gz
+
+BACKEND=${BACKEND:-vllm}
+OUT_DIR=${OUT_DIR:-/opt/out}
+LOGS=${LOGS:-/opt/logs}
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+mkdir -p "$OUT_DIR/results" "$OUT_DIR/logs" "$LOGS"
 
 RUNS=${RUNS:-2}
 DURATION_S=${DURATION_S:-70}  # arrival window per run, the warm-up included: 60 s measured

@@ -20,14 +20,7 @@
 # configured as the GPU's vLLM), no install, no nixl_pair; with e.g. RATE_SCALE=0.1 DURATION_S=8
 # WARMUP_S=2 DRAIN_S=20 OUT_DIR=/tmp/x2 LOGS=/tmp/x2/logs it runs in minutes.
 set -uo pipefail
-BACKEND=${BACKEND:-vllm}
-OUT_DIR=${OUT_DIR:-/opt/out}
-LOGS=${LOGS:-/opt/logs}
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-mkdir -p "$OUT_DIR/results" "$OUT_DIR/logs" "$LOGS"
-source "$(dirname "$0")/../sweep-lib.sh"
+source "$(dirname "$0")/../sweep-lib.sh"  # BACKEND, OUT_DIR, LOGS, PY defaults; exports
 source "$(dirname "$0")/../install-bundle.sh"
 
 # Rates (conversations/s), light -> past saturation of every mode, from the fleet's prediction

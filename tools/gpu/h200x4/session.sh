@@ -24,14 +24,7 @@
 # BACKEND=sim is the dry run on this machine (`ppd sim` engines with the h200 profile; e.g.
 # RATE_SCALE=0.1 DURATION_S=8 WARMUP_S=2 DRAIN_S=20 WINDOW=0:20 OUT_DIR=/tmp/x4 LOGS=/tmp/x4/logs).
 set -uo pipefail
-BACKEND=${BACKEND:-vllm}
-OUT_DIR=${OUT_DIR:-/opt/out}
-LOGS=${LOGS:-/opt/logs}
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-mkdir -p "$OUT_DIR/results" "$OUT_DIR/logs" "$LOGS"
-source "$(dirname "$0")/../sweep-lib.sh"
+source "$(dirname "$0")/../sweep-lib.sh"  # BACKEND, OUT_DIR, LOGS, PY defaults; exports
 source "$(dirname "$0")/../install-bundle.sh"
 
 # Loads per workload (conversations/s; the trace: requests/s), the same for every deployment, from the

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -70,11 +69,3 @@ def api_error_response(exc: ApiError) -> web.Response:
 def sse_event(payload: dict[str, Any]) -> bytes:
     """One server-sent event line for a JSON payload."""
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-async def iter_sse_data(stream: StreamReader) -> AsyncIterator[bytes]:
-    """Yield the payload of each `data:` line of an SSE stream as it arrives, `[DONE]` included."""
-    async for line in stream:
-        line = line.strip()
-        if line.startswith(b"data:"):
-            yield line[5:].lstrip()

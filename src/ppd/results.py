@@ -24,7 +24,6 @@ Result JSON (schema "ppd.result/1"):
 
 from __future__ import annotations
 
-import glob
 import gzip
 import json
 import os
@@ -103,16 +102,19 @@ def row_to_json(row: TurnRow) -> str:
     return json.dumps(asdict(row), separators=(",", ":"))
 
 
+NO_ITL_TAG = ".rows-no-itl"  # committed rows without their ITL lists: <stem>.rows-no-itl.jsonl[.gz]
+
+
 def rows_path(path: Path) -> Path:
-    """The rows file as stored: `path`, `path`.gz, or the one `<stem>.<tag>.jsonl[.gz]` beside it
-    (committed sets that dropped the ITL lists to keep the repository small: `.rows-no-itl`); `path`
-    itself when none of them exists."""
-    for candidate in (path, path.with_name(path.name + ".gz")):
+    """The rows file as stored: `path`, `path`.gz, or its copy without ITL lists
+    (`<stem>.rows-no-itl.jsonl[.gz]`, committed sets that keep the repository small); `path` itself
+    when none of them exists."""
+    stem = path.name.removesuffix(".jsonl")
+    for name in (path.name, path.name + ".gz", stem + NO_ITL_TAG + ".jsonl", stem + NO_ITL_TAG + ".jsonl.gz"):
+        candidate = path.with_name(name)
         if candidate.exists():
             return candidate
-    stem = glob.escape(path.name.removesuffix(".jsonl"))  # a set's name may hold [ ] * ?
-    tagged = sorted(path.parent.glob(f"{stem}.*.jsonl")) + sorted(path.parent.glob(f"{stem}.*.jsonl.gz"))
-    return tagged[0] if len(tagged) == 1 else path
+    return path
 
 
 def read_rows(path: Path) -> list[TurnRow]:

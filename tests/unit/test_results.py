@@ -77,8 +77,8 @@ def test_rows_stored_without_their_itl_lists_are_read_under_the_plain_name(tmp_p
     )
     assert rows_path(tmp_path / "set.jsonl") == tmp_path / "set.rows-no-itl.jsonl.gz"
     assert read_rows(tmp_path / "set.jsonl") == rows
-    (tmp_path / "set.other.jsonl").write_text("")  # two tagged copies: neither is taken
-    assert rows_path(tmp_path / "set.jsonl") == tmp_path / "set.jsonl"
+    (tmp_path / "other.b.jsonl").write_text("")  # another set named <stem>.<x> is not this set's rows
+    assert rows_path(tmp_path / "other.jsonl") == tmp_path / "other.jsonl"
     odd = tmp_path / "w[1].rows-no-itl.jsonl.gz"  # glob metacharacters in a set's name
     odd.write_bytes(gzip.compress(row_to_json(make_row(1)).encode()))
     assert rows_path(tmp_path / "w[1].jsonl") == odd

@@ -180,6 +180,10 @@ def _continued(json_path: Path, config: BenchConfig) -> dict[str, Any]:
     stored = rows_path(json_path.parent / str(meta.get("rows_file")))
     if stored.suffix == ".gz":
         raise UsageError(f"cannot continue {json_path}: its rows are compressed; run gunzip {stored} first")
+    if stored.name != str(meta.get("rows_file")):  # new rows would go to a file that hides these
+        raise UsageError(
+            f"cannot continue {json_path}: its rows are stored without ITL lists as {stored.name}"
+        )
     meta.setdefault("appended", []).append(
         {"at_utc": utc_now(), "tool": tool_info(), "config": config.to_dict()}
     )

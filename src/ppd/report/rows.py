@@ -3,7 +3,7 @@
 Reading is tolerant: only the fields the report needs are taken, so rows written by a newer bench
 with more fields still read. Warm-up rows are dropped (summaries leave them out too). A rows file
 may be stored as `<rows_file>`, `<rows_file>.gz`, or (committed sets that dropped the ITL lists to
-save space) one `<stem>.<tag>.jsonl[.gz]` beside it.
+save space) `<stem>.rows-no-itl.jsonl[.gz]` beside it (results.rows_path).
 """
 
 from __future__ import annotations

@@ -83,6 +83,10 @@ def test_append_numbers_runs_on_and_refuses_to_overwrite(fake_engine: Any, tmp_p
             rows_file.unlink()  # a finished set, stored compressed: readable, not continued
             with pytest.raises(UsageError, match="gunzip"):
                 await run_bench_async(_config(engine.url, tmp_path, append=True))
+            (tmp_path / "set.jsonl.gz").rename(tmp_path / "set.rows-no-itl.jsonl")  # as committed, unzipped
+            with pytest.raises(UsageError, match="without ITL lists"):
+                await run_bench_async(_config(engine.url, tmp_path, append=True))
+            (tmp_path / "set.rows-no-itl.jsonl").rename(tmp_path / "set.jsonl.gz")
 
     asyncio.run(scenario())
     meta, rows = load_result(tmp_path / "set.json")

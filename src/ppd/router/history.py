@@ -74,7 +74,7 @@ def text_digest(data: bytes | memoryview) -> bytes:
 @dataclass(frozen=True, slots=True)
 class _KnownText:
     num_bytes: int
-    digest: bytes
+    digest: bytes  # of the text past what its bucket's key proves (chunked: its whole chunks)
 
 
 class PrefixIndex:
@@ -100,7 +100,10 @@ class PrefixIndex:
         if len(text) >= self.chunk_bytes:
             whole = len(text) // self.chunk_bytes * self.chunk_bytes
             key = hashlib.blake2b(memoryview(text)[:whole], digest_size=KEY_BYTES).digest()
-            self._chunked.setdefault(key, {})[owner] = _KnownText(len(text), text_digest(text))
+            # The bucket's key proves the whole chunks; the digest covers only the rest (< a chunk),
+            # so checking a bucket costs less than a chunk, however many buckets a prompt hits.
+            tail = text_digest(memoryview(text)[whole:])
+            self._chunked.setdefault(key, {})[owner] = _KnownText(len(text), tail)
             self._text_of[owner] = ("chunked", key)
         elif len(text) >= HEAD_BYTES:
             head = text[:HEAD_BYTES]
@@ -163,20 +166,26 @@ class PrefixIndex:
         # A known text of m whole chunks is in the bucket of key m - 1; the prompt starts with it only
         # if the prompt's own key m - 1 is that key. Longer m first: the first match is the longest.
         for index in range(len(keys) - 1, -1, -1):
-            owner = _longest_in_bucket(self._chunked.get(keys[index]), prompt)
-            if owner is not None:
-                return owner
+            bucket = self._chunked.get(keys[index])
+            if bucket:
+                owner = _longest_in_bucket(bucket, prompt, (index + 1) * self.chunk_bytes)
+                if owner is not None:
+                    return owner
         return None
 
 
-def _longest_in_bucket(bucket: dict[Hashable, _KnownText] | None, prompt: bytes) -> Hashable | None:
-    """The owner of the longest text of `bucket` that prefixes `prompt` (digests compared)."""
+def _longest_in_bucket(
+    bucket: dict[Hashable, _KnownText] | None, prompt: bytes, proven_bytes: int = 0
+) -> Hashable | None:
+    """The owner of the longest text of `bucket` that prefixes `prompt` (digests compared). Its texts
+    agree with the prompt on the first proven_bytes already (their digests cover the rest)."""
     if not bucket:
         return None
     lengths = sorted({known.num_bytes for known in bucket.values() if known.num_bytes <= len(prompt)})
     if not lengths:
         return None
-    digest_by_length = prefix_digests(prompt, lengths)
+    rest = prefix_digests(memoryview(prompt)[proven_bytes:], [n - proven_bytes for n in lengths])
+    digest_by_length = {n + proven_bytes: digest for n, digest in rest.items()}
     best_owner: Hashable | None = None
     best_length = -1
     for owner, known in bucket.items():
@@ -185,7 +194,7 @@ def _longest_in_bucket(bucket: dict[Hashable, _KnownText] | None, prompt: bytes)
     return best_owner
 
 
-def prefix_digests(data: bytes, lengths: list[int]) -> dict[int, bytes]:
+def prefix_digests(data: bytes | memoryview, lengths: list[int]) -> dict[int, bytes]:
     """text_digest of data[:n] for each n of `lengths` (ascending), in one pass over data.
 
     Hashing each prefix on its own cost the sum of the lengths: conversations sharing a head with

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from ppd.router import history
 from ppd.router.chunks import chunk_keys
 from ppd.router.history import (
     HEAD_BYTES,
@@ -114,3 +117,24 @@ def test_texts_of_whole_chunks_are_found_by_their_last_whole_chunk_key() -> None
     assert index.longest_prefix_owner(known + b" w1", keys) == 7  # the caller's keys, same answer
     index.remove(7)
     assert index.longest_prefix_owner(known + b" w1") is None and len(index) == 49
+
+
+def test_each_bucket_a_prompt_hits_costs_less_than_a_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Conversations X[:m chunks] + "z" for many m all lie on one prompt's path of keys; each bucket
+    # checked used to hash the prompt from its first byte (m buckets: m x the prompt's length).
+    chunk = 64
+    index = PrefixIndex(chunk_bytes=chunk)
+    lead = bytes(range(256)) * 40  # 10,240 bytes: 160 chunks
+    for m in range(1, 160):
+        index.add(m, lead[: m * chunk] + b"z")
+    hashed: list[int] = []
+    real = history.prefix_digests
+
+    def counting(data: bytes | memoryview, lengths: list[int]) -> dict[int, bytes]:
+        hashed.append(max(lengths))
+        return real(data, lengths)
+
+    monkeypatch.setattr(history, "prefix_digests", counting)
+    assert index.longest_prefix_owner(lead + b"q") is None  # every bucket hit, no tail matches
+    assert len(hashed) == 159 and max(hashed) < chunk
+    assert index.longest_prefix_owner(lead[: 77 * chunk] + b"z more") == 77

@@ -96,6 +96,7 @@ def test_cli_passes_the_chunk_recognition_flags_to_the_router() -> None:
         (["--history-chunk-bytes", "0"], "history_chunk_bytes must be >= 1, not 0"),
         (["--history-chunks-per-instance", "0"], "history_chunks_per_instance must be >= 1"),
         (["--history-keyed-bytes", "10"], "history_keyed_bytes (10) must be at least"),
+        (["--history-chunk-bytes", "16"], "(1048576 / 16) must be at most 4096 keys per prompt"),
     ],
 )
 def test_bad_chunk_flags_are_one_line_cli_errors(

@@ -117,7 +117,7 @@ def test_chat_without_history_match_is_recognised_by_chunks() -> None:
 
 PPD = RouterConfig(
     "ppd", prefill_urls=("p0",), decode_urls=("d0", "d1"), history_chunk_bytes=CHUNK,
-    history_chunks_per_instance=1000,
+    history_chunks_per_instance=1000, history_keyed_bytes=CHUNK * 4096,
 )  # fmt: skip
 
 
@@ -208,10 +208,9 @@ def test_a_chat_longer_than_the_lead_is_not_digested_whole() -> None:
 def test_router_counts_a_whole_lead_match_as_the_whole_history() -> None:
     config = RouterConfig(
         "ppd", prefill_urls=("p0",), decode_urls=("d0", "d1"), history_chunk_bytes=CHUNK,
-        history_chunks_per_instance=1000,
+        history_chunks_per_instance=1000, history_keyed_bytes=8 * CHUNK,
     )  # fmt: skip
     router = Router(config)
-    router.conversations.chunks.keyed_bytes = 8 * CHUNK
     prompt = b"w0 " * 16 + words("a", 40 * CHUNK)
     serve(router, b"w0 " * 16 + words("b", 40 * CHUNK), now_s=0.5)  # another conversation
     first = serve(router, prompt, now_s=1.0)

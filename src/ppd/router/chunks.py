@@ -99,9 +99,9 @@ def chat_text(messages: Sequence[Any], max_bytes: int | None = None) -> bytes:
             role, content = message.get("role", ""), message.get("content")
         else:
             role, content = "", message
-        if max_bytes is not None and isinstance(content, str):
-            content = content[:max_bytes]  # characters: at least as many bytes
-        text = content if isinstance(content, str) else _parts_text(content)
+        text = content if isinstance(content, str) else _parts_text(content, max_bytes)
+        if max_bytes is not None:  # characters: at least as many bytes, so the lead is intact
+            role, text = str(role)[:max_bytes], text[:max_bytes]
         part = f"{role}\x00{text}\x01".encode("utf-8", "surrogatepass")
         parts.append(part)
         num_bytes += len(part)
@@ -118,18 +118,32 @@ def chat_text_bytes(messages: Sequence[Any]) -> int:
         else:
             role, content = "", message
         num_chars += len(str(role)) + 2
-        num_chars += len(content) if isinstance(content, str) else len(_parts_text(content))
+        if isinstance(content, str):
+            num_chars += len(content)
+        elif isinstance(content, list):  # the joined parts' length, without joining them
+            num_chars += sum(len(_part_text(part)) for part in content) + max(0, len(content) - 1)
+        else:
+            num_chars += len(repr(content))
     return num_chars
 
 
-def _parts_text(content: Any) -> str:
-    # Content parts: their texts, each other part by its repr (small: an image URL, a tool call).
-    if isinstance(content, list):
-        return "\x02".join(
-            part["text"] if isinstance(part, dict) and isinstance(part.get("text"), str) else repr(part)
-            for part in content
-        )
-    return repr(content)
+def _parts_text(content: Any, max_chars: int | None = None) -> str:
+    # Content parts: their texts, each other part by its repr (small: an image URL, a tool call);
+    # with max_chars, parts stop being joined once that many characters are in.
+    if not isinstance(content, list):
+        return repr(content)
+    texts: list[str] = []
+    num_chars = 0
+    for part in content:
+        if max_chars is not None and num_chars >= max_chars:
+            break
+        texts.append(_part_text(part))
+        num_chars += len(texts[-1]) + 1
+    return "\x02".join(texts)
+
+
+def _part_text(part: Any) -> str:
+    return part["text"] if isinstance(part, dict) and isinstance(part.get("text"), str) else repr(part)
 
 
 @dataclass(slots=True)

@@ -218,3 +218,16 @@ def test_router_counts_a_whole_lead_match_as_the_whole_history() -> None:
     assert second.recognition is not None and second.recognition.by == "chunks"
     assert second.turn is not None and first.turn is not None
     assert second.turn.num_history_tokens == first.turn.num_prompt_tokens + 5  # prompt + answer
+
+
+def test_a_chat_lead_is_the_whole_texts_lead_whatever_part_is_large() -> None:
+    big = "x" * 100_000
+    cases = [
+        [{"role": big, "content": "hi"}],  # a huge role
+        [{"role": "user", "content": [{"type": "text", "text": big}, {"type": "text", "text": "tail"}]}],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}, {"text": big}]}],
+        [{"role": "system", "content": "s"}, {"role": "user", "content": big}],
+    ]
+    for messages in cases:
+        for max_bytes in (1, 7, 300, 4096):
+            assert chat_text(messages, max_bytes) == chat_text(messages)[:max_bytes]

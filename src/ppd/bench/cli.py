@@ -12,9 +12,13 @@ from pathlib import Path
 
 from ppd.bench.config import BenchConfig, validate
 from ppd.bench.metrics import Slo
-from ppd.cliflags import add_conversation_arguments, add_drain_timeout_argument, check_at_least_one
+from ppd.cliflags import (
+    add_conversation_arguments,
+    add_drain_timeout_argument,
+    check_at_least_one,
+    parse_mode_list,
+)
 from ppd.errors import UsageError
-from ppd.modes import MODES, Mode, is_mode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +101,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         speedups=_speedups(args, any(workload.trace is not None for workload in workloads)),
         duration_s=args.duration_s if args.duration_s is not None else 60.0,
         runs=args.runs,
-        modes=parse_modes(args.modes),
+        modes=parse_mode_list(args.modes),
         think_time_s=args.think_time_s,
         seed=args.seed,
         warmup_s=args.warmup_s,
@@ -148,12 +152,3 @@ def parse_rates(text: str, flag: str = "--qps") -> tuple[float, ...]:
     if not rates or any(rate <= 0 for rate in rates):
         raise UsageError(f"{flag} {text!r}: expected comma-separated numbers > 0, e.g. 0.5,1,2")
     return rates
-
-
-def parse_modes(text: str) -> tuple[Mode, ...]:
-    """`pd,ppd,replication` as modes; UsageError naming the allowed ones."""
-    modes = [mode.strip() for mode in text.split(",") if mode.strip()]
-    unknown = [mode for mode in modes if not is_mode(mode)]
-    if unknown:
-        raise UsageError(f"modes must be among {', '.join(MODES)}; got {', '.join(unknown)}")
-    return tuple(mode for mode in modes if is_mode(mode))

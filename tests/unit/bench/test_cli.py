@@ -57,7 +57,7 @@ def test_flags_build_the_typed_config(tmp_path: Path) -> None:
     [
         (["--qps", "1,x"], "--qps"),
         (["--qps", "0"], "--qps"),
-        (["--modes", "pd,fast"], "modes must be among"),
+        (["--modes", "pd,fast"], "--modes: 'fast' is not one of"),
         (["--warmup-s", "60"], "warmup"),
         (["--turns", "0"], "--turns"),
         (["--workload", "nope"], "workload"),

@@ -142,7 +142,7 @@ def spreads(real: RunValues, sim: dict[tuple[Point, str, str, str], float]) -> l
     figure_order = [name for name, _, _ in FIGURES]
     return sorted(
         found,
-        key=lambda x: (*x.point[:2], x.point[2], figure_order.index(x.figure), x.percentile),
+        key=lambda x: (*x.point, figure_order.index(x.figure), x.percentile),
     )
 
 
@@ -274,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     if not real_files or not sim_files:
         print(f"no result files in {args.real if not real_files else args.sim}", file=sys.stderr)
         return 2
-    again_files = [f for path in args.real_again for f in result_files(path)]
+    # a file named twice (or also under --real) would count as a second run that agrees with itself
+    again_files = [f for f in dict.fromkeys(f for path in args.real_again for f in result_files(path))
+                   if f.resolve() not in {r.resolve() for r in real_files}]  # fmt: skip
     if args.real_again and not again_files:
         print(f"no result files in {', '.join(map(str, args.real_again))}", file=sys.stderr)
         return 2

@@ -274,11 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     if not real_files or not sim_files:
         print(f"no result files in {args.real if not real_files else args.sim}", file=sys.stderr)
         return 2
-    # a file named twice (or also under --real) would count as a second run that agrees with itself
-    again_files = [f for f in dict.fromkeys(f for path in args.real_again for f in result_files(path))
-                   if f.resolve() not in {r.resolve() for r in real_files}]  # fmt: skip
-    if args.real_again and not again_files:
+    named = list(dict.fromkeys(f for path in args.real_again for f in result_files(path)))
+    if args.real_again and not named:
         print(f"no result files in {', '.join(map(str, args.real_again))}", file=sys.stderr)
+        return 2
+    # a file named twice, or also under --real, would count as another run that agrees with itself
+    again_files = [f for f in named if f.resolve() not in {r.resolve() for r in real_files}]
+    if named and not again_files:
+        print("--real-again names only --real's own result files: no other runs", file=sys.stderr)
         return 2
     comparisons = compare(summary_values(real_files), summary_values(sim_files, mode_map))
     print(f"real: {', '.join(p.name for p in real_files)}")

@@ -19,6 +19,10 @@
 #             API-server process stops keeping pace, and its CPU per streamed token on either side;
 #             then W3 at 7 and 8/s (the point where the real server's backlog grew to seconds and the
 #             model's did not), and W3 8/s again if MORE=1.
+# This is the record of what ran on 2026-12-02 (commit 1e1593f), kept as it ran: it passes
+# UCX_CUDA_IPC_ENABLE_GET_ZCOPY=y itself (ppd up now sets it for instances sharing a GPU), carries its
+# own install lines, and does not stop when the instance's pid is missing. A new session should source
+# tools/gpu/install-bundle.sh and tools/gpu/sweep-lib.sh instead (as h200x2/ and h200x4/ do).
 # BACKEND=sim (dry runs here, no GPU): skip install, run the same steps on `ppd sim` engines with
 # BENCH_S seconds per point.
 set -uo pipefail

@@ -15,6 +15,12 @@ since the record's own start, so a fit can be redone offline from the file alone
 - mixed: N decoders stream (512-token prompts, long answers); one prefill of P tokens at a time is
   injected (P = 128..8,192, 2 each); the decoders' inter-token gaps around each injection give the
   cost of a step that carries a prefill chunk beside N decodes.
+- loaded (not in the default set): the steps of a loaded long-prompt workload (W2, W4 past
+  saturation), one kind at a time: N decoders with 4,096-token prompts stream while prefills are
+  injected: a fresh 4,096 or 8,192, a turn 2 (a 4,224-token history sent first and cached, then it
+  plus 4,096 new tokens; W4's 8,256 + 8,192), and two fresh 4,096s sent together (does the engine
+  pack a second waiting prefill into the step, as its token budget allows?). Every decoder's stamps
+  are kept only for the first four; `stall` sums the decoders' gaps while each injection waits.
 
 Around every section it diffs the engine's `vllm:*` / `ppd_sim:*` Prometheus series (server-side
 queue, prefill and decode times, tokens per step). Prompts are random `w<N>` words: one token each
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import statistics
@@ -50,6 +57,19 @@ MIXED_DECODERS = (32, 128)
 MIXED_PREFILLS = (128, 512, 2048, 8192)
 MIXED_DECODER_OUTPUT_TOKENS = 4000  # long enough to outlast the injections; cancelled after them
 SECTIONS = ("ttft", "turn2", "decode", "mixed")
+ALL_SECTIONS = (*SECTIONS, "loaded")
+LOADED_DECODERS = (48, 96)
+LOADED_DECODER_PROMPT = 4096
+LOADED_DECODER_OUTPUT_TOKENS = 3000  # outlasts the injections; cancelled after them
+# (kind, history tokens sent first and cached, new tokens, requests sent together)
+LOADED_INJECTIONS = (
+    ("fresh", 0, 4096, 1),
+    ("turn2", 4224, 4096, 1),
+    ("pair", 0, 4096, 2),
+    ("fresh", 0, 8192, 1),
+    ("turn2", 8256, 8192, 1),
+)
+LOADED_REPEATS = 2
 QUICK_DECODE_GRID = ((512, (1, 8)),)
 
 
@@ -234,6 +254,98 @@ class Probe:
             }
         )
 
+    async def loaded(self) -> None:
+        for decoders in (8,) if self.quick else LOADED_DECODERS:
+            await self._loaded_one(decoders)
+
+    async def _loaded_one(self, num_decoders: int) -> None:
+        origin = time.perf_counter()
+        decoders = [Stream(origin) for _ in range(num_decoders)]
+        prompt_tokens = 256 if self.quick else LOADED_DECODER_PROMPT
+        output_tokens = 400 if self.quick else LOADED_DECODER_OUTPUT_TOKENS
+        tasks = [
+            asyncio.create_task(self.one(self.prompts.make(prompt_tokens), output_tokens, record))
+            for record in decoders
+        ]
+        await _until(lambda: all(r.chunks or t.done() for r, t in zip(decoders, tasks, strict=True)), 120.0)
+        await asyncio.sleep(1.0)
+        injections = []
+        plan = [("fresh", 0, 256, 1), ("pair", 0, 256, 2)] if self.quick else LOADED_INJECTIONS
+        for kind, history, new, together in plan:
+            for rep in range(1 if self.quick else LOADED_REPEATS):
+                history_text = self.prompts.make(history) if history else ""
+                if history_text:  # the turn 1: cached for the turn 2, its own step not measured
+                    await self.one(history_text, 1)
+                    await asyncio.sleep(0.3)
+                bodies = [
+                    (history_text + " " if history_text else "") + self.prompts.make(new)
+                    for _ in range(together)
+                ]
+                records = await asyncio.gather(*(self.one(body, 2) for body in bodies))
+                injections.append(
+                    {
+                        "kind": kind,
+                        "history": history,
+                        "new": new,
+                        "together": together,
+                        "rep": rep,
+                        "sent_ms": [round((r.sent - origin) * 1e3, 3) for r in records],
+                        "chunks_ms": [r.rel_ms(origin) for r in records],
+                        "usage": [usage_of(r) for r in records],
+                        "stall": stall(decoders, records),
+                        "error": next((r.error for r in records if r.error), None),
+                    }
+                )
+                await asyncio.sleep(0.3)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.emit(
+            {
+                "kind": "loaded",
+                "decoders": num_decoders,
+                "decoder_prompt_tokens": prompt_tokens,
+                "injections": injections,
+                "decoders_streaming": sum(bool(r.chunks) for r in decoders),
+                "decoder_chunks_ms": [r.rel_ms(origin) for r in decoders[:4]],
+                "error": next((r.error for r in decoders if r.error), None),
+            }
+        )
+
+
+def stall(decoders: list[Stream], injected: list[Stream]) -> dict[str, Any]:
+    """What the injected requests cost the decoders: the gaps of each decoder from the injections'
+    send to their last first token, their count, and the decoders' median gap in the second before
+    (the decode-only step). Medians over the decoders that streamed through the whole window."""
+    if not injected or any(not r.chunks for r in injected):
+        return {}
+    start = min(r.sent for r in injected)
+    end = max(r.chunks[0] for r in injected)
+    windows, befores, counts, longest = [], [], [], []
+    for record in decoders:
+        chunks = record.chunks
+        inside = [t for t in chunks if start <= t <= end]
+        before = [t for t in chunks if start - 1.0 <= t < start]
+        after = [t for t in chunks if t > end]
+        if len(before) < 3 or not after:
+            continue
+        # the window spans from the last chunk before the send to the first one after the first token
+        edges = [before[-1], *inside, after[0]]
+        gaps = [b - a for a, b in itertools.pairwise(edges)]
+        windows.append(edges[-1] - edges[0])
+        counts.append(len(gaps))
+        longest.append(sorted(gaps, reverse=True)[:3])
+        befores.append(statistics.median(b - a for a, b in itertools.pairwise(before)))
+    if not windows:
+        return {}
+    return {
+        "decoders": len(windows),
+        "window_ms": round(statistics.median(windows) * 1e3, 3),
+        "gaps": int(statistics.median(counts)),
+        "decode_step_ms": round(statistics.median(befores) * 1e3, 3),
+        "longest_gaps_ms": [round(g * 1e3, 3) for g in longest[len(longest) // 2]],
+    }
+
 
 async def _until(condition: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.perf_counter() + timeout_s
@@ -313,6 +425,7 @@ async def run(url: str, out: Path, sections: tuple[str, ...], quick: bool, seed:
                 "turn2": probe.turn2,
                 "decode": probe.decode,
                 "mixed": probe.mixed,
+                "loaded": probe.loaded,
             }
             for name in sections:
                 before = await scrape_engine_series(session, url, "engine_probe")
@@ -348,6 +461,12 @@ def summary_line(record: dict[str, Any]) -> str:
         return f"mixed N={record['decoders']} " + " ".join(
             f"P{i['tokens']}:{i['ttft_ms']}" for i in record["injections"]
         )
+    if kind == "loaded":
+        return f"loaded N={record['decoders']} " + " ".join(
+            f"{i['kind']}{i['history']}+{i['new']}:{i['stall'].get('window_ms')}/{i['stall'].get('gaps')}"
+            f"{i['stall'].get('longest_gaps_ms')}"
+            for i in record["injections"]
+        )
     if kind == "metrics":
         return f"metrics {record['section']} wall {record['wall_s']} s, {len(record['diff'])} series changed"
     return json.dumps({k: v for k, v in record.items() if k != "chunks_ms"})
@@ -357,14 +476,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--url", required=True, help="engine base URL (not the proxy)")
     parser.add_argument("--out", type=Path, required=True, help="JSONL file to append records to")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {SECTIONS}")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {ALL_SECTIONS}")
     parser.add_argument("--quick", action="store_true", help="a few points of each section (for tests)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
-    unknown = [s for s in sections if s not in SECTIONS]
+    unknown = [s for s in sections if s not in ALL_SECTIONS]
     if unknown:
-        parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
+        parser.error(f"unknown sections {unknown}; choose from {ALL_SECTIONS}")
     return asyncio.run(run(args.url.rstrip("/"), args.out, sections, args.quick, args.seed))
 
 

@@ -1,0 +1,51 @@
+#!/bin/bash
+# The fourth one-H200 session of results/h200-vllm0.25.1-single/ (session4/): the steps of a loaded
+# long-prompt workload, measured one kind at a time, to find where the engine model's TPOT past
+# saturation (W2 4-5/s, W4 2.5/s: 17-28% low against every real run) comes from. Run once in the
+# background on the GPU host (kind nvidia-h200) from the project root, after the bundle chunks are
+# staged in /opt/stage; results go to /opt/out (tools/gpu/h200/wait.sh packs them into $OUT):
+#
+#   PPD_GIT_COMMIT=<hash> setsid bash tools/gpu/h200/session4.sh > /opt/out/session.log 2>&1 < /dev/null &
+#
+# Steps, each logged with its UTC start time:
+#   install   tools/gpu/install-bundle.sh (vLLM 0.25.1 + NIXL -> /opt/site, the model -> /opt/model);
+#   single    one instance with the whole GPU, the first session's flags (ppd up --topology 1r
+#             --no-proxy --max-model-len 40960: chunked prefill 8192, prefix caching, NixlConnector
+#             kv_both, --gpu-memory-utilization 0.85);
+#   loaded    tools/engine_probe.py --sections loaded: 48 and 96 decoders with 4,096-token prompts
+#             stream while fresh 4,096 / 8,192 prefills, turn 2s (4,224 cached + 4,096 new; 8,256 +
+#             8,192) and pairs of fresh 4,096s sent together are injected, 2 each; /metrics before and
+#             after (the section's metrics record has the diff, iteration tokens included);
+#   SECTIONS  (default "loaded"; e.g. SECTIONS=loaded,mixed) are passed to the probe as they are.
+# BACKEND=sim (dry runs here, no GPU): skip install, run the same steps on a `ppd sim` engine.
+set -uo pipefail
+cd "$(dirname "$0")/../../.." || exit 1
+source tools/gpu/sweep-lib.sh
+source tools/gpu/install-bundle.sh
+export PPD_GIT_COMMIT=${PPD_GIT_COMMIT:-unknown}
+SECTIONS=${SECTIONS:-loaded}
+
+if [ "$BACKEND" = vllm ]; then
+  step "install"
+  install_bundle || fail "install"
+  cd /opt/ppd || fail "no /opt/ppd"
+  export PYTHONPATH=/opt/ppd/src
+  read -ra ENGINE_ARGS <<< "$(vllm_engine_args)"
+  ENGINE_ARGS=(--backend vllm "${ENGINE_ARGS[@]}")
+else
+  read -ra ENGINE_ARGS <<< "$(sim_engine_args)"
+  ENGINE_ARGS=(--backend sim "${ENGINE_ARGS[@]}")
+fi
+
+step "single: ppd up (1 replica, no proxy)"
+STATES+=(/opt/single4.json)
+$PY -m ppd up "${ENGINE_ARGS[@]}" --topology 1r --no-proxy --gpus 0 --max-model-len 40960 \
+  --logs "$LOGS/single" --state /opt/single4.json || fail "single instance did not start"
+ENGINE=$(engine_url 0)
+step "engine probe: $SECTIONS"
+$PY tools/engine_probe.py --url "$ENGINE" --out "$OUT_DIR/probe-loaded.jsonl" --sections "$SECTIONS" \
+  || echo "probe exit $?"
+scrape single-end "$ENGINE"
+$PY -m ppd down --state /opt/single4.json
+pack_logs single "$LOGS/single"
+step "DONE"

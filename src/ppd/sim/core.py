@@ -311,7 +311,7 @@ class EngineCore:
         engine_steps_s = decode_step_durations_s(costs, num_seqs, context_tokens, num_steps)
         if scale != 1.0:
             engine_steps_s = [engine_s * scale for engine_s in engine_steps_s]
-        if num_seqs <= api.merge_max_seqs:  # step_s leaves such steps alone: they take the engine's time
+        if api.merges_output(num_seqs):  # step_s leaves such steps alone: they take the engine's time
             durations = engine_steps_s
         else:  # the API server may set the pace: each step's share depends on when the last ended
             durations = []

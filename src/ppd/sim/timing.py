@@ -188,11 +188,15 @@ class ApiServer:
         """The share of the server recent requests take at at_s (it decays between them)."""
         return self.intake_load * math.exp(-max(0.0, at_s - self.intake_load_at_s) / INTAKE_LOAD_WINDOW_S)
 
+    def merges_output(self, num_output_tokens: int) -> bool:
+        """Whether a step's tokens can be merged into chunks (step_s then leaves the step alone)."""
+        return num_output_tokens <= self.merge_max_seqs
+
     def step_s(self, engine_step_s: float, num_output_tokens: int, since_s: float | None = None) -> float:
         """A step's duration as the clients see it: the engine's, or, when its tokens cannot be merged,
         the server's time to stream them with what the recent requests leave it (since_s: the end of
         the step before, backlog_at_s by default)."""
-        if num_output_tokens <= self.merge_max_seqs:
+        if self.merges_output(num_output_tokens):
             return engine_step_s
         share = min(
             self.max_load, self.recent_requests_share(self.backlog_at_s if since_s is None else since_s)
@@ -213,7 +217,7 @@ class ApiServer:
         backlog_s = max(0.0, backlog_s - max(0.0, idle_s))
         if duration_s > engine_step_s > 0:  # the engine ran ahead of the clients all this step
             return backlog_s + duration_s * (duration_s / engine_step_s - 1.0)
-        if num_output_tokens > self.merge_max_seqs:
+        if not self.merges_output(num_output_tokens):
             busy_s = self.output_s(num_output_tokens)
         else:  # a stream it is behind on gets merged chunks: catching up costs the step's share
             busy_s = self.step_cost_s if num_output_tokens else 0.0

@@ -114,6 +114,8 @@ def test_the_api_server_paces_only_steps_too_big_to_merge_a_streams_tokens() -> 
     # 128 take 10.5 ms, but a stream the server falls behind on gets merged chunks: still the engine
     assert api.step_s(0.010, 128) == pytest.approx(0.010)
     assert api.step_s(0.010, 256) == pytest.approx(0.3e-3 + 256 * 80e-6)  # 20.8 ms: the stream paces
+    # the one merge rule, as EngineCore.start_decode_run asks it before pricing a run of steps
+    assert api.merges_output(128) and not api.merges_output(129)
 
 
 def test_recent_requests_take_their_share_from_a_paced_step() -> None:

@@ -68,7 +68,8 @@ Recognised = Literal["session", "history", "chunks"]
 
 @dataclass(frozen=True, slots=True)
 class Recognition:
-    """What a request continues, and how that was found."""
+    """What a request continues, and how that was found. Its chunk keys and text length are made
+    once per turn, here: commit_turn takes them from it."""
 
     conversation: Conversation | None  # None: a new conversation
     by: Recognised | None = None
@@ -164,22 +165,20 @@ class ConversationStore:
         match = self.chunks.longest_match(keys)
         found = self._by_key.get(match.owner) if match is not None and isinstance(match.owner, str) else None
         if match is None or found is None:
-            return Recognition(None, chunk_keys=keys)
+            return Recognition(None, num_text_bytes=num_text_bytes, chunk_keys=keys)
         whole_lead = num_text_bytes > keyed_bytes and match.num_chunks == len(keys)
         num_shared = None if whole_lead else match.num_bytes
         return Recognition(found, "chunks", match.instance_url, num_shared, num_text_bytes, keys)
 
     def _find_by_history(
-        self, identity: Identity, keys: tuple[bytes, ...] | None = None, num_text_bytes: int | None = None
+        self, identity: Identity, keys: tuple[bytes, ...], num_text_bytes: int
     ) -> Conversation | None:
         """The conversation whose whole previous prompt + answer this request starts with (keys: the
-        prompt's chunk keys, when already made). Histories longer than the keyed lead are not kept
-        (_remember_history), so a longer chat is not digested whole here either."""
+        prompt's chunk keys; num_text_bytes: identity_text_bytes). Histories longer than the keyed
+        lead are not kept (_remember_history), so a longer chat is not digested whole here either."""
         if identity.chat_messages is not None:
             if len(identity.chat_messages) < 2:
                 return None
-            if num_text_bytes is None:
-                num_text_bytes = chat_text_bytes(identity.chat_messages)
             if num_text_bytes > self.chunks.keyed_bytes:
                 return None
             key = self._by_chat_digest.get(chat_digest(identity.chat_messages[:-1]))
@@ -192,9 +191,11 @@ class ConversationStore:
     def commit_turn(
         self, identity: Identity, conversation: Conversation | None, outcome: TurnOutcome,
         now_s: float | None = None, chunk_keys: tuple[bytes, ...] | None = None,
+        num_text_bytes: int | None = None,
     ) -> Conversation:  # fmt: skip
         """Record a completed turn of `conversation` (None: a new one); returns its state.
-        chunk_keys: the prompt's (Recognition.chunk_keys; computed here when None)."""
+        chunk_keys, num_text_bytes: the prompt's, as recognise() found them (Recognition's fields;
+        computed here when None)."""
         now = self._clock() if now_s is None else now_s
         if conversation is None:
             conversation = self._create(identity)
@@ -206,7 +207,7 @@ class ConversationStore:
         conversation.num_output_tokens = outcome.num_output_tokens
         conversation.last_used_s = now
         self._by_key.move_to_end(conversation.key)
-        self._remember_history(conversation, identity, outcome.answer_text)
+        self._remember_history(conversation, identity, outcome.answer_text, num_text_bytes)
         self._remember_chunks(conversation, identity, outcome.holder_url, chunk_keys)
         self._expire(now)
         return conversation
@@ -234,14 +235,20 @@ class ConversationStore:
         self._by_key[key] = conversation
         return conversation
 
-    def _remember_history(self, conversation: Conversation, identity: Identity, answer: str | None) -> None:
+    def _remember_history(
+        self, conversation: Conversation, identity: Identity, answer: str | None, num_text_bytes: int | None
+    ) -> None:
         if identity.session_id is not None:
             return  # the client names it every turn; no need to recognise it
         self._forget_history(conversation)
         # A history longer than the keyed lead is not kept: digesting it would take a step of the
         # event loop that grows with the body. Its next turn is found by its leading chunks.
         max_bytes = self.chunks.keyed_bytes
-        if answer is None or identity_text_bytes(identity) > max_bytes:
+        if answer is None:
+            return
+        if num_text_bytes is None:
+            num_text_bytes = identity_text_bytes(identity)
+        if num_text_bytes > max_bytes:
             return
         if identity.chat_messages is not None:
             digest = chat_digest(identity.chat_messages, answer)

@@ -285,8 +285,12 @@ class Router:
         record.suspects.clear()
         outcome = turn_outcome(route, turn, record.usage, num_output_chunks, answer_text)
         self._check_history(record, route, turn)
-        keys = record.recognition.chunk_keys if record.recognition is not None else None
-        committed = self.conversations.commit_turn(record.identity, record.conversation, outcome, now_s, keys)
+        recognition = record.recognition
+        keys = recognition.chunk_keys if recognition is not None else None
+        num_text_bytes = recognition.num_text_bytes if recognition is not None else None
+        committed = self.conversations.commit_turn(
+            record.identity, record.conversation, outcome, now_s, keys, num_text_bytes
+        )
         record.conversation_key = committed.key
         return committed
 

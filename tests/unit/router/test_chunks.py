@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ppd.router import conversations as conversations_module
 from ppd.router.chunks import ChunkIndex, chat_text, chunk_keys
 from ppd.router.conversations import ConversationStore, Identity, TurnOutcome
 from ppd.router.core import Router, RouterConfig
@@ -231,3 +232,24 @@ def test_a_chat_lead_is_the_whole_texts_lead_whatever_part_is_large() -> None:
     for messages in cases:
         for max_bytes in (1, 7, 300, 4096):
             assert chat_text(messages, max_bytes) == chat_text(messages)[:max_bytes]
+
+
+def test_a_turn_measures_its_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # recognise() measures the text and commit takes the figure from the record (it was measured twice)
+    calls: list[Identity] = []
+    measure = conversations_module.identity_text_bytes
+
+    def counted(identity: Identity) -> int:
+        calls.append(identity)
+        return measure(identity)
+
+    monkeypatch.setattr(conversations_module, "identity_text_bytes", counted)
+    config = RouterConfig(
+        "ppd", prefill_urls=("p0",), decode_urls=("d0",), history_chunk_bytes=CHUNK,
+        history_keyed_bytes=64 * CHUNK,
+    )  # fmt: skip
+    router = Router(config)
+    prompt = SYSTEM + words("a", 4 * CHUNK)
+    serve(router, prompt, now_s=1.0)
+    serve(router, prompt + b" w1 w2 w3 w4 w5 more", now_s=2.0)
+    assert len(calls) == 2  # one per turn

@@ -109,8 +109,8 @@ def chat_text(messages: Sequence[Any], max_bytes: int | None = None) -> bytes:
     return joined if max_bytes is None else joined[:max_bytes]
 
 
-def chat_text_bytes(messages: Sequence[Any]) -> int:
-    """About the length of chat_text(messages), without making it: UTF-8 counted as characters."""
+def chat_text_chars(messages: Sequence[Any]) -> int:
+    """The characters of chat_text(messages), without making it: a lower bound on its UTF-8 bytes."""
     num_chars = 0
     for message in messages:
         if isinstance(message, dict):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, ChunkIndex, chat_text, chat_text_bytes
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, ChunkIndex, chat_text, chat_text_chars
 from ppd.router.history import PrefixIndex, chat_digest, completion_history_text
 
 SESSION_HEADER = "X-Session-ID"
@@ -76,32 +76,29 @@ class Recognition:
     holder_url: str | None = None  # a chunk match: the instance the matched prefix was routed to
     num_shared_bytes: int | None = None  # a chunk match: leading prompt bytes it shares (None: all
     # of the keyed lead of a longer prompt, so how much more is unknown)
-    num_text_bytes: int = 0  # the length of the text those bytes are part of (chat: about)
+    # The UTF-8 length of the text those bytes are part of (the prompt, or chat_text of the
+    # messages): exact up to the keyed lead; past it, for chat, at least this (identity_lead)
+    num_text_bytes: int = 0
     chunk_keys: tuple[bytes, ...] = ()  # the prompt's chunk keys (no session id), kept at commit
 
 
-def identity_text(identity: Identity, max_bytes: int | None = None) -> bytes | None:
-    """The text a request without a session id is chunked by: its prompt, or its chat messages; only
-    the first max_bytes of it (all when None)."""
+def identity_lead(identity: Identity, keyed_bytes: int) -> tuple[bytes, int] | None:
+    """A request without a session id: the first keyed_bytes of the text it is chunked by (its
+    prompt, or chat_text of its messages) and that whole text's length in UTF-8 bytes. The length is
+    exact up to keyed_bytes; a longer chat counts at least that, its characters counted for bytes
+    past the lead, since encoding the whole would take a step of the event loop that grows with the
+    body. None for a session id or no text."""
     if identity.session_id is not None:
         return None
     if identity.prompt_bytes is not None:
         prompt = identity.prompt_bytes
-        return prompt if max_bytes is None or len(prompt) <= max_bytes else prompt[:max_bytes]
+        return prompt[:keyed_bytes], len(prompt)
     if identity.chat_messages is not None:
-        return chat_text(identity.chat_messages, max_bytes)
+        text = chat_text(identity.chat_messages, keyed_bytes + 1)  # a byte past the lead: is there more?
+        if len(text) <= keyed_bytes:
+            return text, len(text)
+        return text[:keyed_bytes], max(len(text), chat_text_chars(identity.chat_messages))
     return None
-
-
-def identity_text_bytes(identity: Identity) -> int:
-    """The length of identity_text(identity) (chat: about it, characters for bytes), without making it."""
-    if identity.session_id is not None:
-        return 0
-    if identity.prompt_bytes is not None:
-        return len(identity.prompt_bytes)
-    if identity.chat_messages is not None:
-        return chat_text_bytes(identity.chat_messages)
-    return 0
 
 
 def session_id_of(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None:
@@ -156,9 +153,7 @@ class ConversationStore:
             return Recognition(conversation, "session" if conversation is not None else None)
         # Only the keyed lead is looked at: this runs in one step of the proxy's event loop.
         keyed_bytes = self.chunks.keyed_bytes
-        text = identity_text(identity, keyed_bytes)
-        keys = tuple(self.chunks.keys_of(text)) if text is not None else ()
-        num_text_bytes = identity_text_bytes(identity)
+        keys, num_text_bytes = self._lead_keys(identity)
         conversation = self._find_by_history(identity, keys, num_text_bytes)
         if conversation is not None:
             return Recognition(conversation, "history", num_text_bytes=num_text_bytes, chunk_keys=keys)
@@ -170,11 +165,19 @@ class ConversationStore:
         num_shared = None if whole_lead else match.num_bytes
         return Recognition(found, "chunks", match.instance_url, num_shared, num_text_bytes, keys)
 
+    def _lead_keys(self, identity: Identity) -> tuple[tuple[bytes, ...], int]:
+        """The chunk keys of a request's keyed lead and its text's length (identity_lead)."""
+        lead = identity_lead(identity, self.chunks.keyed_bytes)
+        if lead is None:
+            return (), 0
+        text, num_text_bytes = lead
+        return tuple(self.chunks.keys_of(text)), num_text_bytes
+
     def _find_by_history(
         self, identity: Identity, keys: tuple[bytes, ...], num_text_bytes: int
     ) -> Conversation | None:
         """The conversation whose whole previous prompt + answer this request starts with (keys: the
-        prompt's chunk keys; num_text_bytes: identity_text_bytes). Histories longer than the keyed
+        prompt's chunk keys; num_text_bytes: its text's length). Histories longer than the keyed
         lead are not kept (_remember_history), so a longer chat is not digested whole here either."""
         if identity.chat_messages is not None:
             if len(identity.chat_messages) < 2:
@@ -197,6 +200,8 @@ class ConversationStore:
         chunk_keys, num_text_bytes: the prompt's, as recognise() found them (Recognition's fields;
         computed here when None)."""
         now = self._clock() if now_s is None else now_s
+        if identity.session_id is None and (chunk_keys is None or num_text_bytes is None):
+            chunk_keys, num_text_bytes = self._lead_keys(identity)
         if conversation is None:
             conversation = self._create(identity)
         elif conversation.key not in self._by_key:
@@ -207,20 +212,16 @@ class ConversationStore:
         conversation.num_output_tokens = outcome.num_output_tokens
         conversation.last_used_s = now
         self._by_key.move_to_end(conversation.key)
-        self._remember_history(conversation, identity, outcome.answer_text, num_text_bytes)
-        self._remember_chunks(conversation, identity, outcome.holder_url, chunk_keys)
+        self._remember_history(conversation, identity, outcome.answer_text, num_text_bytes or 0)
+        self._remember_chunks(conversation, identity, outcome.holder_url, chunk_keys or ())
         self._expire(now)
         return conversation
 
     def _remember_chunks(
-        self, conversation: Conversation, identity: Identity, holder_url: str,
-        keys: tuple[bytes, ...] | None,
-    ) -> None:  # fmt: skip
+        self, conversation: Conversation, identity: Identity, holder_url: str, keys: tuple[bytes, ...]
+    ) -> None:
         if identity.session_id is not None:
             return
-        if keys is None:
-            text = identity_text(identity, self.chunks.keyed_bytes)
-            keys = tuple(self.chunks.keys_of(text)) if text is not None else ()
         if keys:
             self.chunks.add(conversation.key, holder_url, keys, new_owner=not conversation.in_chunk_index)
             conversation.in_chunk_index = True
@@ -236,7 +237,7 @@ class ConversationStore:
         return conversation
 
     def _remember_history(
-        self, conversation: Conversation, identity: Identity, answer: str | None, num_text_bytes: int | None
+        self, conversation: Conversation, identity: Identity, answer: str | None, num_text_bytes: int
     ) -> None:
         if identity.session_id is not None:
             return  # the client names it every turn; no need to recognise it
@@ -244,11 +245,7 @@ class ConversationStore:
         # A history longer than the keyed lead is not kept: digesting it would take a step of the
         # event loop that grows with the body. Its next turn is found by its leading chunks.
         max_bytes = self.chunks.keyed_bytes
-        if answer is None:
-            return
-        if num_text_bytes is None:
-            num_text_bytes = identity_text_bytes(identity)
-        if num_text_bytes > max_bytes:
+        if answer is None or num_text_bytes > max_bytes:
             return
         if identity.chat_messages is not None:
             digest = chat_digest(identity.chat_messages, answer)

@@ -8,7 +8,7 @@ import pytest
 from ppd.router import conversations as conversations_module
 from ppd.router.chunks import ChunkIndex, chat_text, chunk_keys
 from ppd.router.conversations import ConversationStore, Identity, TurnOutcome
-from ppd.router.core import Router, RouterConfig
+from ppd.router.core import Router, RouterConfig, shared_tokens
 from ppd.router.records import TurnRecord
 
 CHUNK = 16
@@ -237,13 +237,13 @@ def test_a_chat_lead_is_the_whole_texts_lead_whatever_part_is_large() -> None:
 def test_a_turn_measures_its_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # recognise() measures the text and commit takes the figure from the record (it was measured twice)
     calls: list[Identity] = []
-    measure = conversations_module.identity_text_bytes
+    measure = conversations_module.identity_lead
 
-    def counted(identity: Identity) -> int:
+    def counted(identity: Identity, keyed_bytes: int) -> tuple[bytes, int] | None:
         calls.append(identity)
-        return measure(identity)
+        return measure(identity, keyed_bytes)
 
-    monkeypatch.setattr(conversations_module, "identity_text_bytes", counted)
+    monkeypatch.setattr(conversations_module, "identity_lead", counted)
     config = RouterConfig(
         "ppd", prefill_urls=("p0",), decode_urls=("d0",), history_chunk_bytes=CHUNK,
         history_keyed_bytes=64 * CHUNK,
@@ -253,3 +253,25 @@ def test_a_turn_measures_its_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
     serve(router, prompt, now_s=1.0)
     serve(router, prompt + b" w1 w2 w3 w4 w5 more", now_s=2.0)
     assert len(calls) == 2  # one per turn
+
+
+def test_a_chat_texts_length_is_in_utf8_bytes_as_its_shared_prefix_is() -> None:
+    # A match's shared bytes are whole chunks of the UTF-8 text: its length must count bytes too, or
+    # non-ASCII chat looked shorter than it is and shared_tokens came out too large
+    lead = 64 * CHUNK
+    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=lead))
+    first = [{"role": "user", "content": "é" * (4 * CHUNK)}]  # 134 bytes: 8 whole chunks, 70 characters
+    other = [{"role": "user", "content": "other " * 20}]
+    conversations.commit_turn(Identity(chat_messages=other), None, outcome("d1"))
+    conversations.commit_turn(Identity(chat_messages=first), None, outcome("d0", answer="ok"))
+    edited = {"role": "assistant", "content": "an edited answer"}
+    later = [*first, edited, {"role": "user", "content": "ü" * CHUNK}]
+    found = conversations.recognise(Identity(chat_messages=later))
+    assert found.by == "chunks" and found.num_shared_bytes == 8 * CHUNK
+    assert found.num_text_bytes == len(chat_text(later))
+    assert shared_tokens(found, 100) == round(100 * 8 * CHUNK / len(chat_text(later)))
+    # more characters than bytes fit in the lead: the chat is longer than the lead, so it is not
+    # kept as a history (digested whole) and a match over its whole lead shares an unknown amount
+    long = [{"role": "user", "content": "é" * (lead * 3 // 4)}]
+    long_length = conversations.recognise(Identity(chat_messages=long)).num_text_bytes
+    assert lead < long_length <= len(chat_text(long))

@@ -16,7 +16,10 @@
 #             stream while fresh 4,096 / 8,192 prefills, turn 2s (4,224 cached + 4,096 new; 8,256 +
 #             8,192) and pairs of fresh 4,096s sent together are injected, 2 each; /metrics before and
 #             after (the section's metrics record has the diff, iteration tokens included);
-#   SECTIONS  (default "loaded"; e.g. SECTIONS=loaded,mixed) are passed to the probe as they are.
+#   SECTIONS  (default "loaded"; e.g. SECTIONS=loaded,mixed) are passed to the probe as they are;
+#   bench     BENCH_POINTS (default "W2:4 W4:2.5", the points the TPOT error was seen at), 30 s each,
+#             as the first session's loaded runs (greedy, seed 0), /metrics before and after; the
+#             rows keep their ITL lists here (the committed copy drops them: see the results README).
 # BACKEND=sim (dry runs here, no GPU): skip install, run the same steps on a `ppd sim` engine.
 set -uo pipefail
 cd "$(dirname "$0")/../../.." || exit 1
@@ -45,6 +48,15 @@ ENGINE=$(engine_url 0)
 step "engine probe: $SECTIONS"
 $PY tools/engine_probe.py --url "$ENGINE" --out "$OUT_DIR/probe-loaded.jsonl" --sections "$SECTIONS" \
   || echo "probe exit $?"
+for point in ${BENCH_POINTS-W2:4 W4:2.5}; do
+  workload=${point%%:*} qps=${point##*:}
+  scrape "${workload,,}-q$qps-before" "$ENGINE"
+  step "bench $workload $qps/s"
+  $PY -m ppd bench --url "$ENGINE" --workload "$workload" --qps "$qps" --duration "${BENCH_S:-30}" --runs 1 \
+    --warmup-s 0 --seed 0 --temperature 0 --output "$OUT_DIR/results" --name "h200-s4-${workload,,}" --append \
+    --quiet || echo "bench exit $?"
+  scrape "${workload,,}-q$qps-after" "$ENGINE"
+done
 scrape single-end "$ENGINE"
 $PY -m ppd down --state /opt/single4.json
 pack_logs single "$LOGS/single"

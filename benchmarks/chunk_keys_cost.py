@@ -3,7 +3,9 @@ prompt, and the memory of one chunk key (router/chunks.py) in an instance's inde
 
 Each call of the router core's conversation store (`recognise` when a request arrives, `commit_turn`
 when its answer completed) runs in one step of the event loop: nothing else is served meanwhile. For
-a prompt of `--prompt-mib` MiB of words (as the bench's), completions and chat, four calls are timed
+a prompt of `--prompt-mib` MiB of words (as the bench's), completions and chat, and a chat turn whose
+user message is a short question and an image part carrying that many MiB of data URL (chat-image),
+four calls are timed
 on a fresh store that knows three other conversations: turn 1's recognise (a new conversation) and
 commit, then turn 2 (turn 1's prompt + answer + a question) recognise, and how it was found (`by2`:
 its whole history, or its leading chunks), and commit. Each figure is the best of
@@ -11,7 +13,7 @@ its whole history, or its leading chunks), and commit. Each figure is the best o
 | tar -x -C DIR`), the same calls are timed on that code too, in a child process, in the same run.
 Lines:
 
-    chunk_steps src=this|baseline api=completions|chat prompt_mib=8 recognise1_ms=.. commit1_ms=..
+    chunk_steps src=this|baseline api=completions|chat|chat-image prompt_mib=8 recognise1_ms=.. commit1_ms=..
         recognise2_ms=.. commit2_ms=.. by2=history longest_ms=..
     chunk_keys prompt_mib=8 keys=K key_ms=.. index_bytes_per_key=..
 
@@ -19,11 +21,13 @@ The last line is this tree's `chunk_keys` (every key it makes for the prompt) an
 one key adds to an index.
 
 Run: flock /work/cpu.lock python benchmarks/chunk_keys_cost.py [--prompt-mib 8] [--baseline-src DIR]
+     [--apis completions,chat,chat-image]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -42,6 +46,7 @@ KEYS_PER_PROMPT = 60  # ~60 KiB prompts: the Mooncake trace's size class
 OTHER_TAGS = ("x", "y", "z")  # conversations known before the timed one
 OTHER_PROMPT_BYTES = 64 * 1024
 ANSWER = " ".join(f"w{n}" for n in range(200))
+APIS = ("completions", "chat", "chat-image")
 
 
 def words_text(num_bytes: int, tag: str = "w") -> str:
@@ -61,8 +66,11 @@ def identities(api: str, prompt: str) -> tuple[Any, Any]:
     """Turn 1's and turn 2's identities (turn 2: turn 1's history + ANSWER + a question)."""
     from ppd.router.conversations import Identity
 
-    if api == "chat":
+    if api in ("chat", "chat-image"):
         first = [{"role": "user", "content": prompt}]
+        if api == "chat-image":  # a data URL as long as the prompt (prompt characters stand in for base64)
+            image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + prompt}}
+            first = [{"role": "user", "content": [{"type": "text", "text": "what is in it?"}, image]}]
         second = [*first, {"role": "assistant", "content": ANSWER}, {"role": "user", "content": "go on"}]
         return Identity(chat_messages=first), Identity(chat_messages=second)
     return (
@@ -81,6 +89,8 @@ def step_ms(api: str, prompt_mib: float, repeats: int) -> dict[str, Any]:
     by2 = None
     for _ in range(repeats):
         store = ConversationStore(100, 3600.0, clock=lambda: 0.0)
+        # the text's length as recognise() measured it, where commit_turn takes it (as the router does)
+        takes_length = "num_text_bytes" in inspect.signature(store.commit_turn).parameters
         for other in others:  # other conversations first, so the prompt's keys are its own, not common
             store.commit_turn(other, None, TurnOutcome("http://127.0.0.1:8300", 10, 200, ANSWER), 0.0)
         times: dict[str, float] = {}
@@ -88,9 +98,11 @@ def step_ms(api: str, prompt_mib: float, repeats: int) -> dict[str, Any]:
             started = time.perf_counter()
             recognition = store.recognise(identity, 0.0)
             times[f"recognise{turn}_ms"] = (time.perf_counter() - started) * 1e3
+            measured = {"num_text_bytes": recognition.num_text_bytes} if takes_length else {}
             outcome = TurnOutcome("http://127.0.0.1:8200", 1000, 200, ANSWER)
             started = time.perf_counter()
-            store.commit_turn(identity, recognition.conversation, outcome, 0.0, recognition.chunk_keys)
+            keys = recognition.chunk_keys
+            store.commit_turn(identity, recognition.conversation, outcome, 0.0, keys, **measured)
             times[f"commit{turn}_ms"] = (time.perf_counter() - started) * 1e3
             if turn == 2:
                 by2 = recognition.by
@@ -142,16 +154,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline-src", type=Path, help="also time another checkout's src/")
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)  # the child's tree
-    parser.add_argument("--child", choices=("completions", "chat"), help=argparse.SUPPRESS)
+    parser.add_argument("--apis", default=",".join(APIS), help="comma-separated, of %(default)s")
+    parser.add_argument("--child", choices=APIS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prompt_mib <= 0 or args.keys < KEYS_PER_PROMPT or args.repeats < 1:
         parser.error(f"--prompt-mib must be > 0, --repeats >= 1, --keys >= {KEYS_PER_PROMPT}")
+    apis = args.apis.split(",")
+    if not set(apis) <= set(APIS):
+        parser.error(f"--apis: each of {', '.join(APIS)}, not {args.apis!r}")
     if args.child:
         print(json.dumps(step_ms(args.child, args.prompt_mib, args.repeats)))
         return
     if args.baseline_src is not None and not (args.baseline_src / "ppd" / "router").is_dir():
         parser.error(f"--baseline-src {args.baseline_src} has no ppd/router package")
-    for api in ("completions", "chat"):
+    for api in apis:
         sources = [("baseline", args.baseline_src)] if args.baseline_src else []
         for label, src in [*sources, ("this", SRC)]:
             argv = [sys.executable, __file__, "--src", str(src), "--child", api]

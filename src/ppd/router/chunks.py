@@ -59,8 +59,9 @@ previous turn as shared).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,8 +110,9 @@ def chat_text(messages: Sequence[Any], max_bytes: int | None = None) -> bytes:
     return joined if max_bytes is None else joined[:max_bytes]
 
 
-def chat_text_chars(messages: Sequence[Any]) -> int:
-    """The characters of chat_text(messages), without making it: a lower bound on its UTF-8 bytes."""
+def chat_text_chars(messages: Sequence[Any], max_part_chars: int | None = None) -> int:
+    """The characters of chat_text(messages), without making it: a lower bound on its UTF-8 bytes.
+    max_part_chars: a part that is not text counts at most about that many (json_lead)."""
     num_chars = 0
     for message in messages:
         if isinstance(message, dict):
@@ -121,29 +123,79 @@ def chat_text_chars(messages: Sequence[Any]) -> int:
         if isinstance(content, str):
             num_chars += len(content)
         elif isinstance(content, list):  # the joined parts' length, without joining them
-            num_chars += sum(len(_part_text(part)) for part in content) + max(0, len(content) - 1)
+            num_chars += sum(len(_part_text(part, max_part_chars)) for part in content)
+            num_chars += max(0, len(content) - 1)
         else:
-            num_chars += len(repr(content))
+            num_chars += len(json_lead(content, max_part_chars))
     return num_chars
 
 
 def _parts_text(content: Any, max_chars: int | None = None) -> str:
-    # Content parts: their texts, each other part by its repr (small: an image URL, a tool call);
-    # with max_chars, parts stop being joined once that many characters are in.
+    # Content parts: their texts, each other part as JSON (an image URL, audio, a tool call); with
+    # max_chars, about the first max_chars characters are made (the rest lies past the lead).
     if not isinstance(content, list):
-        return repr(content)
+        return json_lead(content, max_chars)
     texts: list[str] = []
     num_chars = 0
     for part in content:
         if max_chars is not None and num_chars >= max_chars:
             break
-        texts.append(_part_text(part))
+        texts.append(_part_text(part, None if max_chars is None else max_chars - num_chars))
         num_chars += len(texts[-1]) + 1
     return "\x02".join(texts)
 
 
-def _part_text(part: Any) -> str:
-    return part["text"] if isinstance(part, dict) and isinstance(part.get("text"), str) else repr(part)
+def _part_text(part: Any, max_chars: int | None = None) -> str:
+    if isinstance(part, dict) and isinstance(part.get("text"), str):
+        text: str = part["text"]
+        return text if max_chars is None else text[:max_chars]
+    return json_lead(part, max_chars)
+
+
+def json_lead(value: Any, max_chars: int | None = None) -> str:
+    """value as one line of JSON (non-ASCII kept); with max_chars, a string that starts with the
+    whole JSON's first max_chars characters and is not much longer. Long strings are cut and
+    containers left once max_chars are out, so an image part carrying megabytes of data URL costs
+    about max_chars on the proxy's event loop, not its size."""
+    pieces: list[str] = []
+    _json_pieces(value, max_chars, pieces, 0)
+    return "".join(pieces)
+
+
+def _json_pieces(value: Any, max_chars: int | None, pieces: list[str], num_chars: int) -> int:
+    # Appends value's JSON to pieces after num_chars characters; returns the count after it. A cut
+    # string's closing quote falls past max_chars, so what comes before max_chars is the whole's.
+    if max_chars is not None and num_chars >= max_chars:
+        return num_chars
+    if isinstance(value, dict):
+        return _json_items(value.items(), "{}", max_chars, pieces, num_chars)
+    if isinstance(value, list | tuple):
+        return _json_items(enumerate(value), "[]", max_chars, pieces, num_chars)
+    if isinstance(value, str) and max_chars is not None:
+        value = value[: max(0, max_chars - num_chars)]
+    piece = json.dumps(value, ensure_ascii=False, default=repr)
+    pieces.append(piece)
+    return num_chars + len(piece)
+
+
+def _json_items(
+    items: Iterable[tuple[Any, Any]], brackets: str, max_chars: int | None, pieces: list[str], num_chars: int
+) -> int:
+    pieces.append(brackets[0])
+    num_chars += 1
+    for index, (key, item) in enumerate(items):
+        if max_chars is not None and num_chars >= max_chars:
+            return num_chars  # the rest lies past max_chars
+        if index:
+            pieces.append(", ")
+            num_chars += 2
+        if brackets == "{}":
+            num_chars = _json_pieces(str(key), max_chars, pieces, num_chars)
+            pieces.append(": ")
+            num_chars += 2
+        num_chars = _json_pieces(item, max_chars, pieces, num_chars)
+    pieces.append(brackets[1])
+    return num_chars + 1
 
 
 @dataclass(slots=True)

@@ -3,10 +3,12 @@ the router using it when neither a session id nor the whole history names the co
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ppd.router import conversations as conversations_module
-from ppd.router.chunks import ChunkIndex, chat_text, chunk_keys
+from ppd.router.chunks import ChunkIndex, chat_text, chat_text_chars, chunk_keys, json_lead
 from ppd.router.conversations import ConversationStore, Identity, TurnOutcome
 from ppd.router.core import Router, RouterConfig, shared_tokens
 from ppd.router.records import TurnRecord
@@ -228,6 +230,9 @@ def test_a_chat_lead_is_the_whole_texts_lead_whatever_part_is_large() -> None:
         [{"role": "user", "content": [{"type": "text", "text": big}, {"type": "text", "text": "tail"}]}],
         [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}, {"text": big}]}],
         [{"role": "system", "content": "s"}, {"role": "user", "content": big}],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:," + big}}]}],
+        [{"role": "user", "content": [{"type": "input_audio", big: {"data": big}}, {"text": "after"}]}],
+        [{"role": "user", "content": {"odd": [big, 1.5, None, True]}}, {"role": "user", "content": "hi"}],
     ]
     for messages in cases:
         for max_bytes in (1, 7, 300, 4096):
@@ -275,3 +280,21 @@ def test_a_chat_texts_length_is_in_utf8_bytes_as_its_shared_prefix_is() -> None:
     long = [{"role": "user", "content": "é" * (lead * 3 // 4)}]
     long_length = conversations.recognise(Identity(chat_messages=long)).num_text_bytes
     assert lead < long_length <= len(chat_text(long))
+
+
+def test_a_part_that_is_not_text_is_rendered_only_as_far_as_the_lead() -> None:
+    # an image part is JSON; with a bound, its long strings are cut and the rest left, so a data URL
+    # of megabytes costs the lead, not its size; the bounded text starts as the whole one does
+    url = "data:image/png;base64," + "A" * 4_000_000
+    part = {"type": "image_url", "image_url": {"url": url, "detail": "high"}, "n": [1, "é", None]}
+    whole = json_lead(part)
+    assert json.loads(whole) == part
+    for max_chars in (0, 1, 5, 30, 1000):
+        lead = json_lead(part, max_chars)
+        assert lead[:max_chars] == whole[:max_chars] and len(lead) <= max_chars + 10
+    many = [{"type": "image_url", "image_url": {"url": str(n)}} for n in range(100_000)]
+    lead = json_lead(many, 1000)
+    assert len(lead) < 1100 and json_lead(many)[:1000] == lead[:1000]
+    messages = [{"role": "user", "content": [{"type": "text", "text": "look"}, part]}]
+    assert len(chat_text(messages, 4096)) == 4096
+    assert 4096 < chat_text_chars(messages, 4096) <= len(chat_text(messages))

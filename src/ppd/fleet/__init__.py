@@ -33,15 +33,17 @@ Bad values raise ppd.errors.UsageError with the field and what is allowed.
 """
 
 from ppd.fleet.config import EngineOptions, FleetConfig, HopCosts, fleet_topology, measured_hops
-from ppd.fleet.run import FleetRun, simulate, slo_attainment, write_result_set
+from ppd.fleet.run import FleetRun, Offered, offered_conversations, simulate, slo_attainment, write_result_set
 
 __all__ = [
     "EngineOptions",
     "FleetConfig",
     "FleetRun",
     "HopCosts",
+    "Offered",
     "fleet_topology",
     "measured_hops",
+    "offered_conversations",
     "simulate",
     "slo_attainment",
     "write_result_set",

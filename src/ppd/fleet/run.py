@@ -60,22 +60,47 @@ class AttainmentCounter:
         return self.num_good / self.num_sent if self.num_sent else None
 
 
-def simulate(config: FleetConfig, on_row: Callable[[TurnRow], None] | None = None) -> FleetRun:
-    """Run one point; rows go to on_row when given (and are not kept), else into FleetRun.rows."""
+@dataclass(frozen=True)
+class Offered:
+    """What a run offers: its conversations (a trace's: its requests), in an arrival window."""
+
+    plans: list[ConversationPlan]
+    duration_s: float  # the arrival window (simulated s)
+
+
+def offered_conversations(config: FleetConfig) -> Offered:
+    """The conversations `config` offers: a trace slice's (its qps is the request rate; duration_s is
+    ignored), or the synthetic workload's, Poisson or evenly spaced (config.poisson)."""
+    trace = config.workload.trace
+    if trace is None:
+        plans = plan_conversations(
+            config.workload, config.qps, config.duration_s, config.seed, config.run, config.poisson
+        )
+        return Offered(plans, config.duration_s)
+    return Offered(plan_trace(trace, config.qps), trace_duration_s(trace, config.qps))
+
+
+def simulate(
+    config: FleetConfig, on_row: Callable[[TurnRow], None] | None = None, offered: Offered | None = None
+) -> FleetRun:
+    """Run one point; rows go to on_row when given (and are not kept), else into FleetRun.rows.
+    offered: offered_conversations(config), when the caller made it already."""
     validate(config)
     started_wall_s = time.perf_counter()
     started_utc = datetime.now(UTC).isoformat(timespec="seconds")
     clock = EventQueue()
     fleet = Fleet(config, clock)
     rows: list[TurnRow] = []
-    client, plans, duration_s = _client_and_plans(config, fleet, clock, on_row or rows.append)
+    client = _client(config, fleet, clock, on_row or rows.append)
+    offered = offered or offered_conversations(config)
+    plans, duration_s = offered.plans, offered.duration_s
     client.start(plans)
     end_s = duration_s + config.drain_timeout_s
     clock.run_until(end_s)
     if client.num_active:
         clock.now_s = end_s
         client.cut_off(f"cut off by the drain timeout ({config.drain_timeout_s:g} s)")
-    offered, achieved = conversation_rates(len(plans), client.start_times_s, duration_s)
+    offered_rate, achieved_rate = conversation_rates(len(plans), client.start_times_s, duration_s)
     run_info = RunInfo(
         config.mode,
         config.workload.name,
@@ -85,8 +110,8 @@ def simulate(config: FleetConfig, on_row: Callable[[TurnRow], None] | None = Non
         duration_s,
         clock.now_s,  # virtual: arrival window + drain
         len(plans),
-        offered,
-        achieved,
+        offered_rate,
+        achieved_rate,
         config.seed,
     )
     summaries = summarize(rows, run_info, config.slo) if on_row is None else []
@@ -96,20 +121,14 @@ def simulate(config: FleetConfig, on_row: Callable[[TurnRow], None] | None = Non
     return FleetRun(config, run_info, rows, summaries, clock.num_events, wall_s, engine_stats, history)
 
 
-def _client_and_plans(
+def _client(
     config: FleetConfig, fleet: Fleet, clock: EventQueue, on_row: Callable[[TurnRow], None]
-) -> tuple[BenchClient, list[ConversationPlan], float]:
-    """The client, its conversations and the arrival window: a trace slice's (its qps is the request
-    rate; duration_s is ignored) or the synthetic workload's."""
-    trace = config.workload.trace
-    if trace is None:
-        plans = plan_conversations(
-            config.workload, config.qps, config.duration_s, config.seed, config.run, config.poisson
-        )
-        return BenchClient(config, fleet, clock, on_row), plans, config.duration_s
+) -> BenchClient:
+    """The client that sends the offered conversations: a trace slice's, or the synthetic workload's."""
+    if config.workload.trace is None:
+        return BenchClient(config, fleet, clock, on_row)
     max_model_len = config.engine.sim_config("trace").max_model_len
-    client = TraceClient(config, fleet, clock, on_row, max_model_len)
-    return client, plan_trace(trace, config.qps), trace_duration_s(trace, config.qps)
+    return TraceClient(config, fleet, clock, on_row, max_model_len)
 
 
 def slo_attainment(config: FleetConfig) -> float | None:

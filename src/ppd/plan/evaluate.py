@@ -27,11 +27,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from ppd.bench.arrivals import ConversationPlan, plan_conversations, plan_trace, trace_duration_s
+from ppd.bench.arrivals import trace_duration_s
 from ppd.bench.config import WorkloadSpec
 from ppd.bench.metrics import Slo, meets_slo, summarize
 from ppd.bench.workloads import context_tokens
-from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, simulate
+from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, offered_conversations, simulate
 from ppd.plan.deployments import Deployment
 from ppd.plan.search import Point
 from ppd.results import TurnRow
@@ -106,13 +106,13 @@ class FleetEvaluator:
         """Simulate `deployment` at `qps` conversations/s and measure its SLO attainment."""
         started_s = time.perf_counter()
         config = self.fleet_config(deployment, qps)
-        plans = self._plans(config)
-        num_turns = sum(len(p.turns) for p in plans)
+        offered = offered_conversations(config)  # the miss budget counts the turns the run will send
+        num_turns = sum(len(plan.turns) for plan in offered.plans)
         misses = _MissCounter(config.slo, max_misses(self.target_attainment, num_turns))
         try:
-            run = simulate(config, on_row=misses)
+            run = simulate(config, on_row=misses, offered=offered)
         except _VerdictCertain:
-            bound = 1.0 - misses.num_missed / max(1, sum(len(p.turns) for p in plans))
+            bound = 1.0 - misses.num_missed / max(1, num_turns)
             metrics = {
                 "stopped_early": True,
                 "window_s": config.duration_s,
@@ -137,12 +137,6 @@ class FleetEvaluator:
             metrics=metrics,
             wall_s=time.perf_counter() - started_s,
         )
-
-    def _plans(self, config: FleetConfig) -> list[ConversationPlan]:
-        """The conversations the run offers (to size the early stop's miss budget)."""
-        if config.workload.trace is not None:
-            return plan_trace(config.workload.trace, config.qps)
-        return plan_conversations(config.workload, config.qps, config.duration_s, config.seed, config.run)
 
 
 def max_misses(target_attainment: float, num_turns: int) -> int:

@@ -148,3 +148,28 @@ def test_a_trace_is_planned_by_request_rate_over_its_whole_slice(
     config = evaluator.fleet_config(deployments[0], 2.0)
     assert config.engine.max_model_len == 65536 and config.duration_s == trace_duration_s(trace, 2.0)
     assert len(plan_trace(trace, 2.0)) == len(plan_trace(trace, 8.0))
+
+
+def test_the_early_stop_counts_the_turns_the_run_offers_whatever_the_arrivals() -> None:
+    # the miss budget and the bound count the conversations simulate() runs: evenly spaced arrivals
+    # too (the evaluator made Poisson plans of its own for them)
+    from dataclasses import dataclass, replace
+
+    from ppd.bench.arrivals import plan_conversations
+    from ppd.bench.metrics import Slo
+    from ppd.bench.workloads import builtin_workload
+    from ppd.fleet import FleetConfig
+
+    @dataclass(frozen=True)
+    class EvenArrivals(FleetEvaluator):
+        def fleet_config(self, deployment: Deployment, qps: float) -> FleetConfig:
+            return replace(super().fleet_config(deployment, qps), poisson=False)
+
+    evaluator = EvenArrivals(builtin_workload("W4", 2), Slo(100.0, 20.0), conversations=40, min_window_s=2.0)
+    deployment = Deployment(0, 0, 1, "replication")
+    point = evaluator(deployment, 20.0)
+    config = evaluator.fleet_config(deployment, 20.0)
+    plans = plan_conversations(config.workload, 20.0, config.duration_s, config.seed, config.run, False)
+    num_turns = sum(len(plan.turns) for plan in plans)
+    assert point.metrics.get("stopped_early") is True and point.slo_attainment is not None
+    assert point.slo_attainment == pytest.approx(1.0 - point.metrics["missed_turns"] / num_turns)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ppd.bench.arrivals import ConversationPlan, derive_seed
 from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
-from ppd.bench.workloads import chat_messages, random_word_id_lists
+from ppd.bench.workloads import random_word_id_lists
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
 from ppd.fleet.fleet import Fleet, TurnJob, words_text
@@ -28,12 +28,16 @@ _ASSISTANT_ID = word_to_id("assistant")
 
 @dataclass
 class _Conversation:
-    """A conversation in flight: its plan, its user turns' word ids, the answers so far."""
+    """A conversation in flight: its plan, its user turns' word ids, the answers so far, and the last
+    turn's prompt and chat messages, which the next turn's extend (rebuilding every earlier turn's
+    each turn was quadratic in the turns)."""
 
     plan: ConversationPlan
     session_id: str
     user_token_ids: list[list[int]]
     answer_token_ids: list[list[int]] = field(default_factory=list)
+    prompt_token_ids: list[int] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
 
 
 class BenchClient:
@@ -83,16 +87,22 @@ class BenchClient:
         return f"fleet-{config.prompt_salt}-{run_key}-c{plan.index}"
 
     def _send(self, conversation: _Conversation, turn: int, due_s: float) -> None:
-        prompt, num_words = self._prompt(conversation, turn)
+        is_chat = self.config.api == "chat"
+        answer, user = self._new_words(conversation, turn)
+        prompt = next_prompt(conversation.prompt_token_ids, answer, user, is_chat)
+        conversation.prompt_token_ids = prompt
+        messages = None
+        if self.recognised_by_chat:
+            messages = conversation.messages = next_messages(conversation.messages, answer, user)
         shape = conversation.plan.turns[turn - 1]
         job = TurnJob(
             conversation.session_id,
             prompt,
-            num_words,
+            len(prompt) - 1 if is_chat else len(prompt),  # the proxy's estimate: not the generation prompt
             shape.num_output_tokens,
             lambda done: self._turn_done(conversation, turn, due_s, done),
             itl_ms=[] if self.config.record_itl else None,
-            chat_messages=self._chat_messages(conversation, turn) if self.recognised_by_chat else None,
+            chat_messages=messages,
         )
         self._in_flight[id(job)] = (conversation, job)
         self.fleet.send(job)
@@ -103,29 +113,12 @@ class BenchClient:
         --no-session-id`): then each turn carries the messages the bench sends."""
         return self.config.api == "chat" and not self.config.send_session_id
 
-    def _chat_messages(self, conversation: _Conversation, turn: int) -> list[dict[str, str]]:
-        """The messages of turn `turn` as `ppd bench` sends them (bench.workloads.chat_messages)."""
-        users = [words_text(ids).decode() for ids in conversation.user_token_ids[:turn]]
-        answers = [words_text(ids).decode() for ids in conversation.answer_token_ids[: turn - 1]]
-        return chat_messages(users, answers)
-
-    def _prompt(self, conversation: _Conversation, turn: int) -> tuple[list[int], int]:
-        """Token ids of turn `turn`'s prompt and the proxy's word-count estimate of it
-        (bench.workloads.completions_prompt / chat_messages, as the engine tokenizes them)."""
-        prompt: list[int] = []
-        is_chat = self.config.api == "chat"
-        for index in range(turn):
-            if index:
-                if is_chat:
-                    prompt.append(_ASSISTANT_ID)
-                prompt += conversation.answer_token_ids[index - 1]
-            if is_chat:
-                prompt.append(_USER_ID)
-            prompt += conversation.user_token_ids[index]
-        if is_chat:
-            prompt.append(_ASSISTANT_ID)  # the generation prompt, which the proxy's estimate leaves out
-            return prompt, len(prompt) - 1
-        return prompt, len(prompt)
+    @staticmethod
+    def _new_words(conversation: _Conversation, turn: int) -> tuple[list[int] | None, list[int]]:
+        """What turn `turn` adds to the previous turn's prompt: that turn's answer (None for turn 1)
+        and its own user words."""
+        answer = conversation.answer_token_ids[turn - 2] if turn > 1 else None
+        return answer, conversation.user_token_ids[turn - 1]
 
     def _turn_done(self, conversation: _Conversation, turn: int, due_s: float, job: TurnJob) -> None:
         del self._in_flight[id(job)]
@@ -216,3 +209,33 @@ class BenchClient:
             tpot_ms=None,
             in_warmup=due_s < config.warmup_s,
         )
+
+
+def next_prompt(previous: list[int], answer: list[int] | None, user: list[int], is_chat: bool) -> list[int]:
+    """Token ids of a turn's prompt as the engine tokenizes what the bench sends
+    (bench.workloads.completions_prompt / chat_messages), from the previous turn's prompt (empty for
+    turn 1), that turn's answer and this turn's user words. Completions: the texts in order; chat:
+    each message after its role's id, then the assistant's id (the generation prompt, with which the
+    previous prompt already ends). A new list: the previous one stays the previous turn's."""
+    prompt = list(previous)
+    if answer is not None:
+        prompt += answer
+    if is_chat:
+        prompt.append(_USER_ID)
+        prompt += user
+        prompt.append(_ASSISTANT_ID)
+    else:
+        prompt += user
+    return prompt
+
+
+def next_messages(
+    previous: list[dict[str, str]], answer: list[int] | None, user: list[int]
+) -> list[dict[str, str]]:
+    """A turn's chat messages as `ppd bench` sends them (bench.workloads.chat_messages), from the
+    previous turn's: its answer, then this turn's user message. A new list."""
+    messages = list(previous)
+    if answer is not None:
+        messages.append({"role": "assistant", "content": words_text(answer).decode().strip()})
+    messages.append({"role": "user", "content": words_text(user).decode()})
+    return messages

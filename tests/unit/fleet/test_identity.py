@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from ppd.bench.workloads import request_body
 from ppd.fleet import FleetConfig, HopCosts, fleet_topology
 from ppd.fleet.client import BenchClient, _Conversation
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.fleet import Fleet, TurnJob, turn_identity, words_text
 from ppd.proxy.inputs import parse_turn_request
+from ppd.tokens import word_to_id
 
 USERS = [[1, 2, 3], [4, 5], [6]]
 ANSWERS = [[10, 11], [12, 13, 14]]
@@ -25,11 +28,35 @@ def _client(api: str, send_session_id: bool) -> BenchClient:
     return BenchClient(config, Fleet(config, clock), clock, lambda row: None)
 
 
+def _jobs(client: BenchClient, num_turns: int) -> list[TurnJob]:
+    """The jobs of a conversation's first num_turns turns as the client sends them (answers: ANSWERS)."""
+    sent: list[TurnJob] = []
+    client.fleet = SimpleNamespace(send=sent.append)  # type: ignore[assignment]
+    plan = SimpleNamespace(turns=[SimpleNamespace(num_output_tokens=8)] * len(USERS))
+    conversation = _Conversation(plan, "c", USERS, ANSWERS)  # type: ignore[arg-type]
+    for turn in range(1, num_turns + 1):
+        client._send(conversation, turn, 0.0)
+    return sent
+
+
 def _job(client: BenchClient, turn: int) -> TurnJob:
-    conversation = _Conversation(None, "c", USERS, ANSWERS)  # type: ignore[arg-type]
-    messages = client._chat_messages(conversation, turn) if client.recognised_by_chat else None
-    prompt, num_words = client._prompt(conversation, turn)
-    return TurnJob("c", prompt, num_words, 8, lambda job: None, chat_messages=messages)
+    return _jobs(client, turn)[-1]
+
+
+def test_each_prompt_extends_the_last_into_what_the_engine_tokenizes_from_the_whole_history() -> None:
+    user, assistant = word_to_id("user"), word_to_id("assistant")
+    for api in ("completions", "chat"):
+        jobs = _jobs(_client(api, send_session_id=False), len(USERS))
+        prompts = [list(job.prompt_token_ids) for job in jobs]
+        for turn, job in enumerate(jobs, start=1):
+            whole: list[int] = []  # every earlier turn's words, rebuilt from the start
+            for index in range(turn):
+                if index:
+                    whole += ([assistant] if api == "chat" else []) + ANSWERS[index - 1]
+                whole += ([user] if api == "chat" else []) + USERS[index]
+            whole += [assistant] if api == "chat" else []
+            assert prompts[turn - 1] == whole  # unchanged by the later turns made from it
+            assert job.num_prompt_words == len(whole) - (api == "chat")
 
 
 def test_chat_without_session_id_is_named_by_the_messages_the_bench_sends() -> None:

@@ -77,6 +77,7 @@ def chunk_keys(data: bytes, chunk_bytes: int = CHUNK_BYTES, max_bytes: int | Non
     keys[k] names data[: (k + 1) * chunk_bytes]."""
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
+    # One hash extended chunk by chunk and copied at each end: each key is prefix_key of its prefix.
     hasher = hashlib.blake2b(digest_size=KEY_BYTES)
     view = memoryview(data)
     num_bytes = len(data) if max_bytes is None else min(len(data), max_bytes)
@@ -85,6 +86,12 @@ def chunk_keys(data: bytes, chunk_bytes: int = CHUNK_BYTES, max_bytes: int | Non
         hasher.update(view[start : start + chunk_bytes])
         keys.append(hasher.copy().digest())
     return keys
+
+
+def prefix_key(data: bytes | memoryview, num_bytes: int) -> bytes:
+    """The chunk key of data's first num_bytes (whole chunks): chunk_keys(data)[num_bytes // chunk_bytes
+    - 1], the one key alone. The chained digest is blake2b over the whole prefix, so it is one hash."""
+    return hashlib.blake2b(memoryview(data)[:num_bytes], digest_size=KEY_BYTES).digest()
 
 
 def chat_text(messages: Sequence[Any], max_bytes: int | None = None) -> bytes:

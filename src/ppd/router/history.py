@@ -25,7 +25,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ppd.router.chunks import CHUNK_BYTES, KEY_BYTES, chunk_keys
+from ppd.router.chunks import CHUNK_BYTES, chunk_keys, prefix_key
 
 HEAD_BYTES = 256
 DIGEST_BYTES = 16
@@ -99,7 +99,7 @@ class PrefixIndex:
         self.remove(owner)
         if len(text) >= self.chunk_bytes:
             whole = len(text) // self.chunk_bytes * self.chunk_bytes
-            key = hashlib.blake2b(memoryview(text)[:whole], digest_size=KEY_BYTES).digest()
+            key = prefix_key(text, whole)  # the key the lookup meets among the prompt's chunk keys
             # The bucket's key proves the whole chunks; the digest covers only the rest (< a chunk),
             # so checking a bucket costs less than a chunk, however many buckets a prompt hits.
             tail = text_digest(memoryview(text)[whole:])

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ppd.router import conversations as conversations_module
-from ppd.router.chunks import ChunkIndex, chat_text, chat_text_chars, chunk_keys, json_lead
+from ppd.router.chunks import ChunkIndex, chat_text, chat_text_chars, chunk_keys, json_lead, prefix_key
 from ppd.router.conversations import ConversationStore, Identity, TurnOutcome
 from ppd.router.core import Router, RouterConfig, shared_tokens
 from ppd.router.records import TurnRecord
@@ -32,6 +32,14 @@ def test_keys_are_chained_whole_chunks() -> None:
     assert chunk_keys(b"a" * 16 + b"z" * 16, 16)[1] != chunk_keys(b"b" * 16 + b"z" * 16, 16)[1]
     with pytest.raises(ValueError):
         chunk_keys(b"x", 0)
+
+
+def test_a_prefix_key_is_the_chunk_key_of_that_prefix() -> None:
+    # the history index buckets a known text by prefix_key; the lookup meets it among chunk_keys
+    data = bytes(range(256)) * 3
+    keys = chunk_keys(data, 16)
+    assert [prefix_key(data, (k + 1) * 16) for k in range(len(keys))] == keys
+    assert prefix_key(memoryview(data), 64) == keys[3]
 
 
 def test_chat_text_of_a_next_turn_extends_the_previous_turns() -> None:

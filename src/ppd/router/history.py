@@ -25,7 +25,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ppd.router.chunks import CHUNK_BYTES, chunk_keys, prefix_key
+from ppd.router.chunks import CHUNK_BYTES, prefix_key
 
 HEAD_BYTES = 256
 DIGEST_BYTES = 16
@@ -143,13 +143,13 @@ class PrefixIndex:
         self._short_lengths.clear()
         self._text_of.clear()
 
-    def longest_prefix_owner(self, prompt: bytes, keys: Sequence[bytes] | None = None) -> Hashable | None:
+    def longest_prefix_owner(self, prompt: bytes, keys: Sequence[bytes]) -> Hashable | None:
         """The owner of the longest known text that is a prefix of `prompt`, or None.
-        keys: the prompt's chunk_keys at this index's chunk size (computed here when None)."""
+        keys: the prompt's chunk_keys at this index's chunk size, of its keyed lead (the router's
+        recognise() makes them anyway): a known text longer than they reach is not looked for, so a
+        lookup costs the lead, not the prompt."""
         if len(prompt) >= self.chunk_bytes and self._chunked:
-            owner = self._longest_chunked_prefix(
-                prompt, chunk_keys(prompt, self.chunk_bytes) if keys is None else keys
-            )
+            owner = self._longest_chunked_prefix(prompt, keys)
             if owner is not None:
                 return owner
         owner = _longest_in_bucket(self._long.get(prompt[:HEAD_BYTES]), prompt)

@@ -16,6 +16,11 @@ from ppd.router.history import (
 )
 
 
+def find(index: PrefixIndex, prompt: bytes) -> object:
+    """The index's lookup with the prompt's chunk keys, as the router makes them (all of its chunks)."""
+    return index.longest_prefix_owner(prompt, chunk_keys(prompt, index.chunk_bytes))
+
+
 def test_chat_digest_of_history_plus_answer_equals_digest_of_the_next_requests_earlier_messages() -> None:
     first = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
     following = [
@@ -38,9 +43,9 @@ def test_longest_known_prefix_wins_for_long_texts() -> None:
     base = b"w1 " * 200  # longer than HEAD_BYTES
     index.add("short", base)
     index.add("long", base + b"w2 w3")
-    assert index.longest_prefix_owner(base + b"w2 w3 w4") == "long"
-    assert index.longest_prefix_owner(base + b"w9") == "short"
-    assert index.longest_prefix_owner(b"w0 " + base) is None
+    assert find(index, base + b"w2 w3 w4") == "long"
+    assert find(index, base + b"w9") == "short"
+    assert find(index, b"w0 " + base) is None
 
 
 def test_short_texts_are_found_too() -> None:
@@ -48,27 +53,27 @@ def test_short_texts_are_found_too() -> None:
     index.add("a", b"w1 w2")
     index.add("b", b"w1 w2 w3 w4")
     assert len(b"w1 w2 w3 w4") < HEAD_BYTES
-    assert index.longest_prefix_owner(b"w1 w2 w3 w4 w5") == "b"
-    assert index.longest_prefix_owner(b"w1 w2 w7") == "a"
-    assert index.longest_prefix_owner(b"w1") is None
+    assert find(index, b"w1 w2 w3 w4 w5") == "b"
+    assert find(index, b"w1 w2 w7") == "a"
+    assert find(index, b"w1") is None
 
 
 def test_add_replaces_and_remove_forgets() -> None:
     index = PrefixIndex()
     index.add("a", b"w1 w2")
     index.add("a", b"w5 w6 " * 100)
-    assert index.longest_prefix_owner(b"w1 w2 w3") is None
-    assert index.longest_prefix_owner(b"w5 w6 " * 101) == "a"
+    assert find(index, b"w1 w2 w3") is None
+    assert find(index, b"w5 w6 " * 101) == "a"
     index.remove("a")
     assert len(index) == 0
-    assert index.longest_prefix_owner(b"w5 w6 " * 101) is None
+    assert find(index, b"w5 w6 " * 101) is None
 
 
 def test_same_exact_short_text_newer_owner_wins() -> None:
     index = PrefixIndex()
     index.add("a", b"w1")
     index.add("b", b"w1")
-    assert index.longest_prefix_owner(b"w1 w2") == "b"
+    assert find(index, b"w1 w2") == "b"
     assert len(index) == 1
 
 
@@ -83,7 +88,7 @@ def test_a_prompt_built_as_prompt_space_answer_space_new_words_is_recognised() -
     index = PrefixIndex()
     prompt = b" ".join(b"w%d" % i for i in range(100))
     index.add("c", completion_history_text(prompt, "w7 w8 w9"))
-    assert index.longest_prefix_owner(prompt + b" w7 w8 w9 w500 w501") == "c"
+    assert find(index, prompt + b" w7 w8 w9 w500 w501") == "c"
 
 
 def test_prefix_digests_extend_one_hash_and_match_each_prefix_hashed_alone() -> None:
@@ -99,9 +104,9 @@ def test_many_conversations_sharing_a_head_are_told_apart_by_length() -> None:
     head = b"s" * 300
     for owner in range(2000):
         index.add(owner, head + b"x" * (owner * 500))
-    assert index.longest_prefix_owner(head + b"x" * (1234 * 500) + b" new words") == 1234
-    assert index.longest_prefix_owner(head + b"y") == 0  # owner 0 knows the head alone
-    assert index.longest_prefix_owner(b"t" * 300 + b"x" * 500) is None
+    assert find(index, head + b"x" * (1234 * 500) + b" new words") == 1234
+    assert find(index, head + b"y") == 0  # owner 0 knows the head alone
+    assert find(index, b"t" * 300 + b"x" * 500) is None
 
 
 def test_texts_of_whole_chunks_are_found_by_their_last_whole_chunk_key() -> None:
@@ -110,13 +115,13 @@ def test_texts_of_whole_chunks_are_found_by_their_last_whole_chunk_key() -> None
     for owner in range(50):
         index.add(owner, system + f"conversation {owner} ".encode() * 10 + b"tail")
     known = system + b"conversation 7 " * 10 + b"tail"
-    assert index.longest_prefix_owner(known + b" w1 w2") == 7
-    assert index.longest_prefix_owner(known) == 7  # the text itself
-    assert index.longest_prefix_owner(known[:-1] + b"X w1") is None  # its partial last chunk differs
-    keys = chunk_keys(known + b" w1", 64)
-    assert index.longest_prefix_owner(known + b" w1", keys) == 7  # the caller's keys, same answer
+    assert find(index, known + b" w1 w2") == 7
+    assert find(index, known) == 7  # the text itself
+    assert find(index, known[:-1] + b"X w1") is None  # its partial last chunk differs
+    lead_keys = chunk_keys(known + b" w1", 64, 256)  # keys of a 256-byte lead reach no known text
+    assert index.longest_prefix_owner(known + b" w1", lead_keys) is None
     index.remove(7)
-    assert index.longest_prefix_owner(known + b" w1") is None and len(index) == 49
+    assert find(index, known + b" w1") is None and len(index) == 49
 
 
 def test_each_bucket_a_prompt_hits_costs_less_than_a_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,6 +140,6 @@ def test_each_bucket_a_prompt_hits_costs_less_than_a_chunk(monkeypatch: pytest.M
         return real(data, lengths)
 
     monkeypatch.setattr(history, "prefix_digests", counting)
-    assert index.longest_prefix_owner(lead + b"q") is None  # every bucket hit, no tail matches
+    assert find(index, lead + b"q") is None  # every bucket hit, no tail matches
     assert len(hashed) == 159 and max(hashed) < chunk
-    assert index.longest_prefix_owner(lead[: 77 * chunk] + b"z more") == 77
+    assert find(index, lead[: 77 * chunk] + b"z more") == 77

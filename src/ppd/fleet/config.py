@@ -12,8 +12,7 @@ from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
 from ppd.launch.topology import LayoutOptions, Topology, layout_spec, load_file
 from ppd.modes import MODES, Mode
-from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES
-from ppd.router.core import recognition_problem
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES, recognition_problem
 from ppd.sim.config import SimConfig, sim_config
 from ppd.sim.timing import DEFAULT_PROFILE, Profile, load_profile
 

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from ppd.errors import UsageError
 from ppd.modes import MODES, PD_MODES, Mode, is_mode
-from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES
-from ppd.router.core import RouterConfig, recognition_problem
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES, recognition_problem
+from ppd.router.core import RouterConfig
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,26 @@ CHUNKS_PER_INSTANCE = 65_536
 KEYED_BYTES = 1 << 20  # a prompt's keyed lead (see "The keyed lead")
 COMMON_SHARE = 0.5  # a key more than this share of the conversations carried is part of the common head
 KEY_BYTES = 8
+# Keys one prompt's lead may make (defaults: 1 MiB / 1 KiB = 1,024). A 1-byte chunk made a million per
+# request, ~0.6 s of event loop each, and flushed the per-instance LRU.
+MAX_KEYS_PER_PROMPT = 4096
+
+
+def recognition_problem(chunk_bytes: int, chunks_per_instance: int, keyed_bytes: int) -> str | None:
+    """What is wrong with these settings, or None: the one check of `ppd proxy`'s and `ppd fleet`'s
+    --history-* flags, named in its messages (every config that carries them, and ChunkIndex, asks it)."""
+    if chunk_bytes < 1:
+        return f"--history-chunk-bytes must be >= 1, not {chunk_bytes}"
+    if chunks_per_instance < 1:
+        return f"--history-chunks-per-instance must be >= 1, not {chunks_per_instance}"
+    if keyed_bytes < chunk_bytes:
+        return f"--history-keyed-bytes ({keyed_bytes}) must be at least --history-chunk-bytes ({chunk_bytes})"
+    if keyed_bytes // chunk_bytes > MAX_KEYS_PER_PROMPT:  # each key is a hash step and an LRU entry
+        return (
+            f"--history-keyed-bytes / --history-chunk-bytes ({keyed_bytes} / {chunk_bytes}) must be at "
+            f"most {MAX_KEYS_PER_PROMPT} keys per prompt"
+        )
+    return None
 
 
 def chunk_keys(data: bytes, chunk_bytes: int = CHUNK_BYTES, max_bytes: int | None = None) -> list[bytes]:
@@ -229,10 +249,11 @@ class ChunkIndex:
         self, chunk_bytes: int = CHUNK_BYTES, max_chunks: int = CHUNKS_PER_INSTANCE,
         common_share: float = COMMON_SHARE, keyed_bytes: int = KEYED_BYTES,
     ) -> None:  # fmt: skip
-        if chunk_bytes < 1 or max_chunks < 1 or not 0.0 < common_share < 1.0:
-            raise ValueError("chunk_bytes and max_chunks must be positive, common_share in (0, 1)")
-        if keyed_bytes < chunk_bytes:
-            raise ValueError(f"keyed_bytes ({keyed_bytes}) must be at least chunk_bytes ({chunk_bytes})")
+        problem = recognition_problem(chunk_bytes, max_chunks, keyed_bytes)
+        if problem:
+            raise ValueError(problem)
+        if not 0.0 < common_share < 1.0:
+            raise ValueError(f"common_share must be in (0, 1), not {common_share}")
         self.chunk_bytes = chunk_bytes
         self.max_chunks = max_chunks
         self.common_share = common_share

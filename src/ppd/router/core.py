@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ppd.modes import MODES, Mode, mode_unavailable
-from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES, ChunkIndex
+from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES, ChunkIndex, recognition_problem
 from ppd.router.conversations import (
     Conversation,
     ConversationStore,
@@ -93,27 +93,6 @@ class RouterConfig:
         )
         if problem:
             raise ValueError(problem)
-
-
-# Keys one prompt's lead may make (defaults: 1 MiB / 1 KiB = 1,024). A 1-byte chunk made a million per
-# request, ~0.6 s of event loop each, and flushed the per-instance LRU.
-MAX_KEYS_PER_PROMPT = 4096
-
-
-def recognition_problem(chunk_bytes: int, chunks_per_instance: int, keyed_bytes: int) -> str | None:
-    """What is wrong with these chunk-recognition settings (router/chunks.py), or None."""
-    if chunk_bytes < 1:
-        return f"history_chunk_bytes must be >= 1, not {chunk_bytes}"
-    if chunks_per_instance < 1:
-        return f"history_chunks_per_instance must be >= 1, not {chunks_per_instance}"
-    if keyed_bytes < chunk_bytes:
-        return f"history_keyed_bytes ({keyed_bytes}) must be at least history_chunk_bytes ({chunk_bytes})"
-    if keyed_bytes // chunk_bytes > MAX_KEYS_PER_PROMPT:  # each key is a hash step and an LRU entry
-        return (
-            f"history_keyed_bytes / history_chunk_bytes ({keyed_bytes} / {chunk_bytes}) must be at most "
-            f"{MAX_KEYS_PER_PROMPT} keys per prompt"
-        )
-    return None
 
 
 class ModeUnavailable(ValueError):

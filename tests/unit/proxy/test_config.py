@@ -47,14 +47,17 @@ def test_replicas_default_to_prefill_and_decode_instances() -> None:
             {"mode": "replication", "replica_urls": ("http://a:1",), "max_connections_per_client": -1},
             "max_connections_per_client",
         ),
-        ({"mode": "replication", "replica_urls": ("http://a:1",), "history_chunk_bytes": 0}, "chunk_bytes"),
+        (
+            {"mode": "replication", "replica_urls": ("http://a:1",), "history_chunk_bytes": 0},
+            "--history-chunk-bytes must be >= 1",
+        ),
         (
             {"mode": "replication", "replica_urls": ("http://a:1",), "history_chunks_per_instance": -5},
-            "history_chunks_per_instance must be >= 1",
+            "--history-chunks-per-instance must be >= 1",
         ),
         (
             {"mode": "replication", "replica_urls": ("http://a:1",), "history_keyed_bytes": 512},
-            r"history_keyed_bytes \(512\) must be at least history_chunk_bytes \(1024\)",
+            r"--history-keyed-bytes \(512\) must be at least --history-chunk-bytes \(1024\)",
         ),
     ],
 )
@@ -93,10 +96,10 @@ def test_cli_passes_the_chunk_recognition_flags_to_the_router() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--history-chunk-bytes", "0"], "history_chunk_bytes must be >= 1, not 0"),
-        (["--history-chunks-per-instance", "0"], "history_chunks_per_instance must be >= 1"),
-        (["--history-keyed-bytes", "10"], "history_keyed_bytes (10) must be at least"),
-        (["--history-chunk-bytes", "16"], "(1048576 / 16) must be at most 4096 keys per prompt"),
+        (["--history-chunk-bytes", "0"], "--history-chunk-bytes must be >= 1, not 0"),
+        (["--history-chunks-per-instance", "0"], "--history-chunks-per-instance must be >= 1"),
+        (["--history-keyed-bytes", "10"], "--history-keyed-bytes (10) must be at least --history-chunk-"),
+        (["--history-chunk-bytes", "16"], "--history-keyed-bytes / --history-chunk-bytes (1048576 / 16)"),
     ],
 )
 def test_bad_chunk_flags_are_one_line_cli_errors(

@@ -4,6 +4,7 @@ the router using it when neither a session id nor the whole history names the co
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -15,6 +16,7 @@ from ppd.router.records import TurnRecord
 
 CHUNK = 16
 SYSTEM = b"S" * (3 * CHUNK)  # the system prompt every conversation starts with: three whole chunks
+LEAD = 256 * CHUNK  # the keyed lead: CHUNK with the default lead would make more keys than allowed
 
 
 def words(tag: str, num_bytes: int) -> bytes:
@@ -49,7 +51,7 @@ def test_chat_text_of_a_next_turn_extends_the_previous_turns() -> None:
 
 
 def test_longest_match_beyond_the_common_head() -> None:
-    index = ChunkIndex(CHUNK, 1000)
+    index = ChunkIndex(CHUNK, 1000, keyed_bytes=LEAD)
     a = SYSTEM + words("a", 5 * CHUNK)
     b = SYSTEM + words("b", 5 * CHUNK)
     index.add("A", "d0", index.keys_of(a), new_owner=True)
@@ -64,7 +66,7 @@ def test_longest_match_beyond_the_common_head() -> None:
 
 
 def test_a_key_carried_by_more_than_the_common_share_is_head() -> None:
-    index = ChunkIndex(CHUNK, 1000, common_share=0.5)
+    index = ChunkIndex(CHUNK, 1000, common_share=0.5, keyed_bytes=LEAD)
     shared = SYSTEM + words("app", 2 * CHUNK)
     for owner in "ABC":
         index.add(owner, "d0", index.keys_of(shared + words(owner, 3 * CHUNK)), new_owner=True)
@@ -76,7 +78,7 @@ def test_a_key_carried_by_more_than_the_common_share_is_head() -> None:
 
 
 def test_the_cap_evicts_prefix_tails_first() -> None:
-    index = ChunkIndex(CHUNK, 8)
+    index = ChunkIndex(CHUNK, 8, keyed_bytes=LEAD)
     old = words("old", 6 * CHUNK)
     index.add("A", "d0", index.keys_of(old), new_owner=True)
     index.add("B", "d1", index.keys_of(words("new", 4 * CHUNK)), new_owner=True)
@@ -91,7 +93,7 @@ def outcome(holder: str, answer: str = " w9 w8") -> TurnOutcome:
 
 
 def test_store_recognises_an_edited_history_by_chunks_after_the_whole_history() -> None:
-    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000))
+    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=LEAD))
     first_a = Identity(prompt_bytes=SYSTEM + words("a", 5 * CHUNK) + b"partial")
     conversations.commit_turn(first_a, None, outcome("d0"))
     conversations.commit_turn(Identity(prompt_bytes=SYSTEM + words("b", 5 * CHUNK)), None, outcome("d1"))
@@ -110,7 +112,7 @@ def test_store_recognises_an_edited_history_by_chunks_after_the_whole_history() 
 
 
 def test_chat_without_history_match_is_recognised_by_chunks() -> None:
-    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000))
+    conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=LEAD))
     system = {"role": "system", "content": "S" * 60}
     for tag in "xy":
         messages = [system, {"role": "user", "content": words(tag, 80).decode()}]
@@ -169,8 +171,39 @@ def test_only_the_keyed_lead_is_keyed() -> None:
     assert chunk_keys(data, CHUNK, max_bytes=4 * CHUNK + 3) == chunk_keys(data, CHUNK)[:4]
     index = ChunkIndex(CHUNK, 1000, keyed_bytes=4 * CHUNK)
     assert index.keys_of(data) == chunk_keys(data, CHUNK)[:4]
-    with pytest.raises(ValueError, match="keyed_bytes"):
+    with pytest.raises(ValueError, match=r"--history-keyed-bytes \(15\) must be at least --history-chunk"):
         ChunkIndex(CHUNK, 1000, keyed_bytes=CHUNK - 1)
+
+
+@pytest.mark.parametrize(
+    ("chunk_bytes", "per_instance", "keyed_bytes", "message"),
+    [
+        (0, 10, 1024, "--history-chunk-bytes must be >= 1, not 0"),
+        (64, 0, 1024, "--history-chunks-per-instance must be >= 1, not 0"),
+        (64, 10, 32, "--history-keyed-bytes (32) must be at least --history-chunk-bytes (64)"),
+        (1, 10, 1 << 20, "--history-keyed-bytes / --history-chunk-bytes (1048576 / 1) must be at most 4096"),
+    ],
+)
+def test_every_holder_of_the_history_settings_refuses_them_with_one_message_naming_the_flags(
+    chunk_bytes: int, per_instance: int, keyed_bytes: int, message: str
+) -> None:
+    from ppd.bench.workloads import builtin_workload
+    from ppd.errors import UsageError
+    from ppd.fleet import FleetConfig, fleet_topology
+    from ppd.fleet.config import validate
+    from ppd.proxy.config import ProxyConfig
+
+    settings = {"history_chunk_bytes": chunk_bytes, "history_chunks_per_instance": per_instance,
+                "history_keyed_bytes": keyed_bytes}  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ChunkIndex(chunk_bytes, per_instance, keyed_bytes=keyed_bytes)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RouterConfig("replication", replica_urls=("r0",), **settings)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=re.escape(message)):
+        ProxyConfig(mode="replication", replica_urls=("http://a:1",), **settings)  # type: ignore[arg-type]
+    fleet = FleetConfig(fleet_topology("1r"), "replication", builtin_workload("W1", 2), 1.0, **settings)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=re.escape(message)):
+        validate(fleet)
 
 
 def test_chat_text_lead_is_the_whole_texts_start() -> None:

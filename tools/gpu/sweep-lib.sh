@@ -5,8 +5,16 @@
 #
 #   step TEXT                 a log line with the UTC time, the session log's clock
 #   fail TEXT                 log, stop every deployment started (STATES), exit 1
-#   sim_engine_args           `ppd up --backend sim` flags: the h200 profile, configured as the GPU's vLLM
-#   vllm_engine_args          `ppd up --backend vllm` flags: dummy-weight Llama-3.1-8B from /opt/model
+#   install_and_enter TEXT [PROBE...]
+#                             on a GPU host (BACKEND=vllm, unless SKIP_INSTALL=1): install the bundle
+#                             (install-bundle.sh) with PROBE... beside it (unless SKIP_PROBES=1), then
+#                             work from its snapshot /opt/ppd; exports PPD_GIT_COMMIT either way
+#   SIM_ENGINE_ARGS           (array) `ppd up --backend sim` flags: the h200 profile, configured as the GPU's vLLM
+#   VLLM_ENGINE_ARGS          (array) `ppd up --backend vllm` flags: dummy-weight Llama-3.1-8B from $MODEL_DIR
+#                             (arrays, so a MODEL_DIR or SITE with spaces stays one argument each)
+#   sim_engine_args, vllm_engine_args
+#                             the same, printed as words, for callers that split them
+#                             (tools/gpu/h200/session4.sh): not for paths with spaces
 #   scrape NAME URL...        every engine's /metrics to $OUT_DIR/metrics/NAME-<port>.prom
 #   bench_point SET W RATE MODES TTFT_MS TPOT_MS DRAIN_S [bench args]
 #                             one bench point through the proxy at $PROXY: MODES x RUNS runs of
@@ -45,16 +53,29 @@ fail() {
   exit 1
 }
 
-sim_engine_args() {
-  echo --sim-arg=--profile=h200-llama3.1-8b --sim-arg=--max-num-seqs=1024 --sim-arg=--kv-cache-tokens=839648
+# shellcheck source=install-bundle.sh
+source "$(dirname "${BASH_SOURCE[0]}")/install-bundle.sh"
+
+install_and_enter() {  # TEXT [PROBE COMMAND...]
+  if [ "$BACKEND" = vllm ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
+    step "install ($1)"
+    shift
+    [ "${SKIP_PROBES:-0}" = 1 ] && set --  # the probes ran in an earlier session
+    install_bundle "$@" || fail "install"
+    cd /opt/ppd || fail "no /opt/ppd"
+    export PYTHONPATH=/opt/ppd/src
+  fi
+  export PPD_GIT_COMMIT=${PPD_GIT_COMMIT:-$(cat /opt/ppd/COMMIT 2>/dev/null || git rev-parse --short HEAD)}
 }
+
+SIM_ENGINE_ARGS=(--sim-arg=--profile=h200-llama3.1-8b --sim-arg=--max-num-seqs=1024 --sim-arg=--kv-cache-tokens=839648)
 
 SITE=${SITE:-/opt/site}     # vLLM's site-packages (install-bundle.sh puts it there)
 MODEL_DIR=${MODEL_DIR:-/opt/model}
+VLLM_ENGINE_ARGS=(--model "$MODEL_DIR" --load-format dummy --env "PYTHONPATH=$SITE" --env VLLM_USE_FLASHINFER_SAMPLER=0)
 
-vllm_engine_args() {
-  echo --model "$MODEL_DIR" --load-format dummy --env PYTHONPATH="$SITE" --env VLLM_USE_FLASHINFER_SAMPLER=0
-}
+sim_engine_args() { echo "${SIM_ENGINE_ARGS[@]}"; }
+vllm_engine_args() { echo "${VLLM_ENGINE_ARGS[@]}"; }
 
 scaled() {  # RATES: each rate x RATE_SCALE, comma-separated
   $PY -c 'import sys; print(",".join(f"{float(r) * float(sys.argv[2]):g}" for r in sys.argv[1].split(",")))' "$1" "$RATE_SCALE"

@@ -20,8 +20,7 @@
 # configured as the GPU's vLLM), no install, no nixl_pair; with e.g. RATE_SCALE=0.1 DURATION_S=8
 # WARMUP_S=2 DRAIN_S=20 OUT_DIR=/tmp/x2 LOGS=/tmp/x2/logs it runs in minutes.
 set -uo pipefail
-source "$(dirname "$0")/../sweep-lib.sh"  # BACKEND, OUT_DIR, LOGS, PY defaults; exports
-source "$(dirname "$0")/../install-bundle.sh"
+source "$(dirname "$0")/../sweep-lib.sh"  # BACKEND, OUT_DIR, LOGS, PY defaults; exports; install_bundle
 
 # Rates (conversations/s), light -> past saturation of every mode, from the fleet's prediction
 # (results/h200x2-vllm0.25.1-nixl/fleet-prediction/); TTFT SLOs as results/plan-8gpu (TPOT 25 ms).
@@ -33,33 +32,25 @@ ENGINES=("$P_URL" "$D_URL")
 STATE=${STATE:-/opt/x2.json}
 [ "$BACKEND" = sim ] && STATE=$OUT_DIR/x2.json
 
-if [ "$BACKEND" = vllm ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  step "install (NIXL between the GPUs measured meanwhile)"
-  nixl_pairs() {  # GPU 0 reads GPU 1's blocks, UCX's choice and cuda_ipc only (NVLink)
-    local label tls
-    for label in default cuda_ipc; do
-      if [ "$label" = cuda_ipc ]; then tls=cuda_ipc,cuda_copy; export UCX_TLS=$tls; else tls=""; unset UCX_TLS; fi
-      echo "--- nixl_pair $label UCX_TLS=${tls:-(unset)}" >&2
-      UCX_PROTO_INFO=y PYTHONPATH=/opt/nixl timeout 120 python3 tools/nixl_pair.py \
-        --label "gpu0-gpu1-$label" --gpus 0,1 --tokens 512,4096,8192 --repeats 3
-    done > "$OUT_DIR/nixl_pair.jsonl" 2> "$OUT_DIR/logs/nixl_pair.log"
-  }
-  if [ "${SKIP_PROBES:-0}" = 1 ]; then install_bundle || fail "install"; else install_bundle nixl_pairs || fail "install"; fi
-  cd /opt/ppd || fail "no /opt/ppd"
-  export PYTHONPATH=/opt/ppd/src
-fi
-export PPD_GIT_COMMIT=${PPD_GIT_COMMIT:-$(cat /opt/ppd/COMMIT 2>/dev/null || git rev-parse --short HEAD)}
+nixl_pairs() {  # GPU 0 reads GPU 1's blocks, UCX's choice and cuda_ipc only (NVLink)
+  local label tls
+  for label in default cuda_ipc; do
+    if [ "$label" = cuda_ipc ]; then tls=cuda_ipc,cuda_copy; export UCX_TLS=$tls; else tls=""; unset UCX_TLS; fi
+    echo "--- nixl_pair $label UCX_TLS=${tls:-(unset)}" >&2
+    UCX_PROTO_INFO=y PYTHONPATH=/opt/nixl timeout 120 python3 tools/nixl_pair.py \
+      --label "gpu0-gpu1-$label" --gpus 0,1 --tokens 512,4096,8192 --repeats 3
+  done > "$OUT_DIR/nixl_pair.jsonl" 2> "$OUT_DIR/logs/nixl_pair.log"
+}
+install_and_enter "NIXL between the GPUs measured meanwhile" nixl_pairs
 
 step "up: 1p1d kv_both on GPUs 0 and 1 ($BACKEND)"
 if [ "$BACKEND" = sim ]; then
-  # shellcheck disable=SC2046
   $PY -m ppd up --backend sim --topology 1p1d --port-base "$PORT_BASE" --proxy-port "$PROXY_PORT" \
-    --max-model-len 32768 $(sim_engine_args) --mode pd \
+    --max-model-len 32768 "${SIM_ENGINE_ARGS[@]}" --mode pd \
     --logs "$LOGS/pair" --state "$STATE" || fail "pair did not start"
 else
-  # shellcheck disable=SC2046
   $PY -m ppd up --backend vllm --topology 1p1d --gpus 0,1 --port-base "$PORT_BASE" --proxy-port "$PROXY_PORT" \
-    --max-model-len 32768 $(vllm_engine_args) --mode pd \
+    --max-model-len 32768 "${VLLM_ENGINE_ARGS[@]}" --mode pd \
     --logs "$LOGS/pair" --state "$STATE" 2>&1 | tee "$OUT_DIR/logs/pair-up.log"
   grep -q "All servers ready" "$OUT_DIR/logs/pair-up.log" || { pack_logs pair "$LOGS/pair"; fail "pair did not start"; }
 fi

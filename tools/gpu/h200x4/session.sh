@@ -24,8 +24,7 @@
 # BACKEND=sim is the dry run on this machine (`ppd sim` engines with the h200 profile; e.g.
 # RATE_SCALE=0.1 DURATION_S=8 WARMUP_S=2 DRAIN_S=20 WINDOW=0:20 OUT_DIR=/tmp/x4 LOGS=/tmp/x4/logs).
 set -uo pipefail
-source "$(dirname "$0")/../sweep-lib.sh"  # BACKEND, OUT_DIR, LOGS, PY defaults; exports
-source "$(dirname "$0")/../install-bundle.sh"
+source "$(dirname "$0")/../sweep-lib.sh"  # BACKEND, OUT_DIR, LOGS, PY defaults; exports; install_bundle
 
 # Loads per workload (conversations/s; the trace: requests/s), the same for every deployment, from the
 # prediction (README: why these); SLOs as the prediction's.
@@ -41,31 +40,23 @@ STATE=${STATE:-/opt/x4-engines.json}
 PROXY_STATE=${PROXY_STATE:-/opt/x4-proxy.json}
 if [ "$BACKEND" = sim ]; then STATE=$OUT_DIR/x4-engines.json PROXY_STATE=$OUT_DIR/x4-proxy.json; fi
 
-if [ "$BACKEND" = vllm ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  step "install (NIXL from GPU 0 to GPUs 1-3 measured meanwhile)"
-  nixl_pairs() {  # UCX's own choice of transport, as vLLM's NixlConnector gets it
-    local target
-    for target in 1 2 3; do
-      echo "--- nixl_pair gpu0-gpu$target" >&2
-      UCX_PROTO_INFO=y PYTHONPATH=/opt/nixl timeout 120 python3 tools/nixl_pair.py \
-        --label "gpu0-gpu$target" --gpus "0,$target" --tokens 512,4096,8192 --repeats 3
-    done > "$OUT_DIR/nixl_pair.jsonl" 2> "$OUT_DIR/logs/nixl_pair.log"
-  }
-  if [ "${SKIP_PROBES:-0}" = 1 ]; then install_bundle || fail "install"; else install_bundle nixl_pairs || fail "install"; fi
-  cd /opt/ppd || fail "no /opt/ppd"
-  export PYTHONPATH=/opt/ppd/src
-fi
-export PPD_GIT_COMMIT=${PPD_GIT_COMMIT:-$(cat /opt/ppd/COMMIT 2>/dev/null || git rev-parse --short HEAD)}
+nixl_pairs() {  # UCX's own choice of transport, as vLLM's NixlConnector gets it
+  local target
+  for target in 1 2 3; do
+    echo "--- nixl_pair gpu0-gpu$target" >&2
+    UCX_PROTO_INFO=y PYTHONPATH=/opt/nixl timeout 120 python3 tools/nixl_pair.py \
+      --label "gpu0-gpu$target" --gpus "0,$target" --tokens 512,4096,8192 --repeats 3
+  done > "$OUT_DIR/nixl_pair.jsonl" 2> "$OUT_DIR/logs/nixl_pair.log"
+}
+install_and_enter "NIXL from GPU 0 to GPUs 1-3 measured meanwhile" nixl_pairs
 
 step "up: 4 kv_both engines, one per GPU ($BACKEND)"
 if [ "$BACKEND" = sim ]; then
-  # shellcheck disable=SC2046
   $PY -m ppd up --backend sim --topology 4r --no-proxy --port-base "$PORT_BASE" --max-model-len 131072 \
-    $(sim_engine_args) --logs "$LOGS/engines" --state "$STATE" || fail "engines did not start"
+    "${SIM_ENGINE_ARGS[@]}" --logs "$LOGS/engines" --state "$STATE" || fail "engines did not start"
 else
-  # shellcheck disable=SC2046
   $PY -m ppd up --backend vllm --topology 4r --no-proxy --gpus 0,1,2,3 --port-base "$PORT_BASE" \
-    --max-model-len 131072 $(vllm_engine_args) --logs "$LOGS/engines" --state "$STATE" 2>&1 \
+    --max-model-len 131072 "${VLLM_ENGINE_ARGS[@]}" --logs "$LOGS/engines" --state "$STATE" 2>&1 \
     | tee "$OUT_DIR/logs/engines-up.log"
   grep -q "All servers ready" "$OUT_DIR/logs/engines-up.log" || { pack_logs engines "$LOGS/engines"; fail "engines did not start"; }
 fi

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../../.."
 py=${PYTHON:-.venv/bin/python}
 mkdir -p "$out"
 fleet() {  # WORKLOAD RATES [more args]
-  $py -m ppd fleet --topology 1r --modes replication --profile h200-llama3.1-8b --workload "$1" --qps "$2" \
+  $py -m ppd fleet --topology 1r --modes replication --profile "${PROFILE:-h200-llama3.1-8b}" --workload "$1" --qps "$2" \
     --duration 30 --seed 0 --max-num-seqs 1024 --max-model-len 40960 --kv-cache-tokens 839648 \
     --hops results/h200-vllm0.25.1-single/fleet/no-hops.json --output "$out" --name "fleet-${1,,}" --quiet "${@:3}"
 }

@@ -10,9 +10,11 @@ bench's own client (ppd.bench.client.HttpBackend), three ways, interleaved turn 
                  and the proxy's own P round trip, x-ppd-prefill-ms - model P time = R_p
 
 "model" is what ppd fleet with zero hop costs gives for the same turn (the engine model alone).
-The median residual of each way at each prompt length is fitted with a line a + b x prompt words
-(the real CPU time to move, parse and tokenize a prompt comes on top of the model's API time), and
-the lines become the hop costs:
+The central residual of each way at each prompt length (the mean of its middle 80%: p10-p90) is
+fitted with a line a + b x prompt words (the real CPU time to move, parse and tokenize a prompt comes
+on top of the model's API time), and the lines become the hop costs. Not the median: at 16,384
+words the residuals fall in two groups ~7 ms apart (p10 ~10 ms, p90 ~20 ms), and two runs' medians
+landed in different groups (11.0 and 17.9 ms, direct), moving the per-word terms by 60%.
 
     proxy_to_engine = engine_to_proxy = a_p / 2              (a proxy <-> engine round trip, halved)
     client_to_proxy = proxy_to_client = (a_replica - a_p) / 2
@@ -21,7 +23,7 @@ the lines become the hop costs:
     engine_us_per_prompt_token = b_p                          (every engine hop, per prompt token)
     proxy_us_per_prompt_token  = b_replica - b_p              (the client's request at the proxy)
 
-    python benchmarks/fleet_hops.py [--reps 40] [--write]     # --write: update src/ppd/fleet/hops.json
+    python benchmarks/fleet_hops.py [--reps 20] [--write]     # --write: update src/ppd/fleet/hops.json
 
 Ends with `fleet_hops r_replica_ms=.. r_pd_ms=.. r_p_ms=.. points=N` (the fixed parts a).
 """
@@ -46,10 +48,13 @@ sys.path.insert(0, str(SRC))
 
 from ppd.bench.client import HttpBackend, RawTurn, TurnRequest
 from ppd.bench.workloads import builtin_workload, parse_workloads, random_word_texts
-from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate
+from ppd.fleet import EngineOptions, FleetConfig, HopCosts, fleet_topology, simulate
 from ppd.fleet.config import HOPS_FILE
 
-SHAPES = ((128, 8), (1024, 8), (4096, 8))  # prompt words, output tokens
+# Prompt words, output tokens: from one short turn to W4's second turn (16,448 tokens), so that the
+# per-word terms are measured over the prompts the fleet is used with, not extrapolated.
+SHAPES = ((128, 8), (1024, 8), (4096, 8), (16384, 8))
+MAX_MODEL_LEN = 32768  # as benchmarks/fleet_vs_sim.py
 PAUSE_S = 0.25
 SALT = int.from_bytes(os.urandom(4), "little") << 20  # fresh prompts on every invocation
 
@@ -81,7 +86,10 @@ def modeled_ttft_ms(mode: str, num_words: int, num_output: int) -> tuple[float, 
     """(TTFT, P's answer time or None) of one lone turn in ppd fleet with zero hop costs, ms."""
     workload = parse_workloads(f"{num_words}/{num_output}", 1)[0]
     topology = fleet_topology("1p1d" if mode == "pd" else "1r")
-    config = FleetConfig(topology, mode, workload, qps=0.05, duration_s=40.0, poisson=False, hops=HopCosts())
+    config = FleetConfig(
+        topology, mode, workload, qps=0.05, duration_s=40.0, poisson=False, hops=HopCosts(),
+        engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
+    )  # fmt: skip
     row = simulate(config).rows[0]
     if row.ttft_ms is None:
         raise RuntimeError(f"the fleet did not answer a lone {mode} turn")
@@ -168,28 +176,30 @@ def main() -> int:
     args = parser.parse_args()
     builtin_workload("W1", 1)  # numpy's vocabulary is built before anything is timed
     with (
-        running_sim("--engine-id", "p0") as p_url,
-        running_sim("--engine-id", "d0") as d_url,
+        running_sim("--engine-id", "p0", f"--max-model-len={MAX_MODEL_LEN}") as p_url,
+        running_sim("--engine-id", "d0", f"--max-model-len={MAX_MODEL_LEN}") as d_url,
         running_proxy(p_url, d_url) as proxy_url,
     ):
         residuals = asyncio.run(measure(proxy_url, d_url, args.reps))
     print(
-        f"{'residual (measured-model)':<24} {'words':>6} {'p10 ms':>8} {'median':>10} {'p90 ms':>8} {'n':>4}"
+        f"{'residual (measured-model)':<24} {'words':>6} {'p10 ms':>8} {'median':>8} {'p10-p90 mean':>13} "
+        f"{'p90 ms':>8} {'n':>4}"
     )
-    medians: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    centres: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for (kind, num_words), values in sorted(residuals.items()):
         deciles = statistics.quantiles(values, n=10)
-        median = statistics.median(values)
-        medians[kind].append((num_words, median))
+        centre = statistics.fmean(v for v in values if deciles[0] <= v <= deciles[-1])
+        centres[kind].append((num_words, centre))
         print(
-            f"{kind:<24} {num_words:6d} {deciles[0]:8.2f} {median:10.2f} {deciles[-1]:8.2f} {len(values):4d}"
+            f"{kind:<24} {num_words:6d} {deciles[0]:8.2f} {statistics.median(values):8.2f} {centre:13.2f} "
+            f"{deciles[-1]:8.2f} {len(values):4d}"
         )
-    fits = {kind: line_fit(points) for kind, points in medians.items()}
+    fits = {kind: line_fit(points) for kind, points in centres.items()}
     for kind, (a, b) in fits.items():
         print(f"{kind:<24} residual = {a:.2f} ms + {b * 1000:.3f} us x prompt words")
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     source = (
-        f"benchmarks/fleet_hops.py --reps {args.reps}, {stamp}: lines through the median residuals of "
+        f"benchmarks/fleet_hops.py --reps {args.reps}, {stamp}: lines through the p10-p90 mean residuals of "
         f"isolated turns at {', '.join(str(w) for w, _ in SHAPES)} prompt words "
         + "; ".join(f"R_{kind} = {a:.2f} ms + {b * 1000:.3f} us/word" for kind, (a, b) in fits.items())
         + " (1P1D ppd sim + ppd proxy on loopback, time scale 1)"

@@ -13,6 +13,14 @@ Goals: p50 within 5%, p99 within 10%. The HTTP side runs on this 2-core machine 
 engines' drift (real time behind their modeled clock, from /ppd/stats) is printed per workload, and
 a loaded machine shows up there first.
 
+Where the HTTP side spends its time, per point (`http path` table): the bench's, the proxy's and the
+sims' CPU (/proc/PID/stat, sampled every 0.5 s, over the run's arrival window and drain; percent of
+one core, 2 cores = 200%), and `client - proxy`, the median over the point's turns of the bench's
+TTFT minus the proxy's own (its decision log: handler start -> the engine's first bytes). That
+difference is the bench's send, the proxy taking the request in and relaying the first chunk, and
+the bench stamping it; the fleet puts client_to_proxy + proxy_to_client there (hops.json). Where it
+is far above that, the TTFT error is the HTTP path's, not the engines'.
+
     python benchmarks/fleet_vs_sim.py [--duration-s 8] [--drain-timeout-s 10] [--topologies 1p1d,2p2d]
         [--workloads W1,W2,W3,W4] [--out DIR]
 """
@@ -23,33 +31,41 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 from _sims import SRC
+from http_cpu_share import cpu_s
 from sim_vs_real import Comparison, compare, summary_values, table
 
 sys.path.insert(0, str(SRC))
 
 from ppd.bench.workloads import builtin_workload
-from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, simulate, write_result_set
+from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, measured_hops, simulate, write_result_set
 
 MODES = ("pd", "ppd", "replication", "auto")
 LOADS = {"W1": (2.0, 8.0), "W2": (1.0, 4.0), "W3": (2.0, 8.0), "W4": (0.5, 2.0)}  # 1p1d; x2 for 2p2d
 MAX_MODEL_LEN = 32768  # W4's turn 2 is 16.5k tokens
 
 
-def ppd(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
+def child_env() -> dict[str, str]:
+    """This checkout's src/ first, for every ppd child process."""
+    return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
     }
+
+
+def ppd(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ppd", *args], capture_output=True, text=True, env=env, check=check
+        [sys.executable, "-m", "ppd", *args], capture_output=True, text=True, env=child_env(), check=check
     )
 
 
@@ -59,18 +75,23 @@ def scale(topology: str) -> float:
     return (int(match.group(1)) if match else 1) * 1.0
 
 
-def run_http(topology: str, workloads: list[str], args: argparse.Namespace, out: Path) -> list[str]:
-    """Start the topology, bench every workload in every mode, stop it; returns drift lines."""
+def run_http(
+    topology: str, workloads: list[str], args: argparse.Namespace, out: Path
+) -> tuple[list[str], list[str]]:
+    """Start the topology, bench every workload in every mode, stop it; returns the drift lines and
+    the HTTP path's lines (CPU and TTFT split per point)."""
     work = Path(tempfile.mkdtemp(prefix="fleet-vs-sim-"))
-    state = work / "state.json"
+    state, decision_log = work / "state.json", work / "decisions.jsonl"
     up = ppd("up", "--backend", "sim", "--topology", topology, "--time-scale", "1", "--port-base", "0",
              "--proxy-port", "0", f"--sim-arg=--max-model-len={MAX_MODEL_LEN}", "--logs", str(work / "logs"),
-             "--state", str(state), "--mode", "pd")  # fmt: skip
+             "--state", str(state), "--mode", "pd", f"--proxy-arg=--decision-log={decision_log}")  # fmt: skip
     proxy_url = re.search(r"proxy\s+(http://\S+)", up.stdout)
     engines = re.findall(r"(?:prefill|decode)\s+(http://\S+)", up.stdout)
     if proxy_url is None:
         raise RuntimeError(f"ppd up did not start:\n{up.stdout}\n{up.stderr}")
-    drift_lines = []
+    processes = json.loads(state.read_text())["processes"]
+    pids = {("proxy" if r["role"] == "proxy" else "sims:" + r["name"]): int(r["pid"]) for r in processes}
+    drift_lines, path_lines = [], []
     try:
         for workload in workloads:
             for engine in engines:
@@ -78,10 +99,15 @@ def run_http(topology: str, workloads: list[str], args: argparse.Namespace, out:
                     urllib.request.Request(engine + "/ppd/stats/reset", method="POST"), timeout=10
                 )
             qps = ",".join(f"{rate * scale(topology):g}" for rate in LOADS[workload])
-            ppd("bench", "--url", proxy_url.group(1), "--workload", workload, "--qps", qps,
-                "--duration", str(args.duration_s), "--modes", ",".join(MODES), "--runs", "1", "--seed", "0",
-                "--drain-timeout-s", str(args.drain_timeout_s), "--output", str(out),
-                "--name", f"http-{topology}-{workload}", "--quiet")  # fmt: skip
+            name = f"http-{topology}-{workload}"
+            samples = bench_sampled(
+                ["bench", "--url", proxy_url.group(1), "--workload", workload, "--qps", qps,
+                 "--duration", str(args.duration_s), "--modes", ",".join(MODES), "--runs", "1", "--seed", "0",
+                 "--drain-timeout-s", str(args.drain_timeout_s), "--output", str(out), "--name", name,
+                 "--quiet"],
+                pids,
+            )  # fmt: skip
+            path_lines += http_path_lines(topology, out / f"{name}.json", samples, decision_log)
             drifts = []
             for engine in engines:
                 with urllib.request.urlopen(engine + "/ppd/stats", timeout=10) as answer:
@@ -90,7 +116,76 @@ def run_http(topology: str, workloads: list[str], args: argparse.Namespace, out:
             drift_lines.append(f"{topology} {workload}: engine drift {'; '.join(drifts)}")
     finally:
         ppd("down", "--state", str(state), check=False)
-    return drift_lines
+    return drift_lines, path_lines
+
+
+Sample = tuple[float, dict[str, float]]  # (unix time s, CPU s so far by process)
+
+
+def bench_sampled(bench_args: list[str], pids: dict[str, int]) -> list[Sample]:
+    """Run `ppd bench ARGS` to its end, sampling its, the proxy's and the sims' CPU every 0.5 s."""
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "ppd", *bench_args], env=child_env(), stdout=subprocess.DEVNULL
+    )
+    watched = {**pids, "bench": bench.pid}
+    samples: list[Sample] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while True:
+            readings = ((name, cpu_s(pid)) for name, pid in watched.items())
+            samples.append((time.time(), {name: value for name, value in readings if value is not None}))
+            if done.wait(0.5):
+                return
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    returncode = bench.wait()
+    done.set()
+    sampler.join()
+    if returncode != 0:
+        raise RuntimeError(f"ppd bench {' '.join(bench_args)} exited {returncode}")
+    return samples
+
+
+def cpu_pct(samples: list[Sample], process: str, start_s: float, end_s: float) -> float | None:
+    """A process's CPU over [start_s, end_s] in percent of one core ("sims": all sims summed)."""
+    inside = [(at_s, reading) for at_s, reading in samples if start_s <= at_s <= end_s]
+    if len(inside) < 2:
+        return None
+    (first_s, first), (last_s, last) = inside[0], inside[-1]
+    names = [name for name in last if name == process or name.startswith(process + ":")]
+    used_s = sum(last[name] - first.get(name, 0.0) for name in names)
+    return 100.0 * used_s / (last_s - first_s)
+
+
+def http_path_lines(topology: str, result_json: Path, samples: list[Sample], decision_log: Path) -> list[str]:
+    """One line per run of a bench result set: CPU of bench, proxy and sims, and client - proxy TTFT."""
+    proxy_ttft_ms = {
+        (line["conversation"], line["turn"]): line["ttft_ms"]
+        for line in map(json.loads, decision_log.read_text().splitlines())
+        if line.get("ttft_ms") is not None
+    }
+    meta = json.loads(result_json.read_text())
+    rows = [json.loads(line) for line in (result_json.parent / meta["rows_file"]).read_text().splitlines()]
+    lines = []
+    for run in meta["runs"]:
+        start_s = datetime.fromisoformat(run["started_utc"]).timestamp()
+        end_s = start_s + run["elapsed_s"]
+        gaps = [
+            row["ttft_ms"] - proxy_ttft_ms[key]
+            for row in rows
+            if (row["mode"], row["qps"]) == (run["mode"], run["qps"]) and row["ttft_ms"] is not None
+            for key in [("s:" + row["conversation_id"], row["turn"])]  # the proxy's key of a session id
+            if key in proxy_ttft_ms
+        ]
+        cpu = {name: cpu_pct(samples, name, start_s, end_s) for name in ("bench", "proxy", "sims")}
+        lines.append(
+            f"{topology:<5} {run['workload']:<3} {run['qps']:>5g} {run['mode']:<12} "
+            + " ".join(f"{value:>6.0f}%" if value is not None else f"{'-':>7}" for value in cpu.values())
+            + (f" {statistics.median(gaps):>8.1f} ms (n={len(gaps)})" if gaps else f" {'-':>11}")
+        )
+    return lines
 
 
 def run_fleet(http_json: Path, out: Path) -> Path:
@@ -130,9 +225,11 @@ def main() -> int:
     started_s = time.perf_counter()
     topologies, workloads = args.topologies.split(","), args.workloads.split(",")
     drift_lines: list[str] = []
+    path_lines: list[str] = []
     for topology in topologies:
         if not args.fleet_only:
-            drift_lines += run_http(topology, workloads, args, out)
+            drifts, paths = run_http(topology, workloads, args, out)
+            drift_lines, path_lines = drift_lines + drifts, path_lines + paths
     http_wall_s = time.perf_counter() - started_s
     comparisons: list[tuple[str, Comparison]] = []
     for topology in topologies:
@@ -143,10 +240,24 @@ def main() -> int:
         print(table(found))
         comparisons += [(topology, c) for c in found]
     print("\n".join(drift_lines))
+    if path_lines:
+        print(http_path_header())
+        print("\n".join(path_lines))
     print(f"results in {out}; HTTP side {http_wall_s:.0f} s, all {time.perf_counter() - started_s:.0f} s")
     print(f"duration {args.duration_s:g} s + drain {args.drain_timeout_s:g} s per run, seed 0, 2 turns")
     print(summary(comparisons))
     return 0
+
+
+def http_path_header() -> str:
+    """The `http path` table's title and column names."""
+    hops = measured_hops()
+    fleet_ms = hops.client_to_proxy_ms + hops.proxy_to_client_ms
+    columns = f"{'topo':<5} {'wl':<3} {'qps':>5} {'mode':<12} {'bench':>7} {'proxy':>7} {'sims':>7}"
+    return (
+        "== http path: CPU in percent of one core (2 cores: 200%) over each run, and the median of client\n"
+        f"   TTFT - proxy TTFT (the fleet's: {fleet_ms:.2f} ms)\n{columns} {'client-proxy':>11}"
+    )
 
 
 def summary(tagged: list[tuple[str, Comparison]]) -> str:

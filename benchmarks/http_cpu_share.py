@@ -4,9 +4,23 @@ high-load TTFT gap): one topology + mode + workload through `ppd up --backend si
 utime + stime) over the bench. A process near 100% of one core is a queue no engine model has: its
 event loop serves requests and relays tokens late. Prints one line per rate and process:
 
-    http_cpu qps=Q process=NAME cpu_pct=P   (percent of one core, over the bench's wall time)
+    http_cpu qps=Q process=NAME cpu_pct=P peak_1s_pct=K   (percent of one core: over the bench's
+                                                           wall time, and its busiest second)
 
 and each rate's bench TTFT p50 of turn 1 beside the fleet's, and the sims' mean and max drift.
+
+Where a turn's TTFT goes: the proxy's decision log (--decision-log) stamps each turn's time from the
+proxy's handler start to the first bytes from the engine (`proxy`, which holds the proxy -> engine
+hops, the engine and its relay back), joined by session id and turn with the bench's rows
+(`client`); `client - proxy` is the rest: the bench's send, the proxy taking the request in, and
+the first chunk's relay to the bench and its stamp there. A probe (GET /version every 20 ms, its own
+thread and connection) measures the proxy's event-loop delay meanwhile: what any request's intake
+or chunk waits for in the proxy. Per rate:
+
+    http_ttft_split qps=Q turns=N client_p50_ms=.. proxy_p50_ms=.. client_minus_proxy_p50_ms=..
+        fleet_p50_ms=..   (turn 1 and turns 2+ together)
+    proxy_loop_probe qps=Q n=N mean_ms=.. p50_ms=.. p90_ms=.. p99_ms=..   (and qps=idle: 1 s before)
+    proxy_cpu qps=Q output_tokens=N turns=T us_per_token=..   (the proxy's CPU per relayed token)
 
     python benchmarks/http_cpu_share.py [--topology 2p2d] [--mode replication] [--workload W3]
         [--qps 4,16] [--duration-s 8] [--drain-timeout-s 10]
@@ -15,14 +29,17 @@ and each rate's bench TTFT p50 of turn 1 beside the fleet's, and the sims' mean 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -59,20 +76,72 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
 
 
-def sample_until_done(pids: dict[str, int], done: threading.Event, period_s: float = 0.5) -> dict[str, float]:
-    """CPU seconds each process used while `done` was unset (the last reading before it went)."""
+def sample_until_done(
+    pids: dict[str, int], done: threading.Event, period_s: float = 1.0
+) -> dict[str, tuple[float, float]]:
+    """(CPU seconds used while `done` was unset, the most used in one period / period_s) per process."""
     first = {name: cpu_s(pid) or 0.0 for name, pid in pids.items()}
-    last = dict(first)
+    last, peak = dict(first), dict.fromkeys(pids, 0.0)
     while not done.wait(period_s):
         for name, pid in pids.items():
             value = cpu_s(pid)
             if value is not None:
+                peak[name] = max(peak[name], (value - last[name]) / period_s)
                 last[name] = value
     for name, pid in pids.items():
         value = cpu_s(pid)
         if value is not None:
             last[name] = value
-    return {name: last[name] - first[name] for name in pids}
+    return {name: (last[name] - first[name], peak[name]) for name in pids}
+
+
+def probe_until_done(url: str, done: threading.Event, period_s: float = 0.02) -> list[float]:
+    """Round-trip times (ms) of GET /version on one kept-alive connection, every period_s until `done`:
+    the proxy answers it from its event loop alone, so the time is that loop's delay (plus ~0.3 ms)."""
+    parsed = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=10)
+    times_ms: list[float] = []
+    try:
+        while not done.wait(period_s):
+            started_s = time.perf_counter()
+            connection.request("GET", "/version")
+            connection.getresponse().read()
+            times_ms.append((time.perf_counter() - started_s) * 1000.0)
+    finally:
+        connection.close()
+    return times_ms
+
+
+def ttft_split(rows_path: Path, decision_lines: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(client TTFT, proxy TTFT) in ms of every turn in both the bench's rows and the decision log."""
+    proxy_ms = {
+        (line["conversation"], line["turn"]): line["ttft_ms"]
+        for line in decision_lines
+        if line.get("ttft_ms") is not None
+    }
+    pairs = []
+    for text in rows_path.read_text().splitlines():
+        row = json.loads(text)
+        key = ("s:" + row["conversation_id"], row["turn"])  # the proxy keys a session id so
+        if row["ok"] and row["ttft_ms"] is not None and key in proxy_ms:
+            pairs.append((row["ttft_ms"], proxy_ms[key]))
+    return pairs
+
+
+def print_probe(label: str, probe_ms: list[float]) -> None:
+    """The proxy_loop_probe line of one set of round trips."""
+    if probe_ms:
+        print(
+            f"proxy_loop_probe qps={label} n={len(probe_ms)} mean_ms={statistics.fmean(probe_ms):.2f} "
+            f"p50_ms={percentile(probe_ms, 0.5):.2f} p90_ms={percentile(probe_ms, 0.9):.2f} "
+            f"p99_ms={percentile(probe_ms, 0.99):.2f}"
+        )
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The share-quantile of values (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
 def turn1_summary(summaries: list[dict[str, Any]], mode: str) -> dict[str, Any]:
@@ -94,7 +163,8 @@ def main() -> int:
     up = subprocess.run(
         ppd_command("up", "--backend", "sim", "--topology", args.topology, "--time-scale", "1",
                     "--port-base", "0", "--proxy-port", "0", f"--sim-arg=--max-model-len={MAX_MODEL_LEN}",
-                    "--logs", str(work / "logs"), "--state", str(state_path), "--mode", args.mode),
+                    "--logs", str(work / "logs"), "--state", str(state_path), "--mode", args.mode,
+                    f"--proxy-arg=--decision-log={work / 'decisions.jsonl'}"),
         capture_output=True, text=True, env=child_env(), check=False,
     )  # fmt: skip
     proxy = re.search(r"proxy\s+(http://\S+)", up.stdout)
@@ -118,6 +188,11 @@ def run_one(
     for engine in engines:
         urllib.request.urlopen(urllib.request.Request(engine + "/ppd/stats/reset", method="POST"), timeout=10)
     name = f"cpu-{args.workload}-q{qps:g}"
+    idle = threading.Event()
+    threading.Timer(1.0, idle.set).start()
+    print_probe("idle", probe_until_done(proxy_url, idle))  # the probe's own round trip, nothing running
+    decision_log = work / "decisions.jsonl"
+    num_earlier_lines = len(decision_log.read_text().splitlines()) if decision_log.exists() else 0
     bench = subprocess.Popen(
         ppd_command("bench", "--url", proxy_url, "--workload", args.workload, "--qps", f"{qps:g}",
                     "--duration", str(args.duration_s), "--modes", args.mode, "--runs", "1", "--seed", "0",
@@ -126,18 +201,25 @@ def run_one(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(),
     )  # fmt: skip
     done = threading.Event()
-    used: dict[str, float] = {}
+    used: dict[str, tuple[float, float]] = {}
+    probe_ms: list[float] = []
     sampler = threading.Thread(
         target=lambda: used.update(sample_until_done({**pids, "bench": bench.pid}, done))
     )
+    prober = threading.Thread(target=lambda: probe_ms.extend(probe_until_done(proxy_url, done)))
     started_s = time.perf_counter()
     sampler.start()
+    prober.start()
     bench.wait()
     wall_s = time.perf_counter() - started_s
     done.set()
     sampler.join()
-    for process, seconds in sorted(used.items()):
-        print(f"http_cpu qps={qps:g} process={process} cpu_pct={100 * seconds / wall_s:.0f}")
+    prober.join()
+    for process, (seconds, peak) in sorted(used.items()):
+        print(
+            f"http_cpu qps={qps:g} process={process} cpu_pct={100 * seconds / wall_s:.0f} "
+            f"peak_1s_pct={100 * peak:.0f}"
+        )
     drifts = []
     for engine in engines:
         with urllib.request.urlopen(engine + "/ppd/stats", timeout=10) as answer:
@@ -150,6 +232,24 @@ def run_one(
     )  # fmt: skip
     fleet_t1 = turn1_summary(fleet.summaries, args.mode)
     http_t1 = turn1_summary(json.loads((work / f"{name}.json").read_text())["summaries"], args.mode)
+    decisions = [json.loads(line) for line in decision_log.read_text().splitlines()[num_earlier_lines:]]
+    pairs = ttft_split(work / f"{name}.jsonl", decisions)
+    fleet_ttft = [row.ttft_ms for row in fleet.rows if row.ok and row.ttft_ms is not None]
+    if pairs:
+        client, proxy = [c for c, _ in pairs], [p for _, p in pairs]
+        print(
+            f"http_ttft_split qps={qps:g} turns={len(pairs)} client_p50_ms={statistics.median(client):.1f} "
+            f"proxy_p50_ms={statistics.median(proxy):.1f} "
+            f"client_minus_proxy_p50_ms={statistics.median(c - p for c, p in pairs):.1f} "
+            f"client_minus_proxy_p90_ms={percentile([c - p for c, p in pairs], 0.9):.1f} "
+            f"fleet_p50_ms={statistics.median(fleet_ttft):.1f}"
+        )
+    print_probe(f"{qps:g}", probe_ms)
+    num_tokens = sum(json.loads(line).get("output_tokens") or 0 for line in (work / f"{name}.jsonl").open())
+    print(
+        f"proxy_cpu qps={qps:g} output_tokens={num_tokens} turns={len(pairs)} "
+        f"us_per_token={1e6 * used['proxy'][0] / max(1, num_tokens):.1f}"
+    )
     print(
         f"qps={qps:g}: bench wall {wall_s:.1f} s; TTFT p50 turn 1: http {http_t1['ttft_ms']['p50']} ms, "
         f"fleet {fleet_t1['ttft_ms']['p50']} ms; "

@@ -28,6 +28,12 @@ def add_drain_timeout_argument(add: Callable[..., object]) -> None:
     """--drain-timeout-s: how long in-flight conversations get after the arrival window."""
     add("--drain-timeout-s", type=float, default=120.0,
         help="after the arrival window, in-flight conversations get this long (default 120)")
+
+
+def add_hops_argument(add: Callable[..., object]) -> None:
+    """--hops: what the HTTP path adds around the engines of a fleet (ppd.fleet.config.hops_from_spec)."""
+    add("--hops", default="measured", help="HTTP hop costs: 'measured' (ppd/fleet/hops.json), 'zero', "
+        "or a JSON file with the keys of ppd.fleet.HopCosts (ms)")
 # fmt: on
 
 

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING
 
 from ppd.cliflags import (
     add_drain_timeout_argument,
+    add_hops_argument,
     add_profile_argument,
     check_at_least_one,
     check_profile,
     parse_mode_list,
 )
-from ppd.errors import UsageError
 
 if TYPE_CHECKING:  # the fleet itself is imported only when `ppd fleet` runs
     from ppd.bench.config import WorkloadSpec
-    from ppd.fleet.config import FleetConfig, HopCosts
+    from ppd.fleet.config import FleetConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,8 +56,7 @@ def _add_engine_arguments(add: Callable[..., object]) -> None:
         help="as `ppd bench`: send no X-Session-ID; the router recognises conversations by their prompts")
     add("--route-slo-ttft-ms", type=float, default=None, help="the proxy's --slo-ttft-ms (auto routing)")
     add("--route-slo-tpot-ms", type=float, default=None, help="the proxy's --slo-tpot-ms (auto routing)")
-    add("--hops", default="measured", help="HTTP hop costs: 'measured' (ppd/fleet/hops.json), 'zero', "
-        "or a JSON file with the keys of ppd.fleet.HopCosts (ms)")
+    add_hops_argument(add)
 
 
 def _add_output_arguments(add: Callable[..., object]) -> None:
@@ -104,7 +103,7 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
     from ppd.bench.cli import _check_trace_flags
     from ppd.bench.metrics import Slo
     from ppd.bench.workloads import parse_workloads
-    from ppd.fleet.config import EngineOptions, FleetConfig, fleet_topology, validate
+    from ppd.fleet.config import EngineOptions, FleetConfig, fleet_topology, hops_from_spec, validate
 
     check_at_least_one({"turns": args.turns, "runs": args.runs})
     modes = parse_mode_list(args.modes) or ("pd",)
@@ -121,7 +120,7 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
         special_token_rate=args.special_token_rate,
         seed=args.seed,
     )
-    hops = hops_from_arg(args.hops)
+    hops = hops_from_spec(args.hops)
     configs = []
     from ppd.traces.replay import parse_window
 
@@ -171,25 +170,3 @@ def _rates(args: argparse.Namespace, workload: WorkloadSpec) -> tuple[float, ...
         return parse_rates(args.qps or "1")
     speedups = parse_rates(args.speedup, "--speedup") if args.speedup else (1.0,)
     return tuple(round(trace_request_rate(workload.trace, speedup), 6) for speedup in speedups)
-
-
-def hops_from_arg(text: str) -> HopCosts:
-    """HopCosts from --hops: measured, zero, or a JSON file."""
-    import json
-
-    from ppd.fleet.config import HopCosts, measured_hops
-
-    if text == "measured":
-        return measured_hops()
-    if text == "zero":
-        return HopCosts()
-    path = Path(text)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--hops {text}: expected measured, zero or a readable JSON file ({exc})") from None
-    known = set(HopCosts.__dataclass_fields__)
-    unknown = set(data) - known if isinstance(data, dict) else set()
-    if not isinstance(data, dict) or unknown:
-        raise UsageError(f"--hops {text}: expected an object with keys among {sorted(known)}")
-    return HopCosts(**data)

@@ -45,6 +45,23 @@ def measured_hops() -> HopCosts:
     return HopCosts(**values)
 
 
+def hops_from_spec(spec: str) -> HopCosts:
+    """HopCosts from a --hops value: `measured` (hops.json), `zero`, or a JSON file of HopCosts keys
+    (a result pinned to the figures it was made with, or a faster host's); UsageError otherwise."""
+    if spec == "measured":
+        return measured_hops()
+    if spec == "zero":
+        return HopCosts()
+    try:
+        data = json.loads(Path(spec).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--hops {spec}: expected measured, zero or a readable JSON file ({exc})") from None
+    known = set(HopCosts.__dataclass_fields__)
+    if not isinstance(data, dict) or set(data) - known:
+        raise UsageError(f"--hops {spec}: expected an object with keys among {sorted(known)}")
+    return HopCosts(**data)
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """`ppd sim` options every engine of the fleet shares; None takes the profile's default."""

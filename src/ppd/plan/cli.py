@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ppd.cliflags import (
     add_conversation_arguments,
+    add_hops_argument,
     add_profile_argument,
     check_at_least_one,
     check_profile,
@@ -79,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="KV-cache capacity per engine in tokens (default: the profile's memory model at vLLM's default "
         "0.9 memory share; `ppd up` starts vLLM at 0.85)",
     )
+    add_hops_argument(add)
     _add_search_arguments(add)
     add("--output", type=Path, default=Path("plan"), help="directory for plan.json, plan.md, plan.png")
     add("--workers", type=int, default=_DEFAULT_WORKERS, help=f"processes (default {_DEFAULT_WORKERS})")
@@ -134,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         "drain_s": evaluator.drain_s,
         "workers": args.workers,
         "refined": "every deployment" if args.refine_all else "contenders",
+        "hops": f"{args.hops} ({evaluator.hops.source.split(': ', 1)[0]})",
     }
     console = Console(stderr=True)
     started_s = time.perf_counter()
@@ -180,6 +183,7 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
     """The evaluator, the deployments and the search, from the flags; UsageError on bad ones."""
     from ppd.bench.metrics import Slo
     from ppd.bench.workloads import parse_workloads
+    from ppd.fleet.config import hops_from_spec
     from ppd.plan.deployments import enumerate_deployments, restrict_to_topologies
     from ppd.plan.evaluate import FleetEvaluator
     from ppd.plan.search import SearchConfig
@@ -234,5 +238,6 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
         max_num_seqs=args.max_num_seqs,
         kv_cache_tokens=args.kv_cache_tokens,
         max_model_len=args.max_model_len,
+        hops=hops_from_spec(args.hops),
     )
     return evaluator, deployments, search

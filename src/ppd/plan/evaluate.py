@@ -25,13 +25,21 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ppd.bench.arrivals import trace_duration_s
 from ppd.bench.config import WorkloadSpec
 from ppd.bench.metrics import Slo, meets_slo, summarize
 from ppd.bench.workloads import context_tokens
-from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, offered_conversations, simulate
+from ppd.fleet import (
+    EngineOptions,
+    FleetConfig,
+    HopCosts,
+    fleet_topology,
+    measured_hops,
+    offered_conversations,
+    simulate,
+)
 from ppd.plan.deployments import Deployment
 from ppd.plan.search import Point
 from ppd.results import TurnRow
@@ -57,6 +65,7 @@ class FleetEvaluator:
     max_num_seqs: int = 256  # vLLM's --max-num-seqs of every engine
     kv_cache_tokens: int | None = None  # per engine; None: the profile's
     max_model_len: int | None = None  # the engines' context; None: long enough for the workload
+    hops: HopCosts = field(default_factory=measured_hops)  # what the HTTP path adds (ppd fleet --hops)
 
     @property
     def is_trace(self) -> bool:
@@ -92,6 +101,7 @@ class FleetEvaluator:
             ),
             route_slo_ttft_ms=self.slo.ttft_ms if auto else None,
             route_slo_tpot_ms=self.slo.tpot_ms if auto else None,
+            hops=self.hops,
         )
 
     def engine_max_model_len(self) -> int | None:

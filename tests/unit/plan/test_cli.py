@@ -27,6 +27,7 @@ from ppd.plan.evaluate import FleetEvaluator
         (["--kv-cache-tokens", "0"], "--kv-cache-tokens must be >= 1"),
         (["--window", "0:60"], "--window applies to a trace workload"),
         (["--workload", "W1,W2"], "give one workload"),
+        (["--hops", "/nonexistent.json"], "--hops /nonexistent.json: expected measured, zero or"),
     ],
 )
 def test_bad_flags_are_one_line_errors(
@@ -73,6 +74,27 @@ def test_engine_flags_and_the_restriction_reach_the_fleet_runs() -> None:
     assert (engine.max_num_seqs, engine.kv_cache_tokens) == (1024, 839648)
     default = _build(parser.parse_args(flags))
     assert len(default[1]) == 11 and default[0].fleet_config(default[1][0], 4.0).engine.max_num_seqs == 256
+
+
+def test_hops_reach_the_fleet_runs(tmp_path: Path) -> None:
+    """--hops as `ppd fleet --hops`: measured by default, zero, or a pinned file of figures."""
+    import argparse
+
+    from ppd.fleet import HopCosts, measured_hops
+    from ppd.plan.cli import _build, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = ["--gpus", "2", "--workload", "W1", "--slo-ttft-ms", "500", "--slo-tpot-ms", "25"]
+    pinned = tmp_path / "hops.json"
+    pinned.write_text(json.dumps({"client_to_proxy_ms": 2.5, "kv_claim_ms": 8.0, "source": "pinned"}))
+    for spec, expected in [
+        (None, measured_hops()),
+        ("zero", HopCosts()),
+        (str(pinned), HopCosts(client_to_proxy_ms=2.5, kv_claim_ms=8.0, source="pinned")),
+    ]:
+        evaluator, deployments, _ = _build(parser.parse_args(flags + (["--hops", spec] if spec else [])))
+        assert evaluator.fleet_config(deployments[0], 2.0).hops == expected
 
 
 def test_the_miss_budget_is_exact_despite_float_error() -> None:

@@ -79,6 +79,7 @@ class Stream:
 
     sent: float
     chunks: list[float] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)  # words per chunk: tokens on the word-level model
     usage: dict[str, Any] | None = None
     error: str | None = None
 
@@ -134,6 +135,7 @@ async def stream(
                 choices = chunk.get("choices") or []
                 if choices and choices[0].get("text"):
                     record.chunks.append(arrived)
+                    record.chunk_tokens.append(len(choices[0]["text"].split()))
                 if chunk.get("usage"):
                     record.usage = chunk["usage"]
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -308,6 +310,7 @@ class Probe:
                 "injections": injections,
                 "decoders_streaming": sum(bool(r.chunks) for r in decoders),
                 "decoder_chunks_ms": [r.rel_ms(origin) for r in decoders[:4]],
+                "decoder_chunk_tokens": [r.chunk_tokens for r in decoders[:4]],
                 "error": next((r.error for r in decoders if r.error), None),
             }
         )

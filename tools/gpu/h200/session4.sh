@@ -17,9 +17,14 @@
 #             8,192) and pairs of fresh 4,096s sent together are injected, 2 each; /metrics before and
 #             after (the section's metrics record has the diff, iteration tokens included);
 #   SECTIONS  (default "loaded"; e.g. SECTIONS=loaded,mixed) are passed to the probe as they are;
-#   bench     BENCH_POINTS (default "W2:4 W4:2.5", the points the TPOT error was seen at), 30 s each,
-#             as the first session's loaded runs (greedy, seed 0), /metrics before and after; the
-#             rows keep their ITL lists here (the committed copy drops them: see the results README).
+#   bench     BENCH_POINTS_<variant> (default "W2:4 W4:2.5", the points the TPOT error was seen at),
+#             30 s each, as the first session's loaded runs (greedy, seed 0), /metrics before and
+#             after, rows with their ITL lists;
+#   VARIANTS  (default "async") the steps above once per variant, each on a fresh start: async is
+#             vLLM's default, sync adds --no-async-scheduling (does scheduling step k+1 while step k
+#             runs change where prefills land?). Files carry the variant's name.
+# The first lease (commit 203b00d) ran the default steps before variants existed: its files are
+# probe-loaded.jsonl and h200-s4-w2 / h200-s4-w4.
 # BACKEND=sim (dry runs here, no GPU): skip install, run the same steps on a `ppd sim` engine.
 set -uo pipefail
 cd "$(dirname "$0")/../../.." || exit 1
@@ -40,24 +45,37 @@ else
   ENGINE_ARGS=(--backend sim "${ENGINE_ARGS[@]}")
 fi
 
-step "single: ppd up (1 replica, no proxy)"
-STATES+=(/opt/single4.json)
-$PY -m ppd up "${ENGINE_ARGS[@]}" --topology 1r --no-proxy --gpus 0 --max-model-len 40960 \
-  --logs "$LOGS/single" --state /opt/single4.json || fail "single instance did not start"
-ENGINE=$(engine_url 0)
-step "engine probe: $SECTIONS"
-$PY tools/engine_probe.py --url "$ENGINE" --out "$OUT_DIR/probe-loaded.jsonl" --sections "$SECTIONS" \
-  || echo "probe exit $?"
-for point in ${BENCH_POINTS-W2:4 W4:2.5}; do
-  workload=${point%%:*} qps=${point##*:}
-  scrape "${workload,,}-q$qps-before" "$ENGINE"
-  step "bench $workload $qps/s"
-  $PY -m ppd bench --url "$ENGINE" --workload "$workload" --qps "$qps" --duration "${BENCH_S:-30}" --runs 1 \
-    --warmup-s 0 --seed 0 --temperature 0 --output "$OUT_DIR/results" --name "h200-s4-${workload,,}" --append \
-    --quiet || echo "bench exit $?"
-  scrape "${workload,,}-q$qps-after" "$ENGINE"
+variant() {  # NAME [extra vllm serve args]: one start of the instance, the probe, the bench points
+  local name=$1 extra=() point workload qps points_var="BENCH_POINTS_$1"
+  shift
+  for arg in "$@"; do extra+=("--vllm-arg=$arg"); done
+  [ "$BACKEND" = sim ] && extra=()  # the sim has one scheduler: the variant's name still tags its files
+  step "$name: ppd up (1 replica, no proxy) ${extra[*]}"
+  STATES+=(/opt/single4.json)
+  $PY -m ppd up "${ENGINE_ARGS[@]}" "${extra[@]}" --topology 1r --no-proxy --gpus 0 --max-model-len 40960 \
+    --logs "$LOGS/$name" --state /opt/single4.json || fail "$name: the instance did not start"
+  ENGINE=$(engine_url 0)
+  step "$name: engine probe: $SECTIONS"
+  $PY tools/engine_probe.py --url "$ENGINE" --out "$OUT_DIR/probe-loaded-$name.jsonl" --sections "$SECTIONS" \
+    || echo "probe exit $?"
+  for point in ${!points_var-W2:4 W4:2.5}; do
+    workload=${point%%:*} qps=${point##*:}
+    scrape "$name-${workload,,}-q$qps-before" "$ENGINE"
+    step "$name: bench $workload $qps/s"
+    $PY -m ppd bench --url "$ENGINE" --workload "$workload" --qps "$qps" --duration "${BENCH_S:-30}" --runs 1 \
+      --warmup-s 0 --seed 0 --temperature 0 --output "$OUT_DIR/results" --name "h200-s4-$name-${workload,,}" \
+      --append --quiet || echo "bench exit $?"
+    scrape "$name-${workload,,}-q$qps-after" "$ENGINE"
+  done
+  $PY -m ppd down --state /opt/single4.json
+  pack_logs "$name" "$LOGS/$name"
+}
+
+for name in ${VARIANTS:-async}; do
+  case $name in
+    async) variant async ;;                         # vLLM 0.25.1's default: asynchronous scheduling
+    sync) variant sync --no-async-scheduling ;;     # step k+1 scheduled after step k's output
+    *) fail "unknown variant $name (async, sync)" ;;
+  esac
 done
-scrape single-end "$ENGINE"
-$PY -m ppd down --state /opt/single4.json
-pack_logs single "$LOGS/single"
 step "DONE"

@@ -62,13 +62,17 @@ def result_files(path: Path) -> list[Path]:
     ]
 
 
-def summary_values(
-    paths: list[Path], mode_map: dict[str, str] | None = None
-) -> dict[tuple[Point, str, str, str], float]:
-    """Mean over runs of each (point, turn group, metric, percentile); a point with any null run is left
-    out (as ppd report does: a p99 with < 100 samples in one run makes the point's p99 unknown).
+Key = tuple[Point, str, str, str]  # point, turn group, metric, percentile
+RunValues = dict[Key, list[float]]
+
+
+def run_values(paths: list[Path], mode_map: dict[str, str] | None = None) -> RunValues:
+    """Every run's value of each (point, turn group, metric, percentile), one entry per run of each
+    file. A figure that any run has null is left out whole, in both tables: its value is unknown (a p99
+    with < 100 samples in one run makes the point's p99 unknown, as in ppd report), and the other runs
+    alone would make it a different figure, measured fewer times.
     mode_map renames modes (a one-replica fleet's "replication" is a run straight at the engine, "")."""
-    runs: dict[tuple[Point, str, str, str], list[float | None]] = defaultdict(list)
+    runs: dict[Key, list[float | None]] = defaultdict(list)
     for path in paths:
         for summary in json.loads(path.read_text())["summaries"]:
             mode = (mode_map or {}).get(summary["mode"], summary["mode"])
@@ -78,28 +82,13 @@ def summary_values(
                     continue
                 for percentile in PERCENTILES:
                     runs[(point, group, metric, percentile)].append(summary[metric][percentile])
-    return {key: statistics.fmean(v for v in values if v is not None)
-            for key, values in runs.items() if values and all(v is not None for v in values)}  # fmt: skip
+    return {key: [v for v in values if v is not None] for key, values in runs.items()
+            if values and None not in values}  # fmt: skip
 
 
-RunValues = dict[tuple[Point, str, str, str], list[float]]
-
-
-def run_values(paths: list[Path]) -> RunValues:
-    """Every run's value of each (point, turn group, metric, percentile), one entry per run of each
-    file (null values left out)."""
-    values: RunValues = defaultdict(list)
-    for path in paths:
-        for summary in json.loads(path.read_text())["summaries"]:
-            point = (summary["workload"], float(summary["qps"]), summary["mode"])
-            for _, group, metric in FIGURES:
-                if summary["turn_group"] != group:
-                    continue
-                for percentile in PERCENTILES:
-                    value = summary[metric][percentile]
-                    if value is not None:
-                        values[(point, group, metric, percentile)].append(value)
-    return values
+def summary_values(paths: list[Path], mode_map: dict[str, str] | None = None) -> dict[Key, float]:
+    """Mean over runs of each (point, turn group, metric, percentile) that run_values keeps."""
+    return {key: statistics.fmean(values) for key, values in run_values(paths, mode_map).items()}
 
 
 def goal_of(percentile: str) -> float:
@@ -130,7 +119,7 @@ class Spread:
         return min(self.real_ms) * (1 - goal) <= self.sim_ms <= max(self.real_ms) * (1 + goal)
 
 
-def spreads(real: RunValues, sim: dict[tuple[Point, str, str, str], float]) -> list[Spread]:
+def spreads(real: RunValues, sim: dict[Key, float]) -> list[Spread]:
     """The figures with >= 2 real runs and a sim value, in table order."""
     found = []
     for (point, group, metric, percentile), values in real.items():
@@ -167,8 +156,8 @@ def spread_line(found: list[Spread]) -> str:
     )
 
 
-def compare(real: dict[tuple[Point, str, str, str], float],
-            sim: dict[tuple[Point, str, str, str], float]) -> list[Comparison]:  # fmt: skip
+def compare(real: dict[Key, float],
+            sim: dict[Key, float]) -> list[Comparison]:  # fmt: skip
     found = []
     for (point, group, metric, percentile), real_ms in real.items():
         sim_ms = sim.get((point, group, metric, percentile))

@@ -73,3 +73,25 @@ def test_a_real_file_named_again_is_not_a_second_run(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "only --real's own result files" in done.stderr
+
+
+def test_a_figure_with_a_null_run_is_left_out_of_both_tables(tmp_path: Path) -> None:
+    # p99 with < 100 samples in one run is null: the figure's value is unknown there, so the spread
+    # table leaves it out as the main table does (it kept the other runs as a figure measured twice)
+    def with_p99(path: Path, p99: float | None) -> Path:
+        result = json.loads(path.read_text())
+        for summary in result["summaries"]:
+            summary["ttft_ms"]["p99"] = p99
+        path.write_text(json.dumps(result))
+        return path
+
+    real = with_p99(_result(tmp_path / "real.json", "", 100.0, 200.0, 10.0), 500.0)
+    again = with_p99(_result(tmp_path / "again.json", "", 104.0, 210.0, 10.5), 520.0)
+    short = with_p99(_result(tmp_path / "short.json", "", 102.0, 205.0, 10.2), None)
+    sim = with_p99(_result(tmp_path / "sim.json", "", 101.0, 202.0, 10.1), 510.0)
+    both = ("--real-again", str(again), "--real-again", str(short))
+    lines = _run("--real", str(real), "--sim", str(sim), *both)
+    assert next(line for line in lines if line.startswith("sim_vs_real ")).endswith("within_goal=5/5")
+    assert lines[-1].startswith("sim_vs_real_spread figures=3 ")  # the p50s; no ttft p99
+    lines = _run("--real", str(real), "--sim", str(sim), "--real-again", str(again))
+    assert lines[-1].startswith("sim_vs_real_spread figures=5 ")  # without the null run: p99s too

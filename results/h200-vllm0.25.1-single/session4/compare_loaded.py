@@ -7,8 +7,9 @@ token, less as many decode steps as the decoders' chunks in it, at the decode st
         results/h200-vllm0.25.1-single/session4/probe-loaded.jsonl.gz \
         results/h200-vllm0.25.1-single/session4/probe-loaded-sim.jsonl.gz
 
-"lost" counts chunks, not tokens: where vLLM's API server merges a stream's tokens into one chunk
-(while it takes in a long prompt), it counts merged tokens as lost time. The sim's file came from
+"lost" counts tokens where the probe kept tokens per chunk (from commit 9f4c11a on), else chunks:
+then, where vLLM's API server merges a stream's tokens into one chunk (while it takes in a long
+prompt), merged tokens count as lost time. The sim's file came from
 `BACKEND=sim bash tools/gpu/h200/session4.sh` on the 2-core dev machine (real time)."""
 
 from __future__ import annotations
@@ -29,18 +30,22 @@ def read(path: str) -> list[dict[str, Any]]:
         return [r for r in map(json.loads, f) if r["kind"] == "loaded"]
 
 
-def lost_ms(decoders: list[list[float]], injection: dict[str, Any]) -> float | None:
+def lost_ms(
+    decoders: list[list[float]], tokens: list[list[int]] | None, injection: dict[str, Any]
+) -> float | None:
     start = min(injection["sent_ms"])
     end = max(chunks[-1] for chunks in injection["chunks_ms"]) + TAIL_MS
     values = []
-    for chunks in decoders:
+    for index, chunks in enumerate(decoders):
         before = [t for t in chunks if start - 500 <= t < start]
         after = [t for t in chunks if end - 150 < t <= end]
         if len(before) < 5 or len(after) < 4:
             continue
         step_ms = (statistics.median(b - a for a, b in itertools.pairwise(before)) +
                    statistics.median(b - a for a, b in itertools.pairwise(after))) / 2  # fmt: skip
-        inside = sum(1 for t in chunks if start <= t < end)
+        # tokens per chunk where the probe kept them (merged chunks count all their tokens), else 1
+        counts = tokens[index] if tokens else [1] * len(chunks)
+        inside = sum(n for t, n in zip(chunks, counts, strict=True) if start <= t < end)
         values.append(end - start - inside * step_ms)
     return statistics.median(values) if values else None
 
@@ -51,7 +56,8 @@ def table(records: list[dict[str, Any]]) -> dict[tuple[int, str, int, int], list
         for injection in record["injections"]:
             key = (record["decoders"], injection["kind"], injection["history"], injection["new"])
             longest = (injection["stall"].get("longest_gaps_ms") or [float("nan")])[0]
-            out.setdefault(key, []).append((longest, lost_ms(record["decoder_chunks_ms"], injection)))
+            lost = lost_ms(record["decoder_chunks_ms"], record.get("decoder_chunk_tokens"), injection)
+            out.setdefault(key, []).append((longest, lost))
     return out
 
 

@@ -38,6 +38,7 @@ class _Conversation:
     answer_token_ids: list[list[int]] = field(default_factory=list)
     prompt_token_ids: list[int] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
+    last_turn_blocks: tuple[int, list[int], list[int]] | None = None  # TurnJob.answer_blocks
 
 
 class BenchClient:
@@ -103,6 +104,7 @@ class BenchClient:
             lambda done: self._turn_done(conversation, turn, due_s, done),
             itl_ms=[] if self.config.record_itl else None,
             chat_messages=messages,
+            history_blocks=conversation.last_turn_blocks,
         )
         self._in_flight[id(job)] = (conversation, job)
         self.fleet.send(job)
@@ -132,6 +134,7 @@ class BenchClient:
             self.num_active -= 1
             return
         conversation.answer_token_ids.append(job.answer_token_ids)
+        conversation.last_turn_blocks = job.answer_blocks
         next_due_s = self.clock.now_s + self.config.think_time_s
         self.clock.at(next_due_s, self._send, conversation, turn + 1, next_due_s)
 

@@ -33,7 +33,7 @@ from ppd.router.conversations import Identity
 from ppd.router.core import InFlight, Router
 from ppd.router.policies import NoHealthyUpstream, Route
 from ppd.router.records import TurnRecord
-from ppd.sim.kv_cache import block_hashes_of
+from ppd.sim.kv_cache import block_hashes_after, block_hashes_of
 from ppd.sim.protocol import resolve_max_tokens
 from ppd.sim.request import Request
 from ppd.sim.timing import load_profile
@@ -66,6 +66,11 @@ class TurnJob:
     prefill_cached_tokens: int | None = None  # a P -> D route: P's own prefix-cache hit
     # The chat API without a session id: the messages the bench sends, which the router recognises by
     chat_messages: list[dict[str, str]] | None = None
+    # The conversation's last turn as its engine hashed it (block size, prompt and answer token ids,
+    # the chained hashes of their full blocks): this prompt starts with those tokens, so its block
+    # hashes start with those hashes (sim.kv_cache.block_hashes_after).
+    history_blocks: tuple[int, list[int], list[int]] | None = None
+    answer_blocks: tuple[int, list[int], list[int]] | None = None  # this turn's, when its answer ends
 
 
 class Fleet:
@@ -200,10 +205,16 @@ class _TurnFlow:
     def _new_request(
         self, engine: VirtualEngine, request_id: str, max_tokens: int, hold_kv_on_finish: bool
     ) -> Request:
-        """engine.new_request, hashing the prompt's blocks once for P and D (the same tokens)."""
+        """engine.new_request, hashing the prompt's blocks once for P and D (the same tokens), and
+        only those past the last turn's (TurnJob.history_blocks)."""
         block_size, prompt = engine.config.block_size, self.job.prompt_token_ids
+        history = self.job.history_blocks
         if self.prompt_hashes is None or self.prompt_hashes[0] != block_size:
-            self.prompt_hashes = (block_size, block_hashes_of(prompt, block_size))
+            if history is not None and history[0] == block_size:
+                hashes = block_hashes_after(prompt, block_size, history[1], history[2])
+            else:
+                hashes = block_hashes_of(prompt, block_size)
+            self.prompt_hashes = (block_size, hashes)
         return engine.new_request(request_id, prompt, max_tokens, hold_kv_on_finish, self.prompt_hashes[1])
 
     @property
@@ -345,6 +356,7 @@ class _TurnFlow:
             "prompt_tokens_details": {"cached_tokens": job.cached_tokens},
         }
         job.answer_token_ids = _content_tokens(request.output_token_ids)
+        job.answer_blocks = (self.target.config.block_size, request.token_ids, request.block_hashes)
         # The holder and token counts (usage), as the proxy; without a session id, the answer text too
         # (the proxy captures it to recognise the next turn by its whole history).
         answer = None if fleet.config.send_session_id else words_text(job.answer_token_ids).decode()

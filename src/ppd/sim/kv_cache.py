@@ -39,6 +39,21 @@ def block_hashes_of(token_ids: Sequence[int], block_size: int) -> list[int]:
     return hashes
 
 
+def block_hashes_after(
+    token_ids: list[int], block_size: int, known_token_ids: list[int], known_hashes: list[int]
+) -> list[int]:
+    """block_hashes_of(token_ids), taking the leading blocks from known_hashes (the chained hashes of
+    known_token_ids' leading full blocks) where token_ids starts with the same tokens: a turn's
+    prompt starts with the last turn's prompt and answer. Comparing tokens costs far less than
+    hashing them; where they differ (an answer's special tokens, which the next prompt's text
+    drops), every block is hashed."""
+    num_known = min(len(known_hashes), len(token_ids) // block_size)
+    end = num_known * block_size
+    hashes = known_hashes[:num_known] if token_ids[:end] == known_token_ids[:end] else []
+    extend_block_hashes(hashes, token_ids, block_size)
+    return hashes
+
+
 class KVCache:
     """Owns the blocks: allocation, reference counts, the prefix cache and LRU eviction.
 

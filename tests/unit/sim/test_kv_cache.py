@@ -1,4 +1,6 @@
-from ppd.sim.kv_cache import KVCache, block_hashes_of, extend_block_hashes
+import pytest
+
+from ppd.sim.kv_cache import KVCache, block_hashes_after, block_hashes_of, extend_block_hashes
 
 
 def test_block_hashes_chain_so_equal_blocks_after_different_prefixes_differ() -> None:
@@ -14,6 +16,25 @@ def test_extend_block_hashes_matches_hashing_at_once() -> None:
     hashes = block_hashes_of(tokens[:17], 8)
     extend_block_hashes(hashes, tokens, 8)
     assert hashes == block_hashes_of(tokens, 8)
+
+
+@pytest.mark.parametrize(
+    ("known", "num_known_hashes"),
+    [
+        (list(range(40)), 5),  # the prompt starts with the last turn: its blocks are reused
+        (list(range(40)), 3),  # fewer hashes known than full blocks shared
+        (list(range(13)), 1),  # the known tokens end inside the prompt's second block
+        (list(range(16)) + [99] * 24, 5),  # they differ from token 16 on (a dropped special token)
+        ([], 0),
+        (list(range(80)), 10),  # longer than the prompt
+    ],
+)
+def test_block_hashes_after_a_known_prefix_equal_hashing_it_all(
+    known: list[int], num_known_hashes: int
+) -> None:
+    prompt = list(range(60))
+    known_hashes = block_hashes_of(known, 8)[:num_known_hashes]
+    assert block_hashes_after(prompt, 8, known, known_hashes) == block_hashes_of(prompt, 8)
 
 
 def test_committed_blocks_stay_findable_after_free_until_evicted() -> None:

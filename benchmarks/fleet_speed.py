@@ -11,9 +11,13 @@ W is the slower of the two runs, M the larger peak resident memory. Goal: W <= 6
 
 With --baseline-src PATH (the src/ of another checkout, e.g. `git worktree add /tmp/base COMMIT`),
 the same runs go through that code too, alternating with this checkout's, and a line
-`fleet_speed_baseline ...` gives its figures, before the last line; both in the same session.
+`fleet_speed_baseline ...` gives its figures; both in the same session. With --compiled-src PATH
+(the opt-in mypyc build of this checkout, `python tools/build_compiled.py`, which puts it in
+build/compiled), the runs go through it as well, and the line `fleet_speed_pure ...` gives the
+pure-Python figures. Every child reports the build it loaded (ppd.buildinfo), and the last line ends
+with `build=mypyc` when the compiled build was measured, `build=pure` otherwise.
 
-    python benchmarks/fleet_speed.py [--sim-s 3600] [--qps 16] [--baseline-src PATH]
+    python benchmarks/fleet_speed.py [--sim-s 3600] [--qps 16] [--baseline-src PATH] [--compiled-src PATH]
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def rss_mib() -> float:
 
 def child(topology: str, mode: str, sim_s: float, qps: float) -> dict[str, object]:
     """Simulate one run here; the figures as a dict."""
+    import ppd
     from ppd.bench.workloads import builtin_workload
     from ppd.fleet import FleetConfig, fleet_topology, simulate
     from ppd.fleet.run import AttainmentCounter, peak_rss_mib
@@ -71,6 +76,8 @@ def child(topology: str, mode: str, sim_s: float, qps: float) -> dict[str, objec
     run = simulate(config, on_row=on_row)
     wall_s = time.perf_counter() - started_s
     return {
+        "build": loaded_build(),
+        "package": str(Path(ppd.__file__).parent),
         "topology": topology,
         "mode": mode,
         "wall_s": wall_s,
@@ -82,39 +89,64 @@ def child(topology: str, mode: str, sim_s: float, qps: float) -> dict[str, objec
     }
 
 
+def loaded_build() -> str:
+    """`pure`, or `mypyc` with its compiled modules as loaded (ppd.buildinfo; a checkout older than
+    it is pure)."""
+    try:
+        from ppd.buildinfo import build_info
+    except ImportError:
+        return "pure"
+    info = build_info()
+    if info["variant"] == "pure":
+        return "pure"
+    import importlib
+
+    loaded = [
+        name for name in info["modules"] if not str(importlib.import_module(name).__file__).endswith(".py")
+    ]
+    return f"{info['variant']}({len(loaded)}/{len(info['modules'])} modules compiled)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sim-s", type=float, default=3600.0, help="simulated arrival window (default 3600)")
     parser.add_argument("--qps", type=float, default=16.0, help="conversations/s (default 16)")
     parser.add_argument("--baseline-src", type=Path, help="also run another checkout's src/, to compare")
+    parser.add_argument(
+        "--compiled-src", type=Path, help="also run this checkout's compiled build (tools/build_compiled.py)"
+    )
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("TOPOLOGY", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.sim_s, args.qps)))
         return 0
-    if args.baseline_src is not None and not (args.baseline_src / "ppd" / "fleet").is_dir():
-        print(f"fleet_speed: --baseline-src {args.baseline_src} has no ppd/fleet package", file=sys.stderr)
-        return 2
-    results: dict[str, list[dict[str, object]]] = {"this": [], "baseline": []}
+    for flag, src in (("--baseline-src", args.baseline_src), ("--compiled-src", args.compiled_src)):
+        if src is not None and not (src / "ppd" / "fleet").is_dir():
+            print(f"fleet_speed: {flag} {src} has no ppd/fleet package", file=sys.stderr)
+            return 2
+    sources = {"baseline": args.baseline_src, "pure": SRC, "mypyc": args.compiled_src}
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in sources}
     for topology, mode in RUNS:
-        for label, src in (("baseline", args.baseline_src), ("this", SRC)):
+        for label, src in sources.items():
             if src is None:
                 continue
             result = run_child(topology, mode, args.sim_s, args.qps, src)
+            if label != "baseline" and not str(result["build"]).startswith(label):
+                print(f"fleet_speed: {src} loaded build {result['build']}, not {label}", file=sys.stderr)
+                return 1
             results[label].append(result)
             print_run(label, result, args.sim_s)
-    if results["baseline"]:
-        wall_s, peak = worst(results["baseline"])
-        print(
-            f"fleet_speed_baseline src={args.baseline_src} sim_hours={args.sim_s / 3600:g} "
-            f"conv_per_s={args.qps:g} instances=8 wall_s={wall_s:.1f} rss_mib={peak:.0f}"
-        )
-    wall_s, peak = worst(results["this"])
-    print(
-        f"fleet_speed sim_hours={args.sim_s / 3600:g} conv_per_s={args.qps:g} instances=8 "
-        f"wall_s={wall_s:.1f} rss_mib={peak:.0f}"
-    )
+    figures = f"sim_hours={args.sim_s / 3600:g} conv_per_s={args.qps:g} instances=8"
+    for label in ("baseline", "pure"):
+        if results[label] and (label == "baseline" or results["mypyc"]):
+            wall_s, peak = worst(results[label])
+            print(
+                f"fleet_speed_{label} src={sources[label]} {figures} wall_s={wall_s:.1f} rss_mib={peak:.0f}"
+            )
+    best = "mypyc" if results["mypyc"] else "pure"
+    wall_s, peak = worst(results[best])
+    print(f"fleet_speed {figures} wall_s={wall_s:.1f} rss_mib={peak:.0f} build={best}")
     return 0
 
 
@@ -132,7 +164,8 @@ def print_run(label: str, result: dict[str, Any], sim_s: float) -> None:
     early = sum(rss for _, rss in samples[:quarter]) / quarter
     late = sum(rss for _, rss in samples[-quarter:]) / quarter
     print(
-        f"[{label}] {result['topology']} {result['mode']}: {result['conversations']} conversations, "
+        f"[{label}: {result['build']}] {result['topology']} {result['mode']}: "
+        f"{result['conversations']} conversations, "
         f"{result['turns']} turns, {result['events']} events in {result['wall_s']:.1f} s wall "
         f"({sim_s / result['wall_s']:.1f}x real time); RSS first quarter {early:.0f} MiB, "
         f"last quarter {late:.0f} MiB, peak {result['peak_rss_mib']:.0f} MiB"

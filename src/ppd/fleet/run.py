@@ -15,6 +15,7 @@ from ppd.bench.config import BenchConfig
 from ppd.bench.metrics import conversation_rates, meets_slo, summarize
 from ppd.bench.resultset import ResultSet
 from ppd.bench.server_info import ServerInfo
+from ppd.buildinfo import build_info
 from ppd.fleet.client import BenchClient
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig, topology_to_dict, validate
@@ -188,6 +189,7 @@ def write_result_set(runs: Sequence[FleetRun], output_dir: Path, name: str | Non
     with ResultSet.open(bench_config, server) as results:
         profile = load_profile(first.engine.profile)
         results.meta["backend"] = "fleet"
+        results.meta["build"] = build_info()  # pure Python, or the opt-in mypyc build
         results.meta["profile"] = {"name": profile.name, "source": profile.source}
         results.meta["fleet"] = [
             {

@@ -8,6 +8,7 @@ import pytest
 
 from ppd.bench.metrics import Slo
 from ppd.bench.workloads import builtin_workload
+from ppd.buildinfo import build_info
 from ppd.errors import UsageError
 from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate, slo_attainment, write_result_set
 from ppd.results import load_result
@@ -78,6 +79,7 @@ def test_result_set_is_a_bench_result_set(tmp_path: Path) -> None:
     path = write_result_set(runs, tmp_path, "fleet-test")
     meta, rows = load_result(path)
     assert meta["backend"] == "fleet" and meta["profile"]["name"]
+    assert meta["build"] == build_info() and meta["build"]["variant"] in ("pure", "mypyc")
     assert len(rows) == sum(len(run.rows) for run in runs)
     assert {summary["mode"] for summary in meta["summaries"]} == {"pd", "replication"}
     assert json.loads(path.read_text())["config"]["modes"] == ["pd", "replication"]

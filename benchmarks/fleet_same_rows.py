@@ -8,6 +8,10 @@ should give differ=0. A deliberate model change names what differs.
 
     python benchmarks/fleet_same_rows.py save FILE [--src OTHER/src]   # the code before the change
     python benchmarks/fleet_same_rows.py compare FILE                  # this checkout's code
+    python benchmarks/fleet_same_rows.py compare FILE --src build/compiled   # its mypyc build
+
+The last line names the build the fingerprints came from (ppd.buildinfo; `pure` for a checkout
+older than it).
 """
 
 from __future__ import annotations
@@ -86,6 +90,15 @@ def fingerprints() -> dict[str, dict[str, Any]]:
     return found
 
 
+def loaded_build() -> str:
+    """`pure` or `mypyc(N modules)`, as imported from SRC."""
+    try:
+        from ppd.buildinfo import build_label
+    except ImportError:  # a checkout from before the compiled build
+        return "pure"
+    return build_label()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("save", "compare"):
         print("usage: fleet_same_rows.py save|compare FILE", file=sys.stderr)
@@ -101,7 +114,7 @@ def main(argv: list[str]) -> int:
     differ = sorted(key for key in saved if saved[key] != found.get(key))
     for key in differ:
         print(f"differs: {key}")
-    print(f"fleet_same_rows cases={len(saved)} differ={len(differ)}")
+    print(f"fleet_same_rows cases={len(saved)} differ={len(differ)} build={loaded_build()}")
     return 1 if differ else 0
 
 

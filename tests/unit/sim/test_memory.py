@@ -9,9 +9,9 @@ import pytest
 
 from ppd.sim.config import sim_config
 from ppd.sim.memory import GpuMemory, kv_cache_tokens
-from ppd.sim.timing import ProfileError, load_profile
+from ppd.sim.timing import PROFILES_DIR, ProfileError, load_profile
 
-PROFILE_PATH = Path(load_profile.__globals__["PROFILES_DIR"], "h100-llama3.1-8b.json")
+PROFILE_PATH = Path(PROFILES_DIR, "h100-llama3.1-8b.json")
 
 
 def test_capacity_is_what_is_left_over_kv_bytes_per_token() -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from ppd.sim.timing import (
+    PROFILES_DIR,
     ApiServer,
     BatchShape,
     ProfileError,
@@ -92,7 +93,7 @@ def test_default_profile_loads_and_names_its_source() -> None:
 
 
 def test_profile_with_unknown_key_is_rejected(tmp_path: Path) -> None:
-    data = json.loads(Path(load_profile.__globals__["PROFILES_DIR"], "h100-llama3.1-8b.json").read_text())
+    data = json.loads(Path(PROFILES_DIR, "h100-llama3.1-8b.json").read_text())
     data["step"]["bogus_ms"] = 1
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))

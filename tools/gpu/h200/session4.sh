@@ -20,6 +20,8 @@
 #   bench     BENCH_POINTS_<variant> (default "W2:4 W4:2.5", the points the TPOT error was seen at),
 #             30 s each, as the first session's loaded runs (greedy, seed 0), /metrics before and
 #             after, rows with their ITL lists;
+#   TRACE=1   vLLM's scheduler traced per step (tools/vllm_step_trace, a vLLM plugin) into
+#             trace-<variant>/; SECTIONS=none skips the probe;
 #   VARIANTS  (default "async") the steps above once per variant, each on a fresh start: async is
 #             vLLM's default, sync adds --no-async-scheduling (does scheduling step k+1 while step k
 #             runs change where prefills land?). Files carry the variant's name.
@@ -50,14 +52,19 @@ variant() {  # NAME [extra vllm serve args]: one start of the instance, the prob
   shift
   for arg in "$@"; do extra+=("--vllm-arg=$arg"); done
   [ "$BACKEND" = sim ] && extra=()  # the sim has one scheduler: the variant's name still tags its files
+  if [ "${TRACE:-0}" = 1 ] && [ "$BACKEND" = vllm ]; then  # tools/vllm_step_trace as a vLLM plugin
+    extra+=(--env "PYTHONPATH=$SITE:$PWD/tools/vllm_step_trace" --env "PPD_STEP_TRACE_DIR=$OUT_DIR/trace-$name")
+  fi
   step "$name: ppd up (1 replica, no proxy) ${extra[*]}"
   STATES+=(/opt/single4.json)
   $PY -m ppd up "${ENGINE_ARGS[@]}" "${extra[@]}" --topology 1r --no-proxy --gpus 0 --max-model-len 40960 \
     --logs "$LOGS/$name" --state /opt/single4.json || fail "$name: the instance did not start"
   ENGINE=$(engine_url 0)
-  step "$name: engine probe: $SECTIONS"
-  $PY tools/engine_probe.py --url "$ENGINE" --out "$OUT_DIR/probe-loaded-$name.jsonl" --sections "$SECTIONS" \
-    || echo "probe exit $?"
+  if [ "$SECTIONS" != none ]; then
+    step "$name: engine probe: $SECTIONS"
+    $PY tools/engine_probe.py --url "$ENGINE" --out "$OUT_DIR/probe-loaded-$name.jsonl" --sections "$SECTIONS" \
+      || echo "probe exit $?"
+  fi
   for point in ${!points_var-W2:4 W4:2.5}; do
     workload=${point%%:*} qps=${point##*:}
     scrape "$name-${workload,,}-q$qps-before" "$ENGINE"

@@ -41,7 +41,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def build_app(config: ProxyConfig) -> web.Application:
     """An aiohttp app routing for `config`; its HTTP client and health checks run while it runs."""
     app = web.Application(
-        client_max_size=config.max_body_bytes, middlewares=[_json_errors, _checked_authorization]
+        client_max_size=config.max_body_bytes, middlewares=[_json_errors]
     )
     app[STATE] = ProxyState.from_config(config)
     app.cleanup_ctx.append(_lifespan)
@@ -82,9 +82,11 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
 
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # Every error, the router's 404/405/413 included, reaches the client as OpenAI-style JSON.
+    # Every error, the router's 404/405/413 included, reaches the client as OpenAI-style JSON. One
+    # middleware, not one per concern: every await of a streamed answer resumes each frame around it.
     state = request.app[STATE]
     try:
+        _check_authorization(request)
         return await handler(request)
     except ApiError as exc:
         if exc.status < 500:
@@ -98,14 +100,12 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return error_response(exc.status, message)
 
 
-@web.middleware
-async def _checked_authorization(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _check_authorization(request: web.Request) -> None:
     # An Authorization header is compared, and forwarded to the engines, as bytes: one that is not
     # printable ASCII (aiohttp hands undecodable bytes over as surrogates) can be no valid token.
     authorization = request.headers.get("Authorization")
     if authorization is not None and not (authorization.isascii() and authorization.isprintable()):
         raise ApiError(401, "the Authorization header must be printable ASCII, e.g. 'Bearer <token>'")
-    return await handler(request)
 
 
 def check_admin(request: web.Request) -> None:

@@ -29,6 +29,9 @@ from ppd.openai_api import ApiError
 # Deeper JSON is refused: the proxy's own walks over a body (digests, re-encoding) must not recurse
 # into a RecursionError. Real requests nest a handful of levels.
 MAX_JSON_DEPTH = 64
+# Below this many containers json.loads allocates too few objects to set off the cyclic collector
+# (its first generation's threshold is 700 allocations): pausing it only costs the pause.
+_PAUSE_COLLECTOR_CONTAINERS = 256
 # Content-Encodings the proxy decodes itself. aiohttp's own decoding is off: it took any other
 # value for identity and answered what it could not decode in text/plain.
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -180,8 +183,11 @@ def parse_json_object(raw: bytes, num_containers: int) -> dict[str, Any]:
     """A JSON object from bytes already within the element bounds (`num_containers`: its opening
     brackets); ApiError 400 when it is not JSON, not an object, or nests over MAX_JSON_DEPTH."""
     try:
-        with collector_paused():
-            body = json.loads(raw)
+        if num_containers < _PAUSE_COLLECTOR_CONTAINERS:
+            body = json.loads(raw)  # too few objects to start a collection: no pause to pay for
+        else:
+            with collector_paused():
+                body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:

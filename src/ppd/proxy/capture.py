@@ -56,8 +56,9 @@ class AnswerCapture:
         self._pending = [buffer[end:]] if end < len(buffer) else []
         self._num_pending_bytes = len(buffer) - end
         lines = buffer[:end]
-        for match in self._pattern.finditer(lines):
-            self._add_text(match.group(1))
+        texts = self._pattern.findall(lines)
+        if texts:
+            self._add_texts(texts)
         for mark in _USAGE_MARKS:
             at = lines.rfind(mark)
             if at >= 0:
@@ -71,15 +72,16 @@ class AnswerCapture:
         if isinstance(usage, dict):
             self.usage = usage
 
-    def _add_text(self, raw: bytes) -> None:
-        if not raw:
-            return
-        self.num_content_chunks += 1
+    def _add_texts(self, raws: list[bytes]) -> None:
+        # The JSON string bodies of one scan, joined and decoded once: each holds whole characters and
+        # whole escapes, so the join decodes to the texts' join (one call per scan, not per chunk).
+        self.num_content_chunks += len(raws) - raws.count(b"")
         if self.capture_text:
-            if b"\\" in raw:
-                self._parts.append(json.loads(b'"' + raw + b'"'))
-            else:
-                self._parts.append(raw.decode("utf-8", "replace"))
+            joined = b"".join(raws)
+            if b"\\" in joined:
+                self._parts.append(json.loads(b'"' + joined + b'"'))
+            elif joined:
+                self._parts.append(joined.decode("utf-8", "replace"))
 
     def feed_json_body(self, body: bytes) -> None:
         """Read a whole non-streamed JSON answer."""

@@ -15,6 +15,7 @@ seconds, the router's clock in the proxy.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from dataclasses import dataclass
@@ -54,14 +55,6 @@ CHAT_PATH = "/v1/chat/completions"
 clock = time.perf_counter  # the router's clock in the proxy (the health checker uses it too)
 
 
-async def handle_completions(request: web.Request) -> web.StreamResponse:
-    """POST /v1/completions."""
-    return await serve_turn(request, is_chat=False)
-
-
-async def handle_chat_completions(request: web.Request) -> web.StreamResponse:
-    """POST /v1/chat/completions."""
-    return await serve_turn(request, is_chat=True)
 
 
 async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
@@ -90,6 +83,12 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
     finally:
         record.finished_s = clock()
         state.record_turn(record, path=request.path)
+
+
+# POST /v1/completions and /v1/chat/completions: serve_turn itself (a partial of a coroutine function is
+# one to aiohttp), not a coroutine awaiting it: each await of a streamed answer resumes every frame.
+handle_completions = functools.partial(serve_turn, is_chat=False)
+handle_chat_completions = functools.partial(serve_turn, is_chat=True)
 
 
 class HopFailed(Exception):

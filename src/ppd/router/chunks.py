@@ -137,9 +137,10 @@ def chat_text(messages: Sequence[Any], max_bytes: int | None = None) -> bytes:
     return joined if max_bytes is None else joined[:max_bytes]
 
 
-def chat_text_chars(messages: Sequence[Any], max_part_chars: int | None = None) -> int:
-    """The characters of chat_text(messages), without making it: a lower bound on its UTF-8 bytes.
-    max_part_chars: a part that is not text counts at most about that many (json_lead)."""
+def chat_text_chars(messages: Sequence[Any]) -> int:
+    """At most the characters of chat_text(messages), without making it: a lower bound on its UTF-8
+    bytes. Strings are counted by len() and other parts by their JSON's least length, so the work is
+    the number of JSON values, never the length of the text."""
     num_chars = 0
     for message in messages:
         if isinstance(message, dict):
@@ -150,11 +151,29 @@ def chat_text_chars(messages: Sequence[Any], max_part_chars: int | None = None) 
         if isinstance(content, str):
             num_chars += len(content)
         elif isinstance(content, list):  # the joined parts' length, without joining them
-            num_chars += sum(len(_part_text(part, max_part_chars)) for part in content)
-            num_chars += max(0, len(content) - 1)
+            num_chars += sum(_part_chars(part) for part in content) + max(0, len(content) - 1)
         else:
-            num_chars += len(json_lead(content, max_part_chars))
+            num_chars += min_json_chars(content)
     return num_chars
+
+
+def _part_chars(part: Any) -> int:
+    if isinstance(part, dict) and isinstance(part.get("text"), str):
+        return len(part["text"])
+    return min_json_chars(part)
+
+
+def min_json_chars(value: Any) -> int:
+    """The least length json_lead(value) can have: strings' quotes and lengths, containers' brackets
+    and separators, escapes left out (they only add); 1 for any other value."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, dict):
+        items = sum(min_json_chars(str(key)) + 2 + min_json_chars(item) for key, item in value.items())
+        return 2 + items + 2 * max(0, len(value) - 1)
+    if isinstance(value, list | tuple):
+        return 2 + sum(min_json_chars(item) for item in value) + 2 * max(0, len(value) - 1)
+    return 1
 
 
 def _parts_text(content: Any, max_chars: int | None = None) -> str:

@@ -97,7 +97,7 @@ def identity_lead(identity: Identity, keyed_bytes: int) -> tuple[bytes, int] | N
         text = chat_text(identity.chat_messages, keyed_bytes + 1)  # a byte past the lead: is there more?
         if len(text) <= keyed_bytes:
             return text, len(text)
-        return text[:keyed_bytes], max(len(text), chat_text_chars(identity.chat_messages, keyed_bytes))
+        return text[:keyed_bytes], max(len(text), chat_text_chars(identity.chat_messages))
     return None
 
 

@@ -9,7 +9,15 @@ import re
 import pytest
 
 from ppd.router import conversations as conversations_module
-from ppd.router.chunks import ChunkIndex, chat_text, chat_text_chars, chunk_keys, json_lead, prefix_key
+from ppd.router.chunks import (
+    ChunkIndex,
+    chat_text,
+    chat_text_chars,
+    chunk_keys,
+    json_lead,
+    min_json_chars,
+    prefix_key,
+)
 from ppd.router.conversations import ConversationStore, Identity, TurnOutcome
 from ppd.router.core import Router, RouterConfig, shared_tokens
 from ppd.router.records import TurnRecord
@@ -338,4 +346,18 @@ def test_a_part_that_is_not_text_is_rendered_only_as_far_as_the_lead() -> None:
     assert len(lead) < 1100 and json_lead(many)[:1000] == lead[:1000]
     messages = [{"role": "user", "content": [{"type": "text", "text": "look"}, part]}]
     assert len(chat_text(messages, 4096)) == 4096
-    assert 4096 < chat_text_chars(messages, 4096) <= len(chat_text(messages))
+    assert 4096 < chat_text_chars(messages) <= len(chat_text(messages))
+
+
+def test_a_chat_past_the_lead_is_measured_by_its_values_not_its_text() -> None:
+    # past the lead a chat's length is a lower bound made without rendering anything: many large
+    # parts cost a len() each (rendering each part up to the lead was the body's size again)
+    big = "A" * 1_000_000
+    images = [{"type": "image_url", "image_url": {"url": big}} for _ in range(8)]
+    parts = [*images, {"type": "text", "text": big}]
+    messages = [{"role": "user", "content": parts}, {"role": "user", "content": {"odd": [big, 1.5, None]}}]
+    whole = len(chat_text(messages))
+    assert 10 * len(big) < chat_text_chars(messages) <= whole
+    for value in (parts[0], {"é": ["x", {"k": 'q"uote'}], "n": 12345}, [], {}, "\n"):
+        assert min_json_chars(value) <= len(json_lead(value))
+    assert min_json_chars({"a": ["b", 1]}) == len(json_lead({"a": ["b", 1]}))

@@ -217,15 +217,27 @@ class Probe:
         for decoders in (8,) if self.quick else MIXED_DECODERS:
             await self._mixed_one(decoders)
 
-    async def _mixed_one(self, num_decoders: int) -> None:
+    async def _start_decoders(
+        self, num_decoders: int, prompt_tokens: int, output_tokens: int, timeout_s: float
+    ) -> tuple[float, list[Stream], list[asyncio.Task[Stream]]]:
+        """Start num_decoders streams and return once each has its first token (or ended), plus a
+        second of steady decoding: (origin of their stamps, their records, their tasks)."""
         origin = time.perf_counter()
         decoders = [Stream(origin) for _ in range(num_decoders)]
         tasks = [
-            asyncio.create_task(self.one(self.prompts.make(512), MIXED_DECODER_OUTPUT_TOKENS, record))
+            asyncio.create_task(self.one(self.prompts.make(prompt_tokens), output_tokens, record))
             for record in decoders
         ]
-        await _until(lambda: all(r.chunks or t.done() for r, t in zip(decoders, tasks, strict=True)), 60.0)
+        await _until(
+            lambda: all(r.chunks or t.done() for r, t in zip(decoders, tasks, strict=True)), timeout_s
+        )
         await asyncio.sleep(1.0)
+        return origin, decoders, tasks
+
+    async def _mixed_one(self, num_decoders: int) -> None:
+        origin, decoders, tasks = await self._start_decoders(
+            num_decoders, 512, MIXED_DECODER_OUTPUT_TOKENS, 60.0
+        )
         injections = []
         for size in (128, 2048) if self.quick else MIXED_PREFILLS:
             for rep in range(1 if self.quick else 2):
@@ -242,17 +254,13 @@ class Probe:
                     }
                 )
                 await asyncio.sleep(0.3)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(tasks)
         self.emit(
             {
                 "kind": "mixed",
                 "decoders": num_decoders,
                 "injections": injections,
-                "decoders_streaming": sum(bool(r.chunks) for r in decoders),
-                "decoder_chunks_ms": [r.rel_ms(origin) for r in decoders[:4]],
-                "error": next((r.error for r in decoders if r.error), None),
+                **decoders_of(decoders, origin),
             }
         )
 
@@ -261,16 +269,11 @@ class Probe:
             await self._loaded_one(decoders)
 
     async def _loaded_one(self, num_decoders: int) -> None:
-        origin = time.perf_counter()
-        decoders = [Stream(origin) for _ in range(num_decoders)]
         prompt_tokens = 256 if self.quick else LOADED_DECODER_PROMPT
         output_tokens = 400 if self.quick else LOADED_DECODER_OUTPUT_TOKENS
-        tasks = [
-            asyncio.create_task(self.one(self.prompts.make(prompt_tokens), output_tokens, record))
-            for record in decoders
-        ]
-        await _until(lambda: all(r.chunks or t.done() for r, t in zip(decoders, tasks, strict=True)), 120.0)
-        await asyncio.sleep(1.0)
+        origin, decoders, tasks = await self._start_decoders(
+            num_decoders, prompt_tokens, output_tokens, 120.0
+        )
         injections = []
         plan = [("fresh", 0, 256, 1), ("pair", 0, 256, 2)] if self.quick else LOADED_INJECTIONS
         for kind, history, new, together in plan:
@@ -299,21 +302,33 @@ class Probe:
                     }
                 )
                 await asyncio.sleep(0.3)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(tasks)
         self.emit(
             {
                 "kind": "loaded",
                 "decoders": num_decoders,
                 "decoder_prompt_tokens": prompt_tokens,
                 "injections": injections,
-                "decoders_streaming": sum(bool(r.chunks) for r in decoders),
-                "decoder_chunks_ms": [r.rel_ms(origin) for r in decoders[:4]],
-                "decoder_chunk_tokens": [r.chunk_tokens for r in decoders[:4]],
-                "error": next((r.error for r in decoders if r.error), None),
+                **decoders_of(decoders, origin),
             }
         )
+
+
+async def _cancel(tasks: list[asyncio.Task[Stream]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def decoders_of(decoders: list[Stream], origin: float) -> dict[str, Any]:
+    """The background streams' part of a record: how many streamed, the first four's stamps and
+    tokens per chunk, the first error."""
+    return {
+        "decoders_streaming": sum(bool(r.chunks) for r in decoders),
+        "decoder_chunks_ms": [r.rel_ms(origin) for r in decoders[:4]],
+        "decoder_chunk_tokens": [r.chunk_tokens for r in decoders[:4]],
+        "error": next((r.error for r in decoders if r.error), None),
+    }
 
 
 def stall(decoders: list[Stream], injected: list[Stream]) -> dict[str, Any]:

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-TOOL = Path(__file__).resolve().parents[3] / "tools" / "api_probe.py"
+from helpers import load_tool
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("api_probe", TOOL)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = _load()
+probe = load_tool("api_probe")
 
 
 def test_intake_offsets_are_evenly_spaced_inside_the_cell() -> None:

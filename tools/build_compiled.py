@@ -36,6 +36,8 @@ from ppd.buildinfo import MANIFEST_NAME, source_digests  # noqa: E402
 # module whose class extends one of these is compiled too; tests/unit/sim and tests/unit/fleet pass
 # on the compiled build (PYTHONPATH=build/compiled).
 COMPILED_MODULES = (
+    "ppd/tokens.py",
+    "ppd/sim/config.py",
     "ppd/sim/kv_cache.py",
     "ppd/sim/request.py",
     "ppd/sim/scheduler.py",

@@ -14,16 +14,16 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
-NUM_WORD_TOKENS = 128_000  # w0 .. w127999; ids from here on are special tokens, as in Llama 3
+NUM_WORD_TOKENS: Final = 128_000  # w0 .. w127999; ids from here on are special tokens, as in Llama 3
 SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>"] + [
     f"<|reserved_special_token_{i}|>" for i in range(254)
 ]
-VOCAB_SIZE = NUM_WORD_TOKENS + len(SPECIAL_TOKENS)  # 128256, Llama-3.1's vocab_size
-EOS_TOKEN_ID = NUM_WORD_TOKENS + 1
-FIRST_RESERVED_TOKEN_ID = NUM_WORD_TOKENS + 2  # <|reserved_special_token_0|>
-NUM_RESERVED_TOKENS = VOCAB_SIZE - FIRST_RESERVED_TOKEN_ID
+VOCAB_SIZE: Final = NUM_WORD_TOKENS + len(SPECIAL_TOKENS)  # 128256, Llama-3.1's vocab_size
+EOS_TOKEN_ID: Final = NUM_WORD_TOKENS + 1
+FIRST_RESERVED_TOKEN_ID: Final = NUM_WORD_TOKENS + 2  # <|reserved_special_token_0|>
+NUM_RESERVED_TOKENS: Final = VOCAB_SIZE - FIRST_RESERVED_TOKEN_ID
 _SPECIAL_IDS = {text: NUM_WORD_TOKENS + i for i, text in enumerate(SPECIAL_TOKENS)}
 
 # Chat messages become words with this fixed template: each message is its role followed by its

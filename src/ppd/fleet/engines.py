@@ -19,7 +19,7 @@ per-step driving gives (tests/unit/fleet/test_engines.py checks it row for row).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import cast
+from typing import Final, cast
 
 from ppd.fleet.clock import EventQueue
 from ppd.sim.config import SimConfig
@@ -28,7 +28,7 @@ from ppd.sim.kv_handoff import KVLease, PullStats
 from ppd.sim.request import Request, RequestStatus
 
 Callback = Callable[[], None]
-MAX_RUN_STEPS = 64  # steps priced at once; a longer run continues as another one
+MAX_RUN_STEPS: Final = 64  # steps priced at once; a longer run continues as another one
 
 
 class VirtualEngine:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 # Parent of the first block's hash. Hashing tuples of ints is stable across processes (only str and
 # bytes hashing is salted), so a P and a D compute the same hashes for the same tokens.
-ROOT_BLOCK_HASH = 0x5EED_B10C
+ROOT_BLOCK_HASH: Final = 0x5EED_B10C
 
 
 def hash_block(parent_hash: int, token_ids: Sequence[int]) -> int:

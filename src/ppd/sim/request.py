@@ -6,12 +6,15 @@ import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from ppd.tokens import FIRST_RESERVED_TOKEN_ID, NUM_RESERVED_TOKENS, NUM_WORD_TOKENS
 
 # Answer word k of a request is (answer_seed + k * _ANSWER_STRIDE) mod the vocabulary, shifted past
 # w0 (the GPU tokenizer's unknown-word token). A large odd stride makes consecutive words look random.
-_ANSWER_STRIDE = 2_654_435_761
+# (Final constants: the compiled build inlines them instead of looking them up per use.)
+_ANSWER_STRIDE: Final = 2_654_435_761
+_NUM_ANSWER_WORDS: Final = NUM_WORD_TOKENS - 1
 
 
 class RequestStatus(enum.Enum):
@@ -73,24 +76,24 @@ class Request:
         step = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE
         if self.special_token_rate and _unit_interval(step) < self.special_token_rate:
             return FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
-        return 1 + step % (NUM_WORD_TOKENS - 1)
+        return 1 + step % _NUM_ANSWER_WORDS
 
     def next_answer_tokens(self, count: int) -> list[int]:
         """The next `count` answer tokens at once (next_answer_token, `count` times over)."""
         first = self.answer_seed + (len(self.token_ids) - self.num_prompt_tokens) * _ANSWER_STRIDE
         steps = range(first, first + count * _ANSWER_STRIDE, _ANSWER_STRIDE)
-        rate = self.special_token_rate
+        rate, num_words = self.special_token_rate, _NUM_ANSWER_WORDS
         if not rate:
-            return [1 + step % (NUM_WORD_TOKENS - 1) for step in steps]
+            return [1 + step % num_words for step in steps]
         return [
             FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
             if _unit_interval(step) < rate
-            else 1 + step % (NUM_WORD_TOKENS - 1)
+            else 1 + step % num_words
             for step in steps
         ]
 
 
-_MASK_64 = 0xFFFF_FFFF_FFFF_FFFF
+_MASK_64: Final = 0xFFFF_FFFF_FFFF_FFFF
 
 
 def _unit_interval(value: int) -> float:

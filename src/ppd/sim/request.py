@@ -81,10 +81,11 @@ class Request:
     def next_answer_tokens(self, count: int) -> list[int]:
         """The next `count` answer tokens at once (next_answer_token, `count` times over)."""
         first = self.answer_seed + (len(self.token_ids) - self.num_prompt_tokens) * _ANSWER_STRIDE
-        steps = range(first, first + count * _ANSWER_STRIDE, _ANSWER_STRIDE)
+        end = first + count * _ANSWER_STRIDE
         rate, num_words = self.special_token_rate, _NUM_ANSWER_WORDS
-        if not rate:
-            return [1 + step % num_words for step in steps]
+        if not rate:  # range() in the loop itself: the compiled build makes it a C loop
+            return [1 + step % num_words for step in range(first, end, _ANSWER_STRIDE)]
+        steps = range(first, end, _ANSWER_STRIDE)
         return [
             FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
             if _unit_interval(step) < rate

@@ -103,3 +103,90 @@ def test_never_used_blocks_go_first_in_id_order_then_freed_ones_least_recent_fir
     assert cache.allocate(2) is None
     assert cache.allocate(1) == [0]
     assert cache.num_free_blocks == 0 and cache.usage == 1.0
+
+
+class OrderedDictCache:
+    """The eviction order KVCache keeps, written the obvious way (an OrderedDict of free blocks)."""
+
+    def __init__(self, num_blocks: int) -> None:
+        from collections import OrderedDict
+
+        self.ref_counts = [0] * num_blocks
+        self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
+
+    def allocate(self, count: int) -> list[int] | None:
+        if count > len(self.free):
+            return None
+        taken = [self.free.popitem(last=False)[0] for _ in range(count)]
+        for block_id in taken:
+            self.ref_counts[block_id] = 1
+        return taken
+
+    def touch(self, block_ids: list[int]) -> None:
+        for block_id in block_ids:
+            if self.ref_counts[block_id] == 0:
+                del self.free[block_id]
+            self.ref_counts[block_id] += 1
+
+    def free_blocks(self, block_ids: list[int]) -> None:
+        for block_id in reversed(block_ids):
+            self.ref_counts[block_id] -= 1
+            if not self.ref_counts[block_id]:
+                self.free[block_id] = None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_eviction_order_matches_an_ordered_dict_of_free_blocks(seed: int) -> None:
+    """Allocation, prefix hits on free blocks (touch) and frees in random order, long enough for the
+    queue to drop consumed and stale entries: the same blocks come back in the same order."""
+    import random
+
+    rng = random.Random(seed)
+    num_blocks = 64 if seed % 2 else 3000
+    cache, reference = KVCache(num_blocks, 4), OrderedDictCache(num_blocks)
+    held: list[list[int]] = []
+    for _ in range(10_000):
+        action = rng.random()
+        if action < 0.4:
+            count = rng.randint(1, 8)
+            blocks = cache.allocate(count)
+            assert blocks == reference.allocate(count)
+            if blocks is not None:
+                held.append(blocks)
+        elif action < 0.6:
+            free_ids = [b for b in range(min(num_blocks, cache._num_touched)) if reference.ref_counts[b] == 0]
+            touched = rng.sample(free_ids, min(len(free_ids), rng.randint(1, 4)))
+            cache.touch(touched)
+            reference.touch(touched)
+            held.append(touched)
+        elif held:
+            blocks = held.pop(rng.randrange(len(held)))
+            cache.free(blocks)
+            reference.free_blocks(blocks)
+        assert cache.num_free_blocks == len(reference.free)
+    assert cache._free_blocks() == [b for b in reference.free if b < cache._num_touched]
+
+
+def test_the_free_queue_stays_bounded_when_prefix_hits_keep_taking_free_blocks_back() -> None:
+    """A cache that never fills never evicts: the stale entries prefix hits leave are dropped anyway,
+    in order, and evicting through a long queue drops the consumed entries."""
+    cache, reference = KVCache(5000, 4), OrderedDictCache(5000)
+    blocks = cache.allocate(50)
+    assert blocks is not None and blocks == reference.allocate(50)
+    cache.free(blocks)
+    reference.free_blocks(blocks)
+    for round_index in range(3000):
+        touched = blocks[round_index % 50 : round_index % 50 + 10]
+        cache.touch(touched)
+        reference.touch(touched)
+        cache.free(touched)
+        reference.free_blocks(touched)
+        assert len(cache._queue) - cache._queue_head <= 2 * 50 + 1024 + 10
+    assert cache._free_blocks() == [b for b in reference.free if b < 50]
+    for _ in range(500):  # evict through the whole queue, freeing what was taken
+        taken = cache.allocate(20)
+        assert taken is not None and taken == reference.allocate(20)
+        cache.free(taken)
+        reference.free_blocks(taken)
+    assert cache._queue_base > 0
+    assert cache._free_blocks() == [b for b in reference.free if b < cache._num_touched]

@@ -72,15 +72,16 @@ def child(topology: str, mode: str, sim_s: float, qps: float) -> dict[str, objec
             samples.append((row.sent_s, rss_mib()))
             next_sample_s[0] += sim_s / 12
 
-    started_s = time.perf_counter()
+    started_s, started_cpu_s = time.perf_counter(), time.process_time()
     run = simulate(config, on_row=on_row)
-    wall_s = time.perf_counter() - started_s
+    wall_s, cpu_s = time.perf_counter() - started_s, time.process_time() - started_cpu_s
     return {
         "build": loaded_build(),
         "package": str(Path(ppd.__file__).parent),
         "topology": topology,
         "mode": mode,
         "wall_s": wall_s,
+        "cpu_s": cpu_s,  # below wall_s when something else had the core
         "turns": counter.num_sent,
         "events": run.num_events,
         "conversations": run.run_info.num_conversations,
@@ -167,6 +168,7 @@ def print_run(label: str, result: dict[str, Any], sim_s: float) -> None:
         f"[{label}: {result['build']}] {result['topology']} {result['mode']}: "
         f"{result['conversations']} conversations, "
         f"{result['turns']} turns, {result['events']} events in {result['wall_s']:.1f} s wall "
+        f"({result['cpu_s']:.1f} s CPU) "
         f"({sim_s / result['wall_s']:.1f}x real time); RSS first quarter {early:.0f} MiB, "
         f"last quarter {late:.0f} MiB, peak {result['peak_rss_mib']:.0f} MiB"
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -15,14 +14,15 @@ class EventQueue:
         self.now_s = 0.0
         self.num_events = 0
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
-        self._serial = itertools.count()
+        self._num_scheduled = 0  # the tie-break: events due at the same time run in this order
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def at(self, time_s: float, callback: Callable[..., None], *args: Any) -> None:
         """Run callback(*args) at time_s (never before now)."""
-        heapq.heappush(self._heap, (max(time_s, self.now_s), next(self._serial), callback, args))
+        self._num_scheduled += 1
+        heapq.heappush(self._heap, (max(time_s, self.now_s), self._num_scheduled, callback, args))
 
     def after(self, delay_s: float, callback: Callable[..., None], *args: Any) -> None:
         """Run callback(*args) delay_s from now."""

@@ -47,12 +47,20 @@ class Request:
     num_preemptions: int = 0
     first_token_s: float | None = None
     lease_id: str | None = None  # set when acting as P: the blocks are held under this id
-    output_ready: asyncio.Event = field(default_factory=asyncio.Event)  # new tokens, finished or aborted
+    # The asyncio driver's signal (output_ready); made on first use: virtual-clock drivers never wait.
+    _output_ready: asyncio.Event | None = field(default=None, init=False, repr=False)
     # When set, called synchronously with each step's new token instead of setting output_ready.
     on_token: Callable[[Request], None] | None = None
     # on_token reads only the first and the last token's deliveries (no per-token stamps, no special
     # tokens to look back past): a driver may skip the deliveries in between.
     on_token_ends_only: bool = False
+
+    @property
+    def output_ready(self) -> asyncio.Event:
+        """Set when the request has new tokens, finished or was aborted (ppd sim's asyncio driver)."""
+        if self._output_ready is None:
+            self._output_ready = asyncio.Event()
+        return self._output_ready
 
     @property
     def num_tokens(self) -> int:

@@ -21,6 +21,10 @@ difference is the bench's send, the proxy taking the request in and relaying the
 the bench stamping it; the fleet puts client_to_proxy + proxy_to_client there (hops.json). Where it
 is far above that, the TTFT error is the HTTP path's, not the engines'.
 
+And per topology, TTFT p50 at the proxy: over HTTP the proxy's own (its decision log, kept in --out
+as proxy-decisions-<topology>.jsonl so that --fleet-only finds it), in the fleet each row's TTFT less
+client_to_proxy + proxy_to_client: the deployment's TTFT without the bench's part of the path.
+
     python benchmarks/fleet_vs_sim.py [--duration-s 8] [--drain-timeout-s 10] [--topologies 1p1d,2p2d]
         [--workloads W1,W2,W3,W4] [--out DIR]
 """
@@ -31,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -116,6 +121,8 @@ def run_http(
             drift_lines.append(f"{topology} {workload}: engine drift {'; '.join(drifts)}")
     finally:
         ppd("down", "--state", str(state), check=False)
+        if decision_log.exists():  # kept for --fleet-only's proxy-side comparison
+            shutil.copy(decision_log, out / f"proxy-decisions-{topology}.jsonl")
     return drift_lines, path_lines
 
 
@@ -239,6 +246,7 @@ def main() -> int:
         print(f"== {topology}: http (real time) / fleet (virtual time)")
         print(table(found))
         comparisons += [(topology, c) for c in found]
+        print("\n".join(proxy_side_lines(topology, workloads, out)))
     print("\n".join(drift_lines))
     if path_lines:
         print(http_path_header())
@@ -247,6 +255,57 @@ def main() -> int:
     print(f"duration {args.duration_s:g} s + drain {args.drain_timeout_s:g} s per run, seed 0, 2 turns")
     print(summary(comparisons))
     return 0
+
+
+def proxy_side_lines(topology: str, workloads: list[str], out: Path) -> list[str]:
+    """TTFT p50 as the proxy sees it (its handler start -> the engine's first bytes): over HTTP from
+    the proxy's decision log, in the fleet its rows' TTFT less client_to_proxy + proxy_to_client.
+    Without the bench's part of the path, this is the deployment's own TTFT at the proxy."""
+    decisions_path = out / f"proxy-decisions-{topology}.jsonl"
+    if not decisions_path.exists():
+        return []
+    proxy_ms = {
+        (line["conversation"], line["turn"]): line["ttft_ms"]
+        for line in map(json.loads, decisions_path.read_text().splitlines())
+        if line.get("ttft_ms") is not None
+    }
+    hops = measured_hops()
+    client_side_ms = hops.client_to_proxy_ms + hops.proxy_to_client_ms
+    http: dict[tuple[str, float, str, str], list[float]] = {}
+    fleet: dict[tuple[str, float, str, str], list[float]] = {}
+    for workload in workloads:
+        for side, values in (("http", http), ("fleet", fleet)):
+            for row in map(
+                json.loads, (out / f"{side}-{topology}-{workload}.jsonl").read_text().splitlines()
+            ):
+                if row["ttft_ms"] is None:
+                    continue
+                key = (workload, row["qps"], row["mode"], "1" if row["turn"] == 1 else "2+")
+                if side == "fleet":
+                    values.setdefault(key, []).append(row["ttft_ms"] - client_side_ms)
+                elif ("s:" + row["conversation_id"], row["turn"]) in proxy_ms:
+                    values.setdefault(key, []).append(proxy_ms[("s:" + row["conversation_id"], row["turn"])])
+    errors = []
+    lines = [f"-- {topology}, TTFT p50 at the proxy: http / fleet ms (err), turn 1 and turns 2+"]
+    for workload, qps, mode in sorted(
+        {key[:3] for key in http}, key=lambda k: (k[0], k[1], MODES.index(k[2]))
+    ):
+        cells = []
+        for group in ("1", "2+"):
+            key = (workload, qps, mode, group)
+            if key not in http or key not in fleet:
+                cells.append(f"{'-':>26}")
+                continue
+            real_ms, model_ms = statistics.median(http[key]), statistics.median(fleet[key])
+            errors.append((model_ms - real_ms) / real_ms)
+            cells.append(f"{real_ms:8.1f} / {model_ms:7.1f} ({100 * errors[-1]:+6.1f}%)")
+        lines.append(f"{workload:<3} {qps:>5g} {mode:<12} " + " ".join(cells))
+    within = sum(abs(error) <= 0.05 for error in errors)
+    worst = max((abs(error) for error in errors), default=float("nan"))
+    lines.append(
+        f"-- {topology} at the proxy: p50 within 5% at {within}/{len(errors)}, max |err| {worst:.4f}"
+    )
+    return lines
 
 
 def http_path_header() -> str:

@@ -4,9 +4,6 @@
 # only their wall time depends on the machine), with the load average before and after and
 # /usr/bin/time's CPU figures in <W>.log beside the terminal table.
 # Run from the repository root: [LOCK=-s] results/plan-8gpu/run.sh [W1 W2 ...]
-# --hops: the hop costs the committed plans were made with (measured on the shared machine,
-# 2026-12-02 02:27 UTC; `ppd plan` had no --hops then and used src/ppd/fleet/hops.json, since
-# re-measured on a quiet machine, docs/fleet.md), pinned so that re-running gives the committed plans.
 set -euo pipefail
 LOCK=${LOCK:-}
 OUT=${OUT:-results/plan-8gpu}  # OUT=DIR: write the plans and logs there instead
@@ -16,7 +13,7 @@ for W in "${@:-W1 W2 W3 W4}"; do
     flock $LOCK /work/cpu.lock bash -c "
       echo \"# $(git rev-parse --short HEAD), lock${LOCK:+ (shared)} taken \$(date -u +%FT%H:%M:%SZ), uptime before: \$(uptime)\"
       /usr/bin/time -f '$w wall_s=%e user_s=%U sys_s=%S' \
-        ppd plan --gpus 8 --workload $w --slo-ttft-ms ${TTFT[$w]} --slo-tpot-ms 25 --hops results/fleet-hops-2026-12-02-shared-machine.json --output $OUT/$w --quiet
+        ppd plan --gpus 8 --workload $w --slo-ttft-ms ${TTFT[$w]} --slo-tpot-ms 25 --output $OUT/$w --quiet
       echo \"# uptime after: \$(uptime)\"" > "$OUT/$w.log" 2>&1
   done
 done

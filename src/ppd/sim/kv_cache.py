@@ -7,6 +7,7 @@ something else, so a later request with the same prefix finds it again.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -59,13 +60,7 @@ class KVCache:
 
     Blocks are built lazily: ids from _num_touched up have never been used and sit, in id order, at
     the head of the eviction order (every freed block queues behind them), so an engine of 25,000
-    blocks costs nothing until its blocks are used (a fleet builds many engines per simulation).
-
-    Freed blocks queue in a list with lazy deletion, not an OrderedDict: a prefix hit that takes a
-    free block back (touch) leaves its entry behind, stale, and eviction skips stale entries
-    (_free_at holds the position of each free block's live entry). The order is the same; a fleet
-    frees and evicts millions of blocks per simulated hour, and a list append or index costs a
-    fraction of an OrderedDict's hashed insert and pop."""
+    blocks costs nothing until its blocks are used (a fleet builds many engines per simulation)."""
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
         self.block_size = block_size
@@ -73,13 +68,8 @@ class KVCache:
         self._num_touched = 0  # blocks 0.._num_touched-1 have been allocated at least once
         self._ref_counts: list[int] = []  # per touched block
         self._hashes: list[int | None] = []  # per touched block: its content's hash once committed
-        # Freed blocks in eviction order (after the never-used ones), oldest from _queue[_queue_head];
-        # positions count from the queue's creation (_queue_base is the position of _queue[0]).
-        self._queue: list[int] = []
-        self._queue_head = 0
-        self._queue_base = 0
-        self._free_at: list[int] = []  # per touched block: position of its live entry, -1 when in use
-        self._num_free = 0  # live entries
+        # Freed blocks in eviction order (after the never-used ones): the first key is evicted first.
+        self._free: OrderedDict[int, None] = OrderedDict()
         self._cached: dict[int, int] = {}  # block hash -> block id
         self.num_queried_tokens = 0
         self.num_hit_tokens = 0
@@ -90,7 +80,7 @@ class KVCache:
 
     @property
     def num_free_blocks(self) -> int:
-        return self._num_free + self._num_blocks - self._num_touched
+        return len(self._free) + self._num_blocks - self._num_touched
 
     @property
     def usage(self) -> float:
@@ -123,11 +113,10 @@ class KVCache:
 
     def touch(self, block_ids: Iterable[int]) -> None:
         """Take a reference on cached blocks, pulling free ones out of the eviction queue."""
-        ref_counts, free_at = self._ref_counts, self._free_at
+        ref_counts = self._ref_counts
         for block_id in block_ids:
             if ref_counts[block_id] == 0:
-                free_at[block_id] = -1  # its queue entry goes stale
-                self._num_free -= 1
+                del self._free[block_id]
             ref_counts[block_id] += 1
 
     def allocate(self, num_blocks: int) -> list[int] | None:
@@ -139,11 +128,10 @@ class KVCache:
         self._num_touched += num_new
         self._ref_counts += [1] * num_new
         self._hashes += [None] * num_new
-        self._free_at += [-1] * num_new
         if num_blocks == num_new:
             return taken
-        evicted = self._pop_free(num_blocks - num_new)
-        ref_counts, hashes, cached = self._ref_counts, self._hashes, self._cached
+        ref_counts, hashes, cached, popitem = self._ref_counts, self._hashes, self._cached, self._free.popitem
+        evicted = [popitem(False)[0] for _ in range(num_blocks - num_new)]
         for block_id in evicted:
             block_hash = hashes[block_id]
             if block_hash is not None:
@@ -155,23 +143,6 @@ class KVCache:
                 hashes[block_id] = None
             ref_counts[block_id] = 1
         taken += evicted
-        return taken
-
-    def _pop_free(self, count: int) -> list[int]:
-        """Take the count oldest free blocks off the queue (the caller checked there are that many)."""
-        queue, free_at, base, head = self._queue, self._free_at, self._queue_base, self._queue_head
-        taken: list[int] = []
-        while len(taken) < count:
-            block_id = queue[head]
-            if free_at[block_id] == base + head:  # a live entry: not taken back since it was queued
-                free_at[block_id] = -1
-                taken.append(block_id)
-            head += 1
-        self._num_free -= count
-        if head > 1024 and 2 * head > len(queue):  # drop the consumed entries
-            del queue[:head]
-            self._queue_base, head = base + head, 0
-        self._queue_head = head
         return taken
 
     def commit(self, block_id: int, block_hash: int) -> None:
@@ -192,42 +163,17 @@ class KVCache:
     def free(self, block_ids: Sequence[int]) -> None:
         """Drop one reference on each block; unreferenced blocks join the eviction queue tail-first,
         so the end of a sequence is evicted before its (more shareable) beginning."""
-        ref_counts, free_at, queue = self._ref_counts, self._free_at, self._queue
-        position = self._queue_base + len(queue)
+        ref_counts, free = self._ref_counts, self._free
         for block_id in reversed(block_ids):
             count = ref_counts[block_id] - 1
             ref_counts[block_id] = count
             if not count:
-                free_at[block_id] = position
-                queue.append(block_id)
-                position += 1
-                self._num_free += 1
-        if len(queue) - self._queue_head > 2 * self._num_free + 1024:
-            self._drop_stale_entries()
-
-    def _drop_stale_entries(self) -> None:
-        """Rebuild the queue from its live entries, in order: prefix hits on free blocks leave stale
-        entries that only eviction would skip, and a cache that never fills never evicts."""
-        free_at = self._free_at
-        live = self._free_blocks()
-        self._queue, self._queue_head, self._queue_base = live, 0, 0
-        for position, block_id in enumerate(live):
-            free_at[block_id] = position
-
-    def _free_blocks(self) -> list[int]:
-        """The free blocks (live queue entries) in eviction order."""
-        free_at, position = self._free_at, self._queue_base + self._queue_head
-        live: list[int] = []
-        for block_id in self._queue[self._queue_head :]:
-            if free_at[block_id] == position:
-                live.append(block_id)
-            position += 1
-        return live
+                free[block_id] = None
 
     def reset_prefix_cache(self) -> None:
         """Forget all cached content of free blocks."""
         hashes, cached = self._hashes, self._cached
-        for block_id in self._free_blocks():
+        for block_id in self._free:
             block_hash = hashes[block_id]
             if block_hash is not None and cached.get(block_hash) == block_id:
                 del cached[block_hash]

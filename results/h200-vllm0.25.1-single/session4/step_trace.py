@@ -6,7 +6,9 @@ model's price for each of them: what each traced step computed, how long it took
         results/h200-vllm0.25.1-single/session4/trace/steps-async-w2-q4.jsonl.gz \
         results/h200-vllm0.25.1-single/session4/trace/steps-sync-w2-q4.jsonl.gz
 
-W2's prompts tell the two kinds of prefill apart by their new tokens: a turn 1 computes 4,096 with
+Traces made after commit 540e9de log each new request's prompt and cached tokens, and any workload
+works; the session-4 traces (W2 4/s) lack them, and there W2's prompts tell the two kinds of
+prefill apart by their new tokens: a turn 1 computes 4,096 with
 nothing cached, a turn 2 4,112 after 4,208 cached (8,320 in all; the answer's last, partly filled
 block is recomputed). A request chunked across steps is classed when its last chunk is seen. After
 its prefill a request decodes 127 tokens (128 per turn), one per step: that gives each decode's
@@ -47,6 +49,8 @@ def shapes(steps: list[dict[str, Any]]) -> list[tuple[BatchShape, str, int]]:
     """Each step's BatchShape, a label of what it held, and the traced decode count (to check)."""
     seen: dict[str, int] = defaultdict(int)  # request -> prefill tokens so far
     first_chunk: dict[str, int] = {}
+    known: dict[str, tuple[int, int]] = {}  # request -> (cached, prompt), where the trace logged them
+    answers: dict[str, int] = {}  # request -> max_tokens, where the trace logged it
     decoding: list[list[int]] = []  # [context, decodes left] per request past its prefill
     out = []
     for step in steps:
@@ -59,18 +63,27 @@ def shapes(steps: list[dict[str, Any]]) -> list[tuple[BatchShape, str, int]]:
             d[0] += 1
             d[1] -= 1
         decoding = decodes
+        for request, (prompt, cached_then, max_tokens) in step.get("prompts", {}).items():
+            if prompt is not None and cached_then is not None:
+                known[request] = (cached_then, prompt)
+            if max_tokens is not None:
+                answers[request] = max_tokens
         for request, tokens in [*step["new"].items(), *step["run"].items()]:
             done = seen[request]
             seen[request] = done + tokens
             first_chunk.setdefault(request, tokens)
             total = seen[request]
-            kind = KINDS.get(total)
-            cached = kind[0] if kind else (4208 if total > 4096 else 0)
+            if request in known:  # traces from after 540e9de log each prompt: any workload
+                cached, prompt = known[request]
+                kind = (cached, prompt) if cached + total >= prompt else None
+            else:  # the session-4 traces: W2's two kinds of turn by their new tokens
+                kind = KINDS.get(total)
+                cached = kind[0] if kind else (4208 if total > 4096 else 0)
             shape.num_prefill_tokens += tokens
             shape.num_prefill_chunks += tokens > 1
             shape.num_attention_pairs += prefill_attention_pairs(cached + done, tokens)
             if kind:  # the prompt is complete: it decodes from the next step
-                decoding.append([kind[1], OUTPUT_TOKENS - 1])
+                decoding.append([kind[1], answers.get(request, OUTPUT_TOKENS) - 1])
                 labels.append("t1" if kind[0] == 0 else "t2")
             else:
                 labels.append("chunk")

@@ -25,7 +25,14 @@ class StandInScheduler:
     def schedule(self) -> SimpleNamespace:
         return SimpleNamespace(
             num_scheduled_tokens={"req-new-0001": 4040, "req-old-0002": 64, "req-dec-0003": 1},
-            scheduled_new_reqs=[SimpleNamespace(req_id="req-new-0001")],
+            scheduled_new_reqs=[
+                SimpleNamespace(
+                    req_id="req-new-0001",
+                    prompt_token_ids=list(range(8320)),
+                    num_computed_tokens=4208,
+                    sampling_params=SimpleNamespace(max_tokens=128),
+                )
+            ],
             total_num_scheduled_tokens=4105,
         )
 
@@ -48,6 +55,7 @@ def test_patch_logs_each_schedule_and_its_output(tmp_path: Path) -> None:
     assert scheduled["new"] == {"req-new-0001"[-12:]: 4040}
     assert scheduled["run"] == {"req-old-0002"[-12:]: 64}
     assert scheduled["decodes"] == 1
+    assert scheduled["prompts"] == {"req-new-0001"[-12:]: [8320, 4208, 128]}
     assert (scheduled["running"], scheduled["waiting"]) == (3, 1)
     assert done == {"k": "o", "t": done["t"], "id": 1}
     assert done["t"] >= scheduled["t"]
@@ -65,3 +73,12 @@ def test_register_without_vllm_leaves_a_note(
     monkeypatch.setitem(sys.modules, "vllm", None)  # import fails
     trace.register()
     assert "not patched" in capsys.readouterr().err
+
+
+def test_prompt_fields_missing_from_a_vllm_version_are_none() -> None:
+    assert trace._prompt_of(SimpleNamespace(req_id="r")) == [None, None, None]
+    assert trace._prompt_of(SimpleNamespace(prompt_token_ids=[1, 2, 3], num_computed_tokens=0)) == [
+        3,
+        0,
+        None,
+    ]

@@ -8,7 +8,9 @@ PPD_STEP_TRACE_DIR; every process that runs a scheduler appends JSON lines to
 `$PPD_STEP_TRACE_DIR/steps-<pid>.jsonl`:
 
     {"k": "s", "t": <monotonic s>, "id": <step>, "n": <tokens>, "new": {req: tokens}, "run": {req: tokens},
-     "running": <len(running)>, "waiting": <len(waiting)>}     one per schedule() call
+     "prompts": {req: [prompt tokens, cached tokens, max_tokens]}, "decodes": <n>, "running": <len(running)>,
+     "waiting": <len(waiting)>}                                  one per schedule() call
+     ("prompts" from commit after 540e9de: the session-4 traces lack it)
     {"k": "o", "t": <monotonic s>, "id": <step>}                 one per update_from_output() call
 
 Request ids are shortened to their last 12 characters. Without PPD_STEP_TRACE_DIR nothing is patched.
@@ -71,16 +73,32 @@ def patch(scheduler_class: Any, directory: str) -> None:
     scheduler_class._ppd_step_trace_sink = sink  # open for the process's life; tests close it
 
 
+def _prompt_of(data: Any) -> list[int | None]:
+    """[prompt tokens, tokens already computed (cached) when scheduled, max_tokens] of a
+    NewRequestData (None where this vLLM lacks the field)."""
+    prompt = getattr(data, "prompt_token_ids", None)
+    computed = getattr(data, "num_computed_tokens", None)
+    max_tokens = getattr(getattr(data, "sampling_params", None), "max_tokens", None)
+    return [
+        None if prompt is None else len(prompt),
+        None if computed is None else int(computed),
+        None if max_tokens is None else int(max_tokens),
+    ]
+
+
 def step_record(scheduler: Any, output: Any, step: int) -> dict[str, Any]:
     """One schedule() call: tokens per request, split into new requests and the others."""
     tokens = {str(req)[-_ID_CHARS:]: int(n) for req, n in output.num_scheduled_tokens.items()}
     new_ids = {str(data.req_id)[-_ID_CHARS:] for data in output.scheduled_new_reqs}
+    # a new request's prompt length and the tokens it found cached (absent fields: None)
+    prompts = {str(data.req_id)[-_ID_CHARS:]: _prompt_of(data) for data in output.scheduled_new_reqs}
     return {
         "k": "s",
         "t": round(time.monotonic(), 6),
         "id": step,
         "n": int(output.total_num_scheduled_tokens),
         "new": {req: n for req, n in tokens.items() if req in new_ids},
+        "prompts": prompts,
         "run": {req: n for req, n in tokens.items() if req not in new_ids and n > 1},
         "decodes": sum(1 for req, n in tokens.items() if req not in new_ids and n == 1),
         "running": len(scheduler.running),

@@ -82,3 +82,16 @@ def test_prompt_fields_missing_from_a_vllm_version_are_none() -> None:
         0,
         None,
     ]
+
+
+def test_a_failing_sink_never_breaks_the_scheduler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cls = type("Scheduler", (StandInScheduler,), {})
+    trace.patch(cls, str(tmp_path))
+    cls._ppd_step_trace_sink.close()  # every write now raises ValueError
+    scheduler = cls()
+    for _ in range(2):
+        output = scheduler.schedule()
+        assert scheduler.update_from_output(output, "model") == "outputs"
+    assert capsys.readouterr().err.count("a record failed") == 1

@@ -14,7 +14,8 @@ PPD_STEP_TRACE_DIR; every process that runs a scheduler appends JSON lines to
     {"k": "o", "t": <monotonic s>, "id": <step>}                 one per update_from_output() call
 
 Request ids are shortened to their last 12 characters. Without PPD_STEP_TRACE_DIR nothing is patched.
-A failure to patch is printed once and leaves vLLM as it was: the trace must never break a run.
+A failure to patch or to write a record is printed once and leaves vLLM as it was: the trace must
+never break a run.
 """
 
 from __future__ import annotations
@@ -51,20 +52,32 @@ def patch(scheduler_class: Any, directory: str) -> None:
     step_ids: dict[int, int] = {}
     counter = [0]
 
+    failed = [False]
+
+    def write(make_record: Any) -> None:
+        """Write one record; a failure (a bad field, a full disk) is printed once and never raised:
+        the trace must never stop the engine."""
+        try:
+            sink.write(json.dumps(make_record(), separators=(",", ":")) + "\n")
+        except Exception as exc:
+            if not failed[0]:
+                failed[0] = True
+                print(
+                    f"ppd_vllm_step_trace: a record failed ({exc!r}); later failures are silent",
+                    file=sys.stderr,
+                )
+
     def traced_schedule(self: Any, *args: Any, **kwargs: Any) -> Any:
         output = schedule(self, *args, **kwargs)
-        try:
-            counter[0] += 1
-            step_ids[id(output)] = counter[0]
-            sink.write(json.dumps(step_record(self, output, counter[0]), separators=(",", ":")) + "\n")
-        except Exception as exc:  # the trace must never stop the engine
-            print(f"ppd_vllm_step_trace: schedule record failed ({exc!r})", file=sys.stderr)
+        counter[0] += 1
+        step_ids[id(output)] = counter[0]
+        write(lambda: step_record(self, output, counter[0]))
         return output
 
     def traced_update(self: Any, scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
         result = update(self, scheduler_output, *args, **kwargs)
         step = step_ids.pop(id(scheduler_output), None)
-        sink.write(json.dumps({"k": "o", "t": round(time.monotonic(), 6), "id": step}) + "\n")
+        write(lambda: {"k": "o", "t": round(time.monotonic(), 6), "id": step})
         return result
 
     scheduler_class.schedule = traced_schedule

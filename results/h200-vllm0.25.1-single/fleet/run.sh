@@ -6,14 +6,15 @@
 # `ppd sim`, without HTTP and without
 # drift; compare with `benchmarks/sim_vs_real.py --mode-map replication=` (its mode is replication,
 # the GPU's runs went straight to the engine: mode "").
-# Usage: results/h200-vllm0.25.1-single/fleet/run.sh OUT_DIR
+# Usage: results/h200-vllm0.25.1-single/fleet/run.sh OUT_DIR (PROFILE=: another profile; FLEET=: another
+# `ppd fleet` command, e.g. "python results/h200-vllm0.25.1-single/session4/whatif/intake_hold.py")
 set -euo pipefail
 out=$1
 cd "$(dirname "$0")/../../.."
 py=${PYTHON:-.venv/bin/python}
 mkdir -p "$out"
 fleet() {  # WORKLOAD RATES [more args]
-  $py -m ppd fleet --topology 1r --modes replication --profile "${PROFILE:-h200-llama3.1-8b}" --workload "$1" --qps "$2" \
+  ${FLEET:-$py -m ppd fleet} --topology 1r --modes replication --profile "${PROFILE:-h200-llama3.1-8b}" --workload "$1" --qps "$2" \
     --duration 30 --seed 0 --max-num-seqs 1024 --max-model-len 40960 --kv-cache-tokens 839648 \
     --hops results/h200-vllm0.25.1-single/fleet/no-hops.json --output "$out" --name "fleet-${1,,}" --quiet "${@:3}"
 }

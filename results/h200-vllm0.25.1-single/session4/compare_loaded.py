@@ -77,6 +77,13 @@ def main() -> None:
         print(f"| {key[0]} | {name} | {' / '.join(f'{g:.0f}' for g, _ in runs)} | "
               f"{' / '.join(f'{s:.0f}' for s, _ in other)} | {' / '.join(f'{x:.0f}' for x in g_lost)} | "
               f"{' / '.join(f'{x:.0f}' for x in s_lost)} | {ratio and f'{ratio:.2f}'} |")  # fmt: skip
+    tokens = [
+        n for record in read(sys.argv[1]) for chunks in record.get("decoder_chunk_tokens", []) for n in chunks
+    ]
+    if tokens:
+        print(
+            f"\nGPU decoders' chunks={len(tokens)} merged (more than one token)={sum(n > 1 for n in tokens)}"
+        )
     print(f"\nloaded_probe kinds={len(ratios)} lost_ratio_median={statistics.median(ratios):.3f} "
           f"min={min(ratios):.3f} max={max(ratios):.3f}")  # fmt: skip
 

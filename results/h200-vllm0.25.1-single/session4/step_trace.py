@@ -102,6 +102,27 @@ def durations_ms(
     return result
 
 
+def decode_line(steps: list[dict[str, Any]], measured: list[float | None]) -> str:
+    """Least squares of the decode-only steps that follow a decode-only step: ms = a + b x sequences
+    + c x context tokens, refitted three times without the slowest 10% of the residuals."""
+    import numpy as np
+
+    rows, previous = [], "decode"
+    for (shape, label, _), real in zip(shapes(steps), measured, strict=True):
+        if real is not None and label == "decode" == previous and shape.num_decode_seqs:
+            rows.append((1.0, shape.num_decode_seqs, shape.num_decode_context_tokens, real))
+        previous = label
+    data = np.array(rows)
+    x, y = data[:, :3], data[:, 3]
+    keep = np.ones(len(y), dtype=bool)
+    for _ in range(3):
+        coef = np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
+        residual = y - x @ coef
+        keep = residual < np.percentile(residual[keep], 90)
+    return (f"decode_line steps={int(keep.sum())} base_ms={coef[0]:.2f} per_seq_us={coef[1] * 1e3:.1f} "
+            f"per_context_token_ns={coef[2] * 1e6:.1f}")  # fmt: skip
+
+
 def main() -> None:
     costs = load_profile("h200-llama3.1-8b").step
     for path in sys.argv[1:]:
@@ -144,6 +165,7 @@ def main() -> None:
                 f"{statistics.median(model):.1f}",
             ]
             print("| " + " | ".join([*row, f"{sum(real) / sum(model):.3f}"]) + " |")
+        print(decode_line(steps, measured))
         print(f"step_trace steps={len(steps)} real_s={total_real / 1e3:.2f} model_s={total_model / 1e3:.2f} "
               f"ratio={total_real / total_model:.3f}\n")  # fmt: skip
 

@@ -52,14 +52,28 @@ COMPILED_MODULES = (
 )
 
 
+BUILD_ENTRIES = {"ppd", "build", ".mypy_cache"}  # what this tool leaves in --out (mypyc's scratch)
+
+
+def is_build_folder(out: Path) -> bool:
+    """Whether --out holds only what an earlier run of this tool made, so deleting it loses nothing."""
+    return out.is_dir() and {entry.name for entry in out.iterdir()} <= BUILD_ENTRIES
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     default_out = ROOT / "build" / "compiled"
     parser.add_argument("--out", type=Path, default=default_out, help="default build/compiled")
     args = parser.parse_args()
     out = args.out.resolve()
-    if out == ROOT / "src" or SRC_PACKAGE.is_relative_to(out):
+    if out.is_relative_to(ROOT / "src") or SRC_PACKAGE.is_relative_to(out):
         print(f"build_compiled: --out {out} would overwrite the sources", file=sys.stderr)
+        return 2
+    if out.exists() and not is_build_folder(out):
+        print(
+            f"build_compiled: --out {out} exists and is not a build of this tool; not deleting it",
+            file=sys.stderr,
+        )
         return 2
     started_s = time.perf_counter()
     digests = source_digests(SRC_PACKAGE)  # before copying: what the build is made from

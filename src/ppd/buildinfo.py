@@ -26,13 +26,15 @@ class StaleBuildError(ImportError):
 
 def source_files(package_dir: Path) -> list[Path]:
     """Every file of the package a build copies (sources and data), in a stable order."""
-    skipped_suffixes = {".so", ".pyc"}
+    skipped_suffixes = {".so", ".pyc", ".swp", ".orig", ".rej"}
     return sorted(
         path
         for path in package_dir.rglob("*")
         if path.is_file()
         and "__pycache__" not in path.parts
         and path.suffix not in skipped_suffixes
+        and not path.name.startswith(".")  # editor and OS leftovers (.DS_Store, .#file), not sources
+        and not path.name.endswith("~")
         and path.name != MANIFEST_NAME
     )
 

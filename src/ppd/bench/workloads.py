@@ -157,10 +157,16 @@ def chat_messages(user_texts: Sequence[str], answers: Sequence[str]) -> list[dic
     """The messages of turn len(user_texts): alternating user and assistant messages."""
     messages: list[dict[str, str]] = []
     for index, user_text in enumerate(user_texts):
-        if index:
-            messages.append({"role": "assistant", "content": answers[index - 1].strip()})
-        messages.append({"role": "user", "content": user_text})
+        append_turn(messages, answers[index - 1] if index else None, user_text)
     return messages
+
+
+def append_turn(messages: list[dict[str, str]], answer: str | None, user_text: str) -> None:
+    """Extend a conversation's messages by the last turn's answer (None before the first turn) and
+    the next user message, as chat_messages builds them (`ppd fleet` extends its copy turn by turn)."""
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer.strip()})
+    messages.append({"role": "user", "content": user_text})
 
 
 def request_body(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ppd.bench.arrivals import ConversationPlan, derive_seed
 from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
-from ppd.bench.workloads import random_word_id_lists
+from ppd.bench.workloads import append_turn, random_word_id_lists
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
 from ppd.fleet.fleet import Fleet, TurnJob, words_text
@@ -238,7 +238,5 @@ def next_messages(
     """A turn's chat messages as `ppd bench` sends them (bench.workloads.chat_messages), from the
     previous turn's: its answer, then this turn's user message. A new list."""
     messages = list(previous)
-    if answer is not None:
-        messages.append({"role": "assistant", "content": words_text(answer).decode().strip()})
-    messages.append({"role": "user", "content": words_text(user).decode()})
+    append_turn(messages, None if answer is None else words_text(answer).decode(), words_text(user).decode())
     return messages

@@ -40,9 +40,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def build_app(config: ProxyConfig) -> web.Application:
     """An aiohttp app routing for `config`; its HTTP client and health checks run while it runs."""
-    app = web.Application(
-        client_max_size=config.max_body_bytes, middlewares=[_json_errors]
-    )
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_json_errors])
     app[STATE] = ProxyState.from_config(config)
     app.cleanup_ctx.append(_lifespan)
     app.router.add_post(COMPLETIONS_PATH, handle_completions)

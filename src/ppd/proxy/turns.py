@@ -55,8 +55,6 @@ CHAT_PATH = "/v1/chat/completions"
 clock = time.perf_counter  # the router's clock in the proxy (the health checker uses it too)
 
 
-
-
 async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
     """Route and forward one client request; answers errors as OpenAI-style JSON."""
     state = request.app[STATE]

@@ -59,6 +59,10 @@ def hops_from_spec(spec: str) -> HopCosts:
     known = set(HopCosts.__dataclass_fields__)
     if not isinstance(data, dict) or set(data) - known:
         raise UsageError(f"--hops {spec}: expected an object with keys among {sorted(known)}")
+    numbers = {key: value for key, value in data.items() if key != "source"}
+    if any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in numbers.values()):
+        raise UsageError(f"--hops {spec}: every cost must be a number")
+    data.setdefault("source", f"file: {spec}")  # not the default's "zero: ...": plan labels by it
     return HopCosts(**data)
 
 

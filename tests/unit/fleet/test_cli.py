@@ -70,3 +70,18 @@ def test_chunk_recognition_flags_reach_the_fleets_router() -> None:
     [config] = build_configs(build_parser().parse_args(argv))
     chunks = Fleet(config, EventQueue()).router.conversations.chunks
     assert (chunks.chunk_bytes, chunks.max_chunks, chunks.keyed_bytes) == (512, 200, 8192)
+
+
+def test_a_hops_file_is_labelled_by_its_path_and_its_costs_must_be_numbers(tmp_path: Path) -> None:
+    from ppd.errors import UsageError
+    from ppd.fleet.config import hops_from_spec
+
+    good = tmp_path / "hops.json"
+    good.write_text('{"proxy_to_engine_ms": 1.5}')
+    hops = hops_from_spec(str(good))
+    assert hops.proxy_to_engine_ms == 1.5
+    assert hops.source == f"file: {good}"  # not the default's "zero: no HTTP path"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"proxy_to_engine_ms": "fast"}')
+    with pytest.raises(UsageError, match="must be a number"):
+        hops_from_spec(str(bad))

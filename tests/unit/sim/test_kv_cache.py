@@ -103,4 +103,3 @@ def test_never_used_blocks_go_first_in_id_order_then_freed_ones_least_recent_fir
     assert cache.allocate(2) is None
     assert cache.allocate(1) == [0]
     assert cache.num_free_blocks == 0 and cache.usage == 1.0
-

@@ -184,8 +184,7 @@ def _longest_in_bucket(
     lengths = sorted({known.num_bytes for known in bucket.values() if known.num_bytes <= len(prompt)})
     if not lengths:
         return None
-    rest = prefix_digests(memoryview(prompt)[proven_bytes:], [n - proven_bytes for n in lengths])
-    digest_by_length = {n + proven_bytes: digest for n, digest in rest.items()}
+    digest_by_length = prefix_digests(prompt, lengths, proven_bytes)
     best_owner: Hashable | None = None
     best_length = -1
     for owner, known in bucket.items():
@@ -194,8 +193,9 @@ def _longest_in_bucket(
     return best_owner
 
 
-def prefix_digests(data: bytes | memoryview, lengths: list[int]) -> dict[int, bytes]:
-    """text_digest of data[:n] for each n of `lengths` (ascending), in one pass over data.
+def prefix_digests(data: bytes | memoryview, lengths: list[int], start: int = 0) -> dict[int, bytes]:
+    """text_digest of data[start:n] for each n of `lengths` (ascending, each >= start), in one pass
+    over data[start:].
 
     Hashing each prefix on its own cost the sum of the lengths: conversations sharing a head with
     many different lengths (one system prompt, or a client making them on purpose) made each lookup
@@ -204,7 +204,7 @@ def prefix_digests(data: bytes | memoryview, lengths: list[int]) -> dict[int, by
     hasher = hashlib.blake2b(digest_size=DIGEST_BYTES)
     view = memoryview(data)
     digests: dict[int, bytes] = {}
-    done = 0
+    done = start
     for length in lengths:
         hasher.update(view[done:length])
         done = length

@@ -95,6 +95,8 @@ def test_prefix_digests_extend_one_hash_and_match_each_prefix_hashed_alone() -> 
     data = bytes(range(256)) * 40
     lengths = [256, 257, 1000, 10240]
     assert prefix_digests(data, lengths) == {n: text_digest(data[:n]) for n in lengths}
+    # From a start: the digests of data[start:n], keyed by n (what a bucket's proven chunks leave)
+    assert prefix_digests(data, lengths, 200) == {n: text_digest(data[200:n]) for n in lengths}
 
 
 def test_many_conversations_sharing_a_head_are_told_apart_by_length() -> None:
@@ -135,9 +137,9 @@ def test_each_bucket_a_prompt_hits_costs_less_than_a_chunk(monkeypatch: pytest.M
     hashed: list[int] = []
     real = history.prefix_digests
 
-    def counting(data: bytes | memoryview, lengths: list[int]) -> dict[int, bytes]:
-        hashed.append(max(lengths))
-        return real(data, lengths)
+    def counting(data: bytes | memoryview, lengths: list[int], start: int = 0) -> dict[int, bytes]:
+        hashed.append(max(lengths) - start)
+        return real(data, lengths, start)
 
     monkeypatch.setattr(history, "prefix_digests", counting)
     assert find(index, lead + b"q") is None  # every bucket hit, no tail matches

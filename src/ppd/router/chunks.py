@@ -114,39 +114,40 @@ def prefix_key(data: bytes | memoryview, num_bytes: int) -> bytes:
     return hashlib.blake2b(memoryview(data)[:num_bytes], digest_size=KEY_BYTES).digest()
 
 
-def chat_text(messages: Sequence[Any], max_bytes: int | None = None) -> bytes:
-    """Chat messages as one byte string whose prefixes follow the messages' (for chunk_keys): each
-    message's role and content in order, so a next turn's messages extend the previous turn's text.
-    max_bytes: only the text's first max_bytes are made (the keyed lead); all of it when None."""
+def chat_text(messages: Sequence[Any], max_bytes: int) -> bytes:
+    """The first max_bytes (the keyed lead) of chat messages as one byte string whose prefixes follow
+    the messages' (for chunk_keys): each message's role and content in order, so a next turn's
+    messages extend the previous turn's text. Each message is made only as far as what is left of
+    max_bytes after the messages before it."""
     parts: list[bytes] = []
     num_bytes = 0
     for message in messages:
-        if max_bytes is not None and num_bytes >= max_bytes:
+        num_left = max_bytes - num_bytes
+        if num_left <= 0:
             break
-        if isinstance(message, dict):
-            role, content = message.get("role", ""), message.get("content")
-        else:
-            role, content = "", message
-        text = content if isinstance(content, str) else _parts_text(content, max_bytes)
-        if max_bytes is not None:  # characters: at least as many bytes, so the lead is intact
-            role, text = str(role)[:max_bytes], text[:max_bytes]
-        part = f"{role}\x00{text}\x01".encode("utf-8", "surrogatepass")
+        role, content = _role_and_content(message)
+        text = content if isinstance(content, str) else _parts_text(content, num_left)
+        # Characters are at least as many bytes, so num_left of each keep the lead intact.
+        part = f"{str(role)[:num_left]}\x00{text[:num_left]}\x01".encode("utf-8", "surrogatepass")
         parts.append(part)
         num_bytes += len(part)
-    joined = b"".join(parts)
-    return joined if max_bytes is None else joined[:max_bytes]
+    return b"".join(parts)[:max_bytes]
+
+
+def _role_and_content(message: Any) -> tuple[Any, Any]:
+    # A message that is not an object (the engine will refuse it) is all content.
+    if isinstance(message, dict):
+        return message.get("role", ""), message.get("content")
+    return "", message
 
 
 def chat_text_chars(messages: Sequence[Any]) -> int:
-    """At most the characters of chat_text(messages), without making it: a lower bound on its UTF-8
-    bytes. Strings are counted by len() and other parts by their JSON's least length, so the work is
-    the number of JSON values, never the length of the text."""
+    """At most the characters of the whole chat_text(messages), without making it: a lower bound on
+    its UTF-8 bytes. Strings are counted by len() and other parts by their JSON's least length, so
+    the work is the number of JSON values, never the length of the text."""
     num_chars = 0
     for message in messages:
-        if isinstance(message, dict):
-            role, content = message.get("role", ""), message.get("content")
-        else:
-            role, content = "", message
+        role, content = _role_and_content(message)
         num_chars += len(str(role)) + 2
         if isinstance(content, str):
             num_chars += len(content)
@@ -164,8 +165,8 @@ def _part_chars(part: Any) -> int:
 
 
 def min_json_chars(value: Any) -> int:
-    """The least length json_lead(value) can have: strings' quotes and lengths, containers' brackets
-    and separators, escapes left out (they only add); 1 for any other value."""
+    """The least length of value's whole JSON (as json_lead makes it): strings' quotes and lengths,
+    containers' brackets and separators, escapes left out (they only add); 1 for any other value."""
     if isinstance(value, str):
         return len(value) + 2
     if isinstance(value, dict):
@@ -176,48 +177,48 @@ def min_json_chars(value: Any) -> int:
     return 1
 
 
-def _parts_text(content: Any, max_chars: int | None = None) -> str:
-    # Content parts: their texts, each other part as JSON (an image URL, audio, a tool call); with
-    # max_chars, about the first max_chars characters are made (the rest lies past the lead).
+def _parts_text(content: Any, max_chars: int) -> str:
+    # Content parts: their texts, each other part as JSON (an image URL, audio, a tool call); about
+    # the first max_chars characters are made (the rest lies past the lead).
     if not isinstance(content, list):
         return json_lead(content, max_chars)
     texts: list[str] = []
     num_chars = 0
     for part in content:
-        if max_chars is not None and num_chars >= max_chars:
+        if num_chars >= max_chars:
             break
-        texts.append(_part_text(part, None if max_chars is None else max_chars - num_chars))
+        texts.append(_part_text(part, max_chars - num_chars))
         num_chars += len(texts[-1]) + 1
     return "\x02".join(texts)
 
 
-def _part_text(part: Any, max_chars: int | None = None) -> str:
+def _part_text(part: Any, max_chars: int) -> str:
     if isinstance(part, dict) and isinstance(part.get("text"), str):
         text: str = part["text"]
-        return text if max_chars is None else text[:max_chars]
+        return text[:max_chars]
     return json_lead(part, max_chars)
 
 
-def json_lead(value: Any, max_chars: int | None = None) -> str:
-    """value as one line of JSON (non-ASCII kept); with max_chars, a string that starts with the
-    whole JSON's first max_chars characters and is not much longer. Long strings are cut and
-    containers left once max_chars are out, so an image part carrying megabytes of data URL costs
-    about max_chars on the proxy's event loop, not its size."""
+def json_lead(value: Any, max_chars: int) -> str:
+    """A string that starts with value's whole one-line JSON's (non-ASCII kept) first max_chars
+    characters and is not much longer. Long strings are cut and containers left once max_chars are
+    out, so an image part carrying megabytes of data URL costs about max_chars on the proxy's event
+    loop, not its size."""
     pieces: list[str] = []
     _json_pieces(value, max_chars, pieces, 0)
     return "".join(pieces)
 
 
-def _json_pieces(value: Any, max_chars: int | None, pieces: list[str], num_chars: int) -> int:
+def _json_pieces(value: Any, max_chars: int, pieces: list[str], num_chars: int) -> int:
     # Appends value's JSON to pieces after num_chars characters; returns the count after it. A cut
     # string's closing quote falls past max_chars, so what comes before max_chars is the whole's.
-    if max_chars is not None and num_chars >= max_chars:
+    if num_chars >= max_chars:
         return num_chars
     if isinstance(value, dict):
         return _json_items(value.items(), "{}", max_chars, pieces, num_chars)
     if isinstance(value, list | tuple):
         return _json_items(enumerate(value), "[]", max_chars, pieces, num_chars)
-    if isinstance(value, str) and max_chars is not None:
+    if isinstance(value, str):
         value = value[: max(0, max_chars - num_chars)]
     piece = json.dumps(value, ensure_ascii=False, default=repr)
     pieces.append(piece)
@@ -225,12 +226,12 @@ def _json_pieces(value: Any, max_chars: int | None, pieces: list[str], num_chars
 
 
 def _json_items(
-    items: Iterable[tuple[Any, Any]], brackets: str, max_chars: int | None, pieces: list[str], num_chars: int
+    items: Iterable[tuple[Any, Any]], brackets: str, max_chars: int, pieces: list[str], num_chars: int
 ) -> int:
     pieces.append(brackets[0])
     num_chars += 1
     for index, (key, item) in enumerate(items):
-        if max_chars is not None and num_chars >= max_chars:
+        if num_chars >= max_chars:
             return num_chars  # the rest lies past max_chars
         if index:
             pieces.append(", ")

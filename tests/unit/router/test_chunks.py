@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from ppd.router import chunks as chunks_module
 from ppd.router import conversations as conversations_module
 from ppd.router.chunks import (
     ChunkIndex,
@@ -25,6 +26,31 @@ from ppd.router.records import TurnRecord
 CHUNK = 16
 SYSTEM = b"S" * (3 * CHUNK)  # the system prompt every conversation starts with: three whole chunks
 LEAD = 256 * CHUNK  # the keyed lead: CHUNK with the default lead would make more keys than allowed
+
+
+def whole_json(value: object) -> str:
+    """value's whole one-line JSON, as the router renders parts that are not text."""
+    return json.dumps(value, ensure_ascii=False, default=repr)
+
+
+def whole_chat_text(messages: list) -> bytes:  # type: ignore[type-arg]
+    """The whole text chat_text makes the lead of: role NUL content SOH per message; content parts
+    joined by STX, each its text or its JSON (an independent statement of the format)."""
+
+    def content_text(content: object) -> str:
+        if isinstance(content, str):
+            return content
+        if not isinstance(content, list):
+            return whole_json(content)
+        return "\x02".join(
+            p["text"] if isinstance(p, dict) and isinstance(p.get("text"), str) else whole_json(p)
+            for p in content
+        )
+
+    return b"".join(
+        f"{m.get('role', '')}\x00{content_text(m.get('content'))}\x01".encode("utf-8", "surrogatepass")
+        for m in messages
+    )
 
 
 def words(tag: str, num_bytes: int) -> bytes:
@@ -55,7 +81,26 @@ def test_a_prefix_key_is_the_chunk_key_of_that_prefix() -> None:
 def test_chat_text_of_a_next_turn_extends_the_previous_turns() -> None:
     first = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
     later = [*first, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}]
-    assert chat_text(later).startswith(chat_text(first))
+    assert chat_text(later, LEAD).startswith(chat_text(first, LEAD))
+    assert chat_text(first, LEAD) == whole_chat_text(first)
+
+
+def test_each_message_is_made_only_as_far_as_what_is_left_of_the_lead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a message after others is rendered up to the lead's remainder, not up to the whole lead again
+    asked: list[int] = []
+    real = chunks_module.json_lead
+
+    def spy(value: object, max_chars: int) -> str:
+        asked.append(max_chars)
+        return real(value, max_chars)
+
+    monkeypatch.setattr(chunks_module, "json_lead", spy)
+    image = {"type": "image_url", "image_url": {"url": "data:," + "A" * 100_000}}
+    messages = [{"role": "user", "content": "t" * 900}, {"role": "user", "content": [image]}]
+    assert chat_text(messages, 1000) == whole_chat_text(messages)[:1000]
+    assert asked == [1000 - len("user\x00" + "t" * 900 + "\x01")]
 
 
 def test_longest_match_beyond_the_common_head() -> None:
@@ -220,7 +265,7 @@ def test_chat_text_lead_is_the_whole_texts_start() -> None:
         {"role": "user", "content": [{"type": "text", "text": "t" * 50}, {"type": "image_url"}]},
         {"role": "user", "content": "u" * 500},
     ]
-    whole = chat_text(messages)
+    whole = whole_chat_text(messages)
     for max_bytes in (1, 45, 100, 300, len(whole), 10 * len(whole)):
         assert chat_text(messages, max_bytes) == whole[:max_bytes]
 
@@ -285,7 +330,7 @@ def test_a_chat_lead_is_the_whole_texts_lead_whatever_part_is_large() -> None:
     ]
     for messages in cases:
         for max_bytes in (1, 7, 300, 4096):
-            assert chat_text(messages, max_bytes) == chat_text(messages)[:max_bytes]
+            assert chat_text(messages, max_bytes) == whole_chat_text(messages)[:max_bytes]
 
 
 def test_a_turn_measures_its_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -322,13 +367,13 @@ def test_a_chat_texts_length_is_in_utf8_bytes_as_its_shared_prefix_is() -> None:
     later = [*first, edited, {"role": "user", "content": "ü" * CHUNK}]
     found = conversations.recognise(Identity(chat_messages=later))
     assert found.by == "chunks" and found.num_shared_bytes == 8 * CHUNK
-    assert found.num_text_bytes == len(chat_text(later))
-    assert shared_tokens(found, 100) == round(100 * 8 * CHUNK / len(chat_text(later)))
+    assert found.num_text_bytes == len(whole_chat_text(later))
+    assert shared_tokens(found, 100) == round(100 * 8 * CHUNK / len(whole_chat_text(later)))
     # more characters than bytes fit in the lead: the chat is longer than the lead, so it is not
     # kept as a history (digested whole) and a match over its whole lead shares an unknown amount
     long = [{"role": "user", "content": "é" * (lead * 3 // 4)}]
     long_length = conversations.recognise(Identity(chat_messages=long)).num_text_bytes
-    assert lead < long_length <= len(chat_text(long))
+    assert lead < long_length <= len(whole_chat_text(long))
 
 
 def test_a_part_that_is_not_text_is_rendered_only_as_far_as_the_lead() -> None:
@@ -336,17 +381,17 @@ def test_a_part_that_is_not_text_is_rendered_only_as_far_as_the_lead() -> None:
     # of megabytes costs the lead, not its size; the bounded text starts as the whole one does
     url = "data:image/png;base64," + "A" * 4_000_000
     part = {"type": "image_url", "image_url": {"url": url, "detail": "high"}, "n": [1, "é", None]}
-    whole = json_lead(part)
+    whole = whole_json(part)
     assert json.loads(whole) == part
     for max_chars in (0, 1, 5, 30, 1000):
         lead = json_lead(part, max_chars)
         assert lead[:max_chars] == whole[:max_chars] and len(lead) <= max_chars + 10
     many = [{"type": "image_url", "image_url": {"url": str(n)}} for n in range(100_000)]
     lead = json_lead(many, 1000)
-    assert len(lead) < 1100 and json_lead(many)[:1000] == lead[:1000]
+    assert len(lead) < 1100 and whole_json(many)[:1000] == lead[:1000]
     messages = [{"role": "user", "content": [{"type": "text", "text": "look"}, part]}]
     assert len(chat_text(messages, 4096)) == 4096
-    assert 4096 < chat_text_chars(messages) <= len(chat_text(messages))
+    assert 4096 < chat_text_chars(messages) <= len(whole_chat_text(messages))
 
 
 def test_a_chat_past_the_lead_is_measured_by_its_values_not_its_text() -> None:
@@ -356,8 +401,8 @@ def test_a_chat_past_the_lead_is_measured_by_its_values_not_its_text() -> None:
     images = [{"type": "image_url", "image_url": {"url": big}} for _ in range(8)]
     parts = [*images, {"type": "text", "text": big}]
     messages = [{"role": "user", "content": parts}, {"role": "user", "content": {"odd": [big, 1.5, None]}}]
-    whole = len(chat_text(messages))
+    whole = len(whole_chat_text(messages))
     assert 10 * len(big) < chat_text_chars(messages) <= whole
     for value in (parts[0], {"é": ["x", {"k": 'q"uote'}], "n": 12345}, [], {}, "\n"):
-        assert min_json_chars(value) <= len(json_lead(value))
-    assert min_json_chars({"a": ["b", 1]}) == len(json_lead({"a": ["b", 1]}))
+        assert min_json_chars(value) <= len(whole_json(value))
+    assert min_json_chars({"a": ["b", 1]}) == len(whole_json({"a": ["b", 1]}))

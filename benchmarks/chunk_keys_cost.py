@@ -79,6 +79,17 @@ def identities(api: str, prompt: str) -> tuple[Any, Any]:
     )
 
 
+def commit(store: Any, identity: Any, recognition: Any, outcome: Any) -> None:
+    """commit_turn with what recognise() made, as the router core does, in this tree's signature or a
+    baseline's (which took the conversation, chunk keys and, later, the text length one by one)."""
+    parameters = inspect.signature(store.commit_turn).parameters
+    if "recognition" in parameters:
+        store.commit_turn(identity, recognition, outcome, 0.0)
+        return
+    measured = {"num_text_bytes": recognition.num_text_bytes} if "num_text_bytes" in parameters else {}
+    store.commit_turn(identity, recognition.conversation, outcome, 0.0, recognition.chunk_keys, **measured)
+
+
 def step_ms(api: str, prompt_mib: float, repeats: int) -> dict[str, Any]:
     """The best time of each of the four store calls over `repeats` fresh stores, ms."""
     from ppd.router.conversations import ConversationStore, TurnOutcome
@@ -89,20 +100,21 @@ def step_ms(api: str, prompt_mib: float, repeats: int) -> dict[str, Any]:
     by2 = None
     for _ in range(repeats):
         store = ConversationStore(100, 3600.0, clock=lambda: 0.0)
-        # the text's length as recognise() measured it, where commit_turn takes it (as the router does)
-        takes_length = "num_text_bytes" in inspect.signature(store.commit_turn).parameters
         for other in others:  # other conversations first, so the prompt's keys are its own, not common
-            store.commit_turn(other, None, TurnOutcome("http://127.0.0.1:8300", 10, 200, ANSWER), 0.0)
+            commit(
+                store,
+                other,
+                store.recognise(other, 0.0),
+                TurnOutcome("http://127.0.0.1:8300", 10, 200, ANSWER),
+            )
         times: dict[str, float] = {}
         for turn, identity in ((1, first), (2, second)):
             started = time.perf_counter()
             recognition = store.recognise(identity, 0.0)
             times[f"recognise{turn}_ms"] = (time.perf_counter() - started) * 1e3
-            measured = {"num_text_bytes": recognition.num_text_bytes} if takes_length else {}
             outcome = TurnOutcome("http://127.0.0.1:8200", 1000, 200, ANSWER)
             started = time.perf_counter()
-            keys = recognition.chunk_keys
-            store.commit_turn(identity, recognition.conversation, outcome, 0.0, keys, **measured)
+            commit(store, identity, recognition, outcome)
             times[f"commit{turn}_ms"] = (time.perf_counter() - started) * 1e3
             if turn == 2:
                 by2 = recognition.by

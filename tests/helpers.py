@@ -121,3 +121,12 @@ def load_tool(name: str) -> Any:
     sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def commit(store: Any, identity: Any, outcome: Any, conversation: Any = None) -> Any:
+    """A completed turn of `conversation` (None: a new one) in a router ConversationStore, committed
+    with the chunk keys and text length recognise() makes for identity, as the router does."""
+    from dataclasses import replace
+
+    recognition = replace(store.recognise(identity), conversation=conversation)
+    return store.commit_turn(identity, recognition, outcome)

@@ -69,7 +69,7 @@ Recognised = Literal["session", "history", "chunks"]
 @dataclass(frozen=True, slots=True)
 class Recognition:
     """What a request continues, and how that was found. Its chunk keys and text length are made
-    once per turn, here: commit_turn takes them from it."""
+    once per turn, here: commit_turn takes the whole Recognition."""
 
     conversation: Conversation | None  # None: a new conversation
     by: Recognised | None = None
@@ -192,16 +192,13 @@ class ConversationStore:
         return None
 
     def commit_turn(
-        self, identity: Identity, conversation: Conversation | None, outcome: TurnOutcome,
-        now_s: float | None = None, chunk_keys: tuple[bytes, ...] | None = None,
-        num_text_bytes: int | None = None,
-    ) -> Conversation:  # fmt: skip
-        """Record a completed turn of `conversation` (None: a new one); returns its state.
-        chunk_keys, num_text_bytes: the prompt's, as recognise() found them (Recognition's fields;
-        computed here when None)."""
+        self, identity: Identity, recognition: Recognition, outcome: TurnOutcome, now_s: float | None = None
+    ) -> Conversation:
+        """Record a completed turn; returns its conversation's state. recognition: what recognise()
+        returned for identity (its conversation, None for a new one, and the prompt's chunk keys and
+        text length, made once per turn there)."""
         now = self._clock() if now_s is None else now_s
-        if identity.session_id is None and (chunk_keys is None or num_text_bytes is None):
-            chunk_keys, num_text_bytes = self._lead_keys(identity)
+        conversation = recognition.conversation
         if conversation is None:
             conversation = self._create(identity)
         elif conversation.key not in self._by_key:
@@ -212,8 +209,8 @@ class ConversationStore:
         conversation.num_output_tokens = outcome.num_output_tokens
         conversation.last_used_s = now
         self._by_key.move_to_end(conversation.key)
-        self._remember_history(conversation, identity, outcome.answer_text, num_text_bytes or 0)
-        self._remember_chunks(conversation, identity, outcome.holder_url, chunk_keys or ())
+        self._remember_history(conversation, identity, outcome.answer_text, recognition.num_text_bytes)
+        self._remember_chunks(conversation, identity, outcome.holder_url, recognition.chunk_keys)
         self._expire(now)
         return conversation
 

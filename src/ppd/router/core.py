@@ -256,7 +256,8 @@ class Router:
         recognition), and the instances that answered it 5xx on the way are blamed (another served
         it). Token counts come from record.usage, else the estimate and the chunk count."""
         route, turn = _routed(record)
-        if record.identity is None:
+        identity, recognition = record.identity, record.recognition
+        if identity is None or recognition is None:
             raise ValueError("commit needs the record decide() filled")
         record.state = "completed"
         for url, error in record.suspects:
@@ -264,12 +265,7 @@ class Router:
         record.suspects.clear()
         outcome = turn_outcome(route, turn, record.usage, num_output_chunks, answer_text)
         self._check_history(record, route, turn)
-        recognition = record.recognition
-        keys = recognition.chunk_keys if recognition is not None else None
-        num_text_bytes = recognition.num_text_bytes if recognition is not None else None
-        committed = self.conversations.commit_turn(
-            record.identity, record.conversation, outcome, now_s, keys, num_text_bytes
-        )
+        committed = self.conversations.commit_turn(identity, recognition, outcome, now_s)
         record.conversation_key = committed.key
         return committed
 

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from helpers import commit
 from ppd.router import chunks as chunks_module
 from ppd.router import conversations as conversations_module
 from ppd.router.chunks import (
@@ -148,8 +149,8 @@ def outcome(holder: str, answer: str = " w9 w8") -> TurnOutcome:
 def test_store_recognises_an_edited_history_by_chunks_after_the_whole_history() -> None:
     conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=LEAD))
     first_a = Identity(prompt_bytes=SYSTEM + words("a", 5 * CHUNK) + b"partial")
-    conversations.commit_turn(first_a, None, outcome("d0"))
-    conversations.commit_turn(Identity(prompt_bytes=SYSTEM + words("b", 5 * CHUNK)), None, outcome("d1"))
+    commit(conversations, first_a, outcome("d0"))
+    commit(conversations, Identity(prompt_bytes=SYSTEM + words("b", 5 * CHUNK)), outcome("d1"))
     # whole previous prompt + answer first: "history"
     whole = conversations.recognise(Identity(prompt_bytes=first_a.prompt_bytes + b" w9 w8 more"))
     assert whole.by == "history" and whole.conversation is not None and whole.chunk_keys
@@ -169,7 +170,7 @@ def test_chat_without_history_match_is_recognised_by_chunks() -> None:
     system = {"role": "system", "content": "S" * 60}
     for tag in "xy":
         messages = [system, {"role": "user", "content": words(tag, 80).decode()}]
-        conversations.commit_turn(Identity(chat_messages=messages), None, outcome("d0", answer="fine"))
+        commit(conversations, Identity(chat_messages=messages), outcome("d0", answer="fine"))
     # the client re-rendered the answer ("fine" -> "Fine."): the digest misses, the chunks do not
     later = [
         system,
@@ -274,8 +275,8 @@ def test_a_prompt_longer_than_the_lead_is_recognised_by_its_lead() -> None:
     lead = 8 * CHUNK
     conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=lead))
     first = Identity(prompt_bytes=SYSTEM + words("a", 20 * CHUNK))
-    conversations.commit_turn(Identity(prompt_bytes=SYSTEM + words("b", 20 * CHUNK)), None, outcome("d1"))
-    committed = conversations.commit_turn(first, None, outcome("d0"))
+    commit(conversations, Identity(prompt_bytes=SYSTEM + words("b", 20 * CHUNK)), outcome("d1"))
+    committed = commit(conversations, first, outcome("d0"))
     assert len(conversations.chunks) <= 2 * (lead // CHUNK)  # only the leads were keyed
     # the whole history is longer than the lead: not kept, so the next turn is found by its lead,
     # which it shares whole: how much more it shares is unknown (None), not the lead's bytes
@@ -292,11 +293,11 @@ def test_a_chat_longer_than_the_lead_is_not_digested_whole() -> None:
     lead = 8 * CHUNK
     conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=lead))
     short = [{"role": "user", "content": "hello there"}]
-    conversations.commit_turn(Identity(chat_messages=short), None, outcome("d0", answer="hi"))
+    commit(conversations, Identity(chat_messages=short), outcome("d0", answer="hi"))
     later_short = [*short, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "go"}]
     assert conversations.recognise(Identity(chat_messages=later_short)).by == "history"
     long = [{"role": "user", "content": words("x", 3 * lead).decode()}]
-    committed = conversations.commit_turn(Identity(chat_messages=long), None, outcome("d1", answer="ok"))
+    committed = commit(conversations, Identity(chat_messages=long), outcome("d1", answer="ok"))
     later_long = [*long, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "go"}]
     found = conversations.recognise(Identity(chat_messages=later_long))
     assert found.by == "chunks" and found.conversation is committed and found.num_shared_bytes is None
@@ -361,8 +362,8 @@ def test_a_chat_texts_length_is_in_utf8_bytes_as_its_shared_prefix_is() -> None:
     conversations = ConversationStore(100, 600.0, chunks=ChunkIndex(CHUNK, 1000, keyed_bytes=lead))
     first = [{"role": "user", "content": "é" * (4 * CHUNK)}]  # 134 bytes: 8 whole chunks, 70 characters
     other = [{"role": "user", "content": "other " * 20}]
-    conversations.commit_turn(Identity(chat_messages=other), None, outcome("d1"))
-    conversations.commit_turn(Identity(chat_messages=first), None, outcome("d0", answer="ok"))
+    commit(conversations, Identity(chat_messages=other), outcome("d1"))
+    commit(conversations, Identity(chat_messages=first), outcome("d0", answer="ok"))
     edited = {"role": "assistant", "content": "an edited answer"}
     later = [*first, edited, {"role": "user", "content": "ü" * CHUNK}]
     found = conversations.recognise(Identity(chat_messages=later))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from helpers import commit
 from ppd.router.conversations import ConversationStore, Identity, TurnOutcome, session_id_of
 
 
@@ -33,21 +34,21 @@ def test_session_conversation_counts_turns_and_remembers_holder() -> None:
     conversations, _ = store()
     identity = Identity(session_id="s1")
     assert conversations.find(identity) is None
-    conversations.commit_turn(identity, None, outcome("http://d2"))
+    commit(conversations, identity, outcome("http://d2"))
     found = conversations.find(identity)
     assert found is not None and (found.num_turns, found.holder_url) == (1, "http://d2")
-    conversations.commit_turn(identity, found, outcome("http://d2", prompt_tokens=30))
+    commit(conversations, identity, outcome("http://d2", prompt_tokens=30), found)
     assert found.num_turns == 2 and found.num_history_tokens == 32
 
 
 def test_completion_prompt_recognised_by_prompt_plus_answer_prefix() -> None:
     conversations, _ = store()
     first = Identity(prompt_bytes=b"w1 w2 w3")
-    conversations.commit_turn(first, None, outcome(answer=" w9 w8"))
+    commit(conversations, first, outcome(answer=" w9 w8"))
     second = Identity(prompt_bytes=b"w1 w2 w3 w9 w8 w4 w5")
     found = conversations.find(second)
     assert found is not None and found.num_turns == 1
-    conversations.commit_turn(second, found, outcome(answer=" w7"))
+    commit(conversations, second, outcome(answer=" w7"), found)
     assert conversations.find(Identity(prompt_bytes=b"w1 w2 w3 w9 w8 w4 w5 w7 w6")) is found
     # the old history key is gone: a retry of turn 2 would start a new conversation
     assert conversations.find(Identity(prompt_bytes=b"w1 w2 w3 w9 w8 w0")) is None
@@ -56,7 +57,7 @@ def test_completion_prompt_recognised_by_prompt_plus_answer_prefix() -> None:
 def test_chat_recognised_by_earlier_messages() -> None:
     conversations, _ = store()
     messages = [{"role": "user", "content": "w1 w2"}]
-    conversations.commit_turn(Identity(chat_messages=messages), None, outcome(answer="w5 w6"))
+    commit(conversations, Identity(chat_messages=messages), outcome(answer="w5 w6"))
     following = [*messages, {"role": "assistant", "content": "w5 w6"}, {"role": "user", "content": "w3"}]
     found = conversations.find(Identity(chat_messages=following))
     assert found is not None and found.num_turns == 1
@@ -65,7 +66,7 @@ def test_chat_recognised_by_earlier_messages() -> None:
 
 def test_answer_not_captured_means_no_recognition() -> None:
     conversations, _ = store()
-    conversations.commit_turn(Identity(prompt_bytes=b"w1"), None, outcome(answer=None))
+    commit(conversations, Identity(prompt_bytes=b"w1"), outcome(answer=None))
     assert len(conversations) == 1
     assert conversations.find(Identity(prompt_bytes=b"w1 w2")) is None
 
@@ -73,11 +74,11 @@ def test_answer_not_captured_means_no_recognition() -> None:
 def test_lru_cap_evicts_the_least_recently_used() -> None:
     conversations, clock = store(max_conversations=2)
     for name in ("a", "b"):
-        conversations.commit_turn(Identity(session_id=name), None, outcome())
+        commit(conversations, Identity(session_id=name), outcome())
         clock.now_s += 1
     a = conversations.find(Identity(session_id="a"))
-    conversations.commit_turn(Identity(session_id="a"), a, outcome())  # a is now the most recent
-    conversations.commit_turn(Identity(session_id="c"), None, outcome())
+    commit(conversations, Identity(session_id="a"), outcome(), a)  # a is now the most recent
+    commit(conversations, Identity(session_id="c"), outcome())
     assert len(conversations) == 2
     assert conversations.find(Identity(session_id="b")) is None
     assert conversations.find(Identity(session_id="a")) is not None
@@ -85,7 +86,7 @@ def test_lru_cap_evicts_the_least_recently_used() -> None:
 
 def test_idle_ttl_forgets_conversations_and_their_history_keys() -> None:
     conversations, clock = store(ttl_s=10.0)
-    conversations.commit_turn(Identity(prompt_bytes=b"w1"), None, outcome(answer=" w2"))
+    commit(conversations, Identity(prompt_bytes=b"w1"), outcome(answer=" w2"))
     clock.now_s = 11.0
     assert conversations.find(Identity(prompt_bytes=b"w1 w2 w3")) is None
     assert len(conversations) == 0
@@ -93,8 +94,8 @@ def test_idle_ttl_forgets_conversations_and_their_history_keys() -> None:
 
 def test_clear_forgets_everything() -> None:
     conversations, _ = store()
-    conversations.commit_turn(Identity(session_id="a"), None, outcome())
-    conversations.commit_turn(Identity(prompt_bytes=b"w1"), None, outcome(answer=" w2"))
+    commit(conversations, Identity(session_id="a"), outcome())
+    commit(conversations, Identity(prompt_bytes=b"w1"), outcome(answer=" w2"))
     assert conversations.clear() == 2
     assert len(conversations) == 0
     assert conversations.find(Identity(prompt_bytes=b"w1 w2 w3")) is None
@@ -102,9 +103,9 @@ def test_clear_forgets_everything() -> None:
 
 def test_a_conversation_evicted_during_its_turn_keeps_its_turn_count() -> None:
     conversations, _ = store(max_conversations=1)
-    conversations.commit_turn(Identity(session_id="a"), None, outcome())
+    commit(conversations, Identity(session_id="a"), outcome())
     a = conversations.find(Identity(session_id="a"))
-    conversations.commit_turn(Identity(session_id="b"), None, outcome())  # evicts a
-    conversations.commit_turn(Identity(session_id="a"), a, outcome())
+    commit(conversations, Identity(session_id="b"), outcome())  # evicts a
+    commit(conversations, Identity(session_id="a"), outcome(), a)
     again = conversations.find(Identity(session_id="a"))
     assert again is not None and again.num_turns == 2

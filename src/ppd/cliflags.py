@@ -34,6 +34,15 @@ def add_hops_argument(add: Callable[..., object]) -> None:
     """--hops: what the HTTP path adds around the engines of a fleet (ppd.fleet.config.hops_from_spec)."""
     add("--hops", default="measured", help="HTTP hop costs: 'measured' (ppd/fleet/hops.json), 'zero', "
         "or a JSON file with the keys of ppd.fleet.HopCosts (ms)")
+
+
+def add_proxy_arguments(add: Callable[..., object]) -> None:
+    """--proxy-cpu and --proxy-processes: the proxy's event loop in a fleet (ppd.fleet.proxy_loop)."""
+    add("--proxy-cpu", default="measured", help="the proxy's CPU per request and relayed read: 'measured' "
+        "(ppd/fleet/proxy_cpu.json), 'zero' (not modelled), or a JSON file with the keys of "
+        "ppd.fleet.proxy_loop.ProxyCpu (us)")
+    add("--proxy-processes", type=int, default=1,
+        help="`ppd proxy` processes the conversations are spread over (default 1, as `ppd up`)")
 # fmt: on
 
 

@@ -18,7 +18,8 @@ Python API (what `ppd plan` calls; everything is picklable, so it runs across pr
         engine=EngineOptions(profile="h100-llama3.1-8b"),  # ppd sim options shared by every engine
     )                                              # + run, seed, think_time_s, warmup_s, api, hops, ...
     run = simulate(config)                         # FleetRun: .rows (bench TurnRows), .summaries,
-                                                   #   .run_info, .num_events, .wall_s, .engine_stats
+                                                   #   .run_info, .num_events, .wall_s, .engine_stats,
+                                                   #   .proxy (the proxy loop's modelled CPU share)
     path = write_result_set([run], Path("results"), "my-fleet")  # `ppd bench` JSON + JSONL
     attained = slo_attainment(config)              # float | None: good / sent turns, rows not kept
 
@@ -27,12 +28,14 @@ Python API (what `ppd plan` calls; everything is picklable, so it runs across pr
 `FleetConfig(topology: Topology, mode: str, workload: WorkloadSpec, qps: float, duration_s=60.0,
 run=0, think_time_s=0.0, seed=0, warmup_s=0.0, slo=Slo(), drain_timeout_s=120.0, api="completions",
 poisson=True, prompt_salt="fleet", engine=EngineOptions(), hops=measured_hops(),
-pd_decode_affinity=True, warm_kv_links=True, route_slo_ttft_ms=None, route_slo_tpot_ms=None,
+proxy_cpu=measured_proxy_cpu(), proxy_processes=1, pd_decode_affinity=True, warm_kv_links=True,
+route_slo_ttft_ms=None, route_slo_tpot_ms=None,
 record_itl=False, decode_runs=True, send_session_id=True)`.
 Bad values raise ppd.errors.UsageError with the field and what is allowed.
 """
 
 from ppd.fleet.config import EngineOptions, FleetConfig, HopCosts, fleet_topology, measured_hops
+from ppd.fleet.proxy_loop import ProxyCpu, measured_proxy_cpu
 from ppd.fleet.run import FleetRun, Offered, offered_conversations, simulate, slo_attainment, write_result_set
 
 __all__ = [
@@ -41,8 +44,10 @@ __all__ = [
     "FleetRun",
     "HopCosts",
     "Offered",
+    "ProxyCpu",
     "fleet_topology",
     "measured_hops",
+    "measured_proxy_cpu",
     "offered_conversations",
     "simulate",
     "slo_attainment",

@@ -17,6 +17,7 @@ from ppd.cliflags import (
     add_drain_timeout_argument,
     add_hops_argument,
     add_profile_argument,
+    add_proxy_arguments,
     check_at_least_one,
     check_profile,
     parse_mode_list,
@@ -57,6 +58,7 @@ def _add_engine_arguments(add: Callable[..., object]) -> None:
     add("--route-slo-ttft-ms", type=float, default=None, help="the proxy's --slo-ttft-ms (auto routing)")
     add("--route-slo-tpot-ms", type=float, default=None, help="the proxy's --slo-tpot-ms (auto routing)")
     add_hops_argument(add)
+    add_proxy_arguments(add)
 
 
 def _add_output_arguments(add: Callable[..., object]) -> None:
@@ -104,8 +106,9 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
     from ppd.bench.metrics import Slo
     from ppd.bench.workloads import parse_workloads
     from ppd.fleet.config import EngineOptions, FleetConfig, fleet_topology, hops_from_spec, validate
+    from ppd.fleet.proxy_loop import proxy_cpu_from_spec
 
-    check_at_least_one({"turns": args.turns, "runs": args.runs})
+    check_at_least_one({"turns": args.turns, "runs": args.runs, "proxy_processes": args.proxy_processes})
     modes = parse_mode_list(args.modes) or ("pd",)
     check_profile(args.profile)
     topology = fleet_topology(args.topology)
@@ -121,6 +124,7 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
         seed=args.seed,
     )
     hops = hops_from_spec(args.hops)
+    proxy_cpu = proxy_cpu_from_spec(args.proxy_cpu)
     configs = []
     from ppd.traces.replay import parse_window
 
@@ -147,6 +151,8 @@ def build_configs(args: argparse.Namespace) -> list[FleetConfig]:
                         poisson=args.arrivals == "poisson",
                         engine=engine,
                         hops=hops,
+                        proxy_cpu=proxy_cpu,
+                        proxy_processes=args.proxy_processes,
                         pd_decode_affinity=not args.no_pd_decode_affinity,
                         route_slo_ttft_ms=args.route_slo_ttft_ms,
                         route_slo_tpot_ms=args.route_slo_tpot_ms,

@@ -10,6 +10,7 @@ from typing import Any
 from ppd.bench.config import Api, WorkloadSpec, workload_to_dict
 from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
+from ppd.fleet.proxy_loop import ProxyCpu, measured_proxy_cpu
 from ppd.launch.topology import LayoutOptions, Topology, layout_spec, load_file
 from ppd.modes import MODES, Mode
 from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES, recognition_problem
@@ -122,6 +123,10 @@ class FleetConfig:
     prompt_salt: str = "fleet"
     engine: EngineOptions = field(default_factory=EngineOptions)
     hops: HopCosts = field(default_factory=measured_hops)
+    # The proxy's event loop: CPU per request and per relayed read (fleet.proxy_loop); what a turn
+    # waits behind the other streams' work. ProxyCpu() (zero) leaves only the isolated-turn hops.
+    proxy_cpu: ProxyCpu = field(default_factory=measured_proxy_cpu)
+    proxy_processes: int = 1  # `ppd proxy` processes sharing the conversations (one, as `ppd up`)
     pd_decode_affinity: bool = True
     warm_kv_links: bool = True  # every P -> D link connected before the run, as `ppd up` warms them
     route_slo_ttft_ms: float | None = None  # the proxy's --slo-ttft-ms (auto mode's routing target)
@@ -137,7 +142,7 @@ class FleetConfig:
         """A JSON-ready copy for the result file."""
         # Not asdict(self) whole: it would copy every request of a trace workload.
         data = {
-            name: asdict(value) if name in ("slo", "engine", "hops") else value
+            name: asdict(value) if name in ("slo", "engine", "hops", "proxy_cpu") else value
             for name, value in ((f, getattr(self, f)) for f in self.__dataclass_fields__)
         }
         data["topology"] = topology_to_dict(self.topology)
@@ -157,6 +162,8 @@ def validate(config: FleetConfig) -> None:
         (config.api in ("completions", "chat"), "api must be completions or chat"),
         (0 <= config.engine.special_token_rate <= 1, "special token rate must be in 0..1"),
         (all(value >= 0 for value in _hop_values(config.hops)), "hop costs must be >= 0 ms"),
+        (all(value >= 0 for value in _hop_values(config.proxy_cpu)), "proxy CPU costs must be >= 0 us"),
+        (config.proxy_processes >= 1, "proxy processes must be >= 1"),
     ]
     for passed, message in checks:
         if not passed:
@@ -172,8 +179,8 @@ def validate(config: FleetConfig) -> None:
         raise UsageError(f"workload {config.workload.name}: needs conversations of at least one turn")
 
 
-def _hop_values(hops: HopCosts) -> list[float]:
-    return [value for value in asdict(hops).values() if isinstance(value, float | int)]
+def _hop_values(costs: HopCosts | ProxyCpu) -> list[float]:
+    return [value for value in asdict(costs).values() if isinstance(value, float | int)]
 
 
 def fleet_topology(spec: str) -> Topology:

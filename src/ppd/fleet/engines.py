@@ -49,6 +49,10 @@ class VirtualEngine:
         self.delivered_step_end_s: list[float] = []
         self._busy = False
         self._run: DecodeRun | None = None
+        # Told of every step as it starts (its end time, the tokens it streams) and of every decode
+        # run (its step end times -- the run's own list, which a cut shortens --, its batch): the
+        # proxy's event loop relays those tokens (fleet.proxy_loop). None: nobody listens.
+        self.on_steps: Callable[[list[float], int], None] | None = None
 
     def new_request(
         self,
@@ -115,6 +119,8 @@ class VirtualEngine:
             if run is not None:
                 self._busy, self._run = True, run
                 self.clock.at(run.step_end_s[-1], self._end_run, run, len(run.step_end_s))
+                if self.on_steps is not None:
+                    self.on_steps(run.step_end_s, len(self.core.scheduler.running))
                 if run.first_step_waiters:  # after the next step has been scheduled, as in _end
                     self.clock.at(run.step_end_s[0], _release, run.first_step_waiters)
                 return
@@ -124,6 +130,8 @@ class VirtualEngine:
             return
         self._busy = True
         self.clock.at(now_s + work.duration_s, self._end, work)
+        if self.on_steps is not None and isinstance(work, Step):
+            self.on_steps([now_s + work.duration_s], work.num_outputs)
 
     def _end(self, work: Hold | Step) -> None:
         if isinstance(work, Hold):

@@ -20,12 +20,14 @@ here decides a route.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
 from ppd.fleet.engines import VirtualEngine
+from ppd.fleet.proxy_loop import ProxyLoop, ProxyProcesses
 from ppd.launch.proxy import Upstreams, check_mode
 from ppd.openai_api import ApiError
 from ppd.proxy.config import ProxyConfig, normalize_url
@@ -119,13 +121,27 @@ class Fleet:
         self.engine_s_per_token = hops.engine_us_per_prompt_token * 1e-6
         self.proxy_s_per_token = hops.proxy_us_per_prompt_token * 1e-6
         self.num_turns = 0
+        # The proxy's event loop(s): the wait behind other streams' work (fleet.proxy_loop); None
+        # when its CPU is not modelled (every hop then costs what an isolated turn pays).
+        self.proxies: ProxyProcesses | None = None
+        self.engine_indices = {engine.name: index for index, engine in enumerate(self.engines.values())}
+        if not config.proxy_cpu.is_zero:
+            self.proxies = ProxyProcesses(config.proxy_cpu, config.proxy_processes, len(self.engines))
+            for index, engine in enumerate(self.engines.values()):
+                engine.on_steps = functools.partial(self.proxies.book_steps, index)
 
     def send(self, job: TurnJob) -> None:
         """The client sends a turn now."""
         job.sent_s = self.clock.now_s
         self.num_turns += 1
         delay_s = self.client_to_proxy_s + self.proxy_s_per_token * len(job.prompt_token_ids)
-        self.clock.after(delay_s, self._route, job)
+        self.clock.after(delay_s, self._route if self.proxies is None else self._intake, job)
+
+    def _intake(self, job: TurnJob) -> None:
+        """The turn reaches the proxy's event loop; it is routed once the loop gets to it."""
+        proxies = self.proxies
+        wait_s = 0.0 if proxies is None else proxies.loop_of(job.session_id).request_wait_s(self.clock.now_s)
+        self.clock.after(wait_s, self._route, job)
 
     def _route(self, job: TurnJob) -> None:
         """At the proxy: find the conversation and route the turn (proxy/turns.serve_turn)."""
@@ -185,6 +201,7 @@ class _TurnFlow:
     __slots__ = (
         "fleet",
         "job",
+        "loop",
         "num_seen_tokens",
         "prefill_hop",
         "prompt_hashes",
@@ -200,6 +217,7 @@ class _TurnFlow:
         self.prefill_hop: InFlight | None = None  # the router core's hops (load counters, stamps)
         self.target_hop: InFlight | None = None
         self.num_seen_tokens = 0
+        self.loop: ProxyLoop | None = None if fleet.proxies is None else fleet.proxies.loop_of(job.session_id)
         self.prompt_hashes: tuple[int, list[int]] | None = None  # (block size, the prompt's block hashes)
 
     def _new_request(
@@ -235,12 +253,23 @@ class _TurnFlow:
         """P's one token: the request finished and its blocks are leased (P answers non-streaming)."""
         self.job.prefill_cached_tokens = max(0, request.num_cached_tokens)
         self.record.prefill_cached_tokens = max(0, request.num_cached_tokens)  # P's usage, as the proxy
-        self.fleet.clock.after(self.fleet.engine_to_proxy_s, self._prefill_back, prefill, request.lease_id)
+        delay_s = self.fleet.engine_to_proxy_s + self._relay_wait_s(prefill, self.now_s)
+        self.fleet.clock.after(delay_s, self._prefill_back, prefill, request.lease_id)
 
     def _prefill_back(self, prefill: VirtualEngine, lease_id: str | None) -> None:
         if self.prefill_hop is not None:
             self.fleet.router.finish(self.prefill_hop, self.now_s, succeeded=True)  # sets prefill_ms
-        self.send_target((prefill, lease_id) if lease_id is not None else None)
+        remote = (prefill, lease_id) if lease_id is not None else None
+        if self.loop is None:
+            self.send_target(remote)
+        else:  # the second hop is another request for the proxy's loop
+            self.fleet.clock.after(self.loop.request_wait_s(self.now_s), self.send_target, remote)
+
+    def _relay_wait_s(self, engine: VirtualEngine, step_end_s: float) -> float:
+        """How long the proxy's loop keeps a chunk of the engine's step ending at step_end_s."""
+        if self.loop is None:
+            return 0.0
+        return self.loop.relay_wait_s(self.fleet.engine_indices[engine.name], step_end_s)
 
     def send_target(self, remote: tuple[VirtualEngine, str] | None) -> None:
         """The target hop (proxy/turns._target); `remote`: P and its lease when D pulls the KV."""
@@ -308,23 +337,28 @@ class _TurnFlow:
         self.num_seen_tokens = num_output_tokens
         delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s
         if job.itl_ms is None and job.first_content_s is not None and token_ids[-1] < NUM_WORD_TOKENS:
-            job.last_content_s = delivered_s[-1] + delay_s  # the usual case, without slicing
+            last_s = delivered_s[-1]  # the usual case, without slicing
+            job.last_content_s = last_s + delay_s + self._relay_wait_s(self.target, last_s)
         elif job.itl_ms is None:
             self._stamp_content(delivered_s[-num_new:], token_ids[-num_new:], delay_s)
         else:
             for end_s, token_id in zip(delivered_s[-num_new:], token_ids[-num_new:], strict=True):
                 if token_id >= NUM_WORD_TOKENS:  # a special token's chunk carries no text
                     continue
-                arrive_s = end_s + delay_s
+                arrive_s = end_s + delay_s + self._relay_wait_s(self.target, end_s)
                 if job.first_content_s is None:
                     job.first_content_s = arrive_s
                 elif job.last_content_s is not None:
                     job.itl_ms.append(round((arrive_s - job.last_content_s) * 1000.0, 4))
                 job.last_content_s = arrive_s
         if num_output_tokens == num_new:
-            fleet.clock.at(delivered_s[-num_new] + fleet.engine_to_proxy_s, self._first_byte)
+            first_s = delivered_s[-num_new]
+            read_s = first_s + fleet.engine_to_proxy_s + self._relay_wait_s(self.target, first_s)
+            fleet.clock.at(read_s, self._first_byte)
         if request.is_finished:
-            fleet.clock.at(delivered_s[-1] + fleet.engine_to_proxy_s, self._answer_done, request)
+            last_s = delivered_s[-1]
+            read_s = last_s + fleet.engine_to_proxy_s + self._relay_wait_s(self.target, last_s)
+            fleet.clock.at(read_s, self._answer_done, request)
 
     def _stamp_content(self, ends_s: list[float], tokens: list[int], delay_s: float) -> None:
         """The first and last content chunks among new tokens (a special token's chunk has no text)."""
@@ -333,10 +367,10 @@ class _TurnFlow:
             first = next((i for i, token_id in enumerate(tokens) if token_id < NUM_WORD_TOKENS), None)
             if first is None:
                 return
-            job.first_content_s = ends_s[first] + delay_s
+            job.first_content_s = ends_s[first] + delay_s + self._relay_wait_s(self.target, ends_s[first])
         for index in range(len(tokens) - 1, -1, -1):
             if tokens[index] < NUM_WORD_TOKENS:
-                job.last_content_s = ends_s[index] + delay_s
+                job.last_content_s = ends_s[index] + delay_s + self._relay_wait_s(self.target, ends_s[index])
                 return
 
     def _first_byte(self) -> None:

@@ -39,6 +39,7 @@ class FleetRun:
     wall_s: float
     engine_stats: list[dict[str, Any]] = field(default_factory=list)
     history: dict[str, Any] = field(default_factory=dict)  # the router's history checks (holding.py)
+    proxy: dict[str, Any] = field(default_factory=dict)  # the proxy processes' modelled CPU use
 
 
 @dataclass
@@ -119,7 +120,21 @@ def simulate(
     engine_stats = [_engine_stats(engine.name, engine) for engine in fleet.engines.values()]
     wall_s = time.perf_counter() - started_wall_s
     history = fleet.router.holding.status()
-    return FleetRun(config, run_info, rows, summaries, clock.num_events, wall_s, engine_stats, history)
+    proxy = _proxy_stats(fleet, clock.now_s)
+    return FleetRun(config, run_info, rows, summaries, clock.num_events, wall_s, engine_stats, history, proxy)
+
+
+def _proxy_stats(fleet: Fleet, elapsed_s: float) -> dict[str, Any]:
+    """Each proxy process's modelled CPU time and its share of the run (1.0: a whole core, saturated)."""
+    if fleet.proxies is None:
+        return {"modelled": False}
+    busy_s = fleet.proxies.busy_s()
+    return {
+        "modelled": True,
+        "processes": len(busy_s),
+        "busy_s": [round(value, 3) for value in busy_s],
+        "busy_share": [round(value / elapsed_s, 4) if elapsed_s > 0 else 0.0 for value in busy_s],
+    }
 
 
 def _client(
@@ -198,6 +213,7 @@ def write_result_set(runs: Sequence[FleetRun], output_dir: Path, name: str | Non
                 "wall_s": round(run.wall_s, 3),
                 "engines": run.engine_stats,
                 "history": run.history,
+                "proxy": run.proxy,
             }
             for run in runs
         ]

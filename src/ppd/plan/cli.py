@@ -25,6 +25,7 @@ from ppd.cliflags import (
     add_conversation_arguments,
     add_hops_argument,
     add_profile_argument,
+    add_proxy_arguments,
     check_at_least_one,
     check_profile,
     parse_mode_list,
@@ -81,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "0.9 memory share; `ppd up` starts vLLM at 0.85)",
     )
     add_hops_argument(add)
+    add_proxy_arguments(add)
     _add_search_arguments(add)
     add("--output", type=Path, default=Path("plan"), help="directory for plan.json, plan.md, plan.png")
     add("--workers", type=int, default=_DEFAULT_WORKERS, help=f"processes (default {_DEFAULT_WORKERS})")
@@ -137,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "refined": "every deployment" if args.refine_all else "contenders",
         "hops": f"{args.hops} ({evaluator.hops.source.split(': ', 1)[0]})",
+        "proxy_cpu": f"{args.proxy_cpu} ({evaluator.proxy_cpu.source.split(': ', 1)[0]})",
+        "proxy_processes": evaluator.proxy_processes,
     }
     console = Console(stderr=True)
     started_s = time.perf_counter()
@@ -184,13 +188,17 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
     from ppd.bench.metrics import Slo
     from ppd.bench.workloads import parse_workloads
     from ppd.fleet.config import hops_from_spec
+    from ppd.fleet.proxy_loop import proxy_cpu_from_spec
     from ppd.plan.deployments import enumerate_deployments, restrict_to_topologies
     from ppd.plan.evaluate import FleetEvaluator
     from ppd.plan.search import SearchConfig
     from ppd.traces.replay import parse_window
 
     check_at_least_one(
-        {name: getattr(args, name) for name in ("gpus", "turns", "conversations", "workers", "max_num_seqs")}
+        {
+            name: getattr(args, name)
+            for name in ("gpus", "turns", "conversations", "workers", "max_num_seqs", "proxy_processes")
+        }
     )
     for name in ("slo_ttft_ms", "slo_tpot_ms", "start_qps_per_gpu", "max_qps", "min_window_s", "drain_s"):
         if not getattr(args, name) > 0:
@@ -239,5 +247,7 @@ def _build(args: argparse.Namespace) -> tuple[FleetEvaluator, list[Deployment], 
         kv_cache_tokens=args.kv_cache_tokens,
         max_model_len=args.max_model_len,
         hops=hops_from_spec(args.hops),
+        proxy_cpu=proxy_cpu_from_spec(args.proxy_cpu),
+        proxy_processes=args.proxy_processes,
     )
     return evaluator, deployments, search

@@ -40,6 +40,7 @@ from ppd.fleet import (
     offered_conversations,
     simulate,
 )
+from ppd.fleet.proxy_loop import ProxyCpu, measured_proxy_cpu
 from ppd.plan.deployments import Deployment
 from ppd.plan.search import Point
 from ppd.results import TurnRow
@@ -66,6 +67,8 @@ class FleetEvaluator:
     kv_cache_tokens: int | None = None  # per engine; None: the profile's
     max_model_len: int | None = None  # the engines' context; None: long enough for the workload
     hops: HopCosts = field(default_factory=measured_hops)  # what the HTTP path adds (ppd fleet --hops)
+    proxy_cpu: ProxyCpu = field(default_factory=measured_proxy_cpu)  # the proxy's loop (--proxy-cpu)
+    proxy_processes: int = 1  # proxy processes the conversations are spread over (--proxy-processes)
 
     @property
     def is_trace(self) -> bool:
@@ -102,6 +105,8 @@ class FleetEvaluator:
             route_slo_ttft_ms=self.slo.ttft_ms if auto else None,
             route_slo_tpot_ms=self.slo.tpot_ms if auto else None,
             hops=self.hops,
+            proxy_cpu=self.proxy_cpu,
+            proxy_processes=self.proxy_processes,
         )
 
     def engine_max_model_len(self) -> int | None:

@@ -144,6 +144,8 @@ class FleetEvaluator:
             "success_rate": summary["success_rate"],
             "window_s": self.window_s(qps),
         }
+        if run.proxy.get("modelled"):  # the busiest proxy process's CPU share (1.0: a whole core)
+            metrics["proxy_busy_share"] = max(run.proxy["busy_share"])
         return Point(
             qps=qps,
             slo_attainment=summary["slo_attainment"],

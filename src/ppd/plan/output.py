@@ -141,8 +141,13 @@ def _row_cells(rank: int, item: Planned, best: float) -> list[str]:
         _fmt(metrics.get("ttft_p50_ms"), "{:.0f}"),
         _fmt(metrics.get("ttft_p99_ms"), "{:.0f}"),
         _fmt(metrics.get("tpot_p50_ms"), "{:.1f}"),
+        _fmt(_percent(metrics.get("proxy_busy_share")), "{:.0f}%"),
         str(len(search.points)),
     ]
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else share * 100
 
 
 def _headers(summary: PlanSummary) -> list[str]:
@@ -158,6 +163,7 @@ def _headers(summary: PlanSummary) -> list[str]:
         "TTFT p50 ms",
         "TTFT p99 ms",
         "TPOT p50 ms",
+        "proxy CPU",
         "runs",
     ]
 
@@ -184,6 +190,21 @@ def _title(summary: PlanSummary) -> str:
     )
 
 
+def _proxy_note(summary: PlanSummary) -> str:
+    """What the rates assume of the proxy: how many processes share the conversations."""
+    processes = summary.settings.get("proxy_processes", 1)
+    if processes == 1:
+        return (
+            "The rates are those of one `ppd proxy` process, as `ppd up` starts: its event loop relays "
+            "every token (`proxy CPU` in the table)."
+        )
+    return (
+        f"The rates assume {processes} `ppd proxy` processes, each serving its share of the conversations "
+        "(`--proxy-processes`); `ppd up` starts one, so the others and a front that keeps a "
+        "conversation on one process are yours to run."
+    )
+
+
 def plan_markdown(summary: PlanSummary, plot_name: str) -> str:
     """plan.md: the recommendation, the disaggregation verdict, the table, the method."""
     best = summary.winner.goodput_per_gpu
@@ -198,6 +219,8 @@ def plan_markdown(summary: PlanSummary, plot_name: str) -> str:
         summary.winner_command(),
         "```",
         "",
+        _proxy_note(summary),
+        "",
     ]
     if ties:
         lines += [f"Within the search tolerance ({summary.tolerance:.0%}) of it: {', '.join(ties)}.", ""]
@@ -208,7 +231,9 @@ def plan_markdown(summary: PlanSummary, plot_name: str) -> str:
     tool = tool_info()
     lines += [
         "",
-        "Figures at each deployment's highest passing rate. `>=`: it passed at the search's upper bound.",
+        "Figures at each deployment's highest passing rate. `>=`: it passed at the search's upper bound. "
+        "A `proxy CPU` near 100% means the proxy, not the engines, set the rate: give more processes "
+        "(`--proxy-processes`).",
         "",
         f"![goodput against offered rate]({plot_name})",
         "",
@@ -216,7 +241,9 @@ def plan_markdown(summary: PlanSummary, plot_name: str) -> str:
         "",
         f"- Each deployment of {summary.num_gpus} engines (one GPU each) is simulated by `ppd fleet`: the "
         f"`ppd sim` engine model with profile `{summary.profile}` for every engine, the proxy's own router "
-        "core on a virtual clock, the measured HTTP hop costs, and "
+        "core on a virtual clock, the measured HTTP hop costs, the proxy's event loop (its CPU per "
+        f"request and relayed read, shared by {summary.settings.get('proxy_processes', 1)} proxy "
+        "process(es); `proxy CPU` is the busiest one's share of a core at the top rate), and "
         + (
             "the trace slice replayed by the bench's rules (its requests at the trace's times scaled to "
             "the rate, linked into conversations)."

@@ -46,6 +46,8 @@ def test_fleet_writes_a_result_set_with_every_point(
         (["--topology", "1p1d", "--modes", "fast"], "not one of"),
         (["--topology", "1p1d", "--qps", "0"], "qps"),
         (["--topology", "1p1d", "--hops", "/nonexistent.json"], "--hops"),
+        (["--topology", "1p1d", "--proxy-cpu", "/nonexistent.json"], "--proxy-cpu"),
+        (["--topology", "1p1d", "--proxy-processes", "0"], "--proxy-processes must be >= 1"),
         (["--topology", "1p1d", "--profile", "nope"], "no profile"),
         (["--topology", "1p1d", "--history-chunk-bytes", "0"], "--history-chunk-bytes must be >= 1"),
         (["--topology", "1p1d", "--history-keyed-bytes", "100"], "--history-keyed-bytes (100) must be"),

@@ -28,6 +28,8 @@ from ppd.plan.evaluate import FleetEvaluator
         (["--window", "0:60"], "--window applies to a trace workload"),
         (["--workload", "W1,W2"], "give one workload"),
         (["--hops", "/nonexistent.json"], "--hops /nonexistent.json: expected measured, zero or"),
+        (["--proxy-cpu", "/nonexistent.json"], "--proxy-cpu /nonexistent.json: expected measured, zero or"),
+        (["--proxy-processes", "0"], "--proxy-processes must be >= 1"),
     ],
 )
 def test_bad_flags_are_one_line_errors(
@@ -95,6 +97,11 @@ def test_hops_reach_the_fleet_runs(tmp_path: Path) -> None:
     ]:
         evaluator, deployments, _ = _build(parser.parse_args(flags + (["--hops", spec] if spec else [])))
         assert evaluator.fleet_config(deployments[0], 2.0).hops == expected
+    evaluator, deployments, _ = _build(
+        parser.parse_args([*flags, "--proxy-cpu", "zero", "--proxy-processes", "3"])
+    )
+    fleet = evaluator.fleet_config(deployments[0], 2.0)
+    assert fleet.proxy_cpu.is_zero and fleet.proxy_processes == 3
 
 
 def test_the_miss_budget_is_exact_despite_float_error() -> None:
@@ -129,6 +136,9 @@ def test_plan_ranks_two_gpus_and_writes_its_outputs(
     assert all(p["qps"] > 0 for d in plan["ranking"] for p in d["points"])
     markdown = (out / "plan.md").read_text()
     assert "**Recommendation:" in markdown and "disaggregation" in markdown.lower()
+    assert "one `ppd proxy` process" in markdown and "| proxy CPU |" in markdown
+    assert 0 < best["at_max"]["metrics"]["proxy_busy_share"] < 1
+    assert plan["inputs"]["proxy_processes"] == 1
     assert (out / "plan.png").stat().st_size > 10_000
 
 

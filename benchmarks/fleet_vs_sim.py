@@ -26,7 +26,10 @@ as proxy-decisions-<topology>.jsonl so that --fleet-only finds it), in the fleet
 client_to_proxy + proxy_to_client: the deployment's TTFT without the bench's part of the path.
 
     python benchmarks/fleet_vs_sim.py [--duration-s 8] [--drain-timeout-s 10] [--topologies 1p1d,2p2d]
-        [--workloads W1,W2,W3,W4] [--out DIR]
+        [--workloads W1,W2,W3,W4] [--out DIR] [--fleet-only] [--proxy-cpu measured|zero|FILE]
+
+--fleet-only --proxy-cpu zero compares the fleet without the proxy's event loop with the same HTTP
+result sets (an A/B of the loop model against one HTTP run).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ sys.path.insert(0, str(SRC))
 
 from ppd.bench.workloads import builtin_workload
 from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, measured_hops, simulate, write_result_set
+from ppd.fleet.proxy_loop import ProxyCpu, proxy_cpu_from_spec
 
 MODES = ("pd", "ppd", "replication", "auto")
 LOADS = {"W1": (2.0, 8.0), "W2": (1.0, 4.0), "W3": (2.0, 8.0), "W4": (0.5, 2.0)}  # 1p1d; x2 for 2p2d
@@ -195,7 +199,7 @@ def http_path_lines(topology: str, result_json: Path, samples: list[Sample], dec
     return lines
 
 
-def run_fleet(http_json: Path, out: Path) -> Path:
+def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu) -> Path:
     """The same points through ppd fleet; returns the fleet result set."""
     meta = json.loads(http_json.read_text())
     config, topology = meta["config"], http_json.stem.split("-")[1]
@@ -211,6 +215,7 @@ def run_fleet(http_json: Path, out: Path) -> Path:
                 seed=config["seed"],
                 drain_timeout_s=config["drain_timeout_s"],
                 engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
+                proxy_cpu=proxy_cpu,
             )
         )
         for qps in config["qps"]
@@ -227,7 +232,9 @@ def main() -> int:
     parser.add_argument("--workloads", default="W1,W2,W3,W4")
     parser.add_argument("--out", type=Path, default=None, help="keep both sides' result sets here")
     parser.add_argument("--fleet-only", action="store_true", help="reuse the HTTP result sets in --out")
+    parser.add_argument("--proxy-cpu", default="measured", help="the fleet's proxy loop: measured|zero|FILE")
     args = parser.parse_args()
+    proxy_cpu = proxy_cpu_from_spec(args.proxy_cpu)
     out = args.out or Path(tempfile.mkdtemp(prefix="fleet-vs-sim-results-"))
     started_s = time.perf_counter()
     topologies, workloads = args.topologies.split(","), args.workloads.split(",")
@@ -241,7 +248,7 @@ def main() -> int:
     comparisons: list[tuple[str, Comparison]] = []
     for topology in topologies:
         http_files = [out / f"http-{topology}-{workload}.json" for workload in workloads]
-        fleet_files = [run_fleet(path, out) for path in http_files]
+        fleet_files = [run_fleet(path, out, proxy_cpu) for path in http_files]
         found = compare(summary_values(http_files), summary_values(fleet_files))
         print(f"== {topology}: http (real time) / fleet (virtual time)")
         print(table(found))
@@ -253,6 +260,7 @@ def main() -> int:
         print("\n".join(path_lines))
     print(f"results in {out}; HTTP side {http_wall_s:.0f} s, all {time.perf_counter() - started_s:.0f} s")
     print(f"duration {args.duration_s:g} s + drain {args.drain_timeout_s:g} s per run, seed 0, 2 turns")
+    print(f"fleet: hops {measured_hops().source[:40]}...; proxy loop: {proxy_cpu.source[:60]}...")
     print(summary(comparisons))
     return 0
 

@@ -13,7 +13,7 @@ def render_metrics(engine: Engine, pulls: PullStats, model_name: str) -> str:
     scheduler = engine.scheduler
     rows: list[tuple[str, str, str, float]] = [
         ("vllm:num_requests_running", "gauge", "Requests in the running batch.", len(scheduler.running)),
-        ("vllm:num_requests_waiting", "gauge", "Requests waiting.", len(scheduler.waiting)),
+        ("vllm:num_requests_waiting", "gauge", "Requests waiting.", engine.core.num_waiting_requests),
         ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage; 1 means 100 percent.", kv_cache.usage),
         (
             "vllm:prefix_cache_queries_total",

@@ -55,6 +55,8 @@ class OfflineEngine:
             if isinstance(work, Hold):
                 core.complete_hold(work)
                 continue
+            while pending and pending[0][0] < self.now_s:  # they came while the step ran
+                core.add_request(heapq.heappop(pending)[2])
             for request in core.complete_step(work, self.now_s).with_output:
                 token_times[request.request_id].append(self.now_s)
         return token_times

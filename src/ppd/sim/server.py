@@ -491,7 +491,7 @@ async def stats(http_request: web.Request) -> web.Response:
             "mean_drift_ms": s.sum_drift_s * 1e3 / s.num_drift_samples if s.num_drift_samples else 0.0,
             "num_generation_tokens": s.num_generation_tokens,
             "num_running": len(engine.scheduler.running),
-            "num_waiting": len(engine.scheduler.waiting),
+            "num_waiting": engine.core.num_waiting_requests,
             "num_preemptions": engine.scheduler.num_preemptions,
             "num_aborted_requests": s.num_aborted_requests,
             "kv_cache_usage": engine.kv_cache.usage,

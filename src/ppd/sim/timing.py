@@ -10,8 +10,9 @@ A step's duration is a linear function of what the step computes (see `step_dura
             + decode_context_ns/1e6  * context tokens read by decoding sequences
             + eager_step_ms          (if the step schedules more than cudagraph_max_tokens tokens)
             + mixed_step_ms          (if a multi-token prefill chunk runs beside decodes)
+            + mixed_context_ns/1e6   * context tokens read by the decodes of such a step (optional, 0)
 
-The last term: vLLM captures CUDA graphs for batches of up to 512 tokens; a bigger batch (a 512-token
+The eager term: vLLM captures CUDA graphs for batches of up to 512 tokens; a bigger batch (a 512-token
 prefill plus any decode) runs without them and pays the kernel launches (~18 ms on the 2x H100 runs:
 results/h100x2-vllm0.25.1-nixl/README.md). A batch of decodes alone (every request one token, a D's
 one-token recompute included) replays a full CUDA graph; a multi-token chunk beside decodes runs the
@@ -59,6 +60,9 @@ class StepCosts:
     cudagraph_max_tokens: int  # largest batch (tokens) that runs as a captured CUDA graph
     eager_step_ms: float  # extra cost of a step above cudagraph_max_tokens (no CUDA graph)
     mixed_step_ms: float  # extra cost of a multi-token prefill chunk beside decodes (piecewise graphs)
+    # extra cost per context token of the decodes in such a step (their attention runs in the
+    # prefill's kernel); optional in a profile file, 0 where not fitted
+    mixed_context_ns: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,11 @@ class Profile:
     # size: N tokens" log line), which wins when a profile gives it. Exactly one is required.
     memory: GpuMemory | None = None
     default_kv_cache_tokens: int | None = None
+    # vLLM's asynchronous scheduling (the default of vLLM 0.25; --no-async-scheduling turns it
+    # off): batch k+1 is decided while batch k runs, so a request that arrives during a step joins
+    # the batch after next (EngineCore.add_request). Optional in a profile file; off (the engine
+    # schedules after each step, as vLLM's synchronous loop does) unless a profile turns it on.
+    async_scheduling: bool = False
 
 
 @dataclass(slots=True)
@@ -121,7 +130,7 @@ def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:
     if shape.num_prefill_tokens + shape.num_decode_seqs > costs.cudagraph_max_tokens:
         total_ms += costs.eager_step_ms
     if shape.num_prefill_chunks and shape.num_decode_seqs:
-        total_ms += costs.mixed_step_ms
+        total_ms += costs.mixed_step_ms + costs.mixed_context_ns * 1e-6 * shape.num_decode_context_tokens
     return total_ms * 1e-3
 
 
@@ -301,7 +310,7 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> Profile:
     data = {key: value for key, value in data.items() if not key.startswith("_")}
     data.pop("reference", None)  # documentation of what the fit used; not a parameter
     data.pop("fit", None)
-    step = _build(StepCosts, data.pop("step", None), f"{where}: step")
+    step = _build(StepCosts, data.pop("step", None), f"{where}: step", {"mixed_context_ns"})
     memory = data.pop("memory", None)
     kv_tokens = data.pop("default_kv_cache_tokens", None)
     if (memory is None) == (kv_tokens is None):
@@ -312,7 +321,7 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> Profile:
         memory = {key: value for key, value in memory.items() if not key.startswith("_")}
     if memory is not None:
         memory = _build(GpuMemory, memory, f"{where}: memory")
-    optional = {"memory", "default_kv_cache_tokens"}
+    optional = {"memory", "default_kv_cache_tokens", "async_scheduling"}
     profile: Profile = _build(Profile, {**data, "step": step}, where, optional)
     return replace(profile, memory=memory, default_kv_cache_tokens=kv_tokens)
 

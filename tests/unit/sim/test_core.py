@@ -1,5 +1,7 @@
 """EngineCore on a hand-driven clock: holds before steps, step waiters, leases, freeing what finished."""
 
+from dataclasses import replace
+
 import pytest
 
 from ppd.sim.config import sim_config
@@ -103,3 +105,55 @@ def test_streaming_slows_a_new_requests_intake_and_paces_a_step_it_cannot_keep_u
     late = core.new_request("late", [7] * 64, 2, now_s=now_s)
     expected_s = profile.api_overhead_ms * 1e-3 / (1 - profile.api_max_load) + tokenize_s + backlog_s
     assert core.api_ready_s(now_s, late) - now_s == pytest.approx(expected_s)
+
+
+def async_core() -> EngineCore:
+    """An H100-profile core with vLLM's asynchronous scheduling turned on."""
+    profile = replace(load_profile("h100-llama3.1-8b"), async_scheduling=True)
+    return EngineCore(sim_config(profile))
+
+
+def scheduled_ids(step: Step | Hold | None) -> list[str]:
+    assert isinstance(step, Step)
+    return [item.request.request_id for item in step.scheduled]
+
+
+def test_async_scheduling_puts_a_request_that_came_during_a_step_into_the_batch_after_next() -> None:
+    core = async_core()
+    first = core.new_request("a", list(range(1, 40)), 4, now_s=0.0)
+    core.add_request(first)  # idle engine: scheduled at once
+    step1 = core.next_work()
+    assert scheduled_ids(step1) == ["a"]
+    core.add_request(core.new_request("b", list(range(100, 140)), 4, now_s=0.0))  # while step 1 runs
+    assert core.num_waiting_requests == 1 and core.has_work()
+    assert isinstance(step1, Step)
+    core.complete_step(step1, step1.duration_s)
+    step2 = core.next_work()
+    assert scheduled_ids(step2) == ["a"]  # decided as step 1 began: without b
+    assert isinstance(step2, Step)
+    core.complete_step(step2, step1.duration_s + step2.duration_s)
+    assert scheduled_ids(core.next_work()) == ["a", "b"]
+
+
+def test_async_scheduling_takes_a_held_request_at_once_when_no_batch_was_decided_ahead() -> None:
+    core = async_core()
+    core.add_request(core.new_request("a", list(range(1, 40)), 1, now_s=0.0))
+    step1 = core.next_work()
+    held = core.new_request("b", list(range(100, 140)), 2, now_s=0.0)
+    core.add_request(held)
+    assert isinstance(step1, Step)
+    assert core.complete_step(step1, step1.duration_s).finished  # "a" is done: nothing runs
+    assert scheduled_ids(core.next_work()) == ["b"]
+    other = core.new_request("c", list(range(200, 240)), 2, now_s=0.0)
+    core.add_request(other)  # held while b's step runs, then aborted: it never runs
+    assert core.abort(other) and core.num_waiting_requests == 0
+
+
+def test_without_async_scheduling_a_request_joins_the_next_batch() -> None:
+    core = make_core()
+    core.add_request(core.new_request("a", list(range(1, 40)), 4, now_s=0.0))
+    step1 = core.next_work()
+    core.add_request(core.new_request("b", list(range(100, 140)), 4, now_s=0.0))
+    assert isinstance(step1, Step)
+    core.complete_step(step1, step1.duration_s)
+    assert scheduled_ids(core.next_work()) == ["a", "b"]

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,29 @@ def test_a_prefill_chunk_beside_decodes_pays_the_mixed_step_cost_a_one_token_rec
     base_s = step_duration_s(COSTS, decodes)
     assert step_duration_s(COSTS, with_chunk) - base_s == pytest.approx((2.0 + 3.0) / 1e3)
     assert step_duration_s(COSTS, with_recompute) - base_s == pytest.approx(0.02 / 1e3)
+
+
+def test_decodes_beside_a_prefill_chunk_pay_the_mixed_context_cost_per_context_token() -> None:
+    costs = replace(COSTS, mixed_context_ns=10.0)
+    decodes = BatchShape(num_decode_seqs=8, num_decode_context_tokens=800)
+    with_chunk = BatchShape(
+        num_prefill_tokens=100, num_prefill_chunks=1, num_decode_seqs=8, num_decode_context_tokens=800
+    )
+    assert step_duration_s(costs, decodes) == step_duration_s(COSTS, decodes)  # decodes alone: no term
+    extra_s = step_duration_s(costs, with_chunk) - step_duration_s(COSTS, with_chunk)
+    assert extra_s == pytest.approx(800 * 10e-9)
+
+
+def test_optional_profile_keys_default_to_the_model_without_them(tmp_path: Path) -> None:
+    data = json.loads(Path(PROFILES_DIR, "h200-llama3.1-8b.json").read_text())
+    profile = load_profile("h200-llama3.1-8b")
+    assert profile.async_scheduling is False and profile.step.mixed_context_ns == 0.0
+    data["async_scheduling"] = True
+    data["step"]["mixed_context_ns"] = 9.9
+    path = tmp_path / "loaded.json"
+    path.write_text(json.dumps(data))
+    loaded = load_profile(str(path))
+    assert loaded.async_scheduling is True and loaded.step.mixed_context_ns == 9.9
 
 
 def test_a_kv_pull_costs_per_descriptor_so_bigger_blocks_pull_faster() -> None:

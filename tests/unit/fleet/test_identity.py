@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
+from ppd.bench.arrivals import ConversationPlan
+from ppd.bench.config import TurnShape
 from ppd.bench.workloads import request_body
 from ppd.fleet import FleetConfig, HopCosts, fleet_topology
 from ppd.fleet.client import BenchClient, _Conversation
@@ -29,14 +29,14 @@ def _client(api: str, send_session_id: bool) -> BenchClient:
 
 
 def _jobs(client: BenchClient, num_turns: int) -> list[TurnJob]:
-    """The jobs of a conversation's first num_turns turns as the client sends them (answers: ANSWERS)."""
-    sent: list[TurnJob] = []
-    client.fleet = SimpleNamespace(send=sent.append)  # type: ignore[assignment]
-    plan = SimpleNamespace(turns=[SimpleNamespace(num_output_tokens=8)] * len(USERS))
-    conversation = _Conversation(plan, "c", USERS, ANSWERS)  # type: ignore[arg-type]
+    """The jobs of a conversation's first num_turns turns as the client sends them (answers: ANSWERS).
+    Real objects throughout (a compiled build checks every attribute's type): each job is read from
+    the client's turns in flight (in the order sent), sent to a fleet whose clock never runs."""
+    plan = ConversationPlan(0, 0.0, tuple(TurnShape(len(words), 8) for words in USERS))
+    conversation = _Conversation(plan, "c", USERS, ANSWERS)
     for turn in range(1, num_turns + 1):
         client._send(conversation, turn, 0.0)
-    return sent
+    return [job for _, job in client._in_flight.values()]
 
 
 def _job(client: BenchClient, turn: int) -> TurnJob:

@@ -1,7 +1,10 @@
-"""`ppd demo --quick` end to end on real sim engines and proxy, and its clean stop on Ctrl-C."""
+"""`ppd demo --quick` end to end on real sim engines and proxy, and its clean stop on Ctrl-C. The
+quick demo is also the acceptance test of `ppd bench` in all three modes on W1 and W4 (its result
+sets are checked row by row), which had a run of its own with the same settings at 2/s."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -9,10 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ppd.results import load_result
+from ppd.results import TurnRow, load_result
 
 PLOTS = (
     "qps_p99_ttft.png",
@@ -55,8 +59,10 @@ def test_quick_demo_measures_three_modes_and_writes_the_report(tmp_path: Path) -
     # PPD serves turn 2 from D's prefix cache, without P: at every point, every PD turn 2 went
     # through P (a P hop, D pulls the KV) and every PPD turn 2 went straight to D, which found the
     # history (prompt + answer, less its last partial block) in its own cache.
-    rows = [row for path in sorted((out / "results").glob("*.json")) for row in load_result(path)[1]]
+    results = [load_result(path) for path in sorted((out / "results").glob("*.json"))]
+    rows = [row for _, rows_of_file in results for row in rows_of_file]
     assert {(row.workload, row.qps) for row in rows} == {(w, q) for w in ("W1", "W4") for q in (2.0, 16.0)}
+    _check_bench_results(results)
     for row in rows:
         if row.turn == 2 and row.mode == "pd":
             assert row.route == "pd" and row.prefill_ms is not None, row
@@ -84,6 +90,49 @@ def test_quick_demo_measures_three_modes_and_writes_the_report(tmp_path: Path) -
     for workload in ("W1", "W4"):
         assert ttft[(workload, "ppd", 2.0)] < ttft[(workload, "pd", 2.0)], (workload, sorted(ttft.items()))
     assert not (out / "deployment.json").exists()  # everything it started was stopped
+
+
+EXPECTED_ROUTES = {
+    "pd": {1: {"pd"}, 2: {"pd"}},
+    "ppd": {1: {"pd"}, 2: {"ppd-direct"}},
+    "replication": {1: {"replica"}, 2: {"replica"}},
+}
+SHAPES = {"W1": (512, 256), "W4": (8192, 64)}  # new words per turn, output tokens
+
+
+def _check_bench_results(results: list[tuple[dict[str, Any], list[TurnRow]]]) -> None:
+    """What `ppd bench` recorded in the demo's result sets (one per workload): the engines, every
+    run, and each turn's route, sizes and timings as its mode and workload make them."""
+    for meta, rows in results:
+        [workload] = {row.workload for row in rows}
+        assert [(run["workload"], run["mode"]) for run in meta["runs"]] == [
+            (workload, mode) for _ in (2.0, 16.0) for mode in ("pd", "ppd", "replication")
+        ]
+        assert {engine["version"] for engine in meta["engines"]} == {"ppd-sim-0.1.0"}
+        assert len(meta["engines"]) == 2 and meta["topology"]["upstreams"]
+        assert len(meta["summaries"]) == 3 * len(meta["runs"])  # all turns, turn 1, turns 2+
+        assert all(row.sent and row.ok and row.error is None for row in rows)
+        new_words, output_tokens = SHAPES[workload]
+        for (mode, qps), point in itertools.groupby(
+            sorted(rows, key=lambda r: (r.mode, r.qps)), key=lambda r: (r.mode, r.qps)
+        ):
+            _check_point(list(point), mode, new_words, output_tokens, check_cache=qps == 2.0)
+
+
+def _check_point(
+    rows: list[TurnRow], mode: str, new_words: int, output_tokens: int, check_cache: bool
+) -> None:
+    conversations = {row.conversation for row in rows}
+    assert conversations and len(rows) == 2 * len(conversations)
+    for row in rows:
+        assert row.route in EXPECTED_ROUTES[mode][row.turn], (mode, row.turn, row.route)
+        assert row.output_tokens == output_tokens and len(row.itl_ms) == output_tokens - 1
+        expected_prompt = new_words if row.turn == 1 else 2 * new_words + output_tokens
+        assert row.prompt_tokens == expected_prompt
+        assert row.ttft_ms is not None and row.e2e_ms is not None and row.tpot_ms is not None
+        assert row.ttft_ms <= row.e2e_ms
+        if check_cache and row.turn == 2 and mode in ("ppd", "replication"):  # W4 16/s fills D's cache
+            assert row.cached_tokens is not None and row.cached_tokens > 0, row
 
 
 @pytest.mark.slow

@@ -66,15 +66,43 @@ def start(args: list[str], log_path: Path, timeout_s: float = 30.0) -> tuple[sub
 
     Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the process.
     """
+    [started] = start_all([(args, log_path)], timeout_s)
+    return started
+
+
+def start_all(
+    commands: list[tuple[list[str], Path]], timeout_s: float = 30.0
+) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """start() for each (ARGS, log path), all launched before any is waited for (each process's
+    imports take a fraction of a second of CPU; one after another they added up). On a failure
+    every one of them is killed."""
+    processes = [_launch(args, log_path) for args, log_path in commands]
+    try:
+        return [
+            (process, _wait_for_log_url(process, args, log_path, timeout_s))
+            for process, (args, log_path) in zip(processes, commands, strict=True)
+        ]
+    except RuntimeError:
+        for process in processes:
+            process.kill()
+        raise
+
+
+def _launch(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "ppd", *args, "--port", "0"], stdout=log, stderr=subprocess.STDOUT
         )
+
+
+def _wait_for_log_url(
+    process: subprocess.Popen[bytes], args: list[str], log_path: Path, timeout_s: float
+) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         match = _URL_RE.search(log_path.read_text(errors="replace"))
         if match:
-            return process, match.group(1)
+            return match.group(1)
         if process.poll() is not None:
             break
         time.sleep(0.05)

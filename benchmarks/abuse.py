@@ -43,7 +43,7 @@ from typing import Any
 
 import aiohttp
 
-from _sims import start, stop
+from _sims import start, start_all, stop
 from ppd import __version__ as ppd_version
 
 TOKEN = "abuse-admin-token"
@@ -152,9 +152,11 @@ async def honest_load(
             await asyncio.wait(tasks, timeout=180)
 
 
-async def sample_health(url: str, interval_s: float, stop: Any) -> tuple[list[float], list[float]]:
-    """GET /health every interval_s on one kept-alive connection until `stop` is set; the send
-    times (time.time() s) and latencies (ms; a failure counts as 10 s)."""
+async def sample_health(
+    url: str, interval_s: float, stop: Any, ready: Any
+) -> tuple[list[float], list[float]]:
+    """GET /health every interval_s on one kept-alive connection until `stop` is set (`ready` is set
+    after the first); the send times (time.time() s) and latencies (ms; a failure counts as 10 s)."""
     sent_s: list[float] = []
     latencies_ms: list[float] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
@@ -168,14 +170,15 @@ async def sample_health(url: str, interval_s: float, stop: Any) -> tuple[list[fl
             except (aiohttp.ClientError, TimeoutError):
                 ok = False
             latencies_ms.append((time.perf_counter() - started_s) * 1e3 if ok else 10_000.0)
+            ready.set()
             await asyncio.sleep(interval_s)
     return sent_s, latencies_ms
 
 
-def health_process(url: str, interval_s: float, stop: Any, results: Any) -> None:
+def health_process(url: str, interval_s: float, stop: Any, ready: Any, results: Any) -> None:
     """The /health sampler in a process of its own: the attacks' own work here (sending 16 MiB
     bodies, floods) must not show up as the proxy's latency."""
-    results.put(asyncio.run(sample_health(url, interval_s, stop)))
+    results.put(asyncio.run(sample_health(url, interval_s, stop, ready)))
 
 
 class HealthSampler:
@@ -184,11 +187,17 @@ class HealthSampler:
     def __init__(self, url: str, interval_s: float) -> None:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
+        self._ready = context.Event()
         self._results: Any = context.Queue()
         self._process = context.Process(
-            target=health_process, args=(url, interval_s, self._stop, self._results)
+            target=health_process, args=(url, interval_s, self._stop, self._ready, self._results)
         )
         self._process.start()
+
+    async def sampling(self, timeout_s: float = 30.0) -> None:
+        """Return once the sampler's process has taken its first sample."""
+        if not await asyncio.to_thread(self._ready.wait, timeout_s):
+            raise RuntimeError(f"the /health sampler took no sample within {timeout_s:g} s")
 
     async def finish(self) -> tuple[list[float], list[float]]:
         self._stop.set()
@@ -688,7 +697,7 @@ async def measure(deployment: Deployment, args: argparse.Namespace) -> int:
     for phase, seed in (("baseline", args.seed), ("attack", args.seed + 1)):
         honest = Honest()
         sampler = HealthSampler(deployment.proxy, args.health_interval_ms / 1e3)
-        await asyncio.sleep(1.0)  # the sampler's process is up
+        await sampler.sampling()
         done = asyncio.Event()
         load = asyncio.create_task(
             honest_load(deployment.proxy, args, done.is_set, 1_000_000 * (seed + 1), seed, honest)
@@ -760,15 +769,14 @@ def main() -> int:
     processes = []
     spy = socket.socket()
     try:
-        prefill, prefill_url = start([*sim, "--engine-id", "P"], log_dir / "prefill.log")
-        processes.append(prefill)
-        decode_urls = []
-        for index in range(2):
-            decode, url = start(
-                [*sim, "--engine-id", f"D{index}", "--seed", str(index + 1)], log_dir / f"decode{index}.log"
-            )
-            processes.append(decode)
-            decode_urls.append(url)
+        engines = [([*sim, "--engine-id", "P"], log_dir / "prefill.log")]
+        engines += [
+            ([*sim, "--engine-id", f"D{index}", "--seed", str(index + 1)], log_dir / f"decode{index}.log")
+            for index in range(2)
+        ]
+        started = start_all(engines)
+        processes += [process for process, _ in started]
+        prefill_url, *decode_urls = [url for _, url in started]
         proxy, proxy_url = start(
             [
                 "proxy",

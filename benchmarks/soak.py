@@ -33,7 +33,7 @@ from pathlib import Path
 
 import aiohttp
 
-from _sims import start, stop
+from _sims import start, start_all, stop
 
 MODES = ("pd", "ppd", "replication")
 
@@ -221,8 +221,9 @@ def main() -> int:
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="ppd-soak-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     sim = ("sim", "--time-scale", str(args.time_scale))
-    prefill, prefill_url = start([*sim], log_dir / "prefill.log")
-    decode, decode_url = start([*sim, "--seed", "1"], log_dir / "decode.log")
+    (prefill, prefill_url), (decode, decode_url) = start_all(
+        [([*sim], log_dir / "prefill.log"), ([*sim, "--seed", "1"], log_dir / "decode.log")]
+    )
     proxy_args = ["proxy", "--mode", args.mode, "--prefill", prefill_url, "--decode", decode_url,
                   "--max-conversations", str(args.max_conversations)]  # fmt: skip
     proxy, url = start(proxy_args, log_dir / "proxy.log")

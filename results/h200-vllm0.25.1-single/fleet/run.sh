@@ -2,7 +2,8 @@
 # The GPU's loaded runs (same workloads, rates, 30 s windows, seed) on the virtual clock: `ppd fleet`
 # with one engine (topology 1r: one replica behind the router core, whose hop costs nothing here) and
 # the h200-llama3.1-8b profile, configured as the GPU's vLLM was (max_num_seqs 1024, --max-model-len
-# 40960, 839,648 KV tokens as vLLM logged), no hop costs (no-hops.json). The same EngineCore as
+# 40960, 839,648 KV tokens as vLLM logged), no hop costs (no-hops.json) and no proxy CPU (--proxy-cpu
+# zero: the GPU's runs had no proxy; the fleet models one by default since d1dc746). The same EngineCore as
 # `ppd sim`, without HTTP and without
 # drift; compare with `benchmarks/sim_vs_real.py --mode-map replication=` (its mode is replication,
 # the GPU's runs went straight to the engine: mode "").
@@ -16,7 +17,8 @@ mkdir -p "$out"
 fleet() {  # WORKLOAD RATES [more args]
   ${FLEET:-$py -m ppd fleet} --topology 1r --modes replication --profile "${PROFILE:-h200-llama3.1-8b}" --workload "$1" --qps "$2" \
     --duration 30 --seed 0 --max-num-seqs 1024 --max-model-len 40960 --kv-cache-tokens 839648 \
-    --hops results/h200-vllm0.25.1-single/fleet/no-hops.json --output "$out" --name "fleet-${1,,}" --quiet "${@:3}"
+    --hops results/h200-vllm0.25.1-single/fleet/no-hops.json --proxy-cpu zero --output "$out" --name "fleet-${1,,}" \
+    --quiet "${@:3}"
 }
 fleet W1 4,8,12,16
 fleet W2 1,2.5,4,5

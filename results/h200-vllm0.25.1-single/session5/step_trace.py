@@ -201,6 +201,8 @@ def print_point(point: Point, costs: StepCosts, outputs: dict[int, float]) -> No
           f"({sum(residual) / real_total * 100:+.1f}%) admitting={len(with_new)} "
           f"their_residual_ms_mean={statistics.mean(with_new):.2f}")  # fmt: skip
     print_decoders(point, costs)
+    print_preparation(point, outputs)
+    print_wide_decodes(point, costs)
     real_tpot = statistics.median(engine_tpot_ms(point, outputs))
     model_tpot = statistics.median(engine_tpot_ms(point, model_step_ends_s(point, costs, outputs)))
     print(f"{point.name}: tpot p50 real_ms={real_tpot:.2f} model_ms={model_tpot:.2f} "
@@ -212,7 +214,7 @@ def print_decoders(point: Point, costs: StepCosts) -> None:
     model's price of the same batches), the steps that carry a prefill and how many decodes ride in
     them (session5/whatif/decoders.py prints the same for the sim's own batches)."""
     decodes = real_weighted = model_weighted = 0.0
-    prefill_steps = beside = 0
+    prefill_steps = beside = most_new = 0
     for (shape, label, _), real in zip(point.shapes, point.real_ms, strict=True):
         if real is None:
             continue
@@ -222,9 +224,48 @@ def print_decoders(point: Point, costs: StepCosts) -> None:
         model_weighted += n * step_duration_s(costs, shape) * 1e3
         if label != "decode":
             prefill_steps, beside = prefill_steps + 1, beside + n
+    most_new = max(len(step["new"]) for step in point.steps)
     print(f"{point.name}: decoders weighted_step_ms real={real_weighted / decodes:.2f} "
           f"model={model_weighted / decodes:.2f} decode_tokens={int(decodes)} prefill_steps={prefill_steps} "
-          f"decodes_per_prefill_step={beside / max(prefill_steps, 1):.1f}")  # fmt: skip
+          f"decodes_per_prefill_step={beside / max(prefill_steps, 1):.1f} "
+          f"most_new_in_a_step={most_new}")  # fmt: skip
+
+
+def print_preparation(point: Point, outputs: dict[int, float]) -> None:
+    """How long the engine core is busy after scheduling a batch before it takes the output of the
+    step in flight (o(k) - s(k+1)), when step k is decode-only: by whether batch k+1 admits a
+    request, and whether that batch is above the CUDA-graph size (512 tokens)."""
+    gaps: dict[str, list[float]] = {"no new": [], "new <=512": [], "new >512": []}
+    for index in range(len(point.steps) - 1):
+        step, after = point.steps[index], point.steps[index + 1]
+        if point.shapes[index][1] != "decode" or step["id"] not in outputs:
+            continue
+        kind = "no new" if not after["new"] else "new >512" if after["n"] > 512 else "new <=512"
+        gaps[kind].append((outputs[step["id"]] - after["t"]) * 1e3)
+    print(f"{point.name}: preparation o(k)-s(k+1) ms median " + " ".join(
+        f"{kind}={statistics.median(g):.1f}({len(g)})" for kind, g in gaps.items() if g))  # fmt: skip
+
+
+def print_wide_decodes(point: Point, costs: StepCosts) -> None:
+    """Decode-only steps of more than 128 sequences (the sim's API server paces those) whose next
+    batch admits nobody: real and model medians."""
+    bands: dict[str, list[tuple[float, float]]] = {"129-159": [], "160-199": [], "200+": []}
+    for index, ((shape, label, _), real) in enumerate(zip(point.shapes, point.real_ms, strict=True)):
+        n = shape.num_decode_seqs
+        if real is None or label != "decode" or n <= 128 or index + 1 >= len(point.steps):
+            continue
+        if point.steps[index + 1]["new"]:
+            continue
+        band = "129-159" if n < 160 else "160-199" if n < 200 else "200+"
+        bands[band].append((real, step_duration_s(costs, shape) * 1e3))
+    found = [(band, pairs) for band, pairs in bands.items() if pairs]
+    if found:
+        medians = [
+            (band, statistics.median(r for r, _ in pairs), statistics.median(m for _, m in pairs), len(pairs))
+            for band, pairs in found
+        ]
+        print(f"{point.name}: decode-only >128 seqs real/model ms median " + " ".join(
+            f"{band}: {real:.2f}/{model:.2f}({count})" for band, real, model, count in medians))  # fmt: skip
 
 
 def fit(points: list[Point], costs: StepCosts) -> None:

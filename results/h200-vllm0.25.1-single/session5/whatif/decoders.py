@@ -5,7 +5,8 @@ Wraps `ppd fleet` on one engine (the arguments of fleet/run.sh for one point), e
     python results/h200-vllm0.25.1-single/session5/whatif/decoders.py --topology 1r --modes replication \\
         --profile h200-llama3.1-8b --workload W2 --qps 4 --duration 30 --seed 0 --max-num-seqs 1024 \\
         --max-model-len 40960 --kv-cache-tokens 839648 \\
-        --hops results/h200-vllm0.25.1-single/fleet/no-hops.json --output /tmp/decoders --name w2 --quiet
+        --hops results/h200-vllm0.25.1-single/fleet/no-hops.json --proxy-cpu zero \\
+        --output /tmp/decoders --name w2 --quiet
 """
 
 import sys

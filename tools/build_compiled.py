@@ -49,6 +49,25 @@ COMPILED_MODULES = (
     "ppd/fleet/fleet.py",
     "ppd/fleet/client.py",
     "ppd/fleet/trace_client.py",  # extends client.BenchClient
+    "ppd/fleet/run.py",
+    # The proxy's router core and the bench code a fleet calls per turn: with only the modules above
+    # compiled, interpreted code called per turn was ~10% of a run (docs/fleet.md). `ppd proxy` and
+    # `ppd bench` from this build run them compiled too. tests/unit/router passes on it except two
+    # tests that monkeypatch a module function (compiled callers call it directly, not by name).
+    # ppd.results stays interpreted: compiled, TurnRow would lose __dict__, which vars(row) reads.
+    "ppd/router/auto.py",
+    "ppd/router/chunks.py",
+    "ppd/router/conversations.py",
+    "ppd/router/core.py",
+    "ppd/router/estimates.py",
+    "ppd/router/failover.py",
+    "ppd/router/history.py",
+    "ppd/router/holding.py",
+    "ppd/router/instances.py",
+    "ppd/router/policies.py",
+    "ppd/router/records.py",
+    "ppd/bench/arrivals.py",
+    "ppd/bench/metrics.py",
 )
 
 

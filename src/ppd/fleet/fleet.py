@@ -182,10 +182,11 @@ def words_text(token_ids: list[int]) -> bytes:
     return " ".join([f"w{token}" for token in token_ids]).encode()
 
 
-def _content_tokens(token_ids: list[int]) -> list[int]:
+def _content_tokens(token_ids: list[int], special_token_rate: float) -> list[int]:
     """The answer's words as the client's text has them: special tokens dropped (their chunks carry
-    no text). Most answers have none, which max() finds without a Python loop."""
-    if max(token_ids, default=0) < NUM_WORD_TOKENS:
+    no text). An engine whose special_token_rate is 0 emits none (Request.next_answer_tokens), and
+    most other answers have none, which max() finds without a Python loop."""
+    if not special_token_rate or max(token_ids, default=0) < NUM_WORD_TOKENS:
         return token_ids
     return [token_id for token_id in token_ids if token_id < NUM_WORD_TOKENS]
 
@@ -389,7 +390,7 @@ class _TurnFlow:
             "completion_tokens": job.output_tokens,
             "prompt_tokens_details": {"cached_tokens": job.cached_tokens},
         }
-        job.answer_token_ids = _content_tokens(request.output_token_ids)
+        job.answer_token_ids = _content_tokens(request.output_token_ids, request.special_token_rate)
         job.answer_blocks = (self.target.config.block_size, request.token_ids, request.block_hashes)
         # The holder and token counts (usage), as the proxy; without a session id, the answer text too
         # (the proxy captures it to recognise the next turn by its whole history).

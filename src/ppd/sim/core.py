@@ -259,7 +259,7 @@ class EngineCore:
     def count_cached_prompt_blocks(self, request: Request) -> int:
         """Leading prompt blocks of `request` already in the prefix cache (the last token never counts)."""
         max_local_blocks = (request.num_prompt_tokens - 1) // self.config.block_size
-        return self.kv_cache.count_cached(request.block_hashes[:max_local_blocks])
+        return self.kv_cache.count_cached(request.block_hashes, max_local_blocks)
 
     def plan_pull(self, remote_engine_id: str, num_blocks: int) -> PullPlan:
         """Price a KV pull of num_blocks from a remote P (modeled seconds, before time scaling)."""

@@ -87,20 +87,22 @@ class KVCache:
         """Fraction of blocks in use by requests (0..1), as vLLM's kv_cache_usage_perc."""
         return 1.0 - self.num_free_blocks / self._num_blocks if self._num_blocks else 0.0
 
-    def cached_prefix(self, block_hashes: Sequence[int]) -> list[int]:
-        """Block ids of the longest prefix of block_hashes present in the cache."""
+    def cached_prefix(self, block_hashes: Sequence[int], max_blocks: int | None = None) -> list[int]:
+        """Block ids of the longest prefix of block_hashes[:max_blocks] present in the cache (the limit
+        spares the caller a copy of a long list)."""
         found: list[int] = []
-        name = self._cached.get
-        for block_hash in block_hashes:
-            block_id = name(block_hash)
+        get = self._cached.get
+        num_hashes = len(block_hashes) if max_blocks is None else min(max_blocks, len(block_hashes))
+        for index in range(num_hashes):
+            block_id = get(block_hashes[index])
             if block_id is None:
                 break
             found.append(block_id)
         return found
 
-    def count_cached(self, block_hashes: Sequence[int]) -> int:
-        """How many leading blocks of block_hashes are cached."""
-        return len(self.cached_prefix(block_hashes))
+    def count_cached(self, block_hashes: Sequence[int], max_blocks: int | None = None) -> int:
+        """How many leading blocks of block_hashes[:max_blocks] are cached."""
+        return len(self.cached_prefix(block_hashes, max_blocks))
 
     def record_query(self, num_queried_tokens: int, num_hit_tokens: int) -> None:
         """Count one prefix-cache lookup (vLLM's prefix_cache_queries / hits, in tokens)."""

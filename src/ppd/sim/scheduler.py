@@ -97,7 +97,7 @@ class Scheduler:
         """Find cached blocks and set num_computed_tokens; the last prompt token is always computed."""
         block_size = self.kv_cache.block_size
         max_hit_blocks = (request.num_tokens - 1) // block_size
-        hit_block_ids = self.kv_cache.cached_prefix(request.block_hashes[:max_hit_blocks])
+        hit_block_ids = self.kv_cache.cached_prefix(request.block_hashes, max_hit_blocks)
         num_local = len(hit_block_ids) * block_size
         if request.num_cached_tokens < 0:
             self.kv_cache.record_query(request.num_tokens, num_local)

@@ -1,6 +1,7 @@
 """ppd.fleet end to end on small points: routes per mode, determinism, the engine model's own times,
 the result set `ppd report` reads, and cheap SLO attainment."""
 
+import gc
 import json
 from pathlib import Path
 
@@ -47,8 +48,10 @@ def test_each_mode_routes_as_the_proxy_does(mode: str, turn2_routes: set[str]) -
 
 
 def test_the_same_config_gives_the_same_rows() -> None:
+    thresholds = gc.get_threshold()
     first, second = simulate(config("auto", "2p2d")), simulate(config("auto", "2p2d"))
     assert [vars(row) for row in first.rows] == [vars(row) for row in second.rows]
+    assert gc.get_threshold() == thresholds  # simulate collects less often only while it runs
 
 
 def test_an_isolated_turn_takes_the_engine_models_own_time() -> None:

@@ -46,6 +46,7 @@ def test_committed_blocks_stay_findable_after_free_until_evicted() -> None:
         cache.commit(block_id, block_hash)
     cache.free(blocks)
     assert cache.cached_prefix(hashes) == blocks
+    assert cache.cached_prefix(hashes, 1) == blocks[:1] and cache.count_cached(hashes, 5) == 2
     assert cache.num_free_blocks == 4
     # Two fresh blocks come from the never-used ones first; the cached ones survive.
     assert cache.allocate(2) is not None

@@ -3,7 +3,8 @@
 # ones named) through fleet/run.sh, then benchmarks/sim_vs_real.py against the first runs with every
 # repeat (rerun/, session3/, session4/: the base's 49/78 and 27/40), printing its summary lines and
 # the W1 16/s, W2 4/5 and W4 2.5/s rows.
-# Usage: results/h200-vllm0.25.1-single/session5/whatif/run.sh OUT_DIR [NAME ...]   (PYTHON= as run.sh)
+# Usage: results/h200-vllm0.25.1-single/session5/whatif/run.sh OUT_DIR [NAME ...]   (PYTHON= as run.sh;
+# WITH_SESSION5=1 adds the fifth session's runs as more repeats: 52 repeated figures instead of 40)
 set -euo pipefail
 out=$1; shift
 here=results/h200-vllm0.25.1-single
@@ -16,6 +17,9 @@ for f in rerun/rerun-w1 rerun/rerun-w3 session3/h200-s3-w3 session3/h200-s3-agai
          session3/h200-s3-again-w3 session3/h200-s3-again-w4 session4/h200-s4-w2 session4/h200-s4-w4; do
   again+=(--real-again "$here/$f.json")
 done
+if [ "${WITH_SESSION5:-0}" = 1 ]; then
+  for w in 1 2 3 4; do again+=(--real-again "$here/session5/h200-s4-async-w$w.json"); done
+fi
 for name in "${names[@]}"; do
   PYTHON=$py PROFILE=$here/session5/whatif/$name.json $here/fleet/run.sh "$out/$name" > /dev/null
   echo "== $name"

@@ -4,6 +4,9 @@ core's schedule() that first took it (API server and queue), to the start of tha
 output of the step that gave its first token; p50 per point, turn 1 and turns 2+ apart:
 
     python results/h200-vllm0.25.1-single/session5/ttft_parts.py
+    python results/h200-vllm0.25.1-single/session5/ttft_parts.py \
+        --dir results/h200-vllm0.25.1-single/session5b --trace steps-async-w1-20-24-16.jsonl.gz \
+        --points "W1:20 W1:24 W1:16" --split-gap-s 1
 
 The trace's clock (the engine core's time.monotonic) and the bench's (seconds from its run's start)
 are aligned per point by the median of (first token's step output - send - TTFT) over turn 1, the
@@ -14,6 +17,7 @@ parts: session5/whatif/ttft_parts.py.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import importlib.util
 import json
@@ -70,14 +74,24 @@ def parts_ms(
 
 def main() -> None:
     step_trace = _step_trace()
-    steps, outputs = step_trace.read_trace(str(HERE / "steps-async-7points.jsonl.gz"))
-    names = step_trace.POINTS.split()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=HERE, help="the lease's folder (trace and bench sets)")
+    parser.add_argument("--trace", default="steps-async-7points.jsonl.gz")
+    parser.add_argument("--points", default=step_trace.POINTS)
+    parser.add_argument("--split-gap-s", type=float, default=None, help="as step_trace.py's")
+    args = parser.parse_args()
+    steps, outputs = step_trace.read_trace(str(args.dir / args.trace))
+    names = args.points.split()
+    if args.split_gap_s is None:
+        parts = step_trace.split_points(steps, names)
+    else:
+        parts = step_trace.split_at_gaps(steps, outputs, args.split_gap_s)
     print("| point | turn | send -> scheduled | send -> batch start | start -> first token | TTFT | align |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     splits: list[str] = []
-    for name, part in zip(names, step_trace.split_points(steps, names), strict=True):
+    for name, part in zip(names, parts, strict=True):
         workload, qps = name.split(":")
-        with gzip.open(HERE / f"h200-s4-async-{workload.lower()}.jsonl.gz", "rt") as f:
+        with gzip.open(args.dir / f"h200-s4-async-{workload.lower()}.jsonl.gz", "rt") as f:
             rows = [r for r in map(json.loads, f) if r["qps"] == float(qps) and r["ok"]]
         traced = requests_of(part, outputs)
         fresh, first_rows = [t for t in traced if t["cached"] == 0], [r for r in rows if r["turn"] == 1]

@@ -149,7 +149,7 @@ class Router:
         """Find the turn's conversation and route it (D alone when no P is healthy); NoHealthyUpstream."""
         recognition = self.conversations.recognise(identity, now_s)
         conversation = recognition.conversation
-        record.identity, record.conversation, record.recognition = identity, conversation, recognition
+        record.identity, record.recognition = identity, recognition
         record.conversation_key = conversation.key if conversation is not None else None
         record.turn = turn_of(conversation, num_prompt_tokens, now_s, self.holding, recognition)
         route, failover = route_with_failover(

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ppd.router.conversations import Conversation, Identity, Recognition
+from ppd.router.conversations import Identity, Recognition
 from ppd.router.estimates import HopLoad, TurnObservation
 from ppd.router.failover import FailoverKind
 from ppd.router.holding import HistoryCheck
@@ -39,8 +39,7 @@ class TurnRecord:
     state: TurnState = "pending"
     status: int = 200  # the HTTP status the client got (499: it went away first)
     identity: Identity | None = None
-    conversation: Conversation | None = None  # as found when routed (None: a new conversation)
-    recognition: Recognition | None = None  # how it was found (and the prompt's chunk keys)
+    recognition: Recognition | None = None  # its conversation as found when routed, how, the chunk keys
     conversation_key: str | None = None  # its key once known (after commit for a new one)
     turn: Turn | None = None
     route: Route | None = None

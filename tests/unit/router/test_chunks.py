@@ -9,7 +9,6 @@ import re
 import pytest
 
 from helpers import commit
-from ppd.router import chunks as chunks_module
 from ppd.router import conversations as conversations_module
 from ppd.router.chunks import (
     ChunkIndex,
@@ -86,22 +85,28 @@ def test_chat_text_of_a_next_turn_extends_the_previous_turns() -> None:
     assert chat_text(first, LEAD) == whole_chat_text(first)
 
 
-def test_each_message_is_made_only_as_far_as_what_is_left_of_the_lead(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+class RenderedPart:
+    """A content part the router can only render by repr() (json.dumps' default): each rendering is
+    counted, on the pure and the compiled build alike (no monkeypatching of module functions)."""
+
+    def __init__(self, renderings: list[int]) -> None:
+        self.renderings = renderings
+
+    def __repr__(self) -> str:
+        self.renderings.append(1)
+        return "p" * 9  # as JSON: 11 characters, 12 with the parts' separator
+
+
+def test_each_message_is_made_only_as_far_as_what_is_left_of_the_lead() -> None:
     # a message after others is rendered up to the lead's remainder, not up to the whole lead again
-    asked: list[int] = []
-    real = chunks_module.json_lead
-
-    def spy(value: object, max_chars: int) -> str:
-        asked.append(max_chars)
-        return real(value, max_chars)
-
-    monkeypatch.setattr(chunks_module, "json_lead", spy)
-    image = {"type": "image_url", "image_url": {"url": "data:," + "A" * 100_000}}
-    messages = [{"role": "user", "content": "t" * 900}, {"role": "user", "content": [image]}]
-    assert chat_text(messages, 1000) == whole_chat_text(messages)[:1000]
-    assert asked == [1000 - len("user\x00" + "t" * 900 + "\x01")]
+    renderings: list[int] = []
+    parts = [RenderedPart(renderings) for _ in range(1000)]
+    messages = [{"role": "user", "content": "t" * 900}, {"role": "user", "content": parts}]
+    whole = whole_chat_text(messages)
+    renderings.clear()
+    assert chat_text(messages, 1000) == whole[:1000]
+    num_left = 1000 - len("user\x00" + "t" * 900 + "\x01")  # 94 (it was the whole 1,000 again)
+    assert len(renderings) == -(-num_left // 12)  # 8 parts reach into those 94 characters: no more
 
 
 def test_longest_match_beyond_the_common_head() -> None:

@@ -18,6 +18,10 @@ pure-Python figures. Every child reports the build it loaded (ppd.buildinfo), an
 with `build=mypyc` when the compiled build was measured, `build=pure` otherwise.
 
     python benchmarks/fleet_speed.py [--sim-s 3600] [--qps 16] [--baseline-src PATH] [--compiled-src PATH]
+                                     [--only 4p4d|8r]
+
+--only runs one of the two topologies (a shorter exclusive lock; the last line then names it and is not
+the goal's figure, which is the slower of both).
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ def main() -> int:
     parser.add_argument(
         "--compiled-src", type=Path, help="also run this checkout's compiled build (tools/build_compiled.py)"
     )
+    parser.add_argument("--only", choices=[topology for topology, _ in RUNS], help="one topology only")
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("TOPOLOGY", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,6 +134,8 @@ def main() -> int:
     sources = {"baseline": args.baseline_src, "pure": SRC, "mypyc": args.compiled_src}
     results: dict[str, list[dict[str, Any]]] = {label: [] for label in sources}
     for topology, mode in RUNS:
+        if args.only is not None and topology != args.only:
+            continue
         for label, src in sources.items():
             if src is None:
                 continue
@@ -139,6 +146,8 @@ def main() -> int:
             results[label].append(result)
             print_run(label, result, args.sim_s)
     figures = f"sim_hours={args.sim_s / 3600:g} conv_per_s={args.qps:g} instances=8"
+    if args.only is not None:
+        figures += f" only={args.only}"
     for label in ("baseline", "pure"):
         if results[label] and (label == "baseline" or results["mypyc"]):
             wall_s, peak = worst(results[label])

@@ -3,7 +3,7 @@
 # (a timing measurement: each plan's wall time is the 5-minute goal), LOCK=-s for shared (the plans
 # are deterministic, only their wall time depends on the machine), with the load average before and
 # after each plan and /usr/bin/time's CPU figures in <W>.log beside the terminal table.
-# EXTRA="--proxy-processes 8": more `ppd plan` flags (the proxy8/ plans).
+# EXTRA="--proxy-processes 8": more `ppd plan` flags (a what-if; not committed here).
 # Run from the repository root: [LOCK=-s] [OUT=DIR] [EXTRA=...] results/plan-8gpu/run.sh [W1 W2 ...]
 set -euo pipefail
 LOCK=${LOCK:-}

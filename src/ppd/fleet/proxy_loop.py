@@ -36,6 +36,7 @@ from ppd.errors import UsageError
 
 PROXY_CPU_FILE = Path(__file__).parent / "proxy_cpu.json"
 _KEEP_RECORDS_S = 60.0  # relay waits are looked up at most one decode run (< a few s) after the step
+_MIN_RECORDS = 4096
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class _EngineSteps:
     Steps come in segments: one step, or a decode run's step end times (the run's own list, so a
     run cut short is shortened here too; only steps that have not ended are ever cut)."""
 
-    __slots__ = ("end_s", "read_s", "segments", "start_s", "step_index")
+    __slots__ = ("end_s", "prune_at", "read_s", "segments", "start_s", "step_index")
 
     def __init__(self) -> None:
         self.segments: deque[tuple[list[float], int]] = deque()  # (step end times, tokens per step)
@@ -95,6 +96,7 @@ class _EngineSteps:
         self.end_s: list[float] = []  # per step read: when it ended
         self.read_s: list[float] = []  # when a stream's chunk of it was read, on average
         self.start_s = -1.0  # when the last pass over this engine's streams started
+        self.prune_at = _MIN_RECORDS  # prune the records when they reach this many
 
     def next_end_s(self) -> float | None:
         """The end of the next unread step; None when every booked step has been read."""
@@ -209,11 +211,14 @@ class ProxyLoop:
 
 def _record(steps: _EngineSteps, end_s: float, read_s: float) -> None:
     """Keep when a step's chunks were read, dropping records long past (a relay wait is looked up
-    at most one decode run after its step)."""
-    if len(steps.end_s) >= 4096:
+    at most one decode run after its step). A prune waits until the list has doubled since the last
+    one, so each drops at least half of it: amortised O(1) per record, not a move of the whole list
+    per record once it is full of recent ones."""
+    if len(steps.end_s) >= steps.prune_at:
         keep = bisect.bisect_left(steps.end_s, end_s - _KEEP_RECORDS_S)
         del steps.end_s[:keep]
         del steps.read_s[:keep]
+        steps.prune_at = max(_MIN_RECORDS, 2 * len(steps.end_s))
     steps.end_s.append(end_s)
     steps.read_s.append(read_s)
 

@@ -3,13 +3,15 @@
 # loaded replicas (4r replication at 0.5 requests/s, the fleet, h200 profile as run.sh), and how many of
 # its 918 requests miss each pair of objectives there. A pair that >= 10% miss at light load leaves
 # the plan no rate that passes. Run from the repository root; deterministic.
-# --hops: the hop costs light.json was made with (the shared machine's, pinned; docs/fleet.md).
+# The current model (session 5): src/ppd/fleet/hops.json (re-measured on the quiet machine) and
+# the proxy's event loop, one process, src/ppd/fleet/proxy_cpu.json (docs/fleet.md). The pinned
+# costs of the earlier results are results/fleet-hops-2026-12-02-shared-machine.json (git history).
 set -euo pipefail
 OUT=results/h200x4-vllm0.25.1-nixl/prediction/mooncake-light
 PPD=${PPD:-ppd}
 $PPD fleet --topology 4r --modes replication --workload mooncake:data/traces/mooncake-conversation_trace.jsonl.gz \
   --window 0:300 --rate 0.5 --max-model-len 131072 --profile h200-llama3.1-8b --max-num-seqs 1024 \
-  --kv-cache-tokens 839648 --hops results/fleet-hops-2026-12-02-shared-machine.json --slo-ttft-ms 5000 --slo-tpot-ms 100 --output "$OUT" --name light --quiet
+  --kv-cache-tokens 839648 --slo-ttft-ms 5000 --slo-tpot-ms 100 --output "$OUT" --name light --quiet
 gzip -f "$OUT/light.jsonl"
 python3 - "$OUT/light.jsonl.gz" <<'PY' | tee "$OUT/slo_check.txt"
 import gzip, json, statistics, sys

@@ -23,10 +23,9 @@
 # PPD="python -m ppd" with PYTHONPATH=<snapshot>/src and PPD_GIT_COMMIT=<hash> runs a `git archive`
 # snapshot, so that editing the checkout meanwhile cannot change a plan under way.
 # Run from the repository root: results/h200x4-vllm0.25.1-nixl/prediction/run.sh [W1 W2 ... mooncake120]
-# --hops: the proxy hop costs the committed prediction was made with (measured on the shared
-# machine, 2026-12-02 02:27 UTC; `ppd plan` had no --hops then and used src/ppd/fleet/hops.json,
-# which has since been re-measured on a quiet machine, docs/fleet.md), pinned so that re-running
-# gives the committed plans.
+# The current model (session 5): src/ppd/fleet/hops.json (re-measured on the quiet machine) and
+# the proxy's event loop, one process, src/ppd/fleet/proxy_cpu.json (docs/fleet.md). The pinned
+# costs of the earlier results are results/fleet-hops-2026-12-02-shared-machine.json (git history).
 set -euo pipefail
 OUT=results/h200x4-vllm0.25.1-nixl/prediction
 PPD=${PPD:-ppd}
@@ -42,7 +41,7 @@ for w in ${@:-W1 W2 W3 W4 mooncake mooncake120}; do
     echo \"# $COMMIT, shared lock taken \$(date -u +%FT%H:%M:%SZ), uptime before: \$(uptime)\"
     /usr/bin/time -f '$w wall_s=%e user_s=%U sys_s=%S' \
       $PPD plan --gpus 4 --deployments 4r,1p3d,2p2d,3p1d --workload ${WORKLOAD[$w]} --slo-ttft-ms ${TTFT[$w]} --slo-tpot-ms ${TPOT[$w]} \
-        --profile h200-llama3.1-8b --max-num-seqs 1024 --kv-cache-tokens 839648 --refine-all --hops results/fleet-hops-2026-12-02-shared-machine.json \
+        --profile h200-llama3.1-8b --max-num-seqs 1024 --kv-cache-tokens 839648 --refine-all \
         --min-window-s 70 --drain-s ${DRAIN[$w]} --output $OUT/$w --quiet
     echo \"# uptime after: \$(uptime)\"" > "$OUT/$w.log" 2>&1
 done

@@ -10,9 +10,9 @@
 # the four. Runs under the shared CPU lock; no figure here is a timing.
 # PPD="python -m ppd" with PYTHONPATH=<snapshot>/src and PPD_GIT_COMMIT=<hash> runs a snapshot.
 # Run from the repository root: results/h200x2-vllm0.25.1-nixl/fleet-prediction/run.sh [W1 W2 ...]
-# --hops: the proxy hop costs the committed prediction was made with (measured on the shared
-# machine, 2026-12-02 02:27 UTC), pinned so that re-running gives the committed figures;
-# src/ppd/fleet/hops.json has since been re-measured on a quiet machine (docs/fleet.md).
+# The current model (session 5): src/ppd/fleet/hops.json (re-measured on the quiet machine) and
+# the proxy's event loop, one process, src/ppd/fleet/proxy_cpu.json (docs/fleet.md). The pinned
+# costs of the earlier results are results/fleet-hops-2026-12-02-shared-machine.json (git history).
 set -euo pipefail
 OUT=results/h200x2-vllm0.25.1-nixl/fleet-prediction
 PPD=${PPD:-ppd}
@@ -28,7 +28,7 @@ for w in ${@:-W1 W2 W3 W4}; do
       $PPD fleet --topology 1p1d --modes pd,ppd,replication,auto --workload $w --qps ${RATES[$w]} \
         --duration 70 --warmup-s 10 --runs 2 --seed 0 --slo-ttft-ms ${TTFT_MS[$w]} --slo-tpot-ms 25 \
         --drain-timeout-s ${DRAIN_S[$w]} --profile h200-llama3.1-8b --max-num-seqs 1024 \
-        --kv-cache-tokens 839648 --max-model-len 32768 --hops results/fleet-hops-2026-12-02-shared-machine.json --output $OUT --name $name --quiet
+        --kv-cache-tokens 839648 --max-model-len 32768 --output $OUT --name $name --quiet
     echo \"# uptime after: \$(uptime)\"" > "$OUT/$name.log" 2>&1
   gzip -f "$OUT/$name.jsonl"
 done

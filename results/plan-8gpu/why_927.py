@@ -30,6 +30,11 @@ def quantile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def spread(values: list[float]) -> list[float]:
+    """p50, p90, p99 and the maximum."""
+    return [quantile(values, 0.5), quantile(values, 0.9), quantile(values, 0.99), max(values)]
+
+
 def main() -> None:
     qps = float(sys.argv[1])
     proxy_cpu = ProxyCpu() if len(sys.argv) < 3 or sys.argv[2] == "zero" else measured_proxy_cpu()
@@ -47,8 +52,8 @@ def main() -> None:
         done = [row for row in rows if row.turn == turn and row.ok]
         ttft = [row.ttft_ms for row in done if row.ttft_ms is not None]
         tpot = [row.tpot_ms for row in done if row.tpot_ms is not None]
-        ttft_text = "/".join(f"{value:.0f}" for value in (*(quantile(ttft, q) for q in (0.5, 0.9, 0.99)), max(ttft)))
-        tpot_text = "/".join(f"{value:.1f}" for value in (*(quantile(tpot, q) for q in (0.5, 0.9, 0.99)), max(tpot)))
+        ttft_text = "/".join(f"{value:.0f}" for value in spread(ttft))
+        tpot_text = "/".join(f"{value:.1f}" for value in spread(tpot))
         print(f"  turn {turn}: n={len(done)} ttft p50/p90/p99/max {ttft_text} ms, tpot {tpot_text} ms")
     missed = Counter(int(row.scheduled_s) for row in rows if miss_kind(row, config.slo))
     sent = Counter(int(row.scheduled_s) for row in rows)

@@ -175,7 +175,11 @@ def test_cancelling_a_run_records_in_flight_turns_as_interrupted(fake_engine: An
                 )
                 plans = plan_conversations(WORKLOAD, 5.0, 0.3, 0, 0, False)
                 task = asyncio.create_task(run_point(context, plans))
-                await asyncio.sleep(0.6)
+                # Cancel once turn 2 hangs in the engine. Not after a fixed sleep: run_point first
+                # builds the prompt corpus (~1 s in a fresh process) before its clock starts.
+                async with asyncio.timeout(30):
+                    while len(engine.requests) < 2:
+                        await asyncio.sleep(0.01)
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task

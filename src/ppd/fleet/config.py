@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from ppd.bench.config import Api, WorkloadSpec, workload_to_dict
 from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
+from ppd.fleet.costs import file_values, measured_values
 from ppd.fleet.proxy_loop import ProxyCpu, measured_proxy_cpu
 from ppd.launch.topology import LayoutOptions, Topology, layout_spec, load_file
 from ppd.modes import MODES, Mode
@@ -41,9 +41,7 @@ class HopCosts:
 
 def measured_hops() -> HopCosts:
     """The hop costs measured from the real-time system (hops.json beside this module)."""
-    data = json.loads(HOPS_FILE.read_text())
-    values = {key: data[key] for key in HopCosts.__dataclass_fields__ if key in data}
-    return HopCosts(**values)
+    return HopCosts(**measured_values(HOPS_FILE, HopCosts.__dataclass_fields__))
 
 
 def hops_from_spec(spec: str) -> HopCosts:
@@ -53,18 +51,7 @@ def hops_from_spec(spec: str) -> HopCosts:
         return measured_hops()
     if spec == "zero":
         return HopCosts()
-    try:
-        data = json.loads(Path(spec).read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--hops {spec}: expected measured, zero or a readable JSON file ({exc})") from None
-    known = set(HopCosts.__dataclass_fields__)
-    if not isinstance(data, dict) or set(data) - known:
-        raise UsageError(f"--hops {spec}: expected an object with keys among {sorted(known)}")
-    numbers = {key: value for key, value in data.items() if key != "source"}
-    if any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in numbers.values()):
-        raise UsageError(f"--hops {spec}: every cost must be a number")
-    data.setdefault("source", f"file: {spec}")  # not the default's "zero: ...": plan labels by it
-    return HopCosts(**data)
+    return HopCosts(**file_values("--hops", spec, HopCosts.__dataclass_fields__))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ With N processes, the conversations are spread evenly over them (by session id):
 in its own turns' requests and relays 1/N of every step's chunks (the expected share). The router
 state stays one, as if the processes shared it.
 
-Costs are measured on the real-time system (benchmarks/http_cpu_share.py --fit-relay, written to
+Costs are measured on the real-time system (benchmarks/proxy_relay_cost.py --write, written to
 proxy_cpu.json beside this module); see docs/fleet.md.
 """
 
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import json
 import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from ppd.errors import UsageError
+from ppd.fleet.costs import file_values, measured_values
 
 PROXY_CPU_FILE = Path(__file__).parent / "proxy_cpu.json"
 _KEEP_RECORDS_S = 60.0  # relay waits are looked up at most one decode run (< a few s) after the step
@@ -56,8 +56,7 @@ class ProxyCpu:
 
 def measured_proxy_cpu() -> ProxyCpu:
     """The proxy's CPU costs measured on the real-time system (proxy_cpu.json beside this module)."""
-    data = json.loads(PROXY_CPU_FILE.read_text())
-    return ProxyCpu(**{key: data[key] for key in ProxyCpu.__dataclass_fields__ if key in data})
+    return ProxyCpu(**measured_values(PROXY_CPU_FILE, ProxyCpu.__dataclass_fields__))
 
 
 def proxy_cpu_from_spec(spec: str) -> ProxyCpu:
@@ -67,19 +66,7 @@ def proxy_cpu_from_spec(spec: str) -> ProxyCpu:
         return measured_proxy_cpu()
     if spec == "zero":
         return ProxyCpu()
-    try:
-        data = json.loads(Path(spec).read_text())
-    except (OSError, ValueError) as exc:
-        message = f"--proxy-cpu {spec}: expected measured, zero or a readable JSON file ({exc})"
-        raise UsageError(message) from None
-    known = set(ProxyCpu.__dataclass_fields__)
-    if not isinstance(data, dict) or set(data) - known:
-        raise UsageError(f"--proxy-cpu {spec}: expected an object with keys among {sorted(known)}")
-    costs = {key: value for key, value in data.items() if key != "source"}
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in costs.values()):
-        raise UsageError(f"--proxy-cpu {spec}: every cost must be a number >= 0")
-    data.setdefault("source", f"file: {spec}")
-    return ProxyCpu(**data)
+    return ProxyCpu(**file_values("--proxy-cpu", spec, ProxyCpu.__dataclass_fields__))
 
 
 class _EngineSteps:

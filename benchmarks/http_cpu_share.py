@@ -29,6 +29,7 @@ or chunk waits for in the proxy. Per rate:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -41,6 +42,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, simulate
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 MAX_MODEL_LEN = 32768  # as fleet_vs_sim.py
+UP_TIMEOUT_S = 300.0  # ppd up / down of a few sims: seconds when healthy; a hang must not hold the lock
 
 
 def ppd_command(*args: str) -> list[str]:
@@ -159,27 +162,39 @@ def main() -> int:
     parser.add_argument("--drain-timeout-s", type=float, default=10.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="http-cpu-share-"))
+    decision_log = f"--proxy-arg=--decision-log={work / 'decisions.jsonl'}"
+    with sim_deployment("http_cpu_share", args.topology, args.mode, work, child_env(), decision_log) as (
+        proxy_url,
+        processes,
+    ):
+        pids = {record["name"]: int(record["pid"]) for record in processes}
+        engines = [record["url"] for record in processes if record["role"] != "proxy"]
+        for qps in [float(value) for value in args.qps.split(",")]:
+            run_one(args, qps, proxy_url, pids, engines, work)
+    return 0
+
+
+@contextlib.contextmanager
+def sim_deployment(
+    script: str, topology: str, mode: str, work: Path, env: dict[str, str], *extra: str
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """`ppd up --backend sim` at time scale 1 on free ports (logs and state under work), stopped on
+    exit: (the proxy's URL, the state file's processes). Exits the script if it does not start."""
     state_path = work / "state.json"
     up = subprocess.run(
-        ppd_command("up", "--backend", "sim", "--topology", args.topology, "--time-scale", "1",
+        ppd_command("up", "--backend", "sim", "--topology", topology, "--time-scale", "1",
                     "--port-base", "0", "--proxy-port", "0", f"--sim-arg=--max-model-len={MAX_MODEL_LEN}",
-                    "--logs", str(work / "logs"), "--state", str(state_path), "--mode", args.mode,
-                    f"--proxy-arg=--decision-log={work / 'decisions.jsonl'}"),
-        capture_output=True, text=True, env=child_env(), check=False,
+                    "--logs", str(work / "logs"), "--state", str(state_path), "--mode", mode, *extra),
+        capture_output=True, text=True, env=env, check=False, timeout=UP_TIMEOUT_S,
     )  # fmt: skip
     proxy = re.search(r"proxy\s+(http://\S+)", up.stdout)
     if proxy is None:
-        print(f"http_cpu_share: ppd up did not start:\n{up.stdout}\n{up.stderr}", file=sys.stderr)
-        return 1
-    processes = json.loads(state_path.read_text())["processes"]
-    pids = {record["name"]: int(record["pid"]) for record in processes}
-    engines = [record["url"] for record in processes if record["role"] != "proxy"]
+        raise SystemExit(f"{script}: ppd up did not start:\n{up.stdout}\n{up.stderr}")
     try:
-        for qps in [float(value) for value in args.qps.split(",")]:
-            run_one(args, qps, proxy.group(1), pids, engines, work)
+        yield proxy.group(1), json.loads(state_path.read_text())["processes"]
     finally:
-        subprocess.run(ppd_command("down", "--state", str(state_path)), capture_output=True, env=child_env())
-    return 0
+        down = ppd_command("down", "--state", str(state_path))
+        subprocess.run(down, capture_output=True, env=env, check=False, timeout=UP_TIMEOUT_S)
 
 
 def run_one(

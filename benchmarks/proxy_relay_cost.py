@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from _sims import SRC
-from http_cpu_share import MAX_MODEL_LEN, cpu_s, ppd_command
+from http_cpu_share import cpu_s, ppd_command, sim_deployment
 
 PROXY_CPU_JSON = SRC / "ppd" / "fleet" / "proxy_cpu.json"
 DEFAULT_POINTS = "256/16@24,256/256@2,256/1024@3,256/1024@8,256/1024@12"
@@ -153,22 +152,13 @@ def main() -> int:
     (work / "site").mkdir()
     (work / "site" / "sitecustomize.py").write_text(COUNTER)
     (work / "counts").mkdir()
-    state_path = work / "state.json"
-    up = subprocess.run(
-        ppd_command("up", "--backend", "sim", "--topology", args.topology, "--time-scale", "1",
-                    "--port-base", "0", "--proxy-port", "0", f"--sim-arg=--max-model-len={MAX_MODEL_LEN}",
-                    "--logs", str(work / "logs"), "--state", str(state_path), "--mode", "replication"),
-        capture_output=True, text=True, env=child_env(work), check=False,
-    )  # fmt: skip
-    proxy = re.search(r"proxy\s+(http://\S+)", up.stdout)
-    if proxy is None:
-        print(f"proxy_relay_cost: ppd up did not start:\n{up.stdout}\n{up.stderr}", file=sys.stderr)
-        return 1
-    processes = json.loads(state_path.read_text())["processes"]
-    proxy_pid = next(int(record["pid"]) for record in processes if record["role"] == "proxy")
-    engines = [record["url"] for record in processes if record["role"] != "proxy"]
     measured: list[dict[str, float]] = []
-    try:
+    with sim_deployment("proxy_relay_cost", args.topology, "replication", work, child_env(work)) as (
+        proxy_url,
+        processes,
+    ):
+        proxy_pid = next(int(record["pid"]) for record in processes if record["role"] == "proxy")
+        engines = [record["url"] for record in processes if record["role"] != "proxy"]
         for _ in range(args.reps):
             for spec in args.points.split(","):
                 shape, qps = spec.split("@")
@@ -176,7 +166,7 @@ def main() -> int:
                     reset = urllib.request.Request(engine + "/ppd/stats/reset", method="POST")
                     urllib.request.urlopen(reset, timeout=10)
                 steps_before = sum(engine_stats(engine)["num_steps"] for engine in engines)
-                point = run_point(args, shape, float(qps), proxy.group(1), proxy_pid, work / "counts", work)
+                point = run_point(args, shape, float(qps), proxy_url, proxy_pid, work / "counts", work)
                 stats = [engine_stats(engine) for engine in engines]
                 point["steps"] = float(sum(stat["num_steps"] for stat in stats) - steps_before)
                 point["drift_max_ms"] = max(float(stat["max_drift_ms"]) for stat in stats)
@@ -191,10 +181,6 @@ def main() -> int:
                     f"sim_max_drift_ms={point['drift_max_ms']:.1f}",
                     flush=True,
                 )
-    finally:
-        subprocess.run(
-            ppd_command("down", "--state", str(state_path)), capture_output=True, env=child_env(work)
-        )
     (request_us, wake_us, read_us, token_us), residuals = fit(measured)
     for point, residual in zip(measured, residuals, strict=True):
         print(

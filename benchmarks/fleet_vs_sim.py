@@ -26,10 +26,32 @@ as proxy-decisions-<topology>.jsonl so that --fleet-only finds it), in the fleet
 client_to_proxy + proxy_to_client: the deployment's TTFT without the bench's part of the path.
 
     python benchmarks/fleet_vs_sim.py [--duration-s 8] [--drain-timeout-s 10] [--topologies 1p1d,2p2d]
-        [--workloads W1,W2,W3,W4] [--out DIR] [--fleet-only] [--proxy-cpu measured|zero|FILE]
+        [--workloads W1,W2,W3,W4] [--out DIR] [--fleet-only] [--http-only] [--against DIR ...]
+        [--proxy-cpu measured|zero|FILE] [--hops measured|zero|FILE]
 
---fleet-only --proxy-cpu zero compares the fleet without the proxy's event loop with the same HTTP
-result sets (an A/B of the loop model against one HTTP run).
+--fleet-only reuses the HTTP result sets in --out (and makes the fleet's there again); --fleet-only
+--proxy-cpu zero compares the fleet without the proxy's event loop with the same HTTP result sets
+(an A/B of the loop model against one HTTP run). --hops and --proxy-cpu FILE give the fleet
+another host's measured costs. --http-only runs (or, with --fleet-only, reuses) the HTTP side and
+leaves the fleet out.
+
+The measurement's own floor: --against DIR (repeatable) compares another HTTP run of the same points
+and seeds (DIR, an earlier --out) with --out's, figure by figure with the fleet comparison's metric
+and goal (DIR's value in the place of the fleet's: (DIR - out) / out), and ends with
+
+    http_repeat points=N ttft_p50_max_rel_err=E1 tpot_p50_max_rel_err=E2 ttft_p99_max_rel_err=E3
+        within_goal=K/M
+
+Same seeds mean the same conversations, arrival times and prompts, so what differs between two HTTP
+runs is only the real-time path's timing (the OS, the event loops, the machine's other load). Unless
+--http-only, the fleet's figures outside the goal are then held to that floor, per figure: within the
+HTTP's repeat spread where |fleet error| <= the largest |repeat error| of that figure (a second
+measurement of the same point lands at least as far from the first as the fleet does), and the line
+
+    fleet_vs_repeat figures=M within_goal=G outside_goal_within_repeat_spread=F
+        beyond_repeat_spread=B no_repeat=X
+
+(each one line in the output).
 """
 
 from __future__ import annotations
@@ -56,7 +78,8 @@ from sim_vs_real import Comparison, compare, summary_values, table
 sys.path.insert(0, str(SRC))
 
 from ppd.bench.workloads import builtin_workload
-from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, measured_hops, simulate, write_result_set
+from ppd.fleet import EngineOptions, FleetConfig, HopCosts, fleet_topology, simulate, write_result_set
+from ppd.fleet.config import hops_from_spec
 from ppd.fleet.proxy_loop import ProxyCpu, proxy_cpu_from_spec
 
 MODES = ("pd", "ppd", "replication", "auto")
@@ -199,7 +222,7 @@ def http_path_lines(topology: str, result_json: Path, samples: list[Sample], dec
     return lines
 
 
-def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu) -> Path:
+def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> Path:
     """The same points through ppd fleet; returns the fleet result set."""
     meta = json.loads(http_json.read_text())
     config, topology = meta["config"], http_json.stem.split("-")[1]
@@ -215,13 +238,17 @@ def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu) -> Path:
                 seed=config["seed"],
                 drain_timeout_s=config["drain_timeout_s"],
                 engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
+                hops=hops,
                 proxy_cpu=proxy_cpu,
             )
         )
         for qps in config["qps"]
         for mode in config["modes"]
     ]
-    return write_result_set(runs, out, http_json.stem.replace("http-", "fleet-", 1))
+    name = http_json.stem.replace("http-", "fleet-", 1)
+    for earlier in (out / f"{name}.json", out / f"{name}.jsonl"):  # this script's own, from a former run
+        earlier.unlink(missing_ok=True)
+    return write_result_set(runs, out, name)
 
 
 def main() -> int:
@@ -232,9 +259,14 @@ def main() -> int:
     parser.add_argument("--workloads", default="W1,W2,W3,W4")
     parser.add_argument("--out", type=Path, default=None, help="keep both sides' result sets here")
     parser.add_argument("--fleet-only", action="store_true", help="reuse the HTTP result sets in --out")
+    parser.add_argument("--http-only", action="store_true", help="no fleet: the HTTP side (and --against)")
+    parser.add_argument(
+        "--against", type=Path, action="append", default=[], help="another HTTP run's --out (same seeds)"
+    )
     parser.add_argument("--proxy-cpu", default="measured", help="the fleet's proxy loop: measured|zero|FILE")
+    parser.add_argument("--hops", default="measured", help="the fleet's hop costs: measured|zero|FILE")
     args = parser.parse_args()
-    proxy_cpu = proxy_cpu_from_spec(args.proxy_cpu)
+    proxy_cpu, hops = proxy_cpu_from_spec(args.proxy_cpu), hops_from_spec(args.hops)
     out = args.out or Path(tempfile.mkdtemp(prefix="fleet-vs-sim-results-"))
     started_s = time.perf_counter()
     topologies, workloads = args.topologies.split(","), args.workloads.split(",")
@@ -245,27 +277,128 @@ def main() -> int:
             drifts, paths = run_http(topology, workloads, args, out)
             drift_lines, path_lines = drift_lines + drifts, path_lines + paths
     http_wall_s = time.perf_counter() - started_s
+    repeats = {str(other): repeat_comparisons(out, other, topologies, workloads) for other in args.against}
+    for other, found in repeats.items():
+        for topology in topologies:
+            print(f"== {topology}: http ({out}) / http again ({other})")
+            print(table([c for t, c in found if t == topology]))
     comparisons: list[tuple[str, Comparison]] = []
-    for topology in topologies:
+    for topology in [] if args.http_only else topologies:
         http_files = [out / f"http-{topology}-{workload}.json" for workload in workloads]
-        fleet_files = [run_fleet(path, out, proxy_cpu) for path in http_files]
+        fleet_files = [run_fleet(path, out, proxy_cpu, hops) for path in http_files]
         found = compare(summary_values(http_files), summary_values(fleet_files))
         print(f"== {topology}: http (real time) / fleet (virtual time)")
         print(table(found))
         comparisons += [(topology, c) for c in found]
-        print("\n".join(proxy_side_lines(topology, workloads, out)))
+        print("\n".join(proxy_side_lines(topology, workloads, out, hops)))
     print("\n".join(drift_lines))
     if path_lines:
-        print(http_path_header())
+        print(http_path_header(hops))
         print("\n".join(path_lines))
+    if comparisons and repeats:
+        print(floor_table(comparisons, list(repeats.values())))
     print(f"results in {out}; HTTP side {http_wall_s:.0f} s, all {time.perf_counter() - started_s:.0f} s")
     print(f"duration {args.duration_s:g} s + drain {args.drain_timeout_s:g} s per run, seed 0, 2 turns")
-    print(f"fleet: hops {measured_hops().source[:40]}...; proxy loop: {proxy_cpu.source[:60]}...")
-    print(summary(comparisons))
+    for other, found in repeats.items():
+        print(f"repeat: {other}")
+        print(f"http_repeat {error_figures(found)} within_goal={count_within_goal(found)}/{len(found)}")
+    if comparisons:
+        print(f"fleet: hops {hops.source[:40]}...; proxy loop: {proxy_cpu.source[:60]}...")
+        print(summary(comparisons))
+    if comparisons and repeats:
+        print(floor_line(comparisons, list(repeats.values())))
     return 0
 
 
-def proxy_side_lines(topology: str, workloads: list[str], out: Path) -> list[str]:
+Tagged = list[tuple[str, Comparison]]  # (topology, comparison)
+FigureKey = tuple[str, tuple[str, float, str], str, str]  # topology, point, figure, percentile
+
+
+def repeat_comparisons(out: Path, other: Path, topologies: list[str], workloads: list[str]) -> Tagged:
+    """Another HTTP run (other) against --out's, figure by figure: its value takes the fleet's place."""
+    found: Tagged = []
+    for topology in topologies:
+        files = [f"http-{topology}-{workload}.json" for workload in workloads]
+        here, there = summary_values([out / f for f in files]), summary_values([other / f for f in files])
+        found += [(topology, c) for c in compare(here, there)]
+    return found
+
+
+def figure_key(topology: str, c: Comparison) -> FigureKey:
+    return topology, c.point, c.figure, c.percentile
+
+
+def within_goal(c: Comparison) -> bool:
+    """The agreement goal: p50 within 5%, p99 within 10%."""
+    return abs(c.rel_err) <= (0.05 if c.percentile == "p50" else 0.10)
+
+
+def count_within_goal(tagged: Tagged) -> int:
+    return sum(within_goal(c) for _, c in tagged)
+
+
+def repeat_spread(repeats: list[Tagged]) -> dict[FigureKey, float]:
+    """Per figure, the largest |relative error| of any repeat against --out's HTTP run."""
+    spread: dict[FigureKey, float] = {}
+    for found in repeats:
+        for topology, c in found:
+            key = figure_key(topology, c)
+            spread[key] = max(spread.get(key, 0.0), abs(c.rel_err))
+    return spread
+
+
+Verdict = tuple[str, Comparison, float | None, str]  # topology, fleet figure, repeat spread, verdict
+
+
+def floor_verdicts(comparisons: Tagged, repeats: list[Tagged]) -> list[Verdict]:
+    """Each fleet figure with its repeat spread (None: no repeat has it) and verdict: `goal` (within
+    the goal), `repeat` (outside it, but |error| <= the HTTP's own repeat spread), `beyond`, or
+    `no repeat`."""
+    spread = repeat_spread(repeats)
+    verdicts = []
+    for topology, c in comparisons:
+        floor = spread.get(figure_key(topology, c))
+        if within_goal(c):
+            verdict = "goal"
+        elif floor is None:
+            verdict = "no repeat"
+        else:
+            verdict = "repeat" if abs(c.rel_err) <= floor else "beyond"
+        verdicts.append((topology, c, floor, verdict))
+    return verdicts
+
+
+def floor_table(comparisons: Tagged, repeats: list[Tagged]) -> str:
+    """The fleet's figures outside the goal, beside the HTTP side's repeat spread of the same figure."""
+    lines = [
+        "== fleet figures outside the goal, against the HTTP's repeat spread (|repeat err|, largest over"
+        " the --against runs)",
+        f"{'topo':<5} {'wl':<3} {'qps':>5} {'mode':<12} {'figure':<9} {'pct':<4} {'http ms':>8} "
+        f"{'fleet err':>9} {'repeat':>7}  verdict",
+    ]
+    for topology, c, floor, verdict in floor_verdicts(comparisons, repeats):
+        if verdict == "goal":
+            continue
+        floor_text = f"{floor:7.1%}" if floor is not None else f"{'-':>7}"
+        workload, qps, mode = c.point
+        lines.append(
+            f"{topology:<5} {workload:<3} {qps:>5g} {mode:<12} {c.figure:<9} {c.percentile:<4} "
+            f"{c.real_ms:8.1f} {c.rel_err:+9.1%} {floor_text}  {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def floor_line(comparisons: Tagged, repeats: list[Tagged]) -> str:
+    """The fleet held to the measurement's own floor, in one line."""
+    verdicts = [verdict for *_, verdict in floor_verdicts(comparisons, repeats)]
+    return (
+        f"fleet_vs_repeat figures={len(verdicts)} within_goal={verdicts.count('goal')} "
+        f"outside_goal_within_repeat_spread={verdicts.count('repeat')} "
+        f"beyond_repeat_spread={verdicts.count('beyond')} no_repeat={verdicts.count('no repeat')}"
+    )
+
+
+def proxy_side_lines(topology: str, workloads: list[str], out: Path, hops: HopCosts) -> list[str]:
     """TTFT p50 as the proxy sees it (its handler start -> the engine's first bytes): over HTTP from
     the proxy's decision log, in the fleet its rows' TTFT less client_to_proxy + proxy_to_client.
     Without the bench's part of the path, this is the deployment's own TTFT at the proxy."""
@@ -277,7 +410,6 @@ def proxy_side_lines(topology: str, workloads: list[str], out: Path) -> list[str
         for line in map(json.loads, decisions_path.read_text().splitlines())
         if line.get("ttft_ms") is not None
     }
-    hops = measured_hops()
     client_side_ms = hops.client_to_proxy_ms + hops.proxy_to_client_ms
     http: dict[tuple[str, float, str, str], list[float]] = {}
     fleet: dict[tuple[str, float, str, str], list[float]] = {}
@@ -316,9 +448,8 @@ def proxy_side_lines(topology: str, workloads: list[str], out: Path) -> list[str
     return lines
 
 
-def http_path_header() -> str:
+def http_path_header(hops: HopCosts) -> str:
     """The `http path` table's title and column names."""
-    hops = measured_hops()
     fleet_ms = hops.client_to_proxy_ms + hops.proxy_to_client_ms
     columns = f"{'topo':<5} {'wl':<3} {'qps':>5} {'mode':<12} {'bench':>7} {'proxy':>7} {'sims':>7}"
     return (
@@ -327,25 +458,30 @@ def http_path_header() -> str:
     )
 
 
-def summary(tagged: list[tuple[str, Comparison]]) -> str:
-    """The agreement line: worst |relative error| per figure over every point that has it."""
+def error_figures(tagged: Tagged) -> str:
+    """points=N and the worst |relative error| per figure over every point that has it."""
     comparisons = [c for _, c in tagged]
 
-    def worst(figures: tuple[str, ...], percentile: str) -> tuple[float, int]:
+    def worst(figures: tuple[str, ...], percentile: str) -> float:
         errors = [abs(c.rel_err) for c in comparisons if c.figure in figures and c.percentile == percentile]
-        return (max(errors) if errors else float("nan")), len(errors)
+        return max(errors) if errors else float("nan")
 
-    ttft50, n_ttft50 = worst(("ttft_t1", "ttft_t2+"), "p50")
-    tpot50, _ = worst(("tpot",), "p50")
-    ttft99, n_ttft99 = worst(("ttft_t1", "ttft_t2+"), "p99")
     points = len({(topology, c.point) for topology, c in tagged})
-    within = sum(abs(c.rel_err) <= (0.05 if c.percentile == "p50" else 0.10) for c in comparisons)
-    print(f"figures within goal (p50 5%, p99 10%): {within}/{len(comparisons)}; "
-          f"ttft p50 figures {n_ttft50}, ttft p99 figures {n_ttft99}")  # fmt: skip
     return (
-        f"fleet_agreement points={points} ttft_p50_max_rel_err={ttft50:.4f} "
-        f"tpot_p50_max_rel_err={tpot50:.4f} ttft_p99_max_rel_err={ttft99:.4f}"
+        f"points={points} ttft_p50_max_rel_err={worst(('ttft_t1', 'ttft_t2+'), 'p50'):.4f} "
+        f"tpot_p50_max_rel_err={worst(('tpot',), 'p50'):.4f} "
+        f"ttft_p99_max_rel_err={worst(('ttft_t1', 'ttft_t2+'), 'p99'):.4f}"
     )
+
+
+def summary(tagged: Tagged) -> str:
+    """The agreement line: worst |relative error| per figure over every point that has it."""
+    comparisons = [c for _, c in tagged]
+    n_ttft50 = sum(c.figure != "tpot" and c.percentile == "p50" for c in comparisons)
+    n_ttft99 = sum(c.figure != "tpot" and c.percentile == "p99" for c in comparisons)
+    print(f"figures within goal (p50 5%, p99 10%): {count_within_goal(tagged)}/{len(comparisons)}; "
+          f"ttft p50 figures {n_ttft50}, ttft p99 figures {n_ttft99}")  # fmt: skip
+    return f"fleet_agreement {error_figures(tagged)}"
 
 
 if __name__ == "__main__":

@@ -34,9 +34,41 @@ record_itl=False, decode_runs=True, send_session_id=True)`.
 Bad values raise ppd.errors.UsageError with the field and what is allowed.
 """
 
-from ppd.fleet.config import EngineOptions, FleetConfig, HopCosts, fleet_topology, measured_hops
-from ppd.fleet.proxy_loop import ProxyCpu, measured_proxy_cpu
-from ppd.fleet.run import FleetRun, Offered, offered_conversations, simulate, slo_attainment, write_result_set
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ppd.fleet.config import EngineOptions, FleetConfig, HopCosts, fleet_topology, measured_hops
+    from ppd.fleet.proxy_loop import ProxyCpu, measured_proxy_cpu
+    from ppd.fleet.run import (
+        FleetRun,
+        Offered,
+        offered_conversations,
+        simulate,
+        slo_attainment,
+        write_result_set,
+    )
+
+# The API's names, imported on first use (PEP 562): `ppd fleet` and `ppd plan` import ppd.fleet.cli,
+# a submodule, which imports this package first; importing the simulation with it (numpy, aiohttp,
+# the bench, the router) took ~1 s before the CLI had parsed its flags.
+_MODULE_OF = {
+    "EngineOptions": "config",
+    "FleetConfig": "config",
+    "HopCosts": "config",
+    "fleet_topology": "config",
+    "measured_hops": "config",
+    "ProxyCpu": "proxy_loop",
+    "measured_proxy_cpu": "proxy_loop",
+    "FleetRun": "run",
+    "Offered": "run",
+    "offered_conversations": "run",
+    "simulate": "run",
+    "slo_attainment": "run",
+    "write_result_set": "run",
+}
 
 __all__ = [
     "EngineOptions",
@@ -53,3 +85,16 @@ __all__ = [
     "slo_attainment",
     "write_result_set",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups find it without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])

@@ -125,6 +125,13 @@ class FleetConfig:
     history_chunks_per_instance: int = CHUNKS_PER_INSTANCE  # the proxy's --history-chunks-per-instance
     history_keyed_bytes: int = KEYED_BYTES  # the proxy's --history-keyed-bytes
 
+    def __post_init__(self) -> None:
+        # qps names the point in its prompts' seeds (bench.arrivals.derive_seed, which reads its
+        # repr) and its rows: qps=16 from Python must be 16.0, as the CLI and the compiled build
+        # (which stores a float field as a float) have it, or the prompts differ.
+        if isinstance(self.qps, int):
+            object.__setattr__(self, "qps", float(self.qps))
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy for the result file."""
         # Not asdict(self) whole: it would copy every request of a trace workload.

@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from ppd.bench.arrivals import ConversationPlan
+from ppd.bench.config import TurnShape
 from ppd.bench.metrics import Slo
 from ppd.bench.workloads import builtin_workload
 from ppd.buildinfo import build_info
 from ppd.errors import UsageError
 from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate, slo_attainment, write_result_set
+from ppd.fleet.client import BenchClient
+from ppd.fleet.clock import EventQueue
+from ppd.fleet.fleet import Fleet
 from ppd.results import load_result
 from ppd.sim.config import sim_config
 from ppd.sim.offline import OfflineEngine
@@ -98,3 +103,19 @@ def test_slo_attainment_matches_the_summary() -> None:
 def test_a_mode_the_topology_cannot_serve_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="prefill and decode"):
         simulate(config("pd", "2r"))
+
+
+def test_an_int_qps_sends_the_prompts_of_the_same_float() -> None:
+    # A prompt's seed reads repr(qps) (bench.arrivals.derive_seed): qps=4 from Python sent other
+    # words than the CLI's 4.0, and than the compiled build, which stores a float field as a float.
+    plan = ConversationPlan(0, 0.0, (TurnShape(8, 4),))
+    prompts = []
+    for qps in (4, 4.0):
+        point = config("replication", "1r", qps=qps)
+        assert repr(point.qps) == "4.0"
+        clock = EventQueue()
+        client = BenchClient(point, Fleet(point, clock), clock, lambda row: None)
+        client._arrive(plan)  # sends turn 1 on a clock that never runs
+        [(_, job)] = client._in_flight.values()
+        prompts.append(job.prompt_token_ids)
+    assert prompts[0] == prompts[1]

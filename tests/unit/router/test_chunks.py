@@ -339,25 +339,33 @@ def test_a_chat_lead_is_the_whole_texts_lead_whatever_part_is_large() -> None:
             assert chat_text(messages, max_bytes) == whole_chat_text(messages)[:max_bytes]
 
 
-def test_a_turn_measures_its_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # recognise() measures the text and commit takes the figure from the record (it was measured twice)
-    calls: list[Identity] = []
-    measure = conversations_module.identity_lead
-
-    def counted(identity: Identity, keyed_bytes: int) -> tuple[bytes, int] | None:
-        calls.append(identity)
-        return measure(identity, keyed_bytes)
-
-    monkeypatch.setattr(conversations_module, "identity_lead", counted)
+def test_a_turn_measures_its_text_once() -> None:
+    # recognise() measures the text and commit takes the figure from the record (it was measured
+    # twice). Counted through the renderings of content parts (identity_lead makes the chat's lead
+    # from them), not a monkeypatched identity_lead, which compiled callers do not look up by name.
+    keyed_bytes = 64 * CHUNK
     config = RouterConfig(
         "ppd", prefill_urls=("p0",), decode_urls=("d0",), history_chunk_bytes=CHUNK,
-        history_keyed_bytes=64 * CHUNK,
+        history_keyed_bytes=keyed_bytes,
     )  # fmt: skip
     router = Router(config)
-    prompt = SYSTEM + words("a", 4 * CHUNK)
-    serve(router, prompt, now_s=1.0)
-    serve(router, prompt + b" w1 w2 w3 w4 w5 more", now_s=2.0)
-    assert len(calls) == 2  # one per turn
+    renderings: list[int] = []
+    first = [{"role": "user", "content": [RenderedPart(renderings) for _ in range(1000)]}]
+    second = [*first, {"role": "assistant", "content": "w1 w2"}, {"role": "user", "content": "more"}]
+    measured = []
+    for messages in (first, second):  # what one measure of each turn renders (past the lead: none)
+        renderings.clear()
+        lead = conversations_module.identity_lead(Identity(chat_messages=messages), keyed_bytes)
+        assert lead is not None and lead[1] > keyed_bytes  # longer than the lead: no history digest
+        measured.append(len(renderings))
+    renderings.clear()
+    for now_s, messages in ((1.0, first), (2.0, second)):
+        record = TurnRecord(started_s=now_s)
+        router.decide(record, Identity(chat_messages=messages), 100, now_s)
+        router.finish(router.begin(record, "target", now_s), now_s + 0.5, succeeded=True, last_byte=True)
+        record.usage = {"prompt_tokens": 100, "completion_tokens": 2}
+        router.commit(record, now_s + 0.5, answer_text="w1 w2")
+    assert measured[0] > 0 and len(renderings) == sum(measured)  # one measure per turn
 
 
 def test_a_chat_texts_length_is_in_utf8_bytes_as_its_shared_prefix_is() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import pytest
 
-from ppd.router import history
 from ppd.router.chunks import chunk_keys
 from ppd.router.history import (
     HEAD_BYTES,
@@ -126,6 +128,26 @@ def test_texts_of_whole_chunks_are_found_by_their_last_whole_chunk_key() -> None
     assert find(index, known + b" w1") is None and len(index) == 49
 
 
+class CountingHasher:
+    """A blake2b hash that counts the bytes it is given: what a lookup hashes, on the pure and the
+    compiled build alike (compiled code calls a module function directly, so monkeypatching
+    prefix_digests counts nothing there; hashlib.blake2b is looked up at each call)."""
+
+    def __init__(self, real: Any, hashed: list[int]) -> None:
+        self.real, self.hashed, self.index = real, hashed, len(hashed)
+        hashed.append(0)
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.hashed[self.index] += len(data)
+        self.real.update(data)
+
+    def copy(self) -> Any:
+        return self.real.copy()  # only read (digest), never extended
+
+    def digest(self) -> bytes:
+        return bytes(self.real.digest())
+
+
 def test_each_bucket_a_prompt_hits_costs_less_than_a_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     # Conversations X[:m chunks] + "z" for many m all lie on one prompt's path of keys; each bucket
     # checked used to hash the prompt from its first byte (m buckets: m x the prompt's length).
@@ -134,14 +156,19 @@ def test_each_bucket_a_prompt_hits_costs_less_than_a_chunk(monkeypatch: pytest.M
     lead = bytes(range(256)) * 40  # 10,240 bytes: 160 chunks
     for m in range(1, 160):
         index.add(m, lead[: m * chunk] + b"z")
-    hashed: list[int] = []
-    real = history.prefix_digests
+    prompt = lead + b"q"
+    keys = chunk_keys(prompt, chunk)  # the router's keys, made before counting
+    hashed: list[int] = []  # per hash made in the lookup: the bytes given to it
+    real = hashlib.blake2b
 
-    def counting(data: bytes | memoryview, lengths: list[int], start: int = 0) -> dict[int, bytes]:
-        hashed.append(max(lengths) - start)
-        return real(data, lengths, start)
+    def counting(*args: Any, **kwargs: Any) -> CountingHasher:
+        hasher = CountingHasher(real(**kwargs), hashed)
+        for data in args:  # data given at construction
+            hasher.update(data)
+        return hasher
 
-    monkeypatch.setattr(history, "prefix_digests", counting)
-    assert find(index, lead + b"q") is None  # every bucket hit, no tail matches
-    assert len(hashed) == 159 and max(hashed) < chunk
+    monkeypatch.setattr(hashlib, "blake2b", counting)
+    assert index.longest_prefix_owner(prompt, keys) is None  # every bucket hit, no tail matches
+    monkeypatch.undo()
+    assert len(hashed) == 159 and max(hashed) < chunk  # one hash per bucket, each less than a chunk
     assert find(index, lead[: 77 * chunk] + b"z more") == 77

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -73,11 +74,15 @@ COMPILED_MODULES = (
 
 
 BUILD_ENTRIES = {"ppd", "build", ".mypy_cache"}  # what this tool leaves in --out (mypyc's scratch)
+# mypyc's shared library of the compiled modules, beside the package: <hash>__mypyc.<abi tag>.so
+SHARED_LIBRARY_RE = re.compile(r"^[0-9a-f]+__mypyc\.[\w.-]+\.so$")
 
 
 def is_build_folder(out: Path) -> bool:
     """Whether --out holds only what an earlier run of this tool made, so deleting it loses nothing."""
-    return out.is_dir() and {entry.name for entry in out.iterdir()} <= BUILD_ENTRIES
+    return out.is_dir() and all(
+        entry.name in BUILD_ENTRIES or SHARED_LIBRARY_RE.match(entry.name) for entry in out.iterdir()
+    )
 
 
 def main() -> int:

@@ -54,8 +54,8 @@ COMPILED_MODULES = (
     "ppd/fleet/proxy_loop.py",
     # The proxy's router core and the bench code a fleet calls per turn: with only the modules above
     # compiled, interpreted code called per turn was ~10% of a run (docs/fleet.md). `ppd proxy` and
-    # `ppd bench` from this build run them compiled too. tests/unit/router passes on it except two
-    # tests that monkeypatch a module function (compiled callers call it directly, not by name).
+    # `ppd bench` from this build run them compiled too. tests/unit/router passes on it (a test must not
+    # monkeypatch a module function: compiled callers call it directly, not by name).
     # ppd.results stays interpreted: compiled, TurnRow would lose __dict__, which vars(row) reads.
     "ppd/router/auto.py",
     "ppd/router/chunks.py",

@@ -100,6 +100,13 @@ class Profile:
     # the batch after next (EngineCore.add_request). Optional in a profile file; off (the engine
     # schedules after each step, as vLLM's synchronous loop does) unless a profile turns it on.
     async_scheduling: bool = False
+    # vLLM's API-server intake queue (ApiServer.intake_done_s); optional in a profile file, off (0,
+    # False) unless a profile turns it on. api_intake_turns: the event-loop turns an intake takes
+    # once the server streams more outputs per step than it can merge, each behind one step's
+    # output. api_serial_tokenizer: prompts are tokenized one at a time (vLLM's tokenizer runs in a
+    # single worker thread), not side by side.
+    api_intake_turns: int = 0
+    api_serial_tokenizer: bool = False
 
 
 @dataclass(slots=True)
@@ -170,6 +177,16 @@ class ApiServer:
     - A new request's intake (api_overhead_s) shares the server with streaming and with the other
       recent requests (`request_s` of server time each, intake and finish): it takes
       `intake / (1 - load)`, load at most max_load.
+    - The intake queue (both parts off unless a profile turns them on): the server is one asyncio
+      thread, and an intake is a coroutine that gives the loop up at every await (reading the body,
+      the tokenizer's queue and thread, the hand-off to the engine core) and waits for its next
+      turn behind the work queued meanwhile. Once the server streams more outputs per step than it
+      can merge, every turn comes after a whole step's output: the intake takes `intake_turns`
+      steps more (traced on one H200 at W1 16-24/s and W3 8/s: send -> schedule grows from ~20-70
+      ms to 120-430 ms once more than ~128-150 streams run, ~10 steps' worth;
+      results/h200-vllm0.25.1-single/session6/). And vLLM tokenizes in one worker thread (its
+      AsyncMicrobatchTokenizer's single-thread executor), so with `serial_tokenizer` prompts are
+      tokenized one after another (`tokenizer_free_s`), not side by side.
     """
 
     stream_token_s: float  # per output token, driver clock
@@ -182,6 +199,11 @@ class ApiServer:
     intake_load_at_s: float = 0.0
     backlog_s: float = 0.0  # how far the server is behind the engine's output
     backlog_at_s: float = 0.0  # the end of the last step backlog_s accounts for
+    intake_turns: int = 0  # loop turns of an intake behind a step's output each (0: no such wait)
+    serial_tokenizer: bool = False  # one tokenizer thread: prompts are tokenized one at a time
+    tokenizer_free_s: float = 0.0  # when that thread is through with the prompts before
+    step_in_flight_s: float = 0.0  # the step now running, as the clients see it
+    outputs_in_flight: int = 0  # the outputs it streams
 
     @property
     def enabled(self) -> bool:
@@ -215,6 +237,7 @@ class ApiServer:
     def start_step(self, duration_s: float, num_output_tokens: int) -> None:
         """The share of the server the step now running takes (what an intake meanwhile competes with)."""
         self.stream_load = self.output_s(num_output_tokens) / duration_s if duration_s > 0 else 0.0
+        self.step_in_flight_s, self.outputs_in_flight = duration_s, num_output_tokens
 
     def backlog_after(
         self, backlog_s: float, since_s: float, end_s: float, engine_step_s: float, duration_s: float,
@@ -257,12 +280,29 @@ class ApiServer:
     ) -> float:
         """When an intake arriving at now_s is through and its first token can come out: its own work
         (intake_s) slowed by the server's load, its tokenizing (tokenize_s: vLLM tokenizes in a
-        worker thread, off the server's loop) not, then behind the server's backlog."""
+        worker thread, off the server's loop) not, then behind the server's backlog; with the
+        intake queue on, plus its loop turns behind a streaming step's output and its place in the
+        tokenizer thread's queue."""
         recent_load = self.recent_requests_share(now_s)
         load = min(self.max_load, (self.stream_load if streaming else 0.0) + recent_load)
         self.intake_load = recent_load + self.request_s / INTAKE_LOAD_WINDOW_S
         self.intake_load_at_s = now_s
-        return now_s + intake_s / (1.0 - load) + tokenize_s + self.backlog_now_s(now_s, engine_busy)
+        intake_s /= 1.0 - load
+        if streaming:
+            intake_s += self.turns_wait_s()
+        if self.serial_tokenizer:
+            tokenized_s = max(now_s, self.tokenizer_free_s) + tokenize_s
+            self.tokenizer_free_s = tokenized_s
+            tokenize_s = tokenized_s - now_s
+        return now_s + intake_s + tokenize_s + self.backlog_now_s(now_s, engine_busy)
+
+    def turns_wait_s(self) -> float:
+        """What an intake's loop turns add while the step in flight streams: a step's output per
+        turn once the step has more outputs than the server can merge, nothing below that (the
+        server then keeps up and its loop turns over within the step)."""
+        if not self.intake_turns or self.merges_output(self.outputs_in_flight):
+            return 0.0
+        return self.intake_turns * self.step_in_flight_s
 
 
 def api_overhead_s(profile: Profile, num_prompt_tokens: int) -> float:
@@ -321,8 +361,15 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> Profile:
         memory = {key: value for key, value in memory.items() if not key.startswith("_")}
     if memory is not None:
         memory = _build(GpuMemory, memory, f"{where}: memory")
-    optional = {"memory", "default_kv_cache_tokens", "async_scheduling"}
+    optional = {
+        "memory", "default_kv_cache_tokens", "async_scheduling", "api_intake_turns", "api_serial_tokenizer"
+    }  # fmt: skip
     profile: Profile = _build(Profile, {**data, "step": step}, where, optional)
+    turns = profile.api_intake_turns
+    if isinstance(turns, bool) or not isinstance(turns, int) or turns < 0:
+        raise ProfileError(f"{where}: api_intake_turns must be a whole number >= 0, got {turns!r}")
+    if not isinstance(profile.api_serial_tokenizer, bool):
+        raise ProfileError(f"{where}: api_serial_tokenizer must be true or false")
     return replace(profile, memory=memory, default_kv_cache_tokens=kv_tokens)
 
 

@@ -90,6 +90,15 @@ def test_optional_profile_keys_default_to_the_model_without_them(tmp_path: Path)
     path.write_text(json.dumps(data))
     loaded = load_profile(str(path))
     assert loaded.async_scheduling is True and loaded.step.mixed_context_ns == 9.9
+    assert profile.api_intake_turns == 0 and profile.api_serial_tokenizer is False
+    data["api_intake_turns"], data["api_serial_tokenizer"] = 10, True
+    path.write_text(json.dumps(data))
+    loaded = load_profile(str(path))
+    assert loaded.api_intake_turns == 10 and loaded.api_serial_tokenizer is True
+    for key, bad in (("api_intake_turns", -1), ("api_intake_turns", 2.5), ("api_serial_tokenizer", 1)):
+        path.write_text(json.dumps({**data, key: bad}))
+        with pytest.raises(ProfileError, match=key):
+            load_profile(str(path))
 
 
 def test_a_kv_pull_costs_per_descriptor_so_bigger_blocks_pull_faster() -> None:
@@ -185,6 +194,29 @@ def test_an_intake_shares_the_server_with_streaming_and_recent_requests_then_wai
     api.start_step(256 * 80e-6, 256)  # a stream-paced step: capped
     api.backlog_s, api.backlog_at_s = 0.5, 0.9
     assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / 0.3 + 0.5)
+
+
+def test_an_intake_takes_its_loop_turns_behind_steps_too_big_to_merge() -> None:
+    api = _api(intake_turns=10)
+    api.start_step(0.010, 100)  # the server merges 100 streams' tokens: its loop turns over at once
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / (1 - 0.7))  # capped
+    api.start_step(0.025, 200)  # 200 streams, a 25 ms step: each turn waits one step's output
+    load = 200 * 80e-6 / 0.025  # 0.64
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / (1 - load) + 0.25)
+    assert api.intake_done_s(1.0, 0.010, streaming=False, engine_busy=False) == pytest.approx(1.010)
+    assert _api().turns_wait_s() == 0.0  # off: the model without the queue
+
+
+def test_a_serial_tokenizer_tokenizes_prompts_one_after_another() -> None:
+    api = _api(serial_tokenizer=True)
+    # three 40 ms prompts at once: tokenized back to back, not side by side
+    done = [api.intake_done_s(1.0, 0.002, False, engine_busy=False, tokenize_s=0.04) for _ in range(3)]
+    assert done == pytest.approx([1.042, 1.082, 1.122])
+    assert api.intake_done_s(2.0, 0.002, False, engine_busy=False, tokenize_s=0.04) == pytest.approx(2.042)
+    side_by_side = _api()
+    assert side_by_side.intake_done_s(1.0, 0.002, False, False, 0.04) == side_by_side.intake_done_s(
+        1.0, 0.002, False, False, 0.04
+    )
 
 
 @pytest.mark.parametrize("num_seqs", [1, 7, 256, 2049])

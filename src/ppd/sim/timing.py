@@ -102,9 +102,9 @@ class Profile:
     async_scheduling: bool = False
     # vLLM's API-server intake queue (ApiServer.intake_done_s); optional in a profile file, off (0,
     # False) unless a profile turns it on. api_intake_turns: the event-loop turns an intake takes
-    # once the server streams more outputs per step than it can merge, each behind one step's
-    # output. api_serial_tokenizer: prompts are tokenized one at a time (vLLM's tokenizer runs in a
-    # single worker thread), not side by side.
+    # once a step has more outputs than vLLM's output handler takes at once (128), each behind one
+    # step's output. api_serial_tokenizer: prompts wait for vLLM's one tokenizer thread, which
+    # takes those that waited in one batch (not tokenized at once, side by side).
     api_intake_turns: int = 0
     api_serial_tokenizer: bool = False
 
@@ -157,6 +157,9 @@ def decode_step_durations_s(
 
 
 INTAKE_LOAD_WINDOW_S = 1.0  # time constant of the recent-requests share of the API server
+# vLLM's VLLM_V1_OUTPUT_PROC_CHUNK_SIZE (default 128): the API server's output handler takes a step's
+# outputs in chunks of this many and lets other tasks run between chunks (AsyncLLM.output_handler)
+OUTPUT_PROC_CHUNK_SIZE = 128
 
 
 @dataclass(slots=True)
@@ -180,13 +183,15 @@ class ApiServer:
     - The intake queue (both parts off unless a profile turns them on): the server is one asyncio
       thread, and an intake is a coroutine that gives the loop up at every await (reading the body,
       the tokenizer's queue and thread, the hand-off to the engine core) and waits for its next
-      turn behind the work queued meanwhile. Once the server streams more outputs per step than it
-      can merge, every turn comes after a whole step's output: the intake takes `intake_turns`
-      steps more (traced on one H200 at W1 16-24/s and W3 8/s: send -> schedule grows from ~20-70
-      ms to 120-430 ms once more than ~128-150 streams run, ~10 steps' worth;
-      results/h200-vllm0.25.1-single/session6/). And vLLM tokenizes in one worker thread (its
-      AsyncMicrobatchTokenizer's single-thread executor), so with `serial_tokenizer` prompts are
-      tokenized one after another (`tokenizer_free_s`), not side by side.
+      turn behind the work queued meanwhile. Once a step has more outputs than the output handler
+      takes at once (OUTPUT_PROC_CHUNK_SIZE), every turn comes after a whole step's output: the
+      intake takes `intake_turns` steps more (traced on one H200 at W1 16-24/s and W3 8/s: send ->
+      schedule grows from ~20-80 ms to 100-430 ms once more than 128 streams run, 9.4 steps' worth
+      at the median; results/h200-vllm0.25.1-single/session6/intake_turns.py). And vLLM tokenizes
+      in one worker thread (its
+      AsyncMicrobatchTokenizer's single-thread executor, which takes the prompts waiting for it
+      in one batch call): with `serial_tokenizer` a prompt that comes while the thread is busy
+      waits for the batch in progress (`tokenized_s`), instead of being tokenized at once.
     """
 
     stream_token_s: float  # per output token, driver clock
@@ -200,8 +205,9 @@ class ApiServer:
     backlog_s: float = 0.0  # how far the server is behind the engine's output
     backlog_at_s: float = 0.0  # the end of the last step backlog_s accounts for
     intake_turns: int = 0  # loop turns of an intake behind a step's output each (0: no such wait)
-    serial_tokenizer: bool = False  # one tokenizer thread: prompts are tokenized one at a time
-    tokenizer_free_s: float = 0.0  # when that thread is through with the prompts before
+    serial_tokenizer: bool = False  # one tokenizer thread, taking the prompts that wait in batches
+    tokenizer_busy_until_s: float = 0.0  # the end of the batch that thread is running
+    tokenizer_next_until_s: float = 0.0  # the end of the batch that waits behind it (0: none)
     step_in_flight_s: float = 0.0  # the step now running, as the clients see it
     outputs_in_flight: int = 0  # the outputs it streams
 
@@ -291,16 +297,28 @@ class ApiServer:
         if streaming:
             intake_s += self.turns_wait_s()
         if self.serial_tokenizer:
-            tokenized_s = max(now_s, self.tokenizer_free_s) + tokenize_s
-            self.tokenizer_free_s = tokenized_s
-            tokenize_s = tokenized_s - now_s
+            tokenize_s = self.tokenized_s(now_s, tokenize_s) - now_s
         return now_s + intake_s + tokenize_s + self.backlog_now_s(now_s, engine_busy)
+
+    def tokenized_s(self, now_s: float, tokenize_s: float) -> float:
+        """When a prompt that reaches the tokenizer thread at now_s is tokenized. vLLM's one thread
+        (AsyncMicrobatchTokenizer) takes the prompts that waited for it in one batch call: a prompt
+        that comes while a batch runs is tokenized with the others that came meanwhile, in the batch
+        after it, each taking its own time."""
+        if self.tokenizer_next_until_s and now_s >= self.tokenizer_busy_until_s:  # that batch began
+            self.tokenizer_busy_until_s, self.tokenizer_next_until_s = self.tokenizer_next_until_s, 0.0
+        if now_s >= self.tokenizer_busy_until_s:  # the thread is free: a batch of its own, at once
+            self.tokenizer_busy_until_s = now_s + tokenize_s
+            return self.tokenizer_busy_until_s
+        done_s = self.tokenizer_busy_until_s + tokenize_s
+        self.tokenizer_next_until_s = max(self.tokenizer_next_until_s, done_s)
+        return done_s
 
     def turns_wait_s(self) -> float:
         """What an intake's loop turns add while the step in flight streams: a step's output per
-        turn once the step has more outputs than the server can merge, nothing below that (the
-        server then keeps up and its loop turns over within the step)."""
-        if not self.intake_turns or self.merges_output(self.outputs_in_flight):
+        turn once the step has more outputs than the output handler takes at once, nothing below
+        that (the traces: the loop then turns over within the step)."""
+        if not self.intake_turns or self.outputs_in_flight <= OUTPUT_PROC_CHUNK_SIZE:
             return 0.0
         return self.intake_turns * self.step_in_flight_s
 

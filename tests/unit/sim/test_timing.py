@@ -196,9 +196,9 @@ def test_an_intake_shares_the_server_with_streaming_and_recent_requests_then_wai
     assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / 0.3 + 0.5)
 
 
-def test_an_intake_takes_its_loop_turns_behind_steps_too_big_to_merge() -> None:
-    api = _api(intake_turns=10)
-    api.start_step(0.010, 100)  # the server merges 100 streams' tokens: its loop turns over at once
+def test_an_intake_takes_its_loop_turns_behind_steps_of_more_than_one_output_chunk() -> None:
+    api = _api(intake_turns=10, merge_max_seqs=200)  # the turns do not depend on the merge limit
+    api.start_step(0.010, 100)  # 100 outputs, one chunk for the output handler: no turns wait
     assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / (1 - 0.7))  # capped
     api.start_step(0.025, 200)  # 200 streams, a 25 ms step: each turn waits one step's output
     load = 200 * 80e-6 / 0.025  # 0.64
@@ -207,12 +207,18 @@ def test_an_intake_takes_its_loop_turns_behind_steps_too_big_to_merge() -> None:
     assert _api().turns_wait_s() == 0.0  # off: the model without the queue
 
 
-def test_a_serial_tokenizer_tokenizes_prompts_one_after_another() -> None:
+def test_prompts_that_come_while_the_tokenizer_thread_is_busy_wait_for_its_next_batch() -> None:
     api = _api(serial_tokenizer=True)
-    # three 40 ms prompts at once: tokenized back to back, not side by side
-    done = [api.intake_done_s(1.0, 0.002, False, engine_busy=False, tokenize_s=0.04) for _ in range(3)]
-    assert done == pytest.approx([1.042, 1.082, 1.122])
-    assert api.intake_done_s(2.0, 0.002, False, engine_busy=False, tokenize_s=0.04) == pytest.approx(2.042)
+
+    def tokenized(now_s: float, tokenize_s: float) -> float:
+        return api.intake_done_s(now_s, 0.002, False, engine_busy=False, tokenize_s=tokenize_s)
+
+    # three 40 ms prompts at once: the first at once, the other two together in the batch after it
+    assert [tokenized(1.0, 0.04) for _ in range(3)] == pytest.approx([1.042, 1.082, 1.082])
+    # at 1.05 the batch of those two runs (1.04-1.08): a 10 ms prompt waits for it, with one at 1.07
+    assert tokenized(1.05, 0.01) == pytest.approx(1.08 + 0.01 + 0.002)
+    assert tokenized(1.07, 0.01) == pytest.approx(1.08 + 0.01 + 0.002)
+    assert tokenized(2.0, 0.04) == pytest.approx(2.042)  # the thread is free again: at once
     side_by_side = _api()
     assert side_by_side.intake_done_s(1.0, 0.002, False, False, 0.04) == side_by_side.intake_done_s(
         1.0, 0.002, False, False, 0.04

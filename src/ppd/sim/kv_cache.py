@@ -7,9 +7,9 @@ something else, so a later request with the same prefix finds it again.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 # Parent of the first block's hash. Hashing tuples of ints is stable across processes (only str and
 # bytes hashing is salted), so a P and a D compute the same hashes for the same tokens.
@@ -27,7 +27,9 @@ def extend_block_hashes(
     """Append to block_hashes the hashes of the full blocks of token_ids[:num_tokens] (all of it when
     None) it does not cover yet. The limit saves a caller copying a long prefix to hash one block."""
     end = len(token_ids) if num_tokens is None else min(num_tokens, len(token_ids))
-    parent = block_hashes[-1] if block_hashes else ROOT_BLOCK_HASH
+    # Any: each hash is made into an int object once, which the list and the next tuple share (the
+    # compiled build would make one for each)
+    parent: Any = block_hashes[-1] if block_hashes else ROOT_BLOCK_HASH
     for start in range(len(block_hashes) * block_size, end - block_size + 1, block_size):
         parent = hash((parent, *token_ids[start : start + block_size]))  # hash_block, inlined
         block_hashes.append(parent)
@@ -60,7 +62,13 @@ class KVCache:
 
     Blocks are built lazily: ids from _num_touched up have never been used and sit, in id order, at
     the head of the eviction order (every freed block queues behind them), so an engine of 25,000
-    blocks costs nothing until its blocks are used (a fleet builds many engines per simulation)."""
+    blocks costs nothing until its blocks are used (a fleet builds many engines per simulation).
+
+    The free queue is vLLM's order (freed blocks at the tail, evicted from the head, a prefix hit
+    takes a block out) kept as a deque with lazy deletion: a hit leaves the block's entry where it
+    is, and an entry is skipped when it is taken if the block is in use again or was queued again
+    later (_num_queued counts each block's entries). Queueing and evicting are then a deque append
+    and pop, not an ordered dict's hashing and node per block."""
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
         self.block_size = block_size
@@ -68,8 +76,10 @@ class KVCache:
         self._num_touched = 0  # blocks 0.._num_touched-1 have been allocated at least once
         self._ref_counts: list[int] = []  # per touched block
         self._hashes: list[int | None] = []  # per touched block: its content's hash once committed
-        # Freed blocks in eviction order (after the never-used ones): the first key is evicted first.
-        self._free: OrderedDict[int, None] = OrderedDict()
+        # Freed blocks in eviction order (after the never-used ones), with stale entries (above).
+        self._free_queue: deque[int] = deque()
+        self._num_queued: list[int] = []  # per touched block: its entries in _free_queue
+        self._num_free = 0  # touched blocks with no reference: each has its last entry in the queue
         self._cached: dict[int, int] = {}  # block hash -> block id
         self.num_queried_tokens = 0
         self.num_hit_tokens = 0
@@ -80,7 +90,7 @@ class KVCache:
 
     @property
     def num_free_blocks(self) -> int:
-        return len(self._free) + self._num_blocks - self._num_touched
+        return self._num_free + self._num_blocks - self._num_touched
 
     @property
     def usage(self) -> float:
@@ -114,12 +124,15 @@ class KVCache:
         return list(map(self._ref_counts.__getitem__, block_ids)).count(0)
 
     def touch(self, block_ids: Iterable[int]) -> None:
-        """Take a reference on cached blocks, pulling free ones out of the eviction queue."""
+        """Take a reference on cached blocks, taking free ones out of the eviction order (their
+        queue entries go stale)."""
         ref_counts = self._ref_counts
+        num_taken = 0
         for block_id in block_ids:
-            if ref_counts[block_id] == 0:
-                del self._free[block_id]
-            ref_counts[block_id] += 1
+            count = ref_counts[block_id]
+            num_taken += not count
+            ref_counts[block_id] = count + 1
+        self._num_free -= num_taken
 
     def allocate(self, num_blocks: int) -> list[int] | None:
         """Take num_blocks fresh blocks, evicting the least recently freed; None if too few are free."""
@@ -130,11 +143,23 @@ class KVCache:
         self._num_touched += num_new
         self._ref_counts += [1] * num_new
         self._hashes += [None] * num_new
-        if num_blocks == num_new:
+        self._num_queued += [0] * num_new
+        num_evict = num_blocks - num_new
+        if not num_evict:
             return taken
-        ref_counts, hashes, cached, popitem = self._ref_counts, self._hashes, self._cached, self._free.popitem
-        evicted = [popitem(False)[0] for _ in range(num_blocks - num_new)]
-        for block_id in evicted:
+        self._num_free -= num_evict
+        ref_counts, hashes, cached = self._ref_counts, self._hashes, self._cached
+        num_queued, take = self._num_queued, self._free_queue.popleft
+        while num_evict:
+            # The id is kept as the object it is (the compiled build would make a new int to keep an
+            # unboxed one) and indexes as an int.
+            block_object: Any = take()
+            block_id: int = block_object
+            num_left = num_queued[block_id] - 1
+            num_queued[block_id] = num_left
+            if num_left or ref_counts[block_id]:
+                continue  # stale: queued again later, or in use again after a prefix hit
+            num_evict -= 1
             block_hash = hashes[block_id]
             if block_hash is not None:
                 # The cache forgets the hash if this block is what it names (another block with the
@@ -144,39 +169,81 @@ class KVCache:
                     cached[block_hash] = owner
                 hashes[block_id] = None
             ref_counts[block_id] = 1
-        taken += evicted
+            taken.append(block_object)
         return taken
 
     def commit(self, block_id: int, block_hash: int) -> None:
         """Enter a block whose tokens are all computed into the prefix cache."""
         if self._hashes[block_id] is not None:
             return
-        self._hashes[block_id] = block_hash
-        self._cached.setdefault(block_hash, block_id)
+        hash_object: Any = block_hash  # one int object for both (the compiled build made two)
+        self._hashes[block_id] = hash_object
+        self._cached.setdefault(hash_object, block_id)
 
     def commit_many(self, block_ids: Sequence[int], block_hashes: Sequence[int]) -> None:
         """commit() of each block with its hash, in order (a prefill's end commits a whole prompt)."""
         hashes, cached = self._hashes, self._cached
-        for block_id, block_hash in zip(block_ids, block_hashes, strict=True):
+        pairs: Any = zip(block_ids, block_hashes, strict=True)  # Any: ids and hashes kept as objects
+        for block_object, block_hash in pairs:
+            block_id: int = block_object
             if hashes[block_id] is None:
                 hashes[block_id] = block_hash
-                cached.setdefault(block_hash, block_id)
+                cached.setdefault(block_hash, block_object)
 
     def free(self, block_ids: Sequence[int]) -> None:
         """Drop one reference on each block; unreferenced blocks join the eviction queue tail-first,
         so the end of a sequence is evicted before its (more shareable) beginning."""
-        ref_counts, free = self._ref_counts, self._free
-        for block_id in reversed(block_ids):
+        ref_counts, num_queued, queue = self._ref_counts, self._num_queued, self._free_queue.append
+        num_freed = 0
+        ids: Any = reversed(block_ids)  # Any: each id queued as the object it is, indexing as an int
+        for block_object in ids:
+            block_id: int = block_object
             count = ref_counts[block_id] - 1
             ref_counts[block_id] = count
             if not count:
-                free[block_id] = None
+                queue(block_object)
+                num_queued[block_id] += 1
+                num_freed += 1
+        self._num_free += num_freed
+        if len(self._free_queue) > 2 * self._num_free + _MIN_QUEUE_TO_COMPACT:
+            self._compact_free_queue()
+
+    def _compact_free_queue(self) -> None:
+        """Drop the stale entries (blocks hit and freed again while the cache was not full, so never
+        evicted, would make the queue grow with simulated time); the order of the rest stays."""
+        ref_counts, num_queued = self._ref_counts, self._num_queued
+        kept: deque[int] = deque()
+        entries: Any = self._free_queue
+        for block_object in entries:
+            block_id: int = block_object
+            num_left = num_queued[block_id] - 1
+            num_queued[block_id] = num_left
+            if not num_left and not ref_counts[block_id]:
+                kept.append(block_object)
+        for block_id in kept:
+            num_queued[block_id] = 1
+        self._free_queue = kept
+
+    def free_block_ids(self) -> list[int]:
+        """The free blocks that were used before, in eviction order (the never-used ones go first)."""
+        ref_counts, num_queued = self._ref_counts, list(self._num_queued)
+        found: list[int] = []
+        for block_id in self._free_queue:
+            num_queued[block_id] -= 1
+            if not num_queued[block_id] and not ref_counts[block_id]:
+                found.append(block_id)
+        return found
 
     def reset_prefix_cache(self) -> None:
         """Forget all cached content of free blocks."""
         hashes, cached = self._hashes, self._cached
-        for block_id in self._free:
+        for block_id in self.free_block_ids():
             block_hash = hashes[block_id]
             if block_hash is not None and cached.get(block_hash) == block_id:
                 del cached[block_hash]
             hashes[block_id] = None
+
+
+# Compact the free queue only past twice its live entries and this many: rarely, and never in a
+# small cache.
+_MIN_QUEUE_TO_COMPACT: Final = 4096

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVCache, extend_block_hashes
 from ppd.sim.request import Request, RequestStatus
@@ -230,7 +231,9 @@ class Scheduler:
         block_ids = self.kv_cache.allocate(len(needs))
         if block_ids is None:  # decode_run_length checked the free blocks
             raise RuntimeError("a decode run ran out of KV blocks it had counted")
-        for (_, position), block_id in zip(sorted(needs), block_ids, strict=True):
+        # Any: each id appended as the object it is (the compiled build would make a new int)
+        pairs: Any = zip(sorted(needs), block_ids, strict=True)
+        for (_, position), block_id in pairs:
             running[position].block_ids.append(block_id)
 
     def _commit_full_blocks(self, request: Request) -> None:
@@ -245,7 +248,7 @@ class Scheduler:
             # commit_many of that one block, without their loops.
             start = first * block_size
             parent = hashes[-1] if hashes else ROOT_BLOCK_HASH
-            block_hash = hash((parent, *request.token_ids[start : start + block_size]))
+            block_hash: Any = hash((parent, *request.token_ids[start : start + block_size]))  # one object
             hashes.append(block_hash)
             self.kv_cache.commit(request.block_ids[first], block_hash)
             request.num_committed_blocks = num_full

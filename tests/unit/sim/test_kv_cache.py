@@ -104,3 +104,21 @@ def test_never_used_blocks_go_first_in_id_order_then_freed_ones_least_recent_fir
     assert cache.allocate(2) is None
     assert cache.allocate(1) == [0]
     assert cache.num_free_blocks == 0 and cache.usage == 1.0
+
+
+def test_blocks_hit_and_freed_again_keep_the_free_queue_short_and_in_order() -> None:
+    # A hit leaves the block's old queue entry behind (skipped when reached); blocks hit and freed
+    # over and over while nothing is evicted must not make the queue grow with time.
+    cache = KVCache(num_blocks=8, block_size=1)
+    blocks = cache.allocate(8)
+    assert blocks is not None
+    cache.commit_many(blocks, [100 + b for b in blocks])
+    cache.free(blocks)  # queued 7, 6, ..., 0
+    for _ in range(10_000):
+        cache.touch([0, 1])
+        cache.free([0, 1])  # queued again at the tail: 1, 0
+    assert len(cache._free_queue) <= 2 * 8 + 4096
+    assert cache.free_block_ids() == [7, 6, 5, 4, 3, 2, 1, 0]
+    assert cache.num_free_blocks == 8
+    assert cache.allocate(7) == [7, 6, 5, 4, 3, 2, 1]
+    assert cache.cached_prefix([100]) == [0] and cache.cached_prefix([101]) == []

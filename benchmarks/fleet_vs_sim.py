@@ -297,10 +297,12 @@ def main() -> int:
         print("\n".join(path_lines))
     if comparisons and repeats:
         print(floor_table(comparisons, list(repeats.values())))
+        print(floor_points(comparisons, list(repeats.values())))
     print(f"results in {out}; HTTP side {http_wall_s:.0f} s, all {time.perf_counter() - started_s:.0f} s")
     print(f"duration {args.duration_s:g} s + drain {args.drain_timeout_s:g} s per run, seed 0, 2 turns")
     for other, found in repeats.items():
         print(f"repeat: {other}")
+        print(f"points with every figure within goal: {points_within_goal(found)}")
         print(f"http_repeat {error_figures(found)} within_goal={count_within_goal(found)}/{len(found)}")
     if comparisons:
         print(f"fleet: hops {hops.source[:40]}...; proxy loop: {proxy_cpu.source[:60]}...")
@@ -335,6 +337,15 @@ def within_goal(c: Comparison) -> bool:
 
 def count_within_goal(tagged: Tagged) -> int:
     return sum(within_goal(c) for _, c in tagged)
+
+
+def points_within_goal(tagged: Tagged) -> str:
+    """K/N: the points whose every figure is within the goal."""
+    failed: dict[tuple[str, tuple[str, float, str]], bool] = {}
+    for topology, c in tagged:
+        key = (topology, c.point)
+        failed[key] = failed.get(key, False) or not within_goal(c)
+    return f"{sum(not f for f in failed.values())}/{len(failed)}"
 
 
 def repeat_spread(repeats: list[Tagged]) -> dict[FigureKey, float]:
@@ -385,6 +396,36 @@ def floor_table(comparisons: Tagged, repeats: list[Tagged]) -> str:
             f"{topology:<5} {workload:<3} {qps:>5g} {mode:<12} {c.figure:<9} {c.percentile:<4} "
             f"{c.real_ms:8.1f} {c.rel_err:+9.1%} {floor_text}  {verdict}"
         )
+    return "\n".join(lines)
+
+
+def floor_points(comparisons: Tagged, repeats: list[Tagged]) -> str:
+    """Per point: how many of its figures are within the goal, outside it but within the HTTP's
+    repeat spread, beyond that spread, or have no repeat; and the point's verdict (its worst)."""
+    by_point: dict[tuple[str, tuple[str, float, str]], list[str]] = {}
+    for topology, c, _, verdict in floor_verdicts(comparisons, repeats):
+        by_point.setdefault((topology, c.point), []).append(verdict)
+    order = ("goal", "repeat", "no repeat", "beyond")
+    lines = [
+        "== per point: figures within the goal / outside it but within the HTTP's repeat spread / beyond"
+        " it / no repeat",
+        f"{'topo':<5} {'wl':<3} {'qps':>5} {'mode':<12} {'goal':>4} {'rep':>4} {'beyond':>6} {'none':>4}"
+        "  point",
+    ]
+    for (topology, (workload, qps, mode)), verdicts in by_point.items():
+        counts = [verdicts.count(v) for v in ("goal", "repeat", "beyond", "no repeat")]
+        worst = max(verdicts, key=order.index)
+        point_verdict = {"goal": "within goal", "repeat": "within repeat spread"}.get(worst, worst)
+        lines.append(
+            f"{topology:<5} {workload:<3} {qps:>5g} {mode:<12} {counts[0]:>4} {counts[1]:>4} {counts[2]:>6} "
+            f"{counts[3]:>4}  {point_verdict}"
+        )
+    worst_by_point = [max(v, key=order.index) for v in by_point.values()]
+    lines.append(
+        f"-- points: {len(by_point)}; all figures within goal {worst_by_point.count('goal')}, within goal or "
+        f"the repeat spread {worst_by_point.count('goal') + worst_by_point.count('repeat')}, some figure "
+        f"beyond the spread {worst_by_point.count('beyond')}"
+    )
     return "\n".join(lines)
 
 
@@ -479,6 +520,7 @@ def summary(tagged: Tagged) -> str:
     comparisons = [c for _, c in tagged]
     n_ttft50 = sum(c.figure != "tpot" and c.percentile == "p50" for c in comparisons)
     n_ttft99 = sum(c.figure != "tpot" and c.percentile == "p99" for c in comparisons)
+    print(f"points with every figure within goal: {points_within_goal(tagged)}")
     print(f"figures within goal (p50 5%, p99 10%): {count_within_goal(tagged)}/{len(comparisons)}; "
           f"ttft p50 figures {n_ttft50}, ttft p99 figures {n_ttft99}")  # fmt: skip
     return f"fleet_agreement {error_figures(tagged)}"

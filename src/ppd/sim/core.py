@@ -145,6 +145,8 @@ class EngineCore:
             request_s=profile.api_request_ms * 1e-3 * scale,
             merge_max_seqs=profile.api_merge_max_seqs,
             max_load=profile.api_max_load,
+            intake_turns=profile.api_intake_turns,
+            serial_tokenizer=profile.api_serial_tokenizer,
         )
         self._decode_run: DecodeRun | None = None  # the run in flight, for the API server's load
         self._holds: deque[Hold] = deque()

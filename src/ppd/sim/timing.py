@@ -100,6 +100,13 @@ class Profile:
     # the batch after next (EngineCore.add_request). Optional in a profile file; off (the engine
     # schedules after each step, as vLLM's synchronous loop does) unless a profile turns it on.
     async_scheduling: bool = False
+    # vLLM's API-server intake queue (ApiServer.intake_done_s); optional in a profile file, off (0,
+    # False) unless a profile turns it on. api_intake_turns: the event-loop turns an intake takes
+    # once a step has more outputs than vLLM's output handler takes at once (128), each behind one
+    # step's output. api_serial_tokenizer: prompts wait for vLLM's one tokenizer thread, which
+    # takes those that waited in one batch (not tokenized at once, side by side).
+    api_intake_turns: int = 0
+    api_serial_tokenizer: bool = False
 
 
 @dataclass(slots=True)
@@ -150,6 +157,9 @@ def decode_step_durations_s(
 
 
 INTAKE_LOAD_WINDOW_S = 1.0  # time constant of the recent-requests share of the API server
+# vLLM's VLLM_V1_OUTPUT_PROC_CHUNK_SIZE (default 128): the API server's output handler takes a step's
+# outputs in chunks of this many and lets other tasks run between chunks (AsyncLLM.output_handler)
+OUTPUT_PROC_CHUNK_SIZE = 128
 
 
 @dataclass(slots=True)
@@ -170,6 +180,18 @@ class ApiServer:
     - A new request's intake (api_overhead_s) shares the server with streaming and with the other
       recent requests (`request_s` of server time each, intake and finish): it takes
       `intake / (1 - load)`, load at most max_load.
+    - The intake queue (both parts off unless a profile turns them on): the server is one asyncio
+      thread, and an intake is a coroutine that gives the loop up at every await (reading the body,
+      the tokenizer's queue and thread, the hand-off to the engine core) and waits for its next
+      turn behind the work queued meanwhile. Once a step has more outputs than the output handler
+      takes at once (OUTPUT_PROC_CHUNK_SIZE), every turn comes after a whole step's output: the
+      intake takes `intake_turns` steps more (traced on one H200 at W1 16-24/s and W3 8/s: send ->
+      schedule grows from ~20-80 ms to 100-430 ms once more than 128 streams run, 9.4 steps' worth
+      at the median; results/h200-vllm0.25.1-single/session6/intake_turns.py). And vLLM tokenizes
+      in one worker thread (its
+      AsyncMicrobatchTokenizer's single-thread executor, which takes the prompts waiting for it
+      in one batch call): with `serial_tokenizer` a prompt that comes while the thread is busy
+      waits for the batch in progress (`tokenized_s`), instead of being tokenized at once.
     """
 
     stream_token_s: float  # per output token, driver clock
@@ -182,6 +204,12 @@ class ApiServer:
     intake_load_at_s: float = 0.0
     backlog_s: float = 0.0  # how far the server is behind the engine's output
     backlog_at_s: float = 0.0  # the end of the last step backlog_s accounts for
+    intake_turns: int = 0  # loop turns of an intake behind a step's output each (0: no such wait)
+    serial_tokenizer: bool = False  # one tokenizer thread, taking the prompts that wait in batches
+    tokenizer_busy_until_s: float = 0.0  # the end of the batch that thread is running
+    tokenizer_next_until_s: float = 0.0  # the end of the batch that waits behind it (0: none)
+    step_in_flight_s: float = 0.0  # the step now running, as the clients see it
+    outputs_in_flight: int = 0  # the outputs it streams
 
     @property
     def enabled(self) -> bool:
@@ -215,6 +243,7 @@ class ApiServer:
     def start_step(self, duration_s: float, num_output_tokens: int) -> None:
         """The share of the server the step now running takes (what an intake meanwhile competes with)."""
         self.stream_load = self.output_s(num_output_tokens) / duration_s if duration_s > 0 else 0.0
+        self.step_in_flight_s, self.outputs_in_flight = duration_s, num_output_tokens
 
     def backlog_after(
         self, backlog_s: float, since_s: float, end_s: float, engine_step_s: float, duration_s: float,
@@ -257,12 +286,41 @@ class ApiServer:
     ) -> float:
         """When an intake arriving at now_s is through and its first token can come out: its own work
         (intake_s) slowed by the server's load, its tokenizing (tokenize_s: vLLM tokenizes in a
-        worker thread, off the server's loop) not, then behind the server's backlog."""
+        worker thread, off the server's loop) not, then behind the server's backlog; with the
+        intake queue on, plus its loop turns behind a streaming step's output and its place in the
+        tokenizer thread's queue."""
         recent_load = self.recent_requests_share(now_s)
         load = min(self.max_load, (self.stream_load if streaming else 0.0) + recent_load)
         self.intake_load = recent_load + self.request_s / INTAKE_LOAD_WINDOW_S
         self.intake_load_at_s = now_s
-        return now_s + intake_s / (1.0 - load) + tokenize_s + self.backlog_now_s(now_s, engine_busy)
+        intake_s /= 1.0 - load
+        if streaming:
+            intake_s += self.turns_wait_s()
+        if self.serial_tokenizer:
+            tokenize_s = self.tokenized_s(now_s, tokenize_s) - now_s
+        return now_s + intake_s + tokenize_s + self.backlog_now_s(now_s, engine_busy)
+
+    def tokenized_s(self, now_s: float, tokenize_s: float) -> float:
+        """When a prompt that reaches the tokenizer thread at now_s is tokenized. vLLM's one thread
+        (AsyncMicrobatchTokenizer) takes the prompts that waited for it in one batch call: a prompt
+        that comes while a batch runs is tokenized with the others that came meanwhile, in the batch
+        after it, each taking its own time."""
+        if self.tokenizer_next_until_s and now_s >= self.tokenizer_busy_until_s:  # that batch began
+            self.tokenizer_busy_until_s, self.tokenizer_next_until_s = self.tokenizer_next_until_s, 0.0
+        if now_s >= self.tokenizer_busy_until_s:  # the thread is free: a batch of its own, at once
+            self.tokenizer_busy_until_s = now_s + tokenize_s
+            return self.tokenizer_busy_until_s
+        done_s = self.tokenizer_busy_until_s + tokenize_s
+        self.tokenizer_next_until_s = max(self.tokenizer_next_until_s, done_s)
+        return done_s
+
+    def turns_wait_s(self) -> float:
+        """What an intake's loop turns add while the step in flight streams: a step's output per
+        turn once the step has more outputs than the output handler takes at once, nothing below
+        that (the traces: the loop then turns over within the step)."""
+        if not self.intake_turns or self.outputs_in_flight <= OUTPUT_PROC_CHUNK_SIZE:
+            return 0.0
+        return self.intake_turns * self.step_in_flight_s
 
 
 def api_overhead_s(profile: Profile, num_prompt_tokens: int) -> float:
@@ -321,8 +379,15 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> Profile:
         memory = {key: value for key, value in memory.items() if not key.startswith("_")}
     if memory is not None:
         memory = _build(GpuMemory, memory, f"{where}: memory")
-    optional = {"memory", "default_kv_cache_tokens", "async_scheduling"}
+    optional = {
+        "memory", "default_kv_cache_tokens", "async_scheduling", "api_intake_turns", "api_serial_tokenizer"
+    }  # fmt: skip
     profile: Profile = _build(Profile, {**data, "step": step}, where, optional)
+    turns = profile.api_intake_turns
+    if isinstance(turns, bool) or not isinstance(turns, int) or turns < 0:
+        raise ProfileError(f"{where}: api_intake_turns must be a whole number >= 0, got {turns!r}")
+    if not isinstance(profile.api_serial_tokenizer, bool):
+        raise ProfileError(f"{where}: api_serial_tokenizer must be true or false")
     return replace(profile, memory=memory, default_kv_cache_tokens=kv_tokens)
 
 

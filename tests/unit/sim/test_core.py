@@ -107,6 +107,37 @@ def test_streaming_slows_a_new_requests_intake_and_paces_a_step_it_cannot_keep_u
     assert core.api_ready_s(now_s, late) - now_s == pytest.approx(expected_s)
 
 
+def test_the_intake_queue_takes_turns_behind_a_step_of_256_outputs_and_tokenizes_in_turn() -> None:
+    profile = replace(load_profile("h200-llama3.1-8b"), api_intake_turns=10, api_serial_tokenizer=True)
+    core = EngineCore(sim_config(profile))
+    for k in range(256):
+        core.add_request(core.new_request(f"d{k}", [k + 1] * 32, 50, now_s=0.0))
+    now_s = drive_until_all_decode(core)
+    decode = core.next_work()  # 256 streams: two output chunks
+    assert isinstance(decode, Step) and decode.num_outputs == 256
+    tokenize_s = profile.api_overhead_per_token_us * 1e-6 * 64
+    backlog_s = core.api.backlog_s  # what the server is behind on from the steps before
+    first, second = (core.new_request(name, [7] * 64, 2, now_s=now_s) for name in ("x", "y"))
+    first_s, second_s = core.api_ready_s(now_s, first), core.api_ready_s(now_s, second)
+    intake_s = profile.api_overhead_ms * 1e-3 / (1 - profile.api_max_load)
+    assert first_s - now_s == pytest.approx(intake_s + 10 * decode.duration_s + tokenize_s + backlog_s)
+    assert second_s - first_s == pytest.approx(tokenize_s)  # the one tokenizer thread: in turn
+    off = EngineCore(sim_config(load_profile("h200-llama3.1-8b")))
+    assert off.api.intake_turns == 0 and off.api.serial_tokenizer is False
+
+
+def drive_until_all_decode(core: EngineCore) -> float:
+    """Run steps until every running request has its first token; returns the clock."""
+    now_s = 0.0
+    while True:
+        work = core.next_work()
+        assert isinstance(work, Step)
+        now_s += work.duration_s
+        core.complete_step(work, now_s)
+        if all(r.num_output_tokens for r in core.scheduler.running):
+            return now_s
+
+
 def async_core() -> EngineCore:
     """An H100-profile core with vLLM's asynchronous scheduling turned on."""
     profile = replace(load_profile("h100-llama3.1-8b"), async_scheduling=True)

@@ -90,6 +90,15 @@ def test_optional_profile_keys_default_to_the_model_without_them(tmp_path: Path)
     path.write_text(json.dumps(data))
     loaded = load_profile(str(path))
     assert loaded.async_scheduling is True and loaded.step.mixed_context_ns == 9.9
+    assert profile.api_intake_turns == 0 and profile.api_serial_tokenizer is False
+    data["api_intake_turns"], data["api_serial_tokenizer"] = 10, True
+    path.write_text(json.dumps(data))
+    loaded = load_profile(str(path))
+    assert loaded.api_intake_turns == 10 and loaded.api_serial_tokenizer is True
+    for key, bad in (("api_intake_turns", -1), ("api_intake_turns", 2.5), ("api_serial_tokenizer", 1)):
+        path.write_text(json.dumps({**data, key: bad}))
+        with pytest.raises(ProfileError, match=key):
+            load_profile(str(path))
 
 
 def test_a_kv_pull_costs_per_descriptor_so_bigger_blocks_pull_faster() -> None:
@@ -185,6 +194,35 @@ def test_an_intake_shares_the_server_with_streaming_and_recent_requests_then_wai
     api.start_step(256 * 80e-6, 256)  # a stream-paced step: capped
     api.backlog_s, api.backlog_at_s = 0.5, 0.9
     assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / 0.3 + 0.5)
+
+
+def test_an_intake_takes_its_loop_turns_behind_steps_of_more_than_one_output_chunk() -> None:
+    api = _api(intake_turns=10, merge_max_seqs=200)  # the turns do not depend on the merge limit
+    api.start_step(0.010, 100)  # 100 outputs, one chunk for the output handler: no turns wait
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / (1 - 0.7))  # capped
+    api.start_step(0.025, 200)  # 200 streams, a 25 ms step: each turn waits one step's output
+    load = 200 * 80e-6 / 0.025  # 0.64
+    assert api.intake_done_s(1.0, 0.010, streaming=True) == pytest.approx(1.0 + 0.010 / (1 - load) + 0.25)
+    assert api.intake_done_s(1.0, 0.010, streaming=False, engine_busy=False) == pytest.approx(1.010)
+    assert _api().turns_wait_s() == 0.0  # off: the model without the queue
+
+
+def test_prompts_that_come_while_the_tokenizer_thread_is_busy_wait_for_its_next_batch() -> None:
+    api = _api(serial_tokenizer=True)
+
+    def tokenized(now_s: float, tokenize_s: float) -> float:
+        return api.intake_done_s(now_s, 0.002, False, engine_busy=False, tokenize_s=tokenize_s)
+
+    # three 40 ms prompts at once: the first at once, the other two together in the batch after it
+    assert [tokenized(1.0, 0.04) for _ in range(3)] == pytest.approx([1.042, 1.082, 1.082])
+    # at 1.05 the batch of those two runs (1.04-1.08): a 10 ms prompt waits for it, with one at 1.07
+    assert tokenized(1.05, 0.01) == pytest.approx(1.08 + 0.01 + 0.002)
+    assert tokenized(1.07, 0.01) == pytest.approx(1.08 + 0.01 + 0.002)
+    assert tokenized(2.0, 0.04) == pytest.approx(2.042)  # the thread is free again: at once
+    side_by_side = _api()
+    assert side_by_side.intake_done_s(1.0, 0.002, False, False, 0.04) == side_by_side.intake_done_s(
+        1.0, 0.002, False, False, 0.04
+    )
 
 
 @pytest.mark.parametrize("num_seqs", [1, 7, 256, 2049])

@@ -10,7 +10,9 @@ p50 (send -> first token) beside vLLM's for the same requests:
     python results/h200-vllm0.25.1-single/session6/turn2_replay.py \\
         --profile results/h200-vllm0.25.1-single/session5/whatif/async.json
 
-A turn 2 sent before its turn 1 has finished in the sim (the sim decodes faster) waits for it.
+The sends are vLLM's, so a turn 2 can reach the sim before its turn 1 has finished there (when
+the sim decodes slower than vLLM did): it then finds only part of its history cached. The last line
+counts those turn 2s.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ def main() -> None:
     seconds = {r["conversation_id"]: r for r in rows if r["turn"] == 2}
     fresh = iter(range(1, 10**9, 1))
     sent: dict[str, tuple[str, float, float]] = {}  # request id: turn, send (s), vLLM's TTFT (ms)
+    firsts_with_second: list[str] = []
+    arrival_s: dict[str, float] = {}
     arrivals: list[tuple[float, Any]] = []
     followers: list[tuple[float, list[int], int]] = []
     for row in firsts:
@@ -86,10 +90,14 @@ def main() -> None:
             answer = request.next_answer_tokens(row["output_tokens"])
             new = [next(fresh) for _ in range(second["prompt_tokens"] - len(prompt) - len(answer))]
             followers.append((second, prompt + answer + new))
-    for second, prompt in followers:
+            firsts_with_second.append(request.request_id)
+    first_of: dict[str, str] = {}  # turn 2's request id: its turn 1's
+    for (second, prompt), first in zip(followers, firsts_with_second, strict=True):
         request = engine.new_request(prompt, second["output_tokens"])
         arrivals.append((second["sent_s"] + api_overhead_s(profile, len(prompt)), request))
         sent[request.request_id] = ("2+", second["sent_s"], second["ttft_ms"])
+        first_of[request.request_id] = first
+        arrival_s[request.request_id] = arrivals[-1][0]
     token_times = engine.run(sorted(arrivals, key=lambda a: a[0]))
     for turn in ("1", "2+"):
         cells = ", ".join(f"{k} {counts[(turn, k)]}" for k in ("alone", "whole, full step", "chunked"))
@@ -97,8 +105,19 @@ def main() -> None:
             (times[0] - sent[rid][1]) * 1e3 for rid, times in token_times.items() if sent[rid][0] == turn
         )
         real_ms = statistics.median(ttft for kind, _, ttft in sent.values() if kind == turn)
+        tpot_ms = statistics.median(
+            (times[-1] - times[0]) / (len(times) - 1) * 1e3
+            for rid, times in token_times.items()
+            if sent[rid][0] == turn and len(times) > 1
+        )
+        real_tpot_ms = statistics.median(r["tpot_ms"] for r in rows if (r["turn"] == 1) == (turn == "1"))
         name = f"{Path(args.rows).name} at {args.qps:g}/s, {Path(args.profile).stem}"
-        print(f"replay of {name}: turn {turn}: {cells}; TTFT p50 {ttft_ms:.1f} ms (vLLM {real_ms:.1f})")
+        print(
+            f"replay of {name}: turn {turn}: {cells}; TTFT p50 {ttft_ms:.1f} ms (vLLM {real_ms:.1f}); "
+            f"TPOT p50 {tpot_ms:.1f} ms (vLLM {real_tpot_ms:.1f})"
+        )
+    early = sum(1 for rid, first in first_of.items() if arrival_s[rid] < token_times[first][-1])
+    print(f"replay of {name}: {early} of {len(first_of)} turn 2s came before their turn 1 had finished")
 
 
 if __name__ == "__main__":

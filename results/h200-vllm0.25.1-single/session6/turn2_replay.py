@@ -54,12 +54,15 @@ def main() -> None:
     )
     counts: Counter[tuple[str, str]] = Counter()
     seen: dict[int, Any] = {}
+    num_steps = [0, 0]  # steps, steps with a multi-token prefill chunk
     next_work = EngineCore.next_work
 
     def counting(core: EngineCore) -> Any:
         work = next_work(core)
         if isinstance(work, Step):
             step_tokens = sum(item.num_new_tokens for item in work.scheduled)
+            num_steps[0] += 1
+            num_steps[1] += any(item.num_new_tokens > 1 for item in work.scheduled)
             for item in work.scheduled:
                 request = item.request
                 if request.num_output_tokens or id(request) in seen:
@@ -117,7 +120,8 @@ def main() -> None:
             f"TPOT p50 {tpot_ms:.1f} ms (vLLM {real_tpot_ms:.1f})"
         )
     early = sum(1 for rid, first in first_of.items() if arrival_s[rid] < token_times[first][-1])
-    print(f"replay of {name}: {early} of {len(first_of)} turn 2s came before their turn 1 had finished")
+    print(f"replay of {name}: {early} of {len(first_of)} turn 2s came before their turn 1 had finished; "
+          f"steps {num_steps[0]}, with a prefill chunk {num_steps[1]}")  # fmt: skip
 
 
 if __name__ == "__main__":

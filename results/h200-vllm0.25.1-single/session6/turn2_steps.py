@@ -48,6 +48,8 @@ def from_trace(point: str) -> None:
     names = step_trace.POINTS.split()
     part = step_trace.split_points(steps, names)[names.index(point)]
     counts: Counter[tuple[str, str]] = Counter()
+    with_chunk = sum(1 for step in part if any(n > 1 for n in [*step["new"].values(), *step["run"].values()]))
+    print(f"vLLM {point}: steps {len(part)}, with a prefill chunk {with_chunk}")
     for step in part:
         for request, tokens in step["new"].items():
             prompt, cached, _ = step["prompts"][request]

@@ -27,8 +27,11 @@
 # the proxy's event loop, one process, src/ppd/fleet/proxy_cpu.json (docs/fleet.md). The pinned
 # costs of the earlier results are results/fleet-hops-2026-12-02-shared-machine.json (git history).
 set -euo pipefail
-OUT=results/h200x4-vllm0.25.1-nixl/prediction
+OUT=${OUT:-results/h200x4-vllm0.25.1-nixl/prediction}
 PPD=${PPD:-ppd}
+# COSTS: extra flags for the fleet's costs, e.g. the H200 host's (sixth session):
+# COSTS="--hops results/h200-host-cpu/hops.json --proxy-cpu results/h200-host-cpu/proxy_cpu.json"
+COSTS=${COSTS:-}
 COMMIT=${PPD_GIT_COMMIT:-$(git rev-parse --short HEAD)}
 declare -A TTFT=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000 [mooncake]=5000 [mooncake120]=5000)
 declare -A TPOT=([W1]=25 [W2]=25 [W3]=25 [W4]=25 [mooncake]=100 [mooncake120]=100)
@@ -41,7 +44,7 @@ for w in ${@:-W1 W2 W3 W4 mooncake mooncake120}; do
     echo \"# $COMMIT, shared lock taken \$(date -u +%FT%H:%M:%SZ), uptime before: \$(uptime)\"
     /usr/bin/time -f '$w wall_s=%e user_s=%U sys_s=%S' \
       $PPD plan --gpus 4 --deployments 4r,1p3d,2p2d,3p1d --workload ${WORKLOAD[$w]} --slo-ttft-ms ${TTFT[$w]} --slo-tpot-ms ${TPOT[$w]} \
-        --profile h200-llama3.1-8b --max-num-seqs 1024 --kv-cache-tokens 839648 --refine-all \
+        --profile h200-llama3.1-8b --max-num-seqs 1024 --kv-cache-tokens 839648 --refine-all $COSTS \
         --min-window-s 70 --drain-s ${DRAIN[$w]} --output $OUT/$w --quiet
     echo \"# uptime after: \$(uptime)\"" > "$OUT/$w.log" 2>&1
 done

@@ -382,12 +382,14 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> Profile:
     optional = {
         "memory", "default_kv_cache_tokens", "async_scheduling", "api_intake_turns", "api_serial_tokenizer"
     }  # fmt: skip
-    profile: Profile = _build(Profile, {**data, "step": step}, where, optional)
-    turns = profile.api_intake_turns
+    # Checked before the Profile is made: the compiled build's Profile refuses a float for an int
+    # field with a TypeError that names no key.
+    turns = data.get("api_intake_turns", 0)
     if isinstance(turns, bool) or not isinstance(turns, int) or turns < 0:
         raise ProfileError(f"{where}: api_intake_turns must be a whole number >= 0, got {turns!r}")
-    if not isinstance(profile.api_serial_tokenizer, bool):
+    if not isinstance(data.get("api_serial_tokenizer", False), bool):
         raise ProfileError(f"{where}: api_serial_tokenizer must be true or false")
+    profile: Profile = _build(Profile, {**data, "step": step}, where, optional)
     return replace(profile, memory=memory, default_kv_cache_tokens=kv_tokens)
 
 

@@ -140,12 +140,19 @@ def units(point: Point, costs: StepCosts) -> list[tuple[np.ndarray, float, float
 
 def engine_tpot_ms(point: Point, step_end_s: dict[int, float]) -> list[float]:
     """Per request: (last token's step end - first token's) / (max_tokens - 1)."""
+    return [tpot_ms for _, tpot_ms in engine_tpot_by_request(point.steps, step_end_s).values()]
+
+
+def engine_tpot_by_request(
+    steps: list[dict[str, Any]], step_end_s: dict[int, float]
+) -> dict[str, tuple[bool, float]]:
+    """Per request that decoded all its tokens: (turn 1, nothing cached; TPOT ms as engine_tpot_ms)."""
     prompts: dict[str, list[int]] = {}
     computed: dict[str, int] = {}
     decodes_left: dict[str, int] = {}
     first: dict[str, float] = {}
     last: dict[str, float] = {}
-    for step in point.steps:
+    for step in steps:
         end_s = step_end_s.get(step["id"])
         if end_s is None:
             continue
@@ -159,11 +166,11 @@ def engine_tpot_ms(point: Point, step_end_s: dict[int, float]) -> list[float]:
             if cached + computed[request] >= prompt and request not in first:
                 first[request] = last[request] = end_s
                 decodes_left[request] = max_tokens - 1
-    return [
-        (last[r] - first[r]) * 1e3 / (prompts[r][2] - 1)
+    return {
+        r: (prompts[r][1] == 0, (last[r] - first[r]) * 1e3 / (prompts[r][2] - 1))
         for r in first
         if decodes_left[r] == 0 and prompts[r][2] > 1
-    ]
+    }
 
 
 def model_step_ends_s(point: Point, costs: StepCosts, outputs: dict[int, float]) -> dict[int, float]:

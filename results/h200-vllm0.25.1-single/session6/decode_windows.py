@@ -11,12 +11,13 @@ from the fifth session's trace (durations: output to output), the sim's from ses
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import runpy
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
+
+from session5_trace import point_steps
 
 from ppd.sim.core import EngineCore, Step
 
@@ -44,16 +45,7 @@ def report(label: str, steps: list[tuple[int, float]], windows: dict[Any, tuple[
 
 
 def vllm() -> None:
-    path = HERE.parent / "session5" / "step_trace.py"
-    spec = importlib.util.spec_from_file_location("session5_step_trace", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit("cannot load session5/step_trace.py")
-    step_trace = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = step_trace
-    spec.loader.exec_module(step_trace)
-    trace, outputs = step_trace.read_trace(str(HERE.parent / "session5" / "steps-async-7points.jsonl.gz"))
-    names = step_trace.POINTS.split()
-    part = step_trace.split_points(trace, names)[names.index(POINT)]
+    part, outputs = point_steps(POINT)
     steps: list[tuple[int, float]] = []
     prompts: dict[str, list[int]] = {}
     computed: dict[str, int] = {}

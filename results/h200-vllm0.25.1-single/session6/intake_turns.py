@@ -16,12 +16,12 @@ ones only: later the server delays first tokens too, which would bias a whole-ru
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
+
+import session5_trace
 
 HERE = Path(__file__).resolve().parent
 SESSION5 = HERE.parent / "session5"
@@ -33,19 +33,9 @@ LEASES = (  # folder, trace, points in order, split at idle gaps of (s) or by wo
 )
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def windows(folder: Path, trace: str, names: str, gap_s: float | None) -> list[dict[str, Any]]:
-    step_trace = _load("session5_step_trace", SESSION5 / "step_trace.py")
-    ttft_parts = _load("session5_ttft_parts", SESSION5 / "ttft_parts.py")
+    step_trace = session5_trace.step_trace()
+    ttft_parts = session5_trace.load("session5_ttft_parts", SESSION5 / "ttft_parts.py")
     steps, outputs = step_trace.read_trace(str(folder / trace))
     points = names.split()
     if gap_s is None:

@@ -14,11 +14,12 @@ fleet/run.sh for one point, as session5/whatif/ttft_parts.py takes them):
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from session5_trace import point_steps
 
 HERE = Path(__file__).resolve().parent
 BUDGET_TOKENS = 8192  # --max-num-batched-tokens of every run here
@@ -37,16 +38,7 @@ def report(counts: Counter[tuple[str, str]], label: str) -> None:
 
 
 def from_trace(point: str) -> None:
-    path = HERE.parent / "session5" / "step_trace.py"
-    spec = importlib.util.spec_from_file_location("session5_step_trace", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit("cannot load session5/step_trace.py")
-    step_trace = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = step_trace
-    spec.loader.exec_module(step_trace)
-    steps, _ = step_trace.read_trace(str(HERE.parent / "session5" / "steps-async-7points.jsonl.gz"))
-    names = step_trace.POINTS.split()
-    part = step_trace.split_points(steps, names)[names.index(point)]
+    part, _ = point_steps(point)
     counts: Counter[tuple[str, str]] = Counter()
     with_chunk = sum(1 for step in part if any(n > 1 for n in [*step["new"].values(), *step["run"].values()]))
     print(f"vLLM {point}: steps {len(part)}, with a prefill chunk {with_chunk}")

@@ -226,18 +226,14 @@ class KVCache:
 
     def free_block_ids(self) -> list[int]:
         """The free blocks that were used before, in eviction order (the never-used ones go first)."""
-        ref_counts, num_queued = self._ref_counts, list(self._num_queued)
-        found: list[int] = []
-        for block_id in self._free_queue:
-            num_queued[block_id] -= 1
-            if not num_queued[block_id] and not ref_counts[block_id]:
-                found.append(block_id)
-        return found
+        self._compact_free_queue()  # now exactly those blocks, each once
+        return list(self._free_queue)
 
     def reset_prefix_cache(self) -> None:
         """Forget all cached content of free blocks."""
         hashes, cached = self._hashes, self._cached
-        for block_id in self.free_block_ids():
+        self._compact_free_queue()
+        for block_id in self._free_queue:
             block_hash = hashes[block_id]
             if block_hash is not None and cached.get(block_hash) == block_id:
                 del cached[block_hash]

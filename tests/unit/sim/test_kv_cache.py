@@ -122,3 +122,16 @@ def test_blocks_hit_and_freed_again_keep_the_free_queue_short_and_in_order() -> 
     assert cache.num_free_blocks == 8
     assert cache.allocate(7) == [7, 6, 5, 4, 3, 2, 1]
     assert cache.cached_prefix([100]) == [0] and cache.cached_prefix([101]) == []
+
+
+def test_reset_prefix_cache_forgets_free_blocks_once_even_with_stale_queue_entries() -> None:
+    cache = KVCache(num_blocks=4, block_size=1)
+    blocks = cache.allocate(4)
+    assert blocks is not None
+    cache.commit_many(blocks, [100, 101, 102, 103])
+    cache.free(blocks[:3])
+    cache.touch([0])  # a prefix hit: block 0's queue entry goes stale, its content stays in use
+    cache.reset_prefix_cache()
+    assert cache.cached_prefix([100]) == [0] and cache.cached_prefix([103]) == [3]  # in use: kept
+    assert cache.cached_prefix([101]) == [] and cache.cached_prefix([102]) == []
+    assert cache.free_block_ids() == [2, 1] and cache.num_free_blocks == 2

@@ -412,15 +412,16 @@ def floor_points(comparisons: Tagged, repeats: list[Tagged]) -> str:
         f"{'topo':<5} {'wl':<3} {'qps':>5} {'mode':<12} {'goal':>4} {'rep':>4} {'beyond':>6} {'none':>4}"
         "  point",
     ]
+    worst_by_point = []
     for (topology, (workload, qps, mode)), verdicts in by_point.items():
         counts = [verdicts.count(v) for v in ("goal", "repeat", "beyond", "no repeat")]
         worst = max(verdicts, key=order.index)
+        worst_by_point.append(worst)
         point_verdict = {"goal": "within goal", "repeat": "within repeat spread"}.get(worst, worst)
         lines.append(
             f"{topology:<5} {workload:<3} {qps:>5g} {mode:<12} {counts[0]:>4} {counts[1]:>4} {counts[2]:>6} "
             f"{counts[3]:>4}  {point_verdict}"
         )
-    worst_by_point = [max(v, key=order.index) for v in by_point.values()]
     lines.append(
         f"-- points: {len(by_point)}; all figures within goal {worst_by_point.count('goal')}, within goal or "
         f"the repeat spread {worst_by_point.count('goal') + worst_by_point.count('repeat')}, some figure "

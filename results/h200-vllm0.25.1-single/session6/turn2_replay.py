@@ -25,13 +25,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from turn2_steps import BUDGET_TOKENS, count_first_schedules
+
 from ppd.sim.config import sim_config
-from ppd.sim.core import EngineCore, Step
 from ppd.sim.offline import OfflineEngine
 from ppd.sim.timing import api_overhead_s, load_profile
 
 HERE = Path(__file__).resolve().parent
-BUDGET_TOKENS = 8192
 
 
 def main() -> None:
@@ -53,28 +53,8 @@ def main() -> None:
         )
     )
     counts: Counter[tuple[str, str]] = Counter()
-    seen: dict[int, Any] = {}
     num_steps = [0, 0]  # steps, steps with a multi-token prefill chunk
-    next_work = EngineCore.next_work
-
-    def counting(core: EngineCore) -> Any:
-        work = next_work(core)
-        if isinstance(work, Step):
-            step_tokens = sum(item.num_new_tokens for item in work.scheduled)
-            num_steps[0] += 1
-            num_steps[1] += any(item.num_new_tokens > 1 for item in work.scheduled)
-            for item in work.scheduled:
-                request = item.request
-                if request.num_output_tokens or id(request) in seen:
-                    continue
-                seen[id(request)] = request
-                new_tokens = request.num_tokens - request.num_computed_tokens
-                kind = "chunked" if item.num_new_tokens < new_tokens else (
-                    "whole, full step" if step_tokens >= BUDGET_TOKENS else "alone")  # fmt: skip
-                counts[("1" if request.num_cached_tokens <= 0 else "2+", kind)] += 1
-        return work
-
-    EngineCore.next_work = counting  # type: ignore[method-assign]
+    count_first_schedules(counts, num_steps)
     firsts = sorted((r for r in rows if r["turn"] == 1), key=lambda r: r["sent_s"])
     seconds = {r["conversation_id"]: r for r in rows if r["turn"] == 2}
     fresh = iter(range(1, 10**9, 1))

@@ -49,11 +49,11 @@ def from_trace(point: str) -> None:
     report(counts, f"vLLM {point}")
 
 
-def from_sim(argv: list[str]) -> None:
-    from ppd.cli import main
+def count_first_schedules(counts: Counter[tuple[str, str]], num_steps: list[int] | None = None) -> None:
+    """From now on count each request's first scheduling in counts by (turn, kind), turn 1 being a
+    request with nothing cached; with num_steps, also [steps, steps with a multi-token chunk]."""
     from ppd.sim.core import EngineCore, Step
 
-    counts: Counter[tuple[str, str]] = Counter()
     seen: dict[int, Any] = {}  # the requests already counted (kept alive: ids stay unique)
     next_work = EngineCore.next_work
 
@@ -61,6 +61,9 @@ def from_sim(argv: list[str]) -> None:
         work = next_work(self)
         if isinstance(work, Step):
             step_tokens = sum(item.num_new_tokens for item in work.scheduled)
+            if num_steps is not None:
+                num_steps[0] += 1
+                num_steps[1] += any(item.num_new_tokens > 1 for item in work.scheduled)
             for item in work.scheduled:
                 request = item.request
                 if request.num_output_tokens or id(request) in seen:
@@ -72,6 +75,13 @@ def from_sim(argv: list[str]) -> None:
         return work
 
     EngineCore.next_work = counting  # type: ignore[method-assign]
+
+
+def from_sim(argv: list[str]) -> None:
+    from ppd.cli import main
+
+    counts: Counter[tuple[str, str]] = Counter()
+    count_first_schedules(counts)
     code = main(["fleet", *argv])
     report(counts, "sim")
     sys.exit(code)

@@ -5,6 +5,8 @@
 # the W1 16/s, W2 4/5 and W4 2.5/s rows.
 # Usage: results/h200-vllm0.25.1-single/session5/whatif/run.sh OUT_DIR [NAME ...]   (PYTHON= as run.sh;
 # WITH_SESSION5=1 adds the fifth session's runs as more repeats: 52 repeated figures instead of 40)
+# NAME: a profile of this folder, of session6/whatif/ (which it looks in first; session6/whatif/run.sh
+# is this script), or base (the committed h200-llama3.1-8b profile).
 set -euo pipefail
 out=$1; shift
 here=results/h200-vllm0.25.1-single
@@ -21,7 +23,10 @@ if [ "${WITH_SESSION5:-0}" = 1 ]; then
   for w in 1 2 3 4; do again+=(--real-again "$here/session5/h200-s4-async-w$w.json"); done
 fi
 for name in "${names[@]}"; do
-  PYTHON=$py PROFILE=$here/session5/whatif/$name.json $here/fleet/run.sh "$out/$name" > /dev/null
+  if [ "$name" = base ]; then profile=h200-llama3.1-8b
+  elif [ -f "$here/session6/whatif/$name.json" ]; then profile=$here/session6/whatif/$name.json
+  else profile=$here/session5/whatif/$name.json; fi
+  PYTHON=$py PROFILE=$profile $here/fleet/run.sh "$out/$name" > /dev/null
   echo "== $name"
   $py benchmarks/sim_vs_real.py --real $here --sim "$out/$name" --mode-map replication= "${again[@]}" \
     | grep -E '^sim_vs_real|^W1 +16 |^W2 +4 |^W2 +5 |^W4 +2\.5 '

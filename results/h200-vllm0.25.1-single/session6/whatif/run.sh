@@ -1,29 +1,10 @@
 #!/bin/bash
 # The sixth session's what-ifs (results README, "Sixth session"): each NAME through fleet/run.sh, then
-# benchmarks/sim_vs_real.py against the first runs with every repeat (as session5/whatif/run.sh: the
-# base's 49/78 and 27/40), printing its summary lines and the W1 16/s, W2 4/5 and W4 2.5/s rows.
-# NAME: base (the committed h200-llama3.1-8b profile), a profile of this folder, or one of
-# session5/whatif/. Usage: results/h200-vllm0.25.1-single/session6/whatif/run.sh OUT_DIR NAME ...
+# benchmarks/sim_vs_real.py against the first runs with every repeat, printing its summary lines and
+# the W1 16/s, W2 4/5 and W4 2.5/s rows. NAME: base (the committed h200-llama3.1-8b profile), a
+# profile of this folder, or one of session5/whatif/. It is session5/whatif/run.sh, which resolves
+# NAME so. Usage: results/h200-vllm0.25.1-single/session6/whatif/run.sh OUT_DIR NAME ...
 # (PYTHON= as fleet/run.sh; WITH_SESSION5=1 adds the fifth session's runs as more repeats)
 set -euo pipefail
-out=$1; shift
-here=results/h200-vllm0.25.1-single
-cd "$(dirname "$0")/../../../.."
-py=${PYTHON:-.venv/bin/python}
-again=()
-for f in rerun/rerun-w1 rerun/rerun-w3 session3/h200-s3-w3 session3/h200-s3-again-w1 session3/h200-s3-again-w2 \
-         session3/h200-s3-again-w3 session3/h200-s3-again-w4 session4/h200-s4-w2 session4/h200-s4-w4; do
-  again+=(--real-again "$here/$f.json")
-done
-if [ "${WITH_SESSION5:-0}" = 1 ]; then
-  for w in 1 2 3 4; do again+=(--real-again "$here/session5/h200-s4-async-w$w.json"); done
-fi
-for name in "$@"; do
-  if [ "$name" = base ]; then profile=h200-llama3.1-8b
-  elif [ -f "$here/session6/whatif/$name.json" ]; then profile=$here/session6/whatif/$name.json
-  else profile=$here/session5/whatif/$name.json; fi
-  PYTHON=$py PROFILE=$profile $here/fleet/run.sh "$out/$name" > /dev/null
-  echo "== $name"
-  $py benchmarks/sim_vs_real.py --real $here --sim "$out/$name" --mode-map replication= "${again[@]}" \
-    | grep -E '^sim_vs_real|^W1 +16 |^W2 +4 |^W2 +5 |^W4 +2\.5 '
-done
+[ $# -ge 2 ] || { echo "usage: $0 OUT_DIR NAME ..." >&2; exit 2; }
+exec "$(dirname "$0")/../../session5/whatif/run.sh" "$@"

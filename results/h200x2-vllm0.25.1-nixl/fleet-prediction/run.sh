@@ -14,8 +14,12 @@
 # the proxy's event loop, one process, src/ppd/fleet/proxy_cpu.json (docs/fleet.md). The pinned
 # costs of the earlier results are results/fleet-hops-2026-12-02-shared-machine.json (git history).
 set -euo pipefail
-OUT=results/h200x2-vllm0.25.1-nixl/fleet-prediction
+OUT=${OUT:-results/h200x2-vllm0.25.1-nixl/fleet-prediction}
 PPD=${PPD:-ppd}
+# COSTS: extra flags for the fleet's costs, e.g. the H200 host's (seventh session):
+# COSTS="--hops results/h200-host-cpu/hops.json --proxy-cpu results/h200-host-cpu/proxy_cpu.json"
+COSTS=${COSTS:-}
+mkdir -p "$OUT"
 # Keep these equal to tools/gpu/h200x2/session.sh's RATES and TTFT_MS.
 declare -A RATES=([W1]=4,8,16,24,32,40 [W2]=1,2,3,4.5,6.5,9 [W3]=2,4,6,8,12,16 [W4]=0.5,1,1.5,2,3,4)
 declare -A TTFT_MS=([W1]=500 [W2]=1000 [W3]=500 [W4]=2000)
@@ -28,7 +32,7 @@ for w in ${@:-W1 W2 W3 W4}; do
       $PPD fleet --topology 1p1d --modes pd,ppd,replication,auto --workload $w --qps ${RATES[$w]} \
         --duration 70 --warmup-s 10 --runs 2 --seed 0 --slo-ttft-ms ${TTFT_MS[$w]} --slo-tpot-ms 25 \
         --drain-timeout-s ${DRAIN_S[$w]} --profile h200-llama3.1-8b --max-num-seqs 1024 \
-        --kv-cache-tokens 839648 --max-model-len 32768 --output $OUT --name $name --quiet
+        --kv-cache-tokens 839648 --max-model-len 32768 $COSTS --output $OUT --name $name --quiet
     echo \"# uptime after: \$(uptime)\"" > "$OUT/$name.log" 2>&1
   gzip -f "$OUT/$name.jsonl"
 done

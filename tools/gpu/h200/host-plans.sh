@@ -13,13 +13,17 @@
 #   h200x2   results/h200x2-vllm0.25.1-nixl/fleet-prediction/run.sh, one process per workload, then
 #            `ppd report` over the four -> $OUT_DIR/h200x2/
 #
-# matplotlib (for plan.png) is installed from wheels carried in .gpu/wheels when the image lacks it,
-# into $ROOT/pylib (--no-deps: numpy is the image's). Logs "=== HH:MM:SS ..." per step and ends with
-# "=== ... DONE", which tools/gpu/h200/wait.sh waits for.
+# matplotlib (for plan.png) is installed from the wheels staged in $WHEELS (default $ROOT/stage) when
+# the image lacks it, into $ROOT/pylib (--no-deps: numpy is the image's). The wheels (matplotlib 3.11
+# and its dependencies but numpy, cp312 manylinux, ~24 MB) do not fit one call's 64 MiB beside the
+# tree, so they are staged in two calls (`pip download --only-binary=:all: --python-version 3.12
+# --platform manylinux2014_x86_64 matplotlib` here, split into .gpu/wa and .gpu/wb, each carried).
+# Logs "=== HH:MM:SS ..." per step and ends with "=== ... DONE", which tools/gpu/h200/wait.sh waits for.
 #
-# On the GPU host (kind nvidia-h200), from the project root, .gpu/wheels carried:
-#   mkdir -p /opt/out && PPD_GIT_COMMIT=<hash> setsid bash tools/gpu/h200/host-plans.sh \
-#     > /opt/out/session.log 2>&1 < /dev/null &
+# On the GPU host (kind nvidia-h200), from the project root:
+#   mkdir -p /opt/stage && cp .gpu/wa/*.whl /opt/stage/        # first call, .gpu/wa carried
+#   cp .gpu/wb/*.whl /opt/stage/ && mkdir -p /opt/out \              # second call, .gpu/wb carried
+#     && PPD_GIT_COMMIT=<hash> setsid bash tools/gpu/h200/host-plans.sh > /opt/out/session.log 2>&1 < /dev/null &
 #   bash tools/gpu/h200/wait.sh 570                # then, if not DONE, in a second call:
 #   bash tools/gpu/h200/wait.sh 300                # packs /opt/out into $OUT/out.tgz
 set -uo pipefail
@@ -33,6 +37,7 @@ ROOT=${ROOT:-/opt}
 OUT_DIR=${OUT_DIR:-$ROOT/out}
 PY=${PY:-python3}
 SNAPSHOT=$ROOT/ppd-plans
+WHEELS=${WHEELS:-$ROOT/stage}
 TIMEOUT_S=${TIMEOUT_S:-840}
 export PPD_GIT_COMMIT=${PPD_GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 step() { echo "=== $(date -u +%H:%M:%S) $*"; }
@@ -50,8 +55,8 @@ rm -rf "$SNAPSHOT" && mkdir -p "$SNAPSHOT/bin" \
      results/h200-host-cpu "$SNAPSHOT/results/" || fail "project snapshot"
 export PYTHONPATH=$SNAPSHOT/src:$ROOT/pylib
 if ! $PY -c 'import matplotlib' 2> /dev/null; then
-  step "installing matplotlib from .gpu/wheels into $ROOT/pylib"
-  $PY -m pip install -q --no-index --no-deps --target "$ROOT/pylib" .gpu/wheels/*.whl || fail "matplotlib"
+  step "installing matplotlib from $WHEELS into $ROOT/pylib"
+  $PY -m pip install -q --no-index --no-deps --target "$ROOT/pylib" "$WHEELS"/*.whl || fail "matplotlib"
 fi
 $PY - >> "$OUT_DIR/env.txt" 2>&1 <<'EOF'
 import sys

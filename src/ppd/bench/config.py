@@ -79,6 +79,11 @@ class BenchConfig:
     # `qps` are the trace's target mean request rates.
     speedups: tuple[float, ...] = ()
 
+    def __post_init__(self) -> None:
+        # A rate names its point in the arrivals' and prompts' seeds (arrivals.derive_seed reads its
+        # repr): qps=(4,) from Python must be (4.0,), as the CLI gives, or it sends other conversations.
+        object.__setattr__(self, "qps", tuple(float(q) if isinstance(q, int) else q for q in self.qps))
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy for the result file (the admin token is never written)."""
         # Not asdict(self): it would copy every request of a trace workload.

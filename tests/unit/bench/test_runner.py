@@ -51,6 +51,18 @@ def test_an_invocation_writes_the_result_json_and_rows(fake_engine: Any, tmp_pat
     assert all(s["success_rate"] == 1.0 for s in meta["summaries"])
 
 
+def test_an_int_qps_sends_the_conversations_of_the_same_float(fake_engine: Any, tmp_path: Path) -> None:
+    # Seeds read repr(qps) (arrivals.derive_seed): qps=(10,) from Python sent other prompts than 10.0.
+    async def prompts(qps: float, name: str) -> list[str]:
+        async with fake_engine() as engine:
+            await run_bench_async(_config(engine.url, tmp_path, qps=(qps,), name=name, prompt_salt="s"))
+            return [str(body["prompt"]) for _, body, _ in engine.requests if "prompt" in body]
+
+    as_int = asyncio.run(prompts(10, "int"))
+    assert as_int and as_int == asyncio.run(prompts(10.0, "float"))
+    assert json.loads((tmp_path / "int.json").read_text())["config"]["qps"] == [10.0]
+
+
 def test_modes_are_set_before_each_run_with_the_admin_token(fake_engine: Any, tmp_path: Path) -> None:
     async def scenario() -> tuple[Path, Any]:
         async with fake_engine() as engine:

@@ -23,9 +23,31 @@ landed in different groups (11.0 and 17.9 ms, direct), moving the per-word terms
     engine_us_per_prompt_token = b_p                          (every engine hop, per prompt token)
     proxy_us_per_prompt_token  = b_replica - b_p              (the client's request at the proxy)
 
+Then the client's side between turns (fleet/client_gaps.py): two-turn conversations through the
+real `ppd bench` (its CLI, as benchmarks/fleet_vs_sim.py runs it; replication mode, a light load) at
+GAP_SHAPES, its rows read back. Per conversation, from the bench's own stamps:
+
+    stream end   turn 1's last content chunk -> its stream's end (turn 2's due time)
+    send lag     turn 2's schedule_lag_ms: the bench's work (turn 1's row with its ITL list, turn 2's
+                 body built and encoded) between the due time and the send
+
+    send_lag_ms + send_lag_us_per_answer_token x turn 1's output tokens
+                + send_lag_us_per_prompt_token x turn 2's prompt tokens  (least squares through each
+                                                                          shape's median lag)
+    send_lag_spread = quantiles (p0, p5, .., p100) of measured / fitted lag, over every conversation
+    stream_end_ms   = quantiles of the stream end
+
+And the last content chunk's way back against the first's: each conversation's turn-1 span (first
+to last content chunk) over HTTP less the same conversation's in ppd fleet with zero hop costs (the
+engine model alone, same arrivals), fitted with a line a + b x (output tokens - 1):
+later_chunk_saving_ms = -a (what a later chunk's way back costs less than the first's), b the
+real-time sims' per-step excess (for information). The isolated turns' spans (8 tokens) are printed
+beside it as a check.
+
     python benchmarks/fleet_hops.py [--reps 20] [--write]     # --write: update src/ppd/fleet/hops.json
 
-Ends with `fleet_hops r_replica_ms=.. r_pd_ms=.. r_p_ms=.. points=N` (the fixed parts a).
+Ends with `fleet_hops r_replica_ms=.. r_pd_ms=.. r_p_ms=.. points=N` (the fixed parts a) and
+`fleet_gaps stream_end_p50_ms=.. send_lag_p50_ms=.. later_chunk_saving_ms=.. conversations=N`.
 """
 
 from __future__ import annotations
@@ -37,10 +59,14 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from _sims import SRC, running_sim
 
@@ -50,12 +76,21 @@ from ppd.bench.client import HttpBackend, RawTurn, TurnRequest
 from ppd.bench.workloads import builtin_workload, parse_workloads, random_word_texts
 from ppd.fleet import EngineOptions, FleetConfig, HopCosts, fleet_topology, simulate
 from ppd.fleet.config import HOPS_FILE
+from ppd.fleet.proxy_loop import ProxyCpu
+from ppd.modes import Mode
 
 # Prompt words, output tokens: from one short turn to W4's second turn (16,448 tokens), so that the
 # per-word terms are measured over the prompts the fleet is used with, not extrapolated.
 SHAPES = ((128, 8), (1024, 8), (4096, 8), (16384, 8))
 MAX_MODEL_LEN = 32768  # as benchmarks/fleet_vs_sim.py
 PAUSE_S = 0.25
+# Two-turn conversations through `ppd bench`: answers from 16 to 1,024 tokens (W3's) with a short
+# prompt, and a long prompt (turn 2 8,208 tokens) with a short answer, so that the send lag's terms
+# per answer and per prompt token are measured, not extrapolated. A light load (W1 and W3's lighter
+# fleet_vs_sim point), ~16 conversations per shape; about 50 s in all.
+GAP_SHAPES = ("128/16", "128/256", "128/1024", "4096/16")
+GAP_QPS, GAP_DURATION_S, GAP_DRAIN_S = 2.0, 8.0, 30.0
+NUM_SPREAD_STEPS = 20  # quantiles p0, p5, ..., p100
 SALT = int.from_bytes(os.urandom(4), "little") << 20  # fresh prompts on every invocation
 
 
@@ -82,8 +117,9 @@ def running_proxy(prefill_url: str, decode_url: str) -> Iterator[str]:
         process.wait(10)
 
 
-def modeled_ttft_ms(mode: str, num_words: int, num_output: int) -> tuple[float, float | None]:
-    """(TTFT, P's answer time or None) of one lone turn in ppd fleet with zero hop costs, ms."""
+def modeled_turn_ms(mode: Mode, num_words: int, num_output: int) -> tuple[float, float | None, float]:
+    """(TTFT, P's answer time or None, first -> last content chunk) of one lone turn in ppd fleet with
+    zero hop costs, ms."""
     workload = parse_workloads(f"{num_words}/{num_output}", 1)[0]
     topology = fleet_topology("1p1d" if mode == "pd" else "1r")
     config = FleetConfig(
@@ -91,21 +127,26 @@ def modeled_ttft_ms(mode: str, num_words: int, num_output: int) -> tuple[float, 
         engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
     )  # fmt: skip
     row = simulate(config).rows[0]
-    if row.ttft_ms is None:
+    if row.ttft_ms is None or row.e2e_ms is None:
         raise RuntimeError(f"the fleet did not answer a lone {mode} turn")
-    return row.ttft_ms, row.prefill_ms
+    return row.ttft_ms, row.prefill_ms, row.e2e_ms - row.ttft_ms
 
 
-async def measure(proxy_url: str, direct_url: str, reps: int) -> dict[tuple[str, int], list[float]]:
+Residuals = dict[tuple[str, int], list[float]]  # by way and prompt words, ms
+
+
+async def measure(proxy_url: str, direct_url: str, reps: int) -> tuple[Residuals, Residuals]:
+    """The isolated turns' TTFT residuals, and their spans' (first -> last content chunk)."""
     import aiohttp
 
-    residuals: dict[str, list[float]] = defaultdict(list)  # by way, and by way@prompt words
+    residuals: Residuals = defaultdict(list)
+    spans: Residuals = defaultdict(list)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession() as session:
         proxy = HttpBackend(session, proxy_url, timeout)
         direct = HttpBackend(session, direct_url, timeout)
         model = {
-            (mode, w, o): modeled_ttft_ms(mode, w, o) for mode in ("replication", "pd") for w, o in SHAPES
+            (mode, w, o): modeled_turn_ms(mode, w, o) for mode in ("replication", "pd") for w, o in SHAPES
         }
         await warm_up(session, proxy, proxy_url)  # the pair's first pull sets NIXL up, as `ppd up` does
         for rep in range(reps):
@@ -124,15 +165,18 @@ async def measure(proxy_url: str, direct_url: str, reps: int) -> dict[tuple[str,
                     if not record.ok or not record.chunk_times or record.sent_at is None:
                         raise RuntimeError(f"{kind} turn failed: {record.error}")
                     ttft_ms = (record.chunk_times[0] - record.sent_at) * 1000.0
-                    model_ttft_ms, model_p_ms = model[
+                    model_ttft_ms, model_p_ms, model_span_ms = model[
                         ("pd" if kind == "pd" else "replication", num_words, num_output)
                     ]
                     residuals[(kind, num_words)].append(ttft_ms - model_ttft_ms)
+                    span_ms = (record.chunk_times[-1] - record.chunk_times[0]) * 1000.0
+                    if kind != "direct":
+                        spans[(kind, num_words)].append(span_ms - model_span_ms)
                     if kind == "pd" and model_p_ms is not None:
                         p_ms = float(record.headers["x-ppd-prefill-ms"])
                         residuals[("p", num_words)].append(p_ms - model_p_ms)
                     await asyncio.sleep(PAUSE_S)
-    return residuals
+    return residuals, spans
 
 
 async def warm_up(session: object, proxy: HttpBackend, proxy_url: str) -> None:
@@ -141,6 +185,119 @@ async def warm_up(session: object, proxy: HttpBackend, proxy_url: str) -> None:
         answer.raise_for_status()
     body = {"model": "llama", "prompt": "w1 w2 w3", "max_tokens": 2, "stream": True}
     await proxy.send(TurnRequest("/v1/completions", body, {}), RawTurn())
+
+
+def bench_conversations(proxy_url: str, out: Path) -> Path:
+    """Two-turn conversations at GAP_SHAPES through `ppd bench` (replication mode); its rows file."""
+    python_path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "ppd", "bench", "--url", proxy_url, "--workload", ",".join(GAP_SHAPES),
+               "--qps", f"{GAP_QPS:g}", "--duration", f"{GAP_DURATION_S:g}", "--modes", "replication",
+               "--turns", "2", "--seed", "0", "--drain-timeout-s", f"{GAP_DRAIN_S:g}", "--output", str(out),
+               "--name", "gaps", "--quiet"]  # fmt: skip
+    subprocess.run(
+        command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": python_path}
+    )
+    return out / "gaps.jsonl"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """One conversation's turn 1 -> turn 2, from the bench's rows (ms, tokens)."""
+
+    shape: str
+    stream_end_ms: float  # turn 1's last content chunk -> its stream's end (turn 2's due time)
+    send_lag_ms: float  # turn 2's due time -> sent
+    num_answer_tokens: int  # turn 1's
+    num_prompt_tokens: int  # turn 2's
+    span_residual_ms: float  # turn 1's first -> last content chunk, HTTP less the engine model's
+
+
+def conversation_gaps(rows_path: Path) -> list[Gap]:
+    """Every conversation whose two turns succeeded, beside the same conversation in ppd fleet with
+    zero hop costs (the engine model alone: its spans)."""
+    turns: dict[tuple[str, int], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for row in map(json.loads, rows_path.read_text().splitlines()):
+        turns[(row["workload"], row["conversation"])][row["turn"]] = row
+    model_spans = {shape: modeled_spans_ms(shape) for shape in GAP_SHAPES}
+    gaps = []
+    for (name, index), pair in sorted(turns.items()):
+        first, second = pair.get(1), pair.get(2)
+        if first is None or second is None or not (first["ok"] and second["ok"]):
+            continue
+        shape = name.replace("x", "/")
+        last_content_s = first["sent_s"] + first["e2e_ms"] / 1000.0
+        span_ms = first["e2e_ms"] - first["ttft_ms"]
+        gaps.append(
+            Gap(shape, (second["scheduled_s"] - last_content_s) * 1000.0, second["schedule_lag_ms"],
+                first["output_tokens"], second["prompt_tokens"], span_ms - model_spans[shape][index])
+        )  # fmt: skip
+    return gaps
+
+
+def modeled_spans_ms(shape: str) -> dict[int, float]:
+    """Turn 1's first -> last content chunk by conversation, in ppd fleet with zero hop costs at the
+    bench's point (same arrivals: the same seed, rate and window), ms."""
+    config = FleetConfig(
+        fleet_topology("1p1d"), "replication", parse_workloads(shape, 2)[0], qps=GAP_QPS,
+        duration_s=GAP_DURATION_S, drain_timeout_s=GAP_DRAIN_S, hops=HopCosts(), proxy_cpu=ProxyCpu(),
+        engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
+    )  # fmt: skip
+    return {
+        row.conversation: row.e2e_ms - row.ttft_ms
+        for row in simulate(config).rows
+        if row.turn == 1 and row.e2e_ms is not None and row.ttft_ms is not None
+    }
+
+
+def spread(values: list[float]) -> list[float]:
+    """Quantiles p0, p5, ..., p100 (NUM_SPREAD_STEPS steps) of values."""
+    cuts = statistics.quantiles(values, n=NUM_SPREAD_STEPS, method="inclusive")
+    return [round(value, 4) for value in (min(values), *cuts, max(values))]
+
+
+def gap_costs(gaps: list[Gap]) -> dict[str, Any]:
+    """The client's side between turns and the later chunks' way back (see the module docstring)."""
+    by_shape = {shape: [g for g in gaps if g.shape == shape] for shape in GAP_SHAPES}
+    medians = [
+        (statistics.median(g.num_answer_tokens for g in group),
+         statistics.median(g.num_prompt_tokens for g in group),
+         statistics.median(g.send_lag_ms for g in group))
+        for group in by_shape.values() if group
+    ]  # fmt: skip
+    fixed_ms, per_answer_ms, per_prompt_ms = nonnegative_fit(medians)
+    fitted = [
+        fixed_ms + per_answer_ms * g.num_answer_tokens + per_prompt_ms * g.num_prompt_tokens for g in gaps
+    ]
+    span_points = [
+        (statistics.median(g.num_answer_tokens - 1 for g in group),
+         statistics.median(g.span_residual_ms for g in group))
+        for group in by_shape.values() if group
+    ]  # fmt: skip
+    span_fixed_ms, _ = line_fit(span_points)
+    return {
+        "later_chunk_saving_ms": round(max(0.0, -span_fixed_ms), 3),
+        "stream_end_ms": spread([g.stream_end_ms for g in gaps]),
+        "send_lag_ms": round(fixed_ms, 4),
+        "send_lag_us_per_answer_token": round(per_answer_ms * 1000.0, 4),
+        "send_lag_us_per_prompt_token": round(per_prompt_ms * 1000.0, 5),
+        "send_lag_spread": spread([g.send_lag_ms / line for g, line in zip(gaps, fitted, strict=True)]),
+    }
+
+
+def nonnegative_fit(points: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """(a, b, c) of z = a + b x + c y by least squares, a term whose fit is negative left out."""
+    import numpy as np
+
+    terms = [0, 1, 2]
+    while True:
+        design = np.array([[(1.0, x, y)[t] for t in terms] for x, y, _ in points])
+        solution = np.linalg.lstsq(design, np.array([z for *_, z in points]), rcond=None)[0]
+        if all(value >= 0 for value in solution) or len(terms) == 1:
+            coefficients = [0.0, 0.0, 0.0]
+            for term, value in zip(terms, solution, strict=True):
+                coefficients[term] = max(0.0, float(value))
+            return coefficients[0], coefficients[1], coefficients[2]
+        terms.pop(int(np.argmin(solution)))
 
 
 def line_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -179,8 +336,41 @@ def main() -> int:
         running_sim("--engine-id", "p0", f"--max-model-len={MAX_MODEL_LEN}") as p_url,
         running_sim("--engine-id", "d0", f"--max-model-len={MAX_MODEL_LEN}") as d_url,
         running_proxy(p_url, d_url) as proxy_url,
+        tempfile.TemporaryDirectory(prefix="fleet-hops-") as work,
     ):
-        residuals = asyncio.run(measure(proxy_url, d_url, args.reps))
+        residuals, spans = asyncio.run(measure(proxy_url, d_url, args.reps))
+        gaps = conversation_gaps(bench_conversations(proxy_url, Path(work)))
+    fits = print_residuals(residuals)
+    print_spans(spans)
+    gap_figures = gap_costs(gaps)
+    print_gaps(gaps, gap_figures)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    source = (
+        f"benchmarks/fleet_hops.py --reps {args.reps}, {stamp}: lines through the p10-p90 mean residuals of "
+        f"isolated turns at {', '.join(str(w) for w, _ in SHAPES)} prompt words "
+        + "; ".join(f"R_{kind} = {a:.2f} ms + {b * 1000:.3f} us/word" for kind, (a, b) in fits.items())
+        + f"; client gaps and later chunks from {len(gaps)} two-turn conversations through ppd bench "
+        f"(replication, {GAP_QPS:g}/s for {GAP_DURATION_S:g} s at each of {', '.join(GAP_SHAPES)})"
+        + " (1P1D ppd sim + ppd proxy on loopback, time scale 1)"
+    )
+    costs = {**hop_costs(fits, source), **gap_figures}
+    costs["source"] = costs.pop("source")  # last, after the figures
+    print(json.dumps(costs, indent=2))
+    if args.write:
+        HOPS_FILE.write_text(json.dumps(costs, indent=2) + "\n")
+        print(f"wrote {HOPS_FILE}")
+    a_replica, a_pd, a_p = fits["replica"][0], fits["pd"][0], fits["p"][0]
+    print(f"fleet_hops r_replica_ms={a_replica:.3f} r_pd_ms={a_pd:.3f} r_p_ms={a_p:.3f} "
+          f"points={sum(len(v) for v in residuals.values())}")  # fmt: skip
+    print(f"fleet_gaps stream_end_p50_ms={statistics.median(g.stream_end_ms for g in gaps):.3f} "
+          f"send_lag_p50_ms={statistics.median(g.send_lag_ms for g in gaps):.3f} "
+          f"later_chunk_saving_ms={gap_figures['later_chunk_saving_ms']:.3f} "
+          f"conversations={len(gaps)}")  # fmt: skip
+    return 0
+
+
+def print_residuals(residuals: Residuals) -> dict[str, tuple[float, float]]:
+    """The isolated turns' TTFT residuals by way and prompt length; their lines a + b x words."""
     print(
         f"{'residual (measured-model)':<24} {'words':>6} {'p10 ms':>8} {'median':>8} {'p10-p90 mean':>13} "
         f"{'p90 ms':>8} {'n':>4}"
@@ -197,22 +387,49 @@ def main() -> int:
     fits = {kind: line_fit(points) for kind, points in centres.items()}
     for kind, (a, b) in fits.items():
         print(f"{kind:<24} residual = {a:.2f} ms + {b * 1000:.3f} us x prompt words")
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    source = (
-        f"benchmarks/fleet_hops.py --reps {args.reps}, {stamp}: lines through the p10-p90 mean residuals of "
-        f"isolated turns at {', '.join(str(w) for w, _ in SHAPES)} prompt words "
-        + "; ".join(f"R_{kind} = {a:.2f} ms + {b * 1000:.3f} us/word" for kind, (a, b) in fits.items())
-        + " (1P1D ppd sim + ppd proxy on loopback, time scale 1)"
+    return fits
+
+
+def print_spans(spans: Residuals) -> None:
+    """The isolated turns' first -> last content chunk, measured less modelled (a check: 7 steps)."""
+    print(f"{'span residual (8 tokens)':<24} {'words':>6} {'p10 ms':>8} {'median':>8} {'p90 ms':>8} {'n':>4}")
+    for (kind, num_words), values in sorted(spans.items()):
+        deciles = statistics.quantiles(values, n=10)
+        print(
+            f"{kind:<24} {num_words:6d} {deciles[0]:8.2f} {statistics.median(values):8.2f} "
+            f"{deciles[-1]:8.2f} {len(values):4d}"
+        )
+
+
+def print_gaps(gaps: list[Gap], figures: dict[str, Any]) -> None:
+    """The bench's stream end, send lag and turn-1 span residual per shape: p10 / p50 / p90."""
+    print(f"{'conversations (ms)':<10} {'n':>3} {'stream end p10/p50/p90':>24} {'send lag p10/p50/p90':>22} "
+          f"{'span residual p10/p50/p90':>27}")  # fmt: skip
+    for shape in GAP_SHAPES:
+        group = [g for g in gaps if g.shape == shape]
+        if len(group) < 2:
+            print(f"{shape:<10} {len(group):3d}  too few")
+            continue
+        cells = [deciles_text([getattr(g, name) for g in group]) for name in
+                 ("stream_end_ms", "send_lag_ms", "span_residual_ms")]  # fmt: skip
+        print(f"{shape:<10} {len(group):3d} {cells[0]:>24} {cells[1]:>22} {cells[2]:>27}")
+    print(
+        f"send lag = ({figures['send_lag_ms']:.3f} ms + {figures['send_lag_us_per_answer_token']:.3f} us x "
+        f"answer tokens + {figures['send_lag_us_per_prompt_token']:.4f} us x prompt tokens) x spread "
+        f"p10/p50/p90 {quantile_text(figures['send_lag_spread'])}; stream end p10/p50/p90 "
+        f"{quantile_text(figures['stream_end_ms'])} ms; later chunks' way back "
+        f"{figures['later_chunk_saving_ms']:.3f} ms shorter than the first's"
     )
-    costs = hop_costs(fits, source)
-    print(json.dumps(costs, indent=2))
-    if args.write:
-        HOPS_FILE.write_text(json.dumps(costs, indent=2) + "\n")
-        print(f"wrote {HOPS_FILE}")
-    a_replica, a_pd, a_p = fits["replica"][0], fits["pd"][0], fits["p"][0]
-    print(f"fleet_hops r_replica_ms={a_replica:.3f} r_pd_ms={a_pd:.3f} r_p_ms={a_p:.3f} "
-          f"points={sum(len(v) for v in residuals.values())}")  # fmt: skip
-    return 0
+
+
+def deciles_text(values: list[float]) -> str:
+    deciles = statistics.quantiles(values, n=10, method="inclusive")
+    return f"{deciles[0]:.2f} / {statistics.median(values):.2f} / {deciles[-1]:.2f}"
+
+
+def quantile_text(quantiles: list[float]) -> str:
+    step = len(quantiles) // 10  # p10 is the second tenth
+    return f"{quantiles[step]:.2f} / {quantiles[5 * step]:.2f} / {quantiles[9 * step]:.2f}"
 
 
 if __name__ == "__main__":

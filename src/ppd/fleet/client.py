@@ -16,6 +16,7 @@ from ppd.bench.arrivals import ConversationPlan, derive_seed
 from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
 from ppd.bench.workloads import append_turn, random_word_id_lists
+from ppd.fleet.client_gaps import ClientGaps
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
 from ppd.fleet.fleet import Fleet, TurnJob, words_text
@@ -58,6 +59,10 @@ class BenchClient:
         self.start_times_s: list[float] = []
         self.num_active = 0
         self._in_flight: dict[int, tuple[_Conversation, TurnJob]] = {}
+        gaps_seed = derive_seed(
+            config.seed, "client gaps", config.mode, config.workload.name, config.qps, config.run
+        )
+        self.gaps = ClientGaps(config.hops, gaps_seed)
 
     def start(self, plans: list[ConversationPlan]) -> None:
         """Schedule every conversation's arrival; prompts are made when each arrives."""
@@ -135,8 +140,22 @@ class BenchClient:
             return
         conversation.answer_token_ids.append(job.answer_token_ids)
         conversation.last_turn_blocks = job.answer_blocks
-        next_due_s = self.clock.now_s + self.config.think_time_s
-        self.clock.at(next_due_s, self._send, conversation, turn + 1, next_due_s)
+        user_ids = conversation.user_token_ids[turn]
+        num_prompt_tokens = len(conversation.prompt_token_ids) + len(job.answer_token_ids) + len(user_ids)
+        send_s, due_s = self.next_send_s(job, num_prompt_tokens)
+        self.clock.at(send_s, self._send, conversation, turn + 1, due_s)
+
+    def next_send_s(self, job: TurnJob, num_prompt_tokens: int) -> tuple[float, float]:
+        """When the turn after `job` leaves and when it is due (the bench's due: the stream's end plus
+        the think time), s. num_prompt_tokens: what the bench builds and encodes after the answer
+        (client_gaps); without gap figures the stream ends where the fleet's path puts it, now."""
+        think_s = self.config.think_time_s
+        if self.gaps.is_zero:
+            return self.clock.now_s + think_s, self.clock.now_s + think_s
+        last_s = job.last_content_s if job.last_content_s is not None else self.clock.now_s
+        ended_s = last_s + self.gaps.stream_end_s()
+        lag_s = self.gaps.send_lag_s(job.output_tokens or 0, num_prompt_tokens)
+        return ended_s + max(think_s, lag_s), ended_s + think_s
 
     def cut_off(self, reason: str) -> None:
         """The drain timeout: turns in flight fail, later turns are not sent (bench.loadgen)."""

@@ -9,7 +9,7 @@ from typing import Any
 from ppd.bench.config import Api, WorkloadSpec, workload_to_dict
 from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
-from ppd.fleet.costs import file_values, measured_values
+from ppd.fleet.costs import file_values, measured_values, quantiles_problem
 from ppd.fleet.proxy_loop import ProxyCpu, measured_proxy_cpu
 from ppd.launch.topology import LayoutOptions, Topology, layout_spec, load_file
 from ppd.modes import MODES, Mode
@@ -36,6 +36,20 @@ class HopCosts:
     # parsing and tokenizing the body at each engine hop, and reading it at the proxy.
     engine_us_per_prompt_token: float = 0.0
     proxy_us_per_prompt_token: float = 0.0
+    # A later content chunk's way back (engine -> proxy -> client) costs this much less than the
+    # first's, which the hops above (fitted on time to first token) describe: the first pays for the
+    # response's start at the engine, the proxy and the client.
+    later_chunk_saving_ms: float = 0.0
+    # The bench between two turns (fleet.client_gaps): quantiles p0, p10, ..., p100 of the last
+    # content chunk -> the stream's end at the client, and of the bench's own work before the next
+    # send as a multiple of its fitted line (send_lag_ms + per answer token + per new prompt token).
+    # Empty quantiles: no spread (a stream end of 0, the line alone); all zero, as in a hops.json
+    # older than them: the next turn leaves the instant the last content chunk arrives.
+    stream_end_ms: tuple[float, ...] = ()
+    send_lag_ms: float = 0.0
+    send_lag_us_per_answer_token: float = 0.0
+    send_lag_us_per_prompt_token: float = 0.0
+    send_lag_spread: tuple[float, ...] = ()
     source: str = "zero: no HTTP path"
 
 
@@ -156,6 +170,7 @@ def validate(config: FleetConfig) -> None:
         (config.api in ("completions", "chat"), "api must be completions or chat"),
         (0 <= config.engine.special_token_rate <= 1, "special token rate must be in 0..1"),
         (all(value >= 0 for value in _hop_values(config.hops)), "hop costs must be >= 0 ms"),
+        (not quantiles_problem(config.hops), quantiles_problem(config.hops)),
         (all(value >= 0 for value in _hop_values(config.proxy_cpu)), "proxy CPU costs must be >= 0 us"),
         (config.proxy_processes >= 1, "proxy processes must be >= 1"),
     ]
@@ -174,7 +189,14 @@ def validate(config: FleetConfig) -> None:
 
 
 def _hop_values(costs: HopCosts | ProxyCpu) -> list[float]:
-    return [value for value in asdict(costs).values() if isinstance(value, float | int)]
+    """Every cost of the dataclass, the quantiles' values included."""
+    values: list[float] = []
+    for value in asdict(costs).values():
+        if isinstance(value, tuple):
+            values.extend(value)
+        elif isinstance(value, float | int):
+            values.append(value)
+    return values
 
 
 def fleet_topology(spec: str) -> Topology:

@@ -117,6 +117,11 @@ class Fleet:
         self.proxy_to_engine_s = hops.proxy_to_engine_ms * 1e-3
         self.engine_to_proxy_s = hops.engine_to_proxy_ms * 1e-3
         self.proxy_to_client_s = hops.proxy_to_client_ms * 1e-3
+        # A later content chunk's way back (engine -> proxy -> client): the first's less what the
+        # response's start cost only the first (at most all of it)
+        self.later_chunk_return_s = max(
+            0.0, self.engine_to_proxy_s + self.proxy_to_client_s - hops.later_chunk_saving_ms * 1e-3
+        )
         self.kv_claim_s = hops.kv_claim_ms * 1e-3
         self.engine_s_per_token = hops.engine_us_per_prompt_token * 1e-6
         self.proxy_s_per_token = hops.proxy_us_per_prompt_token * 1e-6
@@ -336,20 +341,21 @@ class _TurnFlow:
         num_output_tokens = len(token_ids) - request.num_prompt_tokens  # runs per request per run
         num_new = num_output_tokens - self.num_seen_tokens
         self.num_seen_tokens = num_output_tokens
-        delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s
+        later_s = fleet.later_chunk_return_s
         if job.itl_ms is None and job.first_content_s is not None and token_ids[-1] < NUM_WORD_TOKENS:
             last_s = delivered_s[-1]  # the usual case, without slicing
-            job.last_content_s = last_s + delay_s + self._relay_wait_s(self.target, last_s)
+            job.last_content_s = last_s + later_s + self._relay_wait_s(self.target, last_s)
         elif job.itl_ms is None:
-            self._stamp_content(delivered_s[-num_new:], token_ids[-num_new:], delay_s)
+            self._stamp_content(delivered_s[-num_new:], token_ids[-num_new:])
         else:
             for end_s, token_id in zip(delivered_s[-num_new:], token_ids[-num_new:], strict=True):
                 if token_id >= NUM_WORD_TOKENS:  # a special token's chunk carries no text
                     continue
-                arrive_s = end_s + delay_s + self._relay_wait_s(self.target, end_s)
                 if job.first_content_s is None:
-                    job.first_content_s = arrive_s
-                elif job.last_content_s is not None:
+                    job.first_content_s = job.last_content_s = self._first_arrival_s(end_s)
+                    continue
+                arrive_s = end_s + later_s + self._relay_wait_s(self.target, end_s)
+                if job.last_content_s is not None:
                     job.itl_ms.append(round((arrive_s - job.last_content_s) * 1000.0, 4))
                 job.last_content_s = arrive_s
         if num_output_tokens == num_new:
@@ -361,18 +367,29 @@ class _TurnFlow:
             read_s = last_s + fleet.engine_to_proxy_s + self._relay_wait_s(self.target, last_s)
             fleet.clock.at(read_s, self._answer_done, request)
 
-    def _stamp_content(self, ends_s: list[float], tokens: list[int], delay_s: float) -> None:
+    def _stamp_content(self, ends_s: list[float], tokens: list[int]) -> None:
         """The first and last content chunks among new tokens (a special token's chunk has no text)."""
         job = self.job
+        first = None
         if job.first_content_s is None:
             first = next((i for i, token_id in enumerate(tokens) if token_id < NUM_WORD_TOKENS), None)
             if first is None:
                 return
-            job.first_content_s = ends_s[first] + delay_s + self._relay_wait_s(self.target, ends_s[first])
+            job.first_content_s = job.last_content_s = self._first_arrival_s(ends_s[first])
         for index in range(len(tokens) - 1, -1, -1):
-            if tokens[index] < NUM_WORD_TOKENS:
-                job.last_content_s = ends_s[index] + delay_s + self._relay_wait_s(self.target, ends_s[index])
+            if index == first:
                 return
+            if tokens[index] < NUM_WORD_TOKENS:
+                end_s = ends_s[index]
+                relay_wait_s = self._relay_wait_s(self.target, end_s)
+                job.last_content_s = end_s + self.fleet.later_chunk_return_s + relay_wait_s
+                return
+
+    def _first_arrival_s(self, step_end_s: float) -> float:
+        """When the first content chunk, of the step ending at step_end_s, reaches the client."""
+        fleet = self.fleet
+        delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s
+        return step_end_s + delay_s + self._relay_wait_s(self.target, step_end_s)
 
     def _first_byte(self) -> None:
         if self.target_hop is not None:

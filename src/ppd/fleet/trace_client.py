@@ -89,15 +89,19 @@ class TraceClient(BenchClient):
             self._not_sent(conversation, turn + 1, self.clock.now_s, f"turn {turn} failed")
             return
         conversation.answer_token_ids.append(job.answer_token_ids or [0])
-        self._next(conversation, turn, self.clock.now_s + self.config.think_time_s)
+        # The trace bench makes the next request while this one is in flight: no prompt to encode.
+        send_s, ready_s = self.next_send_s(job, 0)
+        self._next(conversation, turn, ready_s, send_s)
 
-    def _next(self, conversation: _Conversation, turn: int, ready_s: float) -> None:
+    def _next(self, conversation: _Conversation, turn: int, ready_s: float, send_s: float = 0.0) -> None:
+        """Turn + 1 is due at its trace time or at ready_s, whichever is later, and leaves then or
+        once the bench's own work is done (send_s), whichever is later."""
         steps = _steps(conversation)
         if turn == len(steps):
             self.num_active -= 1
             return
         due_s = max(steps[turn].due_s, ready_s)
-        self.clock.at(due_s, self._send, conversation, turn + 1, due_s)
+        self.clock.at(max(due_s, send_s), self._send, conversation, turn + 1, due_s)
 
 
 def _steps(conversation: _Conversation) -> tuple[ReplayTurn, ...]:

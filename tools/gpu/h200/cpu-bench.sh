@@ -10,7 +10,9 @@
 #             a snapshot of this project (src, benchmarks, pyproject.toml) -> $ROOT/ppd-cpu, which
 #             the steps run from, because each device call refreshes the working tree under a running
 #             script (and the two --write steps rewrite the snapshot's cost files, not the checkout's)
-#   hops      benchmarks/fleet_hops.py --reps $HOPS_REPS --write: the host's hop costs
+#   hops      benchmarks/fleet_hops.py --reps $HOPS_REPS --write: the host's hop costs, and the
+#             bench's own time between turns (stream end, send lag: ppd bench's two-turn conversations,
+#             ~55 s) and the later chunks' shorter way back (fleet/client_gaps.py)
 #             -> fleet_hops.txt, hops.json (the snapshot's src/ppd/fleet/hops.json, rewritten)
 #   relay     benchmarks/proxy_relay_cost.py --write: the host's proxy CPU costs
 #             -> proxy_relay_cost.txt, proxy_cpu.json
@@ -28,7 +30,8 @@
 #
 # Every step logs its UTC start ("=== HH:MM:SS ..."); the script ends with "=== ... DONE" (or
 # FAILED, for what cannot go on), which tools/gpu/h200/wait.sh waits for. About 11 minutes on the
-# host; every step has a timeout, so it cannot run past 13 minutes. A step that fails or times out
+# host (10.1 before fleet_hops measured the client's gaps); every step has a timeout, so it cannot
+# run past 15 minutes. A step that fails or times out
 # is logged ("<step> exit N") and the next one runs: the HTTP side needs neither cost file, and a
 # cost file a step did not rewrite is the dev machine's (hops.json / proxy_cpu.json in $OUT_DIR say
 # which by their "source").
@@ -66,9 +69,11 @@ if [ "${QUICK:-0}" = 1 ]; then
   RELAY_ARGS="--duration-s 2 --reps 1 --points 256/16@8,256/256@2,256/1024@3,256/1024@6"
   FVS_ARGS="--duration-s 2 --drain-timeout-s 3"
 fi
-# Timeouts (s), 13 minutes in all. On the dev machine (real time bounds each: turns, pauses, windows)
-# hops took 200 s, relay 186 s, the slowest group (W3 + W4) ~235 s, and the fleet side 26 s.
-HOPS_TIMEOUT_S=${HOPS_TIMEOUT_S:-235} RELAY_TIMEOUT_S=${RELAY_TIMEOUT_S:-215}
+# Timeouts (s), 14.6 minutes in all. On the dev machine (real time bounds each: turns, pauses,
+# windows) hops took 200 s (+ ~55 s of two-turn conversations since session 7), relay 186 s, the
+# slowest group (W3 + W4) ~235 s, and the fleet side 26 s; on the host 196 s (before the
+# conversations), 170 s, 234 s and 7 s.
+HOPS_TIMEOUT_S=${HOPS_TIMEOUT_S:-330} RELAY_TIMEOUT_S=${RELAY_TIMEOUT_S:-215}
 FVS_TIMEOUT_S=${FVS_TIMEOUT_S:-285} FLEET_TIMEOUT_S=${FLEET_TIMEOUT_S:-45}
 
 step() { echo "=== $(date -u +%H:%M:%S) $*"; }

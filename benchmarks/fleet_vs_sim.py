@@ -51,7 +51,13 @@ measurement of the same point lands at least as far from the first as the fleet 
     fleet_vs_repeat figures=M within_goal=G outside_goal_within_repeat_spread=F
         beyond_repeat_spread=B no_repeat=X
 
-(each one line in the output).
+(each one line in the output). And, for the light points' TTFT, whose p50 a turn's phase can flip,
+the figures outside the goal against the HTTP side's 95% bootstrap intervals of its p50 and mean,
+and over every TTFT figure (benchmarks/fleet_intervals.py; printed before the agreement line; the
+first line per --against run, that run in the fleet's place)
+
+    http_repeat_intervals ttft_figures=N p50_in_http_ci=K mean_in_http_ci=M mean_within_5pct=J
+    fleet_intervals ttft_figures=N p50_in_http_ci=K mean_in_http_ci=M mean_within_5pct=J
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ from datetime import datetime
 from pathlib import Path
 
 from _sims import SRC
+from fleet_intervals import interval_checks, interval_line, interval_table
 from http_cpu_share import cpu_s
 from sim_vs_real import Comparison, compare, summary_values, table
 
@@ -298,12 +305,19 @@ def main() -> int:
     if comparisons and repeats:
         print(floor_table(comparisons, list(repeats.values())))
         print(floor_points(comparisons, list(repeats.values())))
+    checks = [] if args.http_only else interval_checks(out, topologies, workloads)
+    if checks:
+        print(interval_table(checks))
     print(f"results in {out}; HTTP side {http_wall_s:.0f} s, all {time.perf_counter() - started_s:.0f} s")
     print(f"duration {args.duration_s:g} s + drain {args.drain_timeout_s:g} s per run, seed 0, 2 turns")
     for other, found in repeats.items():
         print(f"repeat: {other}")
         print(f"points with every figure within goal: {points_within_goal(found)}")
         print(f"http_repeat {error_figures(found)} within_goal={count_within_goal(found)}/{len(found)}")
+    for other in [] if not checks else args.against:
+        print(interval_line(interval_checks(out, topologies, workloads, other), "http_repeat_intervals"))
+    if checks:
+        print(interval_line(checks))
     if comparisons:
         print(f"fleet: hops {hops.source[:40]}...; proxy loop: {proxy_cpu.source[:60]}...")
         print(summary(comparisons))

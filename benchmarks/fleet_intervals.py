@@ -78,8 +78,11 @@ def interval_checks(
     for topology in topologies:
         for workload in workloads:
             name = f"{topology}-{workload}.json"
-            http = _estimates(out / f"http-{name}")
-            fleet = _estimates(other / f"http-{name}" if other is not None else out / f"fleet-{name}")
+            http_path = out / f"http-{name}"
+            fleet_path = other / f"http-{name}" if other is not None else out / f"fleet-{name}"
+            if not (_has_rows(http_path) and _has_rows(fleet_path)):
+                continue  # a result set kept without its rows (an older committed run)
+            http, fleet = _estimates(http_path), _estimates(fleet_path)
             for key, (_, groups) in sorted(http.items()):
                 if key in fleet:
                     checks += _point_checks(topology, key, groups, fleet[key][1])
@@ -87,6 +90,10 @@ def interval_checks(
 
 
 Groups = dict[str, dict[str, Estimate | None]]  # turn group -> metric -> estimate
+
+
+def _has_rows(path: Path) -> bool:
+    return path.exists() and (path.parent / read_result_file(path).meta.get("rows_file", "")).is_file()
 
 
 def _estimates(path: Path) -> dict[tuple[str, str, float], tuple[set[str], Groups]]:

@@ -58,7 +58,7 @@ class BenchClient:
         self.on_row = on_row
         self.start_times_s: list[float] = []
         self.num_active = 0
-        self._in_flight: dict[int, tuple[_Conversation, TurnJob]] = {}
+        self._in_flight: dict[int, tuple[_Conversation, TurnJob, float]] = {}  # and the turn's due time
         gaps_seed = derive_seed(
             config.seed, "client gaps", config.mode, config.workload.name, config.qps, config.run
         )
@@ -111,7 +111,7 @@ class BenchClient:
             chat_messages=messages,
             history_blocks=conversation.last_turn_blocks,
         )
-        self._in_flight[id(job)] = (conversation, job)
+        self._in_flight[id(job)] = (conversation, job, due_s)
         self.fleet.send(job)
 
     @property
@@ -159,10 +159,10 @@ class BenchClient:
 
     def cut_off(self, reason: str) -> None:
         """The drain timeout: turns in flight fail, later turns are not sent (bench.loadgen)."""
-        for conversation, job in list(self._in_flight.values()):
+        for conversation, job, due_s in list(self._in_flight.values()):
             turn = len(conversation.answer_token_ids) + 1
             job.error = reason
-            self.on_row(self._row(conversation, turn, job.sent_s, job, reason))
+            self.on_row(self._row(conversation, turn, due_s, job, reason))
             self._not_sent(conversation, turn + 1, self.clock.now_s, reason)
         self._in_flight.clear()
 

@@ -77,7 +77,7 @@ class TraceClient(BenchClient):
             if self.recognised_by_chat
             else None,
         )
-        self._in_flight[id(job)] = (conversation, job)
+        self._in_flight[id(job)] = (conversation, job, due_s)
         self.fleet.send(job)
 
     def _turn_done(self, conversation: _Conversation, turn: int, due_s: float, job: TurnJob) -> None:

@@ -136,3 +136,10 @@ def test_a_bad_spread_in_a_hops_file_is_refused(tmp_path: Path, figures: dict[st
 def test_a_config_with_unordered_quantiles_is_refused() -> None:
     with pytest.raises(UsageError, match="stream_end_ms"):
         validate(lone_turns(HopCosts(stream_end_ms=(0.5, 0.2))))
+
+
+def test_a_turn_cut_off_by_the_drain_keeps_its_due_time_and_lag() -> None:
+    config = replace(lone_turns(GAPS), workload=parse_workloads("128/1024", 2)[0], drain_timeout_s=0.0)
+    cut = [row for row in simulate(config).rows if row.turn == 2 and row.sent and not row.ok]
+    assert cut, "a 1,024-token turn 2 is still running when the window closes"
+    assert all(row.schedule_lag_ms is not None and row.schedule_lag_ms > 0 for row in cut)

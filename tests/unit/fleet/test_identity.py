@@ -36,7 +36,7 @@ def _jobs(client: BenchClient, num_turns: int) -> list[TurnJob]:
     conversation = _Conversation(plan, "c", USERS, ANSWERS)
     for turn in range(1, num_turns + 1):
         client._send(conversation, turn, 0.0)
-    return [job for _, job in client._in_flight.values()]
+    return [job for _, job, _ in client._in_flight.values()]
 
 
 def _job(client: BenchClient, turn: int) -> TurnJob:

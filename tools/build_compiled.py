@@ -69,6 +69,7 @@ COMPILED_MODULES = (
     "ppd/router/policies.py",
     "ppd/router/records.py",
     "ppd/bench/arrivals.py",
+    "ppd/bench/pcg64_seed.py",
     "ppd/bench/metrics.py",
 )
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ppd.bench.config import Api, TraceWorkload, TurnShape, WorkloadSpec
+from ppd.bench.pcg64_seed import pcg64_state
 from ppd.errors import UsageError
 from ppd.tokens import NUM_WORD_TOKENS
 from ppd.traces.formats import is_trace_spec, read_trace_spec
@@ -121,16 +122,39 @@ def random_word_ids(num_words: Sequence[int], seed: int) -> list[np.ndarray[Any,
 
 
 def random_word_id_lists(num_words: Sequence[int], seed: int) -> list[list[int]]:
-    """random_word_ids as lists of ints, the same ids (tests/unit/bench check it), ~2x faster: one
-    draw of all the counts, split (a generator's draws of n and then m integers are its draw of n + m),
-    and Generator(PCG64(seed)), which is what default_rng(seed) builds, without its dispatch."""
-    ids = np.random.Generator(np.random.PCG64(seed)).integers(0, NUM_WORD_TOKENS, sum(num_words)).tolist()
-    lists: list[list[int]] = []
-    start = 0
-    for count in num_words:
-        lists.append(ids[start : start + count])
-        start += count
-    return lists
+    """random_word_ids as lists of ints, the same ids (tests/unit/bench check it); WordIdDrawer
+    draws them for many seeds in a row."""
+    return WordIdDrawer().lists(num_words, seed)
+
+
+class WordIdDrawer:
+    """random_word_id_lists for one seed after another (`ppd fleet`: one per conversation), cheaply.
+
+    One draw of all the counts, split (a generator's draws of n and then m integers are its draw of
+    n + m); one PCG64 generator, put in the state PCG64(seed) starts in (bench.pcg64_seed), rather
+    than a SeedSequence, a PCG64 and a Generator built per seed, as default_rng(seed) does."""
+
+    def __init__(self) -> None:
+        self._bit_generator = np.random.PCG64(0)
+        self._generator = np.random.Generator(self._bit_generator)
+
+    def lists(self, num_words: Sequence[int], seed: int) -> list[list[int]]:
+        """The word ids of random_word_ids(num_words, seed), one list per count."""
+        state, inc = pcg64_state(seed)
+        self._bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": state, "inc": inc},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        draw = self._generator.integers(0, NUM_WORD_TOKENS, sum(num_words))
+        ids: list[int] = draw.tolist()
+        lists: list[list[int]] = []
+        start = 0
+        for count in num_words:
+            lists.append(ids[start : start + count])
+            start += count
+        return lists
 
 
 def random_word_texts(num_words: Sequence[int], seed: int) -> list[str]:

@@ -1,7 +1,7 @@
 """The bench's side of a fleet run: conversations arrive, send their turns, and become rows.
 
 What to send and when comes from ppd.bench itself (arrivals.plan_conversations, the prompt seeds of
-loadgen, workloads.random_word_id_lists), so a fleet run and `ppd bench` against HTTP engines send the
+loadgen, workloads.WordIdDrawer), so a fleet run and `ppd bench` against HTTP engines send the
 same conversations at the same times. Rows are built by the bench's own metric code
 (bench.metrics.turn_timings) from the first and last content-chunk times; the tokens in between
 are not kept unless ITL is asked for, so memory does not grow with simulated time.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ppd.bench.arrivals import ConversationPlan, derive_seed
 from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
-from ppd.bench.workloads import append_turn, random_word_id_lists
+from ppd.bench.workloads import WordIdDrawer, append_turn
 from ppd.fleet.client_gaps import ClientGaps
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
@@ -63,6 +63,7 @@ class BenchClient:
             config.seed, "client gaps", config.mode, config.workload.name, config.qps, config.run
         )
         self.gaps = ClientGaps(config.hops, gaps_seed)
+        self._words = WordIdDrawer()
 
     def start(self, plans: list[ConversationPlan]) -> None:
         """Schedule every conversation's arrival; prompts are made when each arrives."""
@@ -81,7 +82,7 @@ class BenchClient:
             plan.index,
         )
         counts = [shape.num_new_words for shape in plan.turns]
-        user_ids = random_word_id_lists(counts, seed)
+        user_ids = self._words.lists(counts, seed)
         conversation = _Conversation(plan, self._session_id(plan), user_ids)
         self.num_active += 1
         self.start_times_s.append(self.clock.now_s)

@@ -7,6 +7,7 @@ import pytest
 
 from ppd.bench.config import TurnShape
 from ppd.bench.workloads import (
+    WordIdDrawer,
     chat_messages,
     completions_prompt,
     load_conversation_file,
@@ -126,3 +127,11 @@ def test_request_body_fixes_output_length_and_streams_usage() -> None:
 def test_request_body_sends_temperature_only_when_set() -> None:
     assert "temperature" not in request_body("completions", "m", ["w1"], [], 8)
     assert request_body("completions", "m", ["w1"], [], 8, temperature=0.0)["temperature"] == 0.0
+
+
+def test_word_id_drawer_reseeds() -> None:
+    """One drawer, seed after seed (as the fleet's client uses it), gives each seed's own words."""
+    drawer = WordIdDrawer()
+    for seed in (7, 0, 7, 2**64 - 1, 123456789):
+        lists = drawer.lists([512, 3, 1], seed)
+        assert lists == [ids.tolist() for ids in random_word_ids([512, 3, 1], seed)]

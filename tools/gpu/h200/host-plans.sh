@@ -13,19 +13,17 @@
 #   h200x2   results/h200x2-vllm0.25.1-nixl/fleet-prediction/run.sh, one process per workload, then
 #            `ppd report` over the four -> $OUT_DIR/h200x2/
 #
-# matplotlib (for plan.png) is installed from the wheels staged in $WHEELS (default $ROOT/stage) when
-# the image lacks it, into $ROOT/pylib (--no-deps: numpy is the image's). The wheels (matplotlib 3.11
-# and its dependencies but numpy, cp312 manylinux, ~24 MB) do not fit one call's 64 MiB beside the
-# tree, so they are staged in two calls (`pip download --only-binary=:all: --python-version 3.12
-# --platform manylinux2014_x86_64 matplotlib` here, split into .gpu/wa and .gpu/wb, each carried).
+# matplotlib (for plan.png): the H200 image has 3.11.2 (checked 2026-12-02). Should an image lack it,
+# the script installs the wheels staged in $WHEELS (default $ROOT/stage) into $ROOT/pylib (--no-deps:
+# numpy is the image's); they (`pip download --only-binary=:all: --python-version 3.12 --platform
+# manylinux2014_x86_64 matplotlib`, less numpy, ~24 MB) and the tree exceed one call's 64 MiB, so
+# they would be carried in two calls and copied to /opt/stage.
 # Logs "=== HH:MM:SS ..." per step and ends with "=== ... DONE", which tools/gpu/h200/wait.sh waits for.
 #
-# On the GPU host (kind nvidia-h200), from the project root:
-#   mkdir -p /opt/stage && cp .gpu/wa/*.whl /opt/stage/        # first call, .gpu/wa carried
-#   cp .gpu/wb/*.whl /opt/stage/ && mkdir -p /opt/out \              # second call, .gpu/wb carried
-#     && PPD_GIT_COMMIT=<hash> setsid bash tools/gpu/h200/host-plans.sh > /opt/out/session.log 2>&1 < /dev/null &
-#   bash tools/gpu/h200/wait.sh 570                # then, if not DONE, in a second call:
-#   bash tools/gpu/h200/wait.sh 300                # packs /opt/out into $OUT/out.tgz
+# On the GPU host (kind nvidia-h200), from the project root (run 2026-12-02: DONE in 171 s):
+#   mkdir -p /opt/out && PPD_GIT_COMMIT=<hash> setsid bash tools/gpu/h200/host-plans.sh \
+#     > /opt/out/session.log 2>&1 < /dev/null & sleep 2; bash tools/gpu/h200/wait.sh 560
+#   bash tools/gpu/h200/wait.sh 300                # only if not DONE; packs /opt/out into $OUT/out.tgz
 set -uo pipefail
 if [ -z "${HOST_PLANS_COPY:-}" ]; then  # a device call refreshes the working tree: run from a copy
   cd "$(dirname "$0")/../../.." || exit 1

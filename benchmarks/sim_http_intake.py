@@ -19,13 +19,18 @@ import argparse
 import asyncio
 import bisect
 import socket
-import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import uvloop
 from aiohttp import web
+
+from _sims import SRC, start, stop
+
+sys.path.insert(0, str(SRC))
 
 import ppd.sim.server as sim_server
 from ppd.sim.config import sim_config
@@ -34,7 +39,6 @@ from ppd.sim.engine import Engine
 from ppd.sim.request import Request
 from ppd.sim.timing import DEFAULT_PROFILE, load_profile
 
-PROXY_START_S = 3.0
 CLIENT = r"""
 import asyncio, random, sys, time, aiohttp, uvloop
 port, num_background, num_probes, fresh = (int(a) for a in sys.argv[1:5])
@@ -134,19 +138,17 @@ async def run(num_background: int, num_probes: int, via_proxy: bool, fresh: bool
     await web.TCPSite(runner, "127.0.0.1", sim_port).start()
     target_port, proxy = sim_port, None
     if via_proxy:
-        target_port = free_port()
         replica = f"http://127.0.0.1:{sim_port}"
-        proxy = await asyncio.create_subprocess_exec(
-            "ppd", "proxy", "--mode", "replication", "--replica", replica, "--port", str(target_port),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        await asyncio.sleep(PROXY_START_S)
+        log_path = Path(tempfile.mkdtemp(prefix="sim-http-intake-")) / "proxy.log"
+        proxy_args = ["proxy", "--mode", "replication", "--replica", replica]
+        # `python -m ppd proxy` once it prints its URL; in a thread: this loop serves the sim meanwhile
+        proxy, proxy_url = await asyncio.to_thread(start, proxy_args, log_path)
+        target_port = int(proxy_url.rsplit(":", 1)[1])
     args = (str(target_port), str(num_background), str(num_probes), str(int(fresh)))
     client = await asyncio.create_subprocess_exec(sys.executable, "-c", CLIENT, *args)
     await client.wait()
     if proxy is not None:
-        proxy.terminate()
-        await proxy.wait()
+        await asyncio.to_thread(stop, proxy)
     await runner.cleanup()
     return trace
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import socket
 import sys
 import tempfile
 import time
@@ -121,21 +120,14 @@ class Trace:
         return late / max(1, len(self.steps_ended))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def run(num_background: int, num_probes: int, via_proxy: bool, fresh: bool) -> Trace:
     trace = Trace()
     trace.install()
     app = sim_server.build_app(sim_config(load_profile(DEFAULT_PROFILE), time_scale=1.0))
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
-    sim_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", sim_port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    sim_port: int = runner.addresses[0][1]  # the port the OS gave
     target_port, proxy = sim_port, None
     if via_proxy:
         replica = f"http://127.0.0.1:{sim_port}"

@@ -121,14 +121,9 @@ def random_word_ids(num_words: Sequence[int], seed: int) -> list[np.ndarray[Any,
     return [rng.integers(0, NUM_WORD_TOKENS, count) for count in num_words]
 
 
-def random_word_id_lists(num_words: Sequence[int], seed: int) -> list[list[int]]:
-    """random_word_ids as lists of ints, the same ids (tests/unit/bench check it); WordIdDrawer
-    draws them for many seeds in a row."""
-    return WordIdDrawer().lists(num_words, seed)
-
-
 class WordIdDrawer:
-    """random_word_id_lists for one seed after another (`ppd fleet`: one per conversation), cheaply.
+    """random_word_ids as lists of ints, the same ids (tests/unit/bench check it), for one seed after
+    another (`ppd fleet`: one per conversation), cheaply.
 
     One draw of all the counts, split (a generator's draws of n and then m integers are its draw of
     n + m); one PCG64 generator, put in the state PCG64(seed) starts in (bench.pcg64_seed), rather

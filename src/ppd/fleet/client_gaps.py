@@ -43,13 +43,9 @@ class ClientGaps:
     def __init__(self, hops: HopCosts, seed: int) -> None:
         self.hops = hops
         self._random = random.Random(seed)
-        self.is_zero = not hops.stream_end_ms and not self.has_send_lag
-
-    @property
-    def has_send_lag(self) -> bool:
-        hops = self.hops
         line = (hops.send_lag_ms, hops.send_lag_us_per_answer_token, hops.send_lag_us_per_prompt_token)
-        return any(line)
+        self.has_send_lag = any(line)
+        self.is_zero = not hops.stream_end_ms and not self.has_send_lag
 
     def stream_end_s(self) -> float:
         """The last content chunk -> the stream's end at the client."""

@@ -117,11 +117,10 @@ class Fleet:
         self.proxy_to_engine_s = hops.proxy_to_engine_ms * 1e-3
         self.engine_to_proxy_s = hops.engine_to_proxy_ms * 1e-3
         self.proxy_to_client_s = hops.proxy_to_client_ms * 1e-3
-        # A later content chunk's way back (engine -> proxy -> client): the first's less what the
-        # response's start cost only the first (at most all of it)
-        self.later_chunk_return_s = max(
-            0.0, self.engine_to_proxy_s + self.proxy_to_client_s - hops.later_chunk_saving_ms * 1e-3
-        )
+        # A content chunk's way back (engine -> proxy -> client); a later chunk's: the first's less
+        # what the response's start cost only the first (at most all of it)
+        self.first_chunk_return_s = self.engine_to_proxy_s + self.proxy_to_client_s
+        self.later_chunk_return_s = max(0.0, self.first_chunk_return_s - hops.later_chunk_saving_ms * 1e-3)
         self.kv_claim_s = hops.kv_claim_ms * 1e-3
         self.engine_s_per_token = hops.engine_us_per_prompt_token * 1e-6
         self.proxy_s_per_token = hops.proxy_us_per_prompt_token * 1e-6
@@ -387,9 +386,7 @@ class _TurnFlow:
 
     def _first_arrival_s(self, step_end_s: float) -> float:
         """When the first content chunk, of the step ending at step_end_s, reaches the client."""
-        fleet = self.fleet
-        delay_s = fleet.engine_to_proxy_s + fleet.proxy_to_client_s
-        return step_end_s + delay_s + self._relay_wait_s(self.target, step_end_s)
+        return step_end_s + self.fleet.first_chunk_return_s + self._relay_wait_s(self.target, step_end_s)
 
     def _first_byte(self) -> None:
         if self.target_hop is not None:

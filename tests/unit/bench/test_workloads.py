@@ -12,7 +12,6 @@ from ppd.bench.workloads import (
     completions_prompt,
     load_conversation_file,
     parse_workloads,
-    random_word_id_lists,
     random_word_ids,
     random_word_texts,
     request_body,
@@ -93,7 +92,7 @@ def test_word_id_lists_are_the_word_ids_drawn_at_once(counts: list[int]) -> None
     """The fleet's one-draw lists must be what the bench's per-count draws send (HTTP and fleet runs
     send the same prompts): a numpy whose bounded draws were not splittable would fail here."""
     for seed in (0, 5, 2**63 + 17):
-        assert random_word_id_lists(counts, seed) == [ids.tolist() for ids in random_word_ids(counts, seed)]
+        assert WordIdDrawer().lists(counts, seed) == [ids.tolist() for ids in random_word_ids(counts, seed)]
 
 
 def test_history_grows_turn_by_turn() -> None:

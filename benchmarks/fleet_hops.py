@@ -194,9 +194,12 @@ def bench_conversations(proxy_url: str, out: Path) -> Path:
                "--qps", f"{GAP_QPS:g}", "--duration", f"{GAP_DURATION_S:g}", "--modes", "replication",
                "--turns", "2", "--seed", "0", "--drain-timeout-s", f"{GAP_DRAIN_S:g}", "--output", str(out),
                "--name", "gaps", "--quiet"]  # fmt: skip
+    # Each shape: its window and at most its drain, plus start-up: past that the bench hangs.
+    timeout_s = len(GAP_SHAPES) * (GAP_DURATION_S + GAP_DRAIN_S) + 60.0
     subprocess.run(
-        command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": python_path}
-    )
+        command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": python_path},
+        timeout=timeout_s,
+    )  # fmt: skip
     return out / "gaps.jsonl"
 
 

@@ -78,6 +78,7 @@ from ppd.fleet import EngineOptions, FleetConfig, HopCosts, fleet_topology, simu
 from ppd.fleet.config import HOPS_FILE
 from ppd.fleet.proxy_loop import ProxyCpu
 from ppd.modes import Mode
+from ppd.results import TurnRow, read_rows
 
 # Prompt words, output tokens: from one short turn to W4's second turn (16,448 tokens), so that the
 # per-word terms are measured over the prompts the fleet is used with, not extrapolated.
@@ -218,21 +219,21 @@ class Gap:
 def conversation_gaps(rows_path: Path) -> list[Gap]:
     """Every conversation whose two turns succeeded, beside the same conversation in ppd fleet with
     zero hop costs (the engine model alone: its spans)."""
-    turns: dict[tuple[str, int], dict[int, dict[str, Any]]] = defaultdict(dict)
-    for row in map(json.loads, rows_path.read_text().splitlines()):
-        turns[(row["workload"], row["conversation"])][row["turn"]] = row
+    turns: dict[tuple[str, int], dict[int, TurnRow]] = defaultdict(dict)
+    for row in read_rows(rows_path):  # the rows as written, gzipped, or packed without ITL lists
+        turns[(row.workload, row.conversation)][row.turn] = row
     model_spans = {shape: modeled_spans_ms(shape) for shape in GAP_SHAPES}
     gaps = []
     for (name, index), pair in sorted(turns.items()):
         first, second = pair.get(1), pair.get(2)
-        if first is None or second is None or not (first["ok"] and second["ok"]):
+        if first is None or second is None or not (first.ok and second.ok):
             continue
         shape = name.replace("x", "/")
-        last_content_s = first["sent_s"] + first["e2e_ms"] / 1000.0
-        span_ms = first["e2e_ms"] - first["ttft_ms"]
+        last_content_s = first.sent_s + first.e2e_ms / 1000.0
+        span_ms = first.e2e_ms - first.ttft_ms
         gaps.append(
-            Gap(shape, (second["scheduled_s"] - last_content_s) * 1000.0, second["schedule_lag_ms"],
-                first["output_tokens"], second["prompt_tokens"], span_ms - model_spans[shape][index])
+            Gap(shape, (second.scheduled_s - last_content_s) * 1000.0, second.schedule_lag_ms,
+                first.output_tokens, second.prompt_tokens, span_ms - model_spans[shape][index])
         )  # fmt: skip
     return gaps
 

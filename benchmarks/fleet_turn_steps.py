@@ -12,34 +12,42 @@ after the proxy had the turn, not in the client.
     python benchmarks/fleet_vs_sim.py --out DIR --fleet-only --hops H --proxy-cpu P   # fleet rows
     python benchmarks/fleet_turn_steps.py DIR [--step-ms 3]
 
-DIR holds http-<topology>-<workload>.jsonl (rows unpacked), fleet-<topology>-<workload>.jsonl and
-proxy-decisions-<topology>.jsonl. Ends with
+DIR holds http-<topology>-<workload>.json with its rows (as written, or packed: .rows-no-itl.jsonl.gz),
+fleet-<topology>-<workload>.json(l) and proxy-decisions-<topology>.jsonl (or .jsonl.gz). Ends with
 `fleet_turn_steps turns=N later=L earlier=E later_share=S client_part_later_ms=A client_part_rest_ms=B`.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
+from _sims import SRC
+
+sys.path.insert(0, str(SRC))
+
+from ppd.results import TurnRow, read_rows
+
 MODES = ("replication", "auto")
-Row = dict[str, Any]
+Row = TurnRow
 
 
-def read_rows(path: Path) -> list[Row]:
-    with path.open() as lines:
-        return [json.loads(line) for line in lines]
+def read_decisions(out: Path, topology: str) -> list[dict[str, Any]]:
+    """The proxy's decision log of a topology (gzipped or not); [] when there is none."""
+    for path in (out / f"proxy-decisions-{topology}.jsonl", out / f"proxy-decisions-{topology}.jsonl.gz"):
+        if path.exists():
+            data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    return []
 
 
 def turn_ones(rows: list[Row], qps: float, mode: str) -> list[Row]:
-    return [
-        r
-        for r in rows
-        if r["qps"] == qps and r["mode"] == mode and r["turn"] == 1 and r.get("ok") and not r["in_warmup"]
-    ]
+    return [r for r in rows if r.qps == qps and r.mode == mode and r.turn == 1 and r.ok and not r.in_warmup]
 
 
 def median_or_nan(values: list[float]) -> float:
@@ -54,13 +62,15 @@ def point_line(
     fleet_ttft: dict[str, list[float]] = {"later": [], "rest": []}
     earlier = 0
     for http, fleet, proxy_ttft_ms in pairs:
-        diff_ms = http["ttft_ms"] - fleet["ttft_ms"]
+        if http.ttft_ms is None or fleet.ttft_ms is None:
+            continue
+        diff_ms = http.ttft_ms - fleet.ttft_ms
         earlier += diff_ms < -step_ms
         group = "later" if diff_ms > step_ms else "rest"
         groups[group].append(diff_ms)
-        fleet_ttft[group].append(fleet["ttft_ms"])
+        fleet_ttft[group].append(fleet.ttft_ms)
         if proxy_ttft_ms is not None:
-            groups["client_" + group].append(http["ttft_ms"] - proxy_ttft_ms)
+            groups["client_" + group].append(http.ttft_ms - proxy_ttft_ms)
     n, later = len(pairs), len(groups["later"])
     diff_later, diff_rest = median_or_nan(groups["later"]), median_or_nan(groups["rest"])
     fleet_later, fleet_rest = median_or_nan(fleet_ttft["later"]), median_or_nan(fleet_ttft["rest"])
@@ -89,27 +99,23 @@ def main() -> int:
         "point                         turns, one step later / earlier over HTTP | HTTP - fleet ms"
         " | fleet TTFT p50, later / rest | bench part p50, later / rest"
     )
-    for http_path in sorted(args.out.glob("http-*.jsonl")):
-        topology, workload = http_path.stem.split("-")[1:3]
+    for http_json in sorted(args.out.glob("http-*.json")):
+        topology, workload = http_json.stem.split("-")[1:3]
         fleet = {
-            (r["mode"], r["qps"], r["run"], r["conversation"]): r
+            (r.mode, r.qps, r.run, r.conversation): r
             for r in read_rows(args.out / f"fleet-{topology}-{workload}.jsonl")
-            if r["turn"] == 1
+            if r.turn == 1
         }
-        decisions_path = args.out / f"proxy-decisions-{topology}.jsonl"
-        proxy_ms = (
-            {r["conversation"]: r["ttft_ms"] for r in read_rows(decisions_path) if r["turn"] == 1}
-            if decisions_path.exists()
-            else {}
-        )
-        rows = read_rows(http_path)
-        for qps in sorted({r["qps"] for r in rows}):
+        decisions = read_decisions(args.out, topology)
+        proxy_ms = {r["conversation"]: r["ttft_ms"] for r in decisions if r["turn"] == 1}
+        rows = read_rows(http_json.with_suffix(".jsonl"))
+        for qps in sorted({r.qps for r in rows}):
             for mode in MODES:
                 pairs = [
                     (
                         r,
-                        fleet[(mode, qps, r["run"], r["conversation"])],
-                        proxy_ms.get("s:" + r["conversation_id"]),
+                        fleet[(mode, qps, r.run, r.conversation)],
+                        proxy_ms.get("s:" + r.conversation_id),
                     )
                     for r in turn_ones(rows, qps, mode)
                 ]

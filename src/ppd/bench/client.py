@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from ppd.turn_trace import TurnTrace
+
 ROUTE_HEADERS = ("x-ppd-route", "x-ppd-upstream", "x-ppd-prefill-ms", "x-ppd-prefill-cached-tokens")
 _MAX_ERROR_BODY_BYTES = 65536
 _MAX_LINE_BYTES = 1 << 20  # one SSE line (a chunk with a huge text is still far below)
@@ -62,10 +64,17 @@ class Backend(Protocol):
 class HttpBackend:
     """OpenAI-compatible streaming client over one shared aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout: aiohttp.ClientTimeout):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        timeout: aiohttp.ClientTimeout,
+        trace: TurnTrace | None = None,
+    ):
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
+        self._trace = trace  # per-request stamps (PPD_TURN_TRACE), None unless asked for
 
     async def send(self, request: TurnRequest, record: RawTurn) -> None:
         """POST the request and record the stream; failures become record.error."""
@@ -93,8 +102,16 @@ class HttpBackend:
             record.error = f"{type(exc).__name__}: {exc}"
         finally:
             record.ended_at = time.perf_counter()
+            if self._trace is not None:  # also for a turn cut off (cancelled) mid-stream
+                self._write_trace(self._trace, request, record)
         if record.error is None and not record.done:
             record.error = "stream ended before [DONE]"
+
+    @staticmethod
+    def _write_trace(trace: TurnTrace, request: TurnRequest, record: RawTurn) -> None:
+        first = record.chunk_times[0] if record.chunk_times else None
+        session_id = request.headers.get("X-Session-ID")
+        trace.write("bench", sid=session_id, sent=record.sent_at, first=first, ended=record.ended_at)
 
 
 async def _read_stream(response: aiohttp.ClientResponse, record: RawTurn) -> None:

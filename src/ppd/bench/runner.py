@@ -11,6 +11,7 @@ schedule, and drift of the machine over the invocation hits them alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from ppd.bench.server_info import ServerInfo, prepare_mode, probe
 from ppd.bench.workloads import context_tokens
 from ppd.results import TurnRow
 from ppd.traces.replay import window_indices
+from ppd.turn_trace import TurnTrace
 
 
 def run_bench(config: BenchConfig) -> Path:
@@ -61,10 +63,10 @@ async def run_bench_async(config: BenchConfig) -> Path:
         warn_if_too_long(config, server)
         for mode in config.modes:  # fail before measuring anything if a mode or the token is refused
             await prepare_mode(session, config.url, mode, config.admin_token)
-        backend = HttpBackend(
-            session, config.url, request_timeout(config.request_timeout_s, config.connect_timeout_s)
-        )
-        with ResultSet.open(config, server) as results:
+        timeout = request_timeout(config.request_timeout_s, config.connect_timeout_s)
+        trace = TurnTrace.from_env("bench")  # None (and nothing traced) unless PPD_TURN_TRACE is set
+        backend = HttpBackend(session, config.url, timeout, trace)
+        with ResultSet.open(config, server) as results, trace or contextlib.nullcontext():
             summaries: list[dict[str, Any]] = []
             try:
                 for point in run_points(config, server, results):

@@ -34,6 +34,7 @@ from ppd.proxy.state import STATE, ProxyState
 from ppd.proxy.turns import CHAT_PATH, COMPLETIONS_PATH, handle_chat_completions, handle_completions
 from ppd.proxy.upstreams import HealthChecker
 from ppd.serve import CONNECTIONS
+from ppd.turn_trace import TurnTrace
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,6 +65,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0, ttl_dns_cache=300)
     state.client_session = aiohttp.ClientSession(connector=connector, timeout=state.upstream_timeout)
     state.decision_log = DecisionLog(state.config.decision_log_path)
+    state.turn_trace = TurnTrace.from_env("proxy")
     checker = HealthChecker(state.pool, state.client_session, state.config)
     health_task = asyncio.create_task(checker.run_forever())
     try:
@@ -76,6 +78,8 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         await state.client_session.close()
         state.client_session = None
         state.decision_log.close()
+        if state.turn_trace is not None:
+            state.turn_trace.close()
 
 
 @web.middleware

@@ -27,6 +27,7 @@ from ppd.router.estimates import Estimates
 from ppd.router.failover import FAILOVER_KINDS
 from ppd.router.instances import InstancePool
 from ppd.router.records import TurnRecord
+from ppd.turn_trace import TurnTrace
 
 KV_RELEASE_OUTCOMES = ("released", "failed")
 
@@ -44,6 +45,7 @@ class ProxyState:
     prefill_timeout: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
     background: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled when the app stops
     rejections: RateLimitedLog = field(default_factory=RateLimitedLog)  # one line per rejected request
+    turn_trace: TurnTrace | None = None  # per-request stamps (PPD_TURN_TRACE), None unless asked for
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> ProxyState:

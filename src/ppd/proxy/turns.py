@@ -48,6 +48,7 @@ from ppd.proxy.state import STATE, ProxyState
 from ppd.router.failover import FailureAction, FailureKind, Hop
 from ppd.router.policies import NoHealthyUpstream, Route
 from ppd.router.records import TurnRecord
+from ppd.turn_trace import TurnTrace
 
 COMPLETIONS_PATH = "/v1/completions"
 CHAT_PATH = "/v1/chat/completions"
@@ -115,6 +116,8 @@ async def forward_turn(
     # D's remote_request_id), so a client's id reused by another request must not collide there.
     request_id = f"ppd-{uuid.uuid4().hex}"
     forward = _Forward(request, state, turn_request, record, request_id)
+    if state.turn_trace is not None:
+        forward.forward_s = clock()
     try:
         try:
             response, capture = await forward.attempt("target")
@@ -134,6 +137,9 @@ async def forward_turn(
     except asyncio.CancelledError:
         record.end("cancelled", 499, "client disconnected")
         raise
+    finally:
+        if state.turn_trace is not None:
+            forward.write_trace(state.turn_trace)
     if record.state == "pending":
         record.usage = capture.usage
         answer_text = capture.text if capture.capture_text else None
@@ -163,6 +169,29 @@ class _Forward:
     request_id: str
     # Where D was to pull the KV that P prefilled, while D has not accepted the request.
     prefilled_kv: tuple[str, dict[str, Any]] | None = None
+    # Stamps for the per-request trace (PPD_TURN_TRACE) only: routed, the target's headers back.
+    forward_s: float | None = None
+    headers_s: float | None = None
+
+    def write_trace(self, trace: TurnTrace) -> None:
+        """This turn's stamps (perf_counter s): handler start, routed, P and target sent, the
+        target's headers and first bytes back."""
+        record = self.record
+        trace.write(
+            "proxy",
+            sid=self.request.headers.get("X-Session-ID"),
+            turn=record.turn.number if record.turn else None,
+            rid=self.request_id,
+            route=record.route.kind if record.route else None,
+            target=record.route.target_url if record.route else None,
+            start=record.started_s,
+            forward=self.forward_s,
+            prefill_sent=record.prefill_sent_s,
+            target_sent=record.target_sent_s,
+            headers=self.headers_s,
+            first=record.first_byte_s,
+            status=record.status,
+        )
 
     @property
     def path(self) -> str:
@@ -240,6 +269,8 @@ class _Forward:
             answer = await open_upstream(
                 state.session, base_url, self.path, data, self._headers_up(), state.upstream_timeout
             )
+            if self.forward_s is not None:
+                self.headers_s = clock()
             try:
                 if not self.turn_request.stream:
                     body = await _read_whole(base_url, answer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from ppd.sim.config import SimConfig
 from ppd.sim.core import EngineCore, EngineStats, Hold, Step, StepEvents
@@ -36,6 +37,9 @@ class Engine:
         self.core = EngineCore(config)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Called with (step, modeled start, modeled end) as each step is decided (the server's
+        # per-request trace, PPD_TURN_TRACE); None, the default, costs one test per step.
+        self.on_step: Callable[[Step, float, float], None] | None = None
 
     @property
     def kv_cache(self) -> KVCache:
@@ -149,6 +153,8 @@ class Engine:
         """Let a step pass on the modeled clock, apply it, wake its streams; returns the clock after."""
         loop = asyncio.get_running_loop()
         end_s = clock_s + step.duration_s
+        if self.on_step is not None:
+            self.on_step(step, clock_s, end_s)
         delay_s = end_s - loop.time() - TIMER_EARLY_S
         await asyncio.sleep(delay_s if delay_s > 0 else 0)
         now_s = loop.time()

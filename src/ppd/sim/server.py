@@ -20,6 +20,7 @@ from aiohttp.typedefs import Handler
 from ppd import __version__
 from ppd.openai_api import SSE_DONE, ApiError, error_body
 from ppd.sim.config import SimConfig
+from ppd.sim.core import Step
 from ppd.sim.engine import TIMER_EARLY_S, Engine
 from ppd.sim.kv_transfer import PULL_PATH, KVPuller, RemotePrefill, parse_kv_transfer_params
 from ppd.sim.metrics import render_metrics
@@ -41,6 +42,8 @@ from ppd.sim.protocol import (
 )
 from ppd.sim.request import Request, RequestStatus
 from ppd.tokens import NUM_WORD_TOKENS, decode
+from ppd.turn_trace import TurnTrace
+from ppd.turn_trace import now_s as trace_now_s
 
 SIM_VERSION = f"ppd-sim-{__version__}"
 
@@ -56,6 +59,7 @@ class SimState:
     puller: KVPuller
     started_s: float
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    trace: TurnTrace | None = None  # per-request stamps (PPD_TURN_TRACE), None unless asked for
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background; the app's stop cancels it."""
@@ -119,7 +123,9 @@ def _engine_lifespan(config: SimConfig) -> Any:
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         engine = Engine(config)
         puller = KVPuller(config.profile, config.time_scale)
-        state = app[STATE] = SimState(config, engine, puller, time.time())
+        state = app[STATE] = SimState(config, engine, puller, time.time(), trace=TurnTrace.from_env("sim"))
+        if state.trace is not None:
+            engine.on_step = StepTrace(state.trace, engine, config.engine_id)
         await engine.start()
         yield
         await engine.stop()
@@ -127,6 +133,8 @@ def _engine_lifespan(config: SimConfig) -> Any:
             task.cancel()
         await asyncio.gather(*state.background, return_exceptions=True)
         await puller.close()
+        if state.trace is not None:
+            state.trace.close()
 
     return lifespan
 
@@ -141,6 +149,7 @@ async def chat_completions(http_request: web.Request) -> web.StreamResponse:
 
 async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
     state = http_request.app[STATE]
+    handler_s = trace_now_s() if state.trace is not None else 0.0
     config = state.config
     x_request_id = http_request.headers.get("X-Request-Id")
     headers = {"x-request-id": x_request_id} if x_request_id else {}
@@ -165,6 +174,7 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
         response_id, params.prompt_token_ids, max_tokens, hold_kv_on_finish=act_as_prefill
     )
     api_s = engine.core.api_ready_s(request.arrival_s, request) - request.arrival_s
+    arrival_s = trace_now_s() if state.trace is not None else 0.0
     try:
         await asyncio.sleep(max(0.0, api_s - TIMER_EARLY_S))
         if remote is not None:
@@ -177,6 +187,8 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
             state.spawn(state.puller.release(remote))
         raise
     engine.submit(request)
+    if state.trace is not None:
+        trace_intake(state.trace, state, request, (handler_s, arrival_s), pulled=remote is not None)
     try:
         if params.stream:
             return await _stream(http_request, request, params, response_id, headers)
@@ -275,7 +287,7 @@ async def _stream(
     if transport is None:
         return response
     sink = TokenSink(transport, templates, request.num_prompt_tokens, request.max_tokens)
-    request.on_token = sink
+    request.on_token = sink if state.trace is None else FirstTokenTrace(sink, state.trace, state.engine)
     try:
         while not request.is_finished and not sink.closed:
             await request.output_ready.wait()
@@ -346,6 +358,72 @@ class TokenSink:
             return
         body = b"".join(parts)
         self.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+
+
+def trace_intake(
+    trace: TurnTrace, state: SimState, request: Request, stamps_s: tuple[float, float], pulled: bool
+) -> None:
+    """A request handed to the engine: when its handler started and its body was parsed (stamps_s),
+    its arrival and API-ready times on the loop's clock, now on both clocks, and how many steps the
+    engine had completed."""
+    trace.write(
+        "intake",
+        rid=request.request_id,
+        eng=state.config.engine_id,
+        handler=stamps_s[0],
+        arrival=stamps_s[1],
+        arrival_loop=request.arrival_s,
+        ready_loop=request.ready_s,
+        submit=trace_now_s(),
+        submit_loop=asyncio.get_running_loop().time(),
+        steps=state.engine.stats.num_steps,
+        prompt=request.num_prompt_tokens,
+        pulled=pulled,
+    )
+
+
+class StepTrace:
+    """Engine.on_step while tracing: each step that yields a request's first token, as it is decided
+    (and when the step before it was decided: a request submitted in between could join it)."""
+
+    def __init__(self, trace: TurnTrace, engine: Engine, engine_id: str) -> None:
+        self.trace, self.engine, self.engine_id = trace, engine, engine_id
+        self.last_decided_s = 0.0
+
+    def __call__(self, step: Step, start_s: float, end_s: float) -> None:
+        decided_s, self.last_decided_s = self.last_decided_s, trace_now_s()
+        first = [
+            item.request.request_id
+            for item in step.scheduled
+            if item.completes_prompt and item.request.num_output_tokens == 0
+        ]
+        if not first:
+            return
+        self.trace.write(
+            "step",
+            eng=self.engine_id,
+            i=self.engine.stats.num_steps,
+            t=self.last_decided_s,
+            prev_t=decided_s,
+            t_loop=asyncio.get_running_loop().time(),
+            start_loop=start_s,
+            end_loop=end_s,
+            n=len(step.scheduled),
+            first=first,
+        )
+
+
+class FirstTokenTrace:
+    """A stream's on_token while tracing: stamps the first token's write, then hands the stream to
+    its TokenSink for good."""
+
+    def __init__(self, sink: TokenSink, trace: TurnTrace, engine: Engine) -> None:
+        self.sink, self.trace, self.engine = sink, trace, engine
+
+    def __call__(self, request: Request) -> None:
+        request.on_token = self.sink
+        self.sink(request)
+        self.trace.write("first", rid=request.request_id, t=trace_now_s(), steps=self.engine.stats.num_steps)
 
 
 def _check_model(model: str | None, served_model_name: str) -> None:

@@ -1,0 +1,413 @@
+"""Where a loaded turn 1 loses a decode step over HTTP: the per-request trace of an HTTP grid run
+joined with the fleet's own timeline of the same turns.
+
+Over HTTP about a quarter of the loaded replication/auto turn 1s take one decode step more than in
+the fleet (benchmarks/fleet_turn_steps.py). With PPD_TURN_TRACE=T set for the HTTP side, `ppd
+bench`, `ppd proxy` and every `ppd sim` write their per-request stamps under T (ppd.turn_trace; one
+clock: CLOCK_MONOTONIC, shared by every process on one Linux host, checked below from each file's
+first line). This script joins them by session id and request id, runs the fleet over the same
+points (virtual time, the given costs) and records the same turns' times there, and splits each
+turn 1's TTFT on both sides into
+
+    A  the way in: the bench's send -> the engine's submit (HTTP: the sim's engine.submit, after its
+       API-time sleep; fleet: VirtualEngine.submit, after client_to_proxy, the proxy's loop,
+       proxy_to_engine and the API time)
+    B  the engine: submit -> the first token out (the step that takes the request; the sim's
+       first chunk written; the fleet's step end)
+    R  the way back: the first token out -> the bench's first content chunk (fleet: the TTFT less
+       A and B)
+
+and, for the turns one step later over HTTP (HTTP - fleet TTFT > --step-ms) and the rest, the
+medians of A, B and R on both sides and of the HTTP side's parts of A: send -> the proxy's
+handler, the proxy's handler -> its upstream request, upstream request -> the sim's handler, the
+sim's handler -> submit; and in the sim, how late the submit came after its modelled ready time
+(the API-time sleep's timer) and how late the step that took it was decided after its modelled
+start (the step timer), both on the loop's clock. The HTTP side joins a step when its submit comes
+before the step's decision; the fleet when its ready time is before the step's start.
+
+    PPD_TURN_TRACE=T python benchmarks/fleet_vs_sim.py --http-only --out DIR [--topologies ..]
+    python benchmarks/turn_trace.py T DIR [--hops H] [--proxy-cpu P] [--step-ms 3] [--modes replication,auto]
+        [--workloads W1,W3]
+
+DIR: the HTTP result sets (http-<topology>-<workload>.json and rows, packed or not). Ends with
+`turn_trace turns=N later=L dA_later_ms=.. dA_rest_ms=.. dB_later_ms=.. dB_rest_ms=.. dR_later_ms=..
+dR_rest_ms=..` (HTTP - fleet, medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _sims import SRC
+
+sys.path.insert(0, str(SRC))
+
+from ppd.bench.workloads import builtin_workload
+from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, simulate
+from ppd.fleet.config import hops_from_spec
+from ppd.fleet.engines import VirtualEngine
+from ppd.fleet.fleet import _TurnFlow
+from ppd.fleet.proxy_loop import proxy_cpu_from_spec
+from ppd.results import TurnRow, read_rows
+from ppd.sim.request import Request
+
+MODES = ("replication", "auto")
+MAX_MODEL_LEN = 32768  # as benchmarks/fleet_vs_sim.py
+Event = dict[str, Any]
+TurnKey = tuple[str, str, str, int]  # (mode, "W3-q8-r0", conversation "c5", turn)
+
+
+def turn_key(session_id: str, turn: int) -> TurnKey:
+    """A turn's key from a bench or fleet session id (`<who>-<salt>-<mode>-<W>-q<qps>-r<run>-c<n>`)."""
+    mode, workload, qps, run, conversation = session_id.rsplit("-", 5)[-5:]
+    return (mode, f"{workload}-{qps}-{run}", conversation, turn)
+
+
+# ---- the HTTP side: trace files -------------------------------------------------------------
+
+
+def trace_events(folder: Path) -> Iterator[Event]:
+    for path in sorted([*folder.glob("*.jsonl"), *folder.glob("*.jsonl.gz")]):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        for line in data.decode().splitlines():
+            if line.strip():
+                yield json.loads(line)
+
+
+@dataclass
+class HttpTurn:
+    bench: Event
+    proxy: Event | None = None
+    intake: Event | None = None  # the target's (D's or the replica's)
+    first: Event | None = None
+    step: Event | None = None  # the step that yielded its first token
+    # The submit came after the decision of the step before the one that took it (else: a step late)
+    after_previous_step: bool | None = None
+
+
+@dataclass
+class HttpTrace:
+    turns: dict[TurnKey, HttpTurn] = field(default_factory=dict)
+    clock_offsets_ms: list[float] = field(default_factory=list)  # perf_counter - monotonic per file
+
+
+def load_http(folder: Path) -> HttpTrace:
+    """Every traced turn with what each process recorded of it."""
+    trace = HttpTrace()
+    bench: dict[str, list[Event]] = defaultdict(list)
+    proxy: dict[tuple[str, int], Event] = {}
+    intakes: dict[str, Event] = {}
+    firsts: dict[str, Event] = {}
+    steps: dict[str, list[Event]] = defaultdict(list)
+    for event in trace_events(folder):
+        kind = event["ev"]
+        if kind == "clock":
+            trace.clock_offsets_ms.append((event["perf"] - event["monotonic"]) * 1e3)
+        elif kind == "bench" and event["sid"] and event["sent"] is not None:
+            bench[event["sid"]].append(event)
+        elif kind == "proxy" and event["sid"] and event["turn"] is not None:
+            proxy[(event["sid"], event["turn"])] = event
+        elif kind == "intake":
+            # P and D of a P->D turn share the id; D's intake (pulled) is the one a token follows
+            if event["pulled"] or event["rid"] not in intakes:
+                intakes[event["rid"]] = event
+        elif kind == "first":
+            firsts[event["rid"]] = event
+        elif kind == "step":
+            steps[event["eng"]].append(event)
+    step_of = {
+        rid: (engine, event) for engine, events in steps.items() for event in events for rid in event["first"]
+    }
+    for sid, sends in bench.items():
+        for number, sent in enumerate(sorted(sends, key=lambda e: e["sent"]), start=1):
+            turn = HttpTurn(sent, proxy.get((sid, number)))
+            rid = None if turn.proxy is None else turn.proxy["rid"]
+            if rid is not None:
+                turn.intake = next(
+                    (intakes[k] for k in (f"cmpl-{rid}", f"chatcmpl-{rid}") if k in intakes), None
+                )
+            if turn.intake is not None:
+                turn.first = firsts.get(turn.intake["rid"])
+                found = step_of.get(turn.intake["rid"])
+                if found is not None and found[0] == turn.intake["eng"]:
+                    turn.step = found[1]
+                    turn.after_previous_step = turn.intake["submit"] > turn.step["prev_t"]
+            trace.turns[turn_key(sid, number)] = turn
+    return trace
+
+
+# ---- the fleet side: the same points, with the turns' times recorded -------------------------
+
+
+@dataclass
+class FleetTurn:
+    sent_s: float
+    request: Request | None = None  # the target's request
+    submit_s: float | None = None
+
+
+def fleet_turns(
+    http_json: Path, hops_spec: str, proxy_cpu_spec: str
+) -> tuple[dict[TurnKey, FleetTurn], list[TurnRow]]:
+    """The fleet over an HTTP result set's points (as fleet_vs_sim.run_fleet), recording each turn's
+    send, its target request and that request's submit on the virtual clock."""
+    meta = json.loads(http_json.read_text())
+    config, topology = meta["config"], http_json.stem.split("-")[1]
+    workload = builtin_workload(config["workloads"][0]["name"], len(config["workloads"][0]["turns"]))
+    hops, proxy_cpu = hops_from_spec(hops_spec), proxy_cpu_from_spec(proxy_cpu_spec)
+    turns: dict[TurnKey, FleetTurn] = {}
+    rows: list[TurnRow] = []
+    with _recording(turns):
+        for qps in config["qps"]:
+            for mode in config["modes"]:
+                run = simulate(
+                    FleetConfig(
+                        fleet_topology(topology),
+                        mode,
+                        workload,
+                        qps=qps,
+                        duration_s=config["duration_s"],
+                        seed=config["seed"],
+                        drain_timeout_s=config["drain_timeout_s"],
+                        engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
+                        hops=hops,
+                        proxy_cpu=proxy_cpu,
+                    )
+                )
+                rows += run.rows
+    return turns, rows
+
+
+class _recording:
+    """Wraps _TurnFlow._new_request and VirtualEngine.submit while the block runs (pure-Python
+    build only: the instrumentation of this script, not of the fleet)."""
+
+    def __init__(self, turns: dict[TurnKey, FleetTurn]) -> None:
+        self.turns = turns
+        self.sends: dict[str, int] = defaultdict(int)
+        self.by_request: dict[int, FleetTurn] = {}
+
+    def __enter__(self) -> None:
+        self.new_request, self.submit = _TurnFlow._new_request, VirtualEngine.submit
+        new_request, submit = self.new_request, self.submit
+        recording = self
+
+        def recorded_new_request(flow: Any, engine: VirtualEngine, *args: Any, **kwargs: Any) -> Request:
+            request = new_request(flow, engine, *args, **kwargs)
+            if engine is flow.target:
+                job = flow.job
+                recording.sends[job.session_id] += 1
+                turn = FleetTurn(job.sent_s, request)
+                recording.turns[turn_key(job.session_id, recording.sends[job.session_id])] = turn
+                recording.by_request[id(request)] = turn
+            return request
+
+        def recorded_submit(engine: VirtualEngine, request: Request) -> None:
+            turn = recording.by_request.get(id(request))
+            if turn is not None and turn.request is request:
+                turn.submit_s = engine.clock.now_s
+            submit(engine, request)
+
+        _TurnFlow._new_request = recorded_new_request  # type: ignore[method-assign,assignment]
+        VirtualEngine.submit = recorded_submit  # type: ignore[method-assign,assignment]
+
+    def __exit__(self, *exc_info: object) -> None:
+        _TurnFlow._new_request = self.new_request  # type: ignore[method-assign,assignment]
+        VirtualEngine.submit = self.submit  # type: ignore[method-assign,assignment]
+
+
+# ---- joining and summing up ------------------------------------------------------------------
+
+
+PARTS: dict[str, Callable[[Any], float]] = {  # the HTTP side's parts of A, B and R; the sim's timers
+    "send>proxy": lambda t: t.proxy["start"] - t.bench["sent"],
+    "proxy>upstream": lambda t: t.proxy["target_sent"] - t.proxy["start"],
+    "upstream>sim": lambda t: t.intake["handler"] - t.proxy["target_sent"],
+    "sim>arrival": lambda t: t.intake["arrival"] - t.intake["handler"],
+    "arrival>submit": lambda t: t.intake["submit"] - t.intake["arrival"],
+    "submit-ready": lambda t: t.intake["submit"] - t.intake["ready_loop"],
+    "decided-start": lambda t: t.step["t"] - t.step["start_loop"],
+    "first>proxy": lambda t: t.proxy["first"] - t.first["t"],
+    "proxy>bench": lambda t: t.bench["first"] - t.proxy["first"],
+}
+
+
+@dataclass
+class Joined:
+    point: str
+    light: bool  # the workload's lower rate
+    diff_ms: float  # HTTP - fleet TTFT
+    d_ms: dict[str, float]  # A, B, R: HTTP - fleet
+    http_ms: dict[str, float]  # in, A, B, R and PARTS over HTTP
+    fleet_ms: dict[str, float]  # in, A, B, R in the fleet
+    after_previous_step: bool | None
+
+
+def join(
+    http: HttpTurn, fleet: FleetTurn, http_row: TurnRow, fleet_row: TurnRow, light: bool, offset_s: float
+) -> Joined | None:
+    """One turn on both sides; offset_s puts a fleet time on the HTTP side's clock (run_offsets_s)."""
+    t = http
+    if (
+        t.proxy is None
+        or t.intake is None
+        or t.first is None
+        or t.step is None
+        or t.bench["first"] is None
+        or fleet.submit_s is None
+    ):
+        return None
+    request = fleet.request
+    if (
+        request is None
+        or request.first_token_s is None
+        or fleet_row.ttft_ms is None
+        or http_row.ttft_ms is None
+    ):
+        return None
+    http_in = (t.intake["arrival"] - t.bench["sent"]) * 1e3
+    http_a = (t.intake["submit"] - t.bench["sent"]) * 1e3
+    http_b = (t.first["t"] - t.intake["submit"]) * 1e3
+    http_r = http_row.ttft_ms - http_a - http_b
+    fleet_in = (request.arrival_s - fleet.sent_s) * 1e3
+    fleet_a = (fleet.submit_s - fleet.sent_s) * 1e3
+    fleet_b = (request.first_token_s - fleet.submit_s) * 1e3
+    fleet_r = fleet_row.ttft_ms - fleet_a - fleet_b
+    http_ms = {"in": http_in, "A": http_a, "B": http_b, "R": http_r}
+    http_ms |= {name: part(t) * 1e3 for name, part in PARTS.items()}
+    fleet_ms = {"in": fleet_in, "A": fleet_a, "B": fleet_b, "R": fleet_r}
+    d_ms = {key: http_ms[key] - fleet_ms[key] for key in fleet_ms}
+    # On one time line: the HTTP submit, the modelled end of the step that took it and its first token
+    # out, less the fleet's submit, step end (= its first token) and first token.
+    fleet_token_s = request.first_token_s + offset_s
+    d_ms["submit@"] = (t.intake["submit"] - fleet.submit_s - offset_s) * 1e3
+    d_ms["end@"] = (t.step["end_loop"] - fleet_token_s) * 1e3
+    d_ms["token@"] = (t.first["t"] - fleet_token_s) * 1e3
+    point = f"{http_row.workload} {http_row.qps:g}/s {http_row.mode}"  # the caller adds the topology
+    return Joined(
+        point, light, http_row.ttft_ms - fleet_row.ttft_ms, d_ms, http_ms, fleet_ms, t.after_previous_step
+    )
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def group_line(
+    label: str, joined: list[Joined], keys: list[str], pick: Callable[[Joined], dict[str, float]]
+) -> str:
+    return f"{label:<10} n={len(joined):4} " + " ".join(
+        f"{k}={median([pick(j)[k] for j in joined]):6.2f}" for k in keys
+    )
+
+
+KEYS_D = ["in", "A", "B", "R"]
+KEYS_HTTP = [*KEYS_D, *PARTS]
+KEYS_ALIGNED = ["submit@", "end@", "token@"]
+
+
+def collect(trace: HttpTrace, out: Path, args: argparse.Namespace) -> tuple[list[Joined], int]:
+    """The traced turn 1s of the chosen modes, joined with the fleet's; and how many had rows."""
+    modes = set(args.modes.split(","))
+    workloads = set(args.workloads.split(","))
+    found, every = 0, []
+    for http_json in sorted(out.glob("http-*.json")):
+        if http_json.stem.split("-")[2] not in workloads:
+            continue
+        fleet, fleet_rows = fleet_turns(http_json, args.hops, args.proxy_cpu)
+        fleet_by_key = {turn_key(r.conversation_id, r.turn): r for r in fleet_rows}
+        lowest_qps = min(json.loads(http_json.read_text())["config"]["qps"])
+        topology = http_json.stem.split("-")[1]
+        offsets_s = run_offsets_s(trace, fleet)
+        for row in read_rows(http_json.with_name(http_json.stem + ".jsonl")):
+            if row.turn != 1 or row.mode not in modes or not row.ok or row.in_warmup:
+                continue
+            key = turn_key(row.conversation_id, row.turn)
+            if key not in trace.turns or key not in fleet or key not in fleet_by_key:
+                continue
+            found += 1
+            light = row.qps == lowest_qps
+            joined = join(trace.turns[key], fleet[key], row, fleet_by_key[key], light, offsets_s[key[:2]])
+            if joined is not None:
+                joined.point = f"{topology} {joined.point}"
+                every.append(joined)
+    return every, found
+
+
+def run_offsets_s(trace: HttpTrace, fleet: dict[TurnKey, FleetTurn]) -> dict[tuple[str, str], float]:
+    """Per run, the HTTP clock at the fleet's time 0: the median of (HTTP send - fleet send) over its
+    turn 1s (both sides send them at the same scheduled times, the bench a fraction of a ms late;
+    later turns leave when the turn before ended, which differs)."""
+    gaps: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for key, turn in fleet.items():
+        if key in trace.turns and key[3] == 1:
+            gaps[key[:2]].append(trace.turns[key].bench["sent"] - turn.sent_s)
+    return {run: statistics.median(values) for run, values in gaps.items()}
+
+
+def print_groups(groups: list[tuple[str, list[Joined]]], with_steps: bool = False) -> None:
+    for label, group in groups:
+        if not group:
+            continue
+        print("  HTTP-fleet " + group_line(label, group, [*KEYS_D, *KEYS_ALIGNED], lambda j: j.d_ms))
+        print("  fleet      " + group_line(label, group, KEYS_D, lambda j: j.fleet_ms))
+        print("  HTTP       " + group_line(label, group, KEYS_HTTP, lambda j: j.http_ms))
+        if with_steps:
+            after = [j.after_previous_step for j in group if j.after_previous_step is not None]
+            print(
+                f"  HTTP: submitted after the decision of the step before the one that took it: "
+                f"{sum(after)} of {len(after)}"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("trace", type=Path, help="the PPD_TURN_TRACE folder of the HTTP run")
+    parser.add_argument("out", type=Path, help="the HTTP run's result sets (fleet_vs_sim --out)")
+    parser.add_argument("--hops", default="measured", help="the fleet's hop costs: measured|zero|FILE")
+    parser.add_argument("--proxy-cpu", default="measured", help="the fleet's proxy loop: measured|zero|FILE")
+    parser.add_argument("--step-ms", type=float, default=3.0, help="a TTFT difference beyond this is a step")
+    parser.add_argument("--modes", default=",".join(MODES), help="whose turn 1s (default replication,auto)")
+    parser.add_argument(
+        "--workloads", default="W1,W3", help="which result sets (default W1,W3: short prompts)"
+    )
+    args = parser.parse_args()
+    trace = load_http(args.trace)
+    offsets = trace.clock_offsets_ms
+    print(
+        f"trace files {len(offsets)}; perf_counter - monotonic: {min(offsets):.3f} .. {max(offsets):.3f} ms"
+    )
+    every, found = collect(trace, args.out, args)
+    print(f"turn 1s ({args.modes}; {args.workloads}) with rows on both sides: {found}; traced: {len(every)}")
+    step_ms = args.step_ms
+    for point in sorted({j.point for j in every}):
+        at = [j for j in every if j.point == point]
+        later = [j for j in at if j.diff_ms > step_ms]
+        print(f"== {point}: later {len(later)} / {len(at)} (medians, ms)")
+        print_groups([("later", later), ("rest", [j for j in at if abs(j.diff_ms) <= step_ms])])
+    later = [j for j in every if j.diff_ms > step_ms]
+    rest = [j for j in every if abs(j.diff_ms) <= step_ms]
+    earlier = [j for j in every if j.diff_ms < -step_ms]
+    print("== all points (medians, ms)")
+    print_groups([("later", later), ("rest", rest), ("earlier", earlier)], with_steps=True)
+    print("== by load, every traced turn 1 (medians, ms)")
+    print_groups([("light", [j for j in every if j.light]), ("loaded", [j for j in every if not j.light])])
+    d = {k: (median([j.d_ms[k] for j in later]), median([j.d_ms[k] for j in rest])) for k in KEYS_D}
+    print(
+        f"turn_trace turns={len(every)} later={len(later)} earlier={len(earlier)}"
+        + "".join(f" d{name}_later_ms={a:.2f} d{name}_rest_ms={b:.2f}" for name, (a, b) in d.items())
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -250,6 +250,7 @@ class Joined:
     http_ms: dict[str, float]  # in, A, B, R and PARTS over HTTP
     fleet_ms: dict[str, float]  # in, A, B, R in the fleet
     after_previous_step: bool | None
+    batch: int  # requests in the HTTP step that took it: how busy its engine was
 
 
 def join(
@@ -294,7 +295,14 @@ def join(
     d_ms["token@"] = (t.first["t"] - fleet_token_s) * 1e3
     point = f"{http_row.workload} {http_row.qps:g}/s {http_row.mode}"  # the caller adds the topology
     return Joined(
-        point, light, http_row.ttft_ms - fleet_row.ttft_ms, d_ms, http_ms, fleet_ms, t.after_previous_step
+        point,
+        light,
+        http_row.ttft_ms - fleet_row.ttft_ms,
+        d_ms,
+        http_ms,
+        fleet_ms,
+        t.after_previous_step,
+        t.step["n"],
     )
 
 
@@ -313,6 +321,7 @@ def group_line(
 KEYS_D = ["in", "A", "B", "R"]
 KEYS_HTTP = [*KEYS_D, *PARTS]
 KEYS_ALIGNED = ["submit@", "end@", "token@"]
+BATCH_BINS = ((0, 8), (8, 24), (24, 48), (48, 100_000))
 
 
 def collect(trace: HttpTrace, out: Path, args: argparse.Namespace) -> tuple[list[Joined], int]:
@@ -399,6 +408,13 @@ def main() -> int:
     earlier = [j for j in every if j.diff_ms < -step_ms]
     print("== all points (medians, ms)")
     print_groups([("later", later), ("rest", rest), ("earlier", earlier)], with_steps=True)
+    print("== by the HTTP engine's batch when it took the turn (medians, ms; later share)")
+    for low, high in BATCH_BINS:
+        group = [j for j in every if low <= j.batch < high]
+        if group:
+            share = sum(j.diff_ms > step_ms for j in group) / len(group)
+            print(f"  batch {low}-{high - 1}: later {share:.0%}")
+            print_groups([(f"{low}-{high - 1}", group)])
     print("== by load, every traced turn 1 (medians, ms)")
     print_groups([("light", [j for j in every if j.light]), ("loaded", [j for j in every if not j.light])])
     d = {k: (median([j.d_ms[k] for j in later]), median([j.d_ms[k] for j in rest])) for k in KEYS_D}

@@ -23,6 +23,7 @@
 # On the GPU host (kind nvidia-h200), from the project root (run 2026-12-02: DONE in 171 s):
 #   mkdir -p /opt/out && PPD_GIT_COMMIT=<hash> setsid bash tools/gpu/h200/host-plans.sh \
 #     > /opt/out/session.log 2>&1 < /dev/null & sleep 2; bash tools/gpu/h200/wait.sh 560
+#   (COSTS_DIR=results/h200-host-cpu-gaps before setsid: session 7's costs with the client's gaps)
 #   bash tools/gpu/h200/wait.sh 300                # only if not DONE; packs /opt/out into $OUT/out.tgz
 set -uo pipefail
 if [ -z "${HOST_PLANS_COPY:-}" ]; then  # a device call refreshes the working tree: run from a copy
@@ -37,6 +38,9 @@ PY=${PY:-python3}
 SNAPSHOT=$ROOT/ppd-plans
 WHEELS=${WHEELS:-$ROOT/stage}
 TIMEOUT_S=${TIMEOUT_S:-840}
+# The cost files' folder (hops.json, proxy_cpu.json): session 6's host costs by default; session 7's
+# with the client's gaps are results/h200-host-cpu-gaps.
+COSTS_DIR=${COSTS_DIR:-results/h200-host-cpu}
 export PPD_GIT_COMMIT=${PPD_GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 step() { echo "=== $(date -u +%H:%M:%S) $*"; }
 fail() { step "FAILED: $*"; exit 1; }
@@ -44,13 +48,13 @@ fail() { step "FAILED: $*"; exit 1; }
 mkdir -p "$OUT_DIR" /work || fail "cannot make $OUT_DIR"  # /work: the run.sh scripts' CPU lock
 step "env (commit $PPD_GIT_COMMIT)"
 {
-  echo "commit $PPD_GIT_COMMIT"; echo "date_utc $(date -u +%FT%TZ)"; echo "cores $(nproc)"
+  echo "commit $PPD_GIT_COMMIT"; echo "costs $COSTS_DIR"; echo "date_utc $(date -u +%FT%TZ)"; echo "cores $(nproc)"
   grep -m1 "model name" /proc/cpuinfo; echo "uptime $(uptime)"
 } > "$OUT_DIR/env.txt"
 rm -rf "$SNAPSHOT" && mkdir -p "$SNAPSHOT/bin" \
   && cp -a src data pyproject.toml "$SNAPSHOT"/ && mkdir -p "$SNAPSHOT/results" \
   && cp -a results/plan-8gpu results/h200x4-vllm0.25.1-nixl results/h200x2-vllm0.25.1-nixl \
-     results/h200-host-cpu "$SNAPSHOT/results/" || fail "project snapshot"
+     "$COSTS_DIR" "$SNAPSHOT/results/" || fail "project snapshot"
 export PYTHONPATH=$SNAPSHOT/src:$ROOT/pylib
 if ! $PY -c 'import matplotlib' 2> /dev/null; then
   step "installing matplotlib from $WHEELS into $ROOT/pylib"
@@ -67,7 +71,8 @@ cat "$OUT_DIR/env.txt"
 printf '#!/bin/sh\nexec %s -m ppd "$@"\n' "$PY" > "$SNAPSHOT/bin/ppd" && chmod +x "$SNAPSHOT/bin/ppd"
 export PATH=$SNAPSHOT/bin:$PATH
 cd "$SNAPSHOT" || fail "no $SNAPSHOT"
-COSTS="--hops results/h200-host-cpu/hops.json --proxy-cpu results/h200-host-cpu/proxy_cpu.json"
+COSTS_DIR=results/$(basename "$COSTS_DIR")
+COSTS="--hops $COSTS_DIR/hops.json --proxy-cpu $COSTS_DIR/proxy_cpu.json"
 
 step "start: plan8 (W1-W4), h200x4 (W1-W4, mooncake120), h200x2 (W1-W4), timeout ${TIMEOUT_S}s each"
 mkdir -p "$OUT_DIR/plan-8gpu" "$OUT_DIR/h200x4" "$OUT_DIR/h200x2"

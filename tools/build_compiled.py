@@ -70,6 +70,7 @@ COMPILED_MODULES = (
     "ppd/router/records.py",
     "ppd/bench/arrivals.py",
     "ppd/bench/pcg64_seed.py",
+    "ppd/bench/word_ids.py",
     "ppd/bench/metrics.py",
 )
 

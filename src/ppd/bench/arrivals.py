@@ -32,7 +32,24 @@ class ConversationPlan:
 
 def derive_seed(*parts: object) -> int:
     """A 64-bit seed from any parts, stable across processes (unlike hash() of a str)."""
-    text = "\x1f".join(repr(part) for part in parts)
+    return _seed_of_text("\x1f".join(repr(part) for part in parts))
+
+
+class SeedFamily:
+    """derive_seed(*parts, last) for fixed leading parts and one last part after another (`ppd
+    fleet`: a prompt seed per conversation), the leading parts' text made once."""
+
+    def __init__(self, *parts: object) -> None:
+        if not parts:
+            raise ValueError("a seed family needs at least one leading part")
+        self._prefix = "".join(f"{part!r}\x1f" for part in parts)
+
+    def seed(self, last: object) -> int:
+        """derive_seed(*parts, last)."""
+        return _seed_of_text(self._prefix + repr(last))
+
+
+def _seed_of_text(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 

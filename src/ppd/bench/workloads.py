@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ppd.bench.config import Api, TraceWorkload, TurnShape, WorkloadSpec
-from ppd.bench.pcg64_seed import pcg64_state
+from ppd.bench.word_ids import WordIdDrawer
 from ppd.errors import UsageError
 from ppd.tokens import NUM_WORD_TOKENS
 from ppd.traces.formats import is_trace_spec, read_trace_spec
@@ -116,40 +116,9 @@ def vocabulary() -> np.ndarray[Any, np.dtype[np.object_]]:
 
 def random_word_ids(num_words: Sequence[int], seed: int) -> list[np.ndarray[Any, np.dtype[np.int64]]]:
     """The token ids of random_word_texts(num_words, seed), one array per count (word `w<N>` is token
-    N): what `ppd fleet` sends without making the text."""
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, NUM_WORD_TOKENS, count) for count in num_words]
-
-
-class WordIdDrawer:
-    """random_word_ids as lists of ints, the same ids (tests/unit/bench check it), for one seed after
-    another (`ppd fleet`: one per conversation), cheaply.
-
-    One draw of all the counts, split (a generator's draws of n and then m integers are its draw of
-    n + m); one PCG64 generator, put in the state PCG64(seed) starts in (bench.pcg64_seed), rather
-    than a SeedSequence, a PCG64 and a Generator built per seed, as default_rng(seed) does."""
-
-    def __init__(self) -> None:
-        self._bit_generator = np.random.PCG64(0)
-        self._generator = np.random.Generator(self._bit_generator)
-
-    def lists(self, num_words: Sequence[int], seed: int) -> list[list[int]]:
-        """The word ids of random_word_ids(num_words, seed), one list per count."""
-        state, inc = pcg64_state(seed)
-        self._bit_generator.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": state, "inc": inc},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
-        draw = self._generator.integers(0, NUM_WORD_TOKENS, sum(num_words))
-        ids: list[int] = draw.tolist()
-        lists: list[list[int]] = []
-        start = 0
-        for count in num_words:
-            lists.append(ids[start : start + count])
-            start += count
-        return lists
+    N): `default_rng(seed).integers(0, NUM_WORD_TOKENS, count)` for each count in turn, drawn as
+    `ppd fleet` draws them (bench.word_ids)."""
+    return WordIdDrawer().arrays(num_words, seed)
 
 
 def random_word_texts(num_words: Sequence[int], seed: int) -> list[str]:

@@ -1,7 +1,7 @@
 """The bench's side of a fleet run: conversations arrive, send their turns, and become rows.
 
 What to send and when comes from ppd.bench itself (arrivals.plan_conversations, the prompt seeds of
-loadgen, workloads.WordIdDrawer), so a fleet run and `ppd bench` against HTTP engines send the
+loadgen, word_ids.WordIdDrawer), so a fleet run and `ppd bench` against HTTP engines send the
 same conversations at the same times. Rows are built by the bench's own metric code
 (bench.metrics.turn_timings) from the first and last content-chunk times; the tokens in between
 are not kept unless ITL is asked for, so memory does not grow with simulated time.
@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ppd.bench.arrivals import ConversationPlan, derive_seed
+from ppd.bench.arrivals import ConversationPlan, SeedFamily, derive_seed
 from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
-from ppd.bench.workloads import WordIdDrawer, append_turn
+from ppd.bench.word_ids import WordIdDrawer
+from ppd.bench.workloads import append_turn
 from ppd.fleet.client_gaps import ClientGaps
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
@@ -64,6 +65,13 @@ class BenchClient:
         )
         self.gaps = ClientGaps(config.hops, gaps_seed)
         self._words = WordIdDrawer()
+        # What every conversation's prompt seed and session id start with, made once (per
+        # conversation, only its index is added).
+        self._prompt_seeds = SeedFamily(
+            config.seed, config.prompt_salt, config.mode, config.workload.name, config.qps, config.run
+        )
+        run_key = f"{config.mode}-{config.workload.name}-q{config.qps:g}-r{config.run}"
+        self._session_id_prefix = f"fleet-{config.prompt_salt}-{run_key}-c"
 
     def start(self, plans: list[ConversationPlan]) -> None:
         """Schedule every conversation's arrival; prompts are made when each arrives."""
@@ -71,27 +79,15 @@ class BenchClient:
             self.clock.at(plan.arrival_s, self._arrive, plan)
 
     def _arrive(self, plan: ConversationPlan) -> None:
-        config = self.config
-        seed = derive_seed(
-            config.seed,
-            config.prompt_salt,
-            config.mode,
-            config.workload.name,
-            config.qps,
-            config.run,
-            plan.index,
-        )
         counts = [shape.num_new_words for shape in plan.turns]
-        user_ids = self._words.lists(counts, seed)
+        user_ids = self._words.lists(counts, self._prompt_seeds.seed(plan.index))
         conversation = _Conversation(plan, self._session_id(plan), user_ids)
         self.num_active += 1
         self.start_times_s.append(self.clock.now_s)
         self._send(conversation, 1, self.clock.now_s)
 
     def _session_id(self, plan: ConversationPlan) -> str:
-        config = self.config
-        run_key = f"{config.mode}-{config.workload.name}-q{config.qps:g}-r{config.run}"
-        return f"fleet-{config.prompt_salt}-{run_key}-c{plan.index}"
+        return f"{self._session_id_prefix}{plan.index}"
 
     def _send(self, conversation: _Conversation, turn: int, due_s: float) -> None:
         is_chat = self.config.api == "chat"

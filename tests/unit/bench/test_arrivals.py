@@ -4,6 +4,7 @@ import itertools
 import random
 
 from ppd.bench.arrivals import (
+    SeedFamily,
     constant_arrival_times_s,
     derive_seed,
     plan_conversations,
@@ -54,3 +55,11 @@ def test_file_workloads_pick_seeded_shapes() -> None:
     plans = plan_conversations(workload, 20.0, 10.0, seed=0, run=0)
     assert plans == plan_conversations(workload, 20.0, 10.0, seed=0, run=0)
     assert {plan.turns for plan in plans} == set(shapes)
+
+
+def test_seed_family_is_derive_seed() -> None:
+    """The fleet's per-conversation prompt seeds (one family, many indices) are derive_seed's."""
+    family = SeedFamily(0, "salt", "pd", "W1", 16.0, 0)
+    for index in (0, 1, 57_505):
+        assert family.seed(index) == derive_seed(0, "salt", "pd", "W1", 16.0, 0, index)
+    assert SeedFamily("x").seed(None) == derive_seed("x", None)

@@ -7,12 +7,10 @@ import pytest
 
 from ppd.bench.config import TurnShape
 from ppd.bench.workloads import (
-    WordIdDrawer,
     chat_messages,
     completions_prompt,
     load_conversation_file,
     parse_workloads,
-    random_word_ids,
     random_word_texts,
     request_body,
 )
@@ -87,14 +85,6 @@ def test_random_texts_have_exact_token_counts_and_are_seeded() -> None:
     assert texts[0] != random_word_texts([512], seed=6)[0]
 
 
-@pytest.mark.parametrize("counts", [[512, 512], [511, 513, 1], [1, 1, 1], [3, 8192, 7], [], [0, 5]])
-def test_word_id_lists_are_the_word_ids_drawn_at_once(counts: list[int]) -> None:
-    """The fleet's one-draw lists must be what the bench's per-count draws send (HTTP and fleet runs
-    send the same prompts): a numpy whose bounded draws were not splittable would fail here."""
-    for seed in (0, 5, 2**63 + 17):
-        assert WordIdDrawer().lists(counts, seed) == [ids.tolist() for ids in random_word_ids(counts, seed)]
-
-
 def test_history_grows_turn_by_turn() -> None:
     users = ["w1 w2", "w3", "w4 w5"]
     answers = [" w9 w8", "w7 "]
@@ -126,11 +116,3 @@ def test_request_body_fixes_output_length_and_streams_usage() -> None:
 def test_request_body_sends_temperature_only_when_set() -> None:
     assert "temperature" not in request_body("completions", "m", ["w1"], [], 8)
     assert request_body("completions", "m", ["w1"], [], 8, temperature=0.0)["temperature"] == 0.0
-
-
-def test_word_id_drawer_reseeds() -> None:
-    """One drawer, seed after seed (as the fleet's client uses it), gives each seed's own words."""
-    drawer = WordIdDrawer()
-    for seed in (7, 0, 7, 2**64 - 1, 123456789):
-        lists = drawer.lists([512, 3, 1], seed)
-        assert lists == [ids.tolist() for ids in random_word_ids([512, 3, 1], seed)]

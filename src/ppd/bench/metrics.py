@@ -22,7 +22,7 @@ from ppd.results import TURN_GROUPS, RunInfo, TurnRow
 MIN_SAMPLES_FOR_P99 = 100
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class TurnTimings:
     """A turn's latencies in ms; None where undefined."""
 
@@ -30,6 +30,19 @@ class TurnTimings:
     e2e_ms: float | None
     tpot_ms: float | None
     itl_ms: list[float]
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        ttft_ms: float | None,
+        e2e_ms: float | None,
+        tpot_ms: float | None,
+        itl_ms: list[float],
+    ) -> None:
+        object.__setattr__(self, "ttft_ms", ttft_ms)
+        object.__setattr__(self, "e2e_ms", e2e_ms)
+        object.__setattr__(self, "tpot_ms", tpot_ms)
+        object.__setattr__(self, "itl_ms", itl_ms)
 
 
 @dataclass(frozen=True)

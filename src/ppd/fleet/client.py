@@ -28,7 +28,7 @@ _USER_ID = word_to_id("user")
 _ASSISTANT_ID = word_to_id("assistant")
 
 
-@dataclass
+@dataclass(init=False)
 class _Conversation:
     """A conversation in flight: its plan, its user turns' word ids, the answers so far, and the last
     turn's prompt and chat messages, which the next turn's extend (rebuilding every earlier turn's
@@ -41,6 +41,22 @@ class _Conversation:
     prompt_token_ids: list[int] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
     last_turn_blocks: tuple[int, list[int], list[int]] | None = None  # TurnJob.answer_blocks
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        plan: ConversationPlan,
+        session_id: str,
+        user_token_ids: list[list[int]],
+        last_turn_blocks: tuple[int, list[int], list[int]] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.session_id = session_id
+        self.user_token_ids = user_token_ids
+        self.answer_token_ids = []
+        self.prompt_token_ids = []
+        self.messages = []
+        self.last_turn_blocks = last_turn_blocks
 
 
 class BenchClient:

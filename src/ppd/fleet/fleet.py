@@ -42,7 +42,7 @@ from ppd.sim.timing import load_profile
 from ppd.tokens import NUM_WORD_TOKENS
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class TurnJob:
     """One turn as the client sends it, and what the client saw of its answer (virtual s)."""
 
@@ -73,6 +73,56 @@ class TurnJob:
     # hashes start with those hashes (sim.kv_cache.block_hashes_after).
     history_blocks: tuple[int, list[int], list[int]] | None = None
     answer_blocks: tuple[int, list[int], list[int]] | None = None  # this turn's, when its answer ends
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        session_id: str,
+        prompt_token_ids: list[int],
+        num_prompt_words: int,
+        max_tokens: int,
+        on_done: Callable[[TurnJob], None],
+        sent_s: float = 0.0,
+        first_content_s: float | None = None,
+        last_content_s: float | None = None,
+        ended_s: float | None = None,
+        itl_ms: list[float] | None = None,
+        status: int | None = None,
+        error: str | None = None,
+        prompt_tokens: int | None = None,
+        cached_tokens: int | None = None,
+        output_tokens: int | None = None,
+        route: str | None = None,
+        upstream: str | None = None,
+        prefill_ms: float | None = None,
+        prefill_cached_tokens: int | None = None,
+        chat_messages: list[dict[str, str]] | None = None,
+        history_blocks: tuple[int, list[int], list[int]] | None = None,
+        answer_blocks: tuple[int, list[int], list[int]] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.prompt_token_ids = prompt_token_ids
+        self.num_prompt_words = num_prompt_words
+        self.max_tokens = max_tokens
+        self.on_done = on_done
+        self.sent_s = sent_s
+        self.first_content_s = first_content_s
+        self.last_content_s = last_content_s
+        self.ended_s = ended_s
+        self.itl_ms = itl_ms
+        self.answer_token_ids = []
+        self.status = status
+        self.error = error
+        self.prompt_tokens = prompt_tokens
+        self.cached_tokens = cached_tokens
+        self.output_tokens = output_tokens
+        self.route = route
+        self.upstream = upstream
+        self.prefill_ms = prefill_ms
+        self.prefill_cached_tokens = prefill_cached_tokens
+        self.chat_messages = chat_messages
+        self.history_blocks = history_blocks
+        self.answer_blocks = answer_blocks
 
 
 class Fleet:

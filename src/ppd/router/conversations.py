@@ -25,7 +25,7 @@ SESSION_HEADER = "X-Session-ID"
 SESSION_BODY_FIELD = "conversation_id"
 
 
-@dataclass
+@dataclass(init=False)
 class Conversation:
     """What the proxy knows about one conversation after its last completed turn."""
 
@@ -38,13 +38,34 @@ class Conversation:
     chat_key: bytes | None = field(default=None, repr=False)  # digest registered for recognition
     in_chunk_index: bool = field(default=False, repr=False)  # counted among the chunk index's owners
 
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        key: str,
+        num_turns: int = 0,
+        holder_url: str | None = None,
+        num_prompt_tokens: int = 0,
+        num_output_tokens: int = 0,
+        last_used_s: float = 0.0,
+        chat_key: bytes | None = None,
+        in_chunk_index: bool = False,
+    ) -> None:
+        self.key = key
+        self.num_turns = num_turns
+        self.holder_url = holder_url
+        self.num_prompt_tokens = num_prompt_tokens
+        self.num_output_tokens = num_output_tokens
+        self.last_used_s = last_used_s
+        self.chat_key = chat_key
+        self.in_chunk_index = in_chunk_index
+
     @property
     def num_history_tokens(self) -> int:
         """Tokens the next turn's prompt starts with: the last prompt plus its answer."""
         return self.num_prompt_tokens + self.num_output_tokens
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class Identity:
     """How a request names its conversation: a session id, a history to recognise, or neither."""
 
@@ -52,8 +73,19 @@ class Identity:
     chat_messages: Sequence[Any] | None = None  # the full messages of a chat request
     prompt_bytes: bytes | None = None  # the UTF-8 prompt of a completions request
 
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        session_id: str | None = None,
+        chat_messages: Sequence[Any] | None = None,
+        prompt_bytes: bytes | None = None,
+    ) -> None:
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "chat_messages", chat_messages)
+        object.__setattr__(self, "prompt_bytes", prompt_bytes)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(init=False, frozen=True, slots=True)
 class TurnOutcome:
     """A completed turn: what to remember about it."""
 
@@ -62,11 +94,24 @@ class TurnOutcome:
     num_output_tokens: int
     answer_text: str | None  # the relayed answer; None when it could not be captured
 
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        holder_url: str,
+        num_prompt_tokens: int,
+        num_output_tokens: int,
+        answer_text: str | None,
+    ) -> None:
+        object.__setattr__(self, "holder_url", holder_url)
+        object.__setattr__(self, "num_prompt_tokens", num_prompt_tokens)
+        object.__setattr__(self, "num_output_tokens", num_output_tokens)
+        object.__setattr__(self, "answer_text", answer_text)
+
 
 Recognised = Literal["session", "history", "chunks"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class Recognition:
     """What a request continues, and how that was found. Its chunk keys and text length are made
     once per turn, here: commit_turn takes the whole Recognition."""
@@ -80,6 +125,23 @@ class Recognition:
     # messages): exact up to the keyed lead; past it, for chat, at least this (identity_lead)
     num_text_bytes: int = 0
     chunk_keys: tuple[bytes, ...] = ()  # the prompt's chunk keys (no session id), kept at commit
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        conversation: Conversation | None,
+        by: Recognised | None = None,
+        holder_url: str | None = None,
+        num_shared_bytes: int | None = None,
+        num_text_bytes: int = 0,
+        chunk_keys: tuple[bytes, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "conversation", conversation)
+        object.__setattr__(self, "by", by)
+        object.__setattr__(self, "holder_url", holder_url)
+        object.__setattr__(self, "num_shared_bytes", num_shared_bytes)
+        object.__setattr__(self, "num_text_bytes", num_text_bytes)
+        object.__setattr__(self, "chunk_keys", chunk_keys)
 
 
 def identity_lead(identity: Identity, keyed_bytes: int) -> tuple[bytes, int] | None:

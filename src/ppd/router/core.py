@@ -99,7 +99,7 @@ class ModeUnavailable(ValueError):
     """The mode needs instances this router does not have (pd and ppd: P and D)."""
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class InFlight:
     """One request sent to one instance (a hop of a turn), until it finishes."""
 
@@ -110,6 +110,25 @@ class InFlight:
     sent_s: float
     awaiting_first_byte: bool = True
     finished: bool = False
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        record: TurnRecord,
+        hop: Hop,
+        instance: Instance,
+        num_prefill_tokens: int,
+        sent_s: float,
+        awaiting_first_byte: bool = True,
+        finished: bool = False,
+    ) -> None:
+        self.record = record
+        self.hop = hop
+        self.instance = instance
+        self.num_prefill_tokens = num_prefill_tokens
+        self.sent_s = sent_s
+        self.awaiting_first_byte = awaiting_first_byte
+        self.finished = finished
 
 
 class Router:

@@ -104,15 +104,20 @@ class Priors:
     mean_output_tokens: float = 128.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class HopLoad:
     """An instance's load when a request was sent to it: queued prefill tokens, running decodes."""
 
     queued_prefill_tokens: int
     running_decodes: int
 
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(self, queued_prefill_tokens: int, running_decodes: int) -> None:
+        object.__setattr__(self, "queued_prefill_tokens", queued_prefill_tokens)
+        object.__setattr__(self, "running_decodes", running_decodes)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(init=False, frozen=True, slots=True)
 class TurnObservation:
     """What one completed turn showed; stamps are seconds on the router's clock, times ms."""
 
@@ -129,6 +134,37 @@ class TurnObservation:
     last_byte_s: float | None
     prefill_load: HopLoad | None = None
     prefill_ms: float | None = None
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        route_kind: RouteKind,
+        target_url: str,
+        holder_url: str | None,
+        num_prompt_tokens: int,
+        num_history_tokens: int,
+        is_first_turn: bool,
+        usage: dict[str, Any] | None,
+        target_load: HopLoad | None,
+        target_sent_s: float | None,
+        first_byte_s: float | None,
+        last_byte_s: float | None,
+        prefill_load: HopLoad | None = None,
+        prefill_ms: float | None = None,
+    ) -> None:
+        object.__setattr__(self, "route_kind", route_kind)
+        object.__setattr__(self, "target_url", target_url)
+        object.__setattr__(self, "holder_url", holder_url)
+        object.__setattr__(self, "num_prompt_tokens", num_prompt_tokens)
+        object.__setattr__(self, "num_history_tokens", num_history_tokens)
+        object.__setattr__(self, "is_first_turn", is_first_turn)
+        object.__setattr__(self, "usage", usage)
+        object.__setattr__(self, "target_load", target_load)
+        object.__setattr__(self, "target_sent_s", target_sent_s)
+        object.__setattr__(self, "first_byte_s", first_byte_s)
+        object.__setattr__(self, "last_byte_s", last_byte_s)
+        object.__setattr__(self, "prefill_load", prefill_load)
+        object.__setattr__(self, "prefill_ms", prefill_ms)
 
 
 class Estimates:

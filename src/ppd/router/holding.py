@@ -32,7 +32,7 @@ MAX_AGE_BUCKET = 16  # 2^16 s ~ 18 h: older is one bucket
 MAX_SIZE_BUCKET = 20  # 2^20 tokens: longer is one bucket
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class HistoryCheck:
     """What one turn served by the history's holder found."""
 
@@ -40,6 +40,19 @@ class HistoryCheck:
     age_s: float  # since the turn that made the history ended
     num_history_tokens: int  # the reusable history: min(history, prompt - 1)
     num_cached_tokens: int
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        holder_url: str,
+        age_s: float,
+        num_history_tokens: int,
+        num_cached_tokens: int,
+    ) -> None:
+        object.__setattr__(self, "holder_url", holder_url)
+        object.__setattr__(self, "age_s", age_s)
+        object.__setattr__(self, "num_history_tokens", num_history_tokens)
+        object.__setattr__(self, "num_cached_tokens", num_cached_tokens)
 
     @property
     def held_share(self) -> float:
@@ -87,13 +100,19 @@ def size_bucket(num_tokens: int) -> int:
     return min(MAX_SIZE_BUCKET, max(0, num_tokens).bit_length())
 
 
-@dataclass
+@dataclass(init=False)
 class _Mean:
     """An exponentially weighted mean of held shares."""
 
     weight: float = 0.0
     total: float = 0.0
     count: int = 0
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(self, weight: float = 0.0, total: float = 0.0, count: int = 0) -> None:
+        self.weight = weight
+        self.total = total
+        self.count = count
 
     def add(self, value: float) -> None:
         self.weight = self.weight * FORGET + 1.0

@@ -67,7 +67,7 @@ class Instance(Protocol):
     def running_decodes(self) -> int: ...  # requests past their prefill, generating
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class Turn:
     """The turn being routed: its 1-based number and who holds the conversation's KV cache."""
 
@@ -79,6 +79,23 @@ class Turn:
     # The share of the history the holder is expected to still have cached (router/holding.py):
     # 1 until the router has seen otherwise.
     history_held_share: float = 1.0
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        number: int,
+        holder_url: str | None = None,
+        num_prompt_tokens: int = 0,
+        num_history_tokens: int = 0,
+        history_age_s: float = 0.0,
+        history_held_share: float = 1.0,
+    ) -> None:
+        object.__setattr__(self, "number", number)
+        object.__setattr__(self, "holder_url", holder_url)
+        object.__setattr__(self, "num_prompt_tokens", num_prompt_tokens)
+        object.__setattr__(self, "num_history_tokens", num_history_tokens)
+        object.__setattr__(self, "history_age_s", history_age_s)
+        object.__setattr__(self, "history_held_share", history_held_share)
 
     @property
     def num_held_tokens(self) -> int:
@@ -95,7 +112,7 @@ class Candidates:
     replicas: Sequence[Instance]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class RouteOptions:
     """Mode options a rule may read."""
 
@@ -103,8 +120,19 @@ class RouteOptions:
     rotation: int = 0  # breaks ties between equally loaded instances in turn (round robin)
     auto: AutoInputs | None = None  # auto mode: the running estimates and SLOs (None: the priors)
 
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        pd_decode_affinity: bool = True,
+        rotation: int = 0,
+        auto: AutoInputs | None = None,
+    ) -> None:
+        object.__setattr__(self, "pd_decode_affinity", pd_decode_affinity)
+        object.__setattr__(self, "rotation", rotation)
+        object.__setattr__(self, "auto", auto)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(init=False, frozen=True, slots=True)
 class Route:
     """Where a turn goes. `target_url` streams the answer; `prefill_url` is P when kind is pd."""
 
@@ -113,6 +141,21 @@ class Route:
     prefill_url: str | None = None
     reason: str = ""
     decision: Decision | None = None  # auto mode's choice (x-ppd-decision header, /metrics)
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        kind: RouteKind,
+        target_url: str,
+        prefill_url: str | None = None,
+        reason: str = "",
+        decision: Decision | None = None,
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "target_url", target_url)
+        object.__setattr__(self, "prefill_url", prefill_url)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "decision", decision)
 
 
 class NoHealthyUpstream(Exception):

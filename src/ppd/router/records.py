@@ -31,7 +31,7 @@ TurnState = Literal["pending", "completed", "rejected", "errored", "cancelled"]
 TURN_STATES: tuple[TurnState, ...] = ("pending", "completed", "rejected", "errored", "cancelled")
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class TurnRecord:
     """One turn from arrival to its last byte. Stamps: seconds on the driver's clock; times: ms."""
 
@@ -59,6 +59,53 @@ class TurnRecord:
     finished_s: float | None = None
     usage: dict[str, Any] | None = None  # the answer's usage, when it carried one
     history_check: HistoryCheck | None = None  # served by the history's holder: what it still had
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        started_s: float,
+        state: TurnState = "pending",
+        status: int = 200,
+        identity: Identity | None = None,
+        recognition: Recognition | None = None,
+        conversation_key: str | None = None,
+        turn: Turn | None = None,
+        route: Route | None = None,
+        error: str | None = None,
+        prefill_load: HopLoad | None = None,
+        prefill_sent_s: float | None = None,
+        prefill_ms: float | None = None,
+        prefill_cached_tokens: int | None = None,
+        target_load: HopLoad | None = None,
+        target_sent_s: float | None = None,
+        first_byte_s: float | None = None,
+        last_byte_s: float | None = None,
+        finished_s: float | None = None,
+        usage: dict[str, Any] | None = None,
+        history_check: HistoryCheck | None = None,
+    ) -> None:
+        self.started_s = started_s
+        self.state = state
+        self.status = status
+        self.identity = identity
+        self.recognition = recognition
+        self.conversation_key = conversation_key
+        self.turn = turn
+        self.route = route
+        self.failovers = []
+        self.suspects = []
+        self.error = error
+        self.prefill_load = prefill_load
+        self.prefill_sent_s = prefill_sent_s
+        self.prefill_ms = prefill_ms
+        self.prefill_cached_tokens = prefill_cached_tokens
+        self.target_load = target_load
+        self.target_sent_s = target_sent_s
+        self.first_byte_s = first_byte_s
+        self.last_byte_s = last_byte_s
+        self.finished_s = finished_s
+        self.usage = usage
+        self.history_check = history_check
 
     @property
     def client_disconnected(self) -> bool:

@@ -33,7 +33,8 @@ def _jobs(client: BenchClient, num_turns: int) -> list[TurnJob]:
     Real objects throughout (a compiled build checks every attribute's type): each job is read from
     the client's turns in flight (in the order sent), sent to a fleet whose clock never runs."""
     plan = ConversationPlan(0, 0.0, tuple(TurnShape(len(words), 8) for words in USERS))
-    conversation = _Conversation(plan, "c", USERS, ANSWERS)
+    conversation = _Conversation(plan, "c", USERS)
+    conversation.answer_token_ids = ANSWERS
     for turn in range(1, num_turns + 1):
         client._send(conversation, turn, 0.0)
     return [job for _, job, _ in client._in_flight.values()]

@@ -251,6 +251,8 @@ class Joined:
     fleet_ms: dict[str, float]  # in, A, B, R in the fleet
     after_previous_step: bool | None
     batch: int  # requests in the HTTP step that took it: how busy its engine was
+    http: HttpTurn  # its trace events
+    fleet: FleetTurn
 
 
 def join(
@@ -303,6 +305,8 @@ def join(
         fleet_ms,
         t.after_previous_step,
         t.step["n"],
+        t,
+        fleet,
     )
 
 
@@ -322,6 +326,7 @@ KEYS_D = ["in", "A", "B", "R"]
 KEYS_HTTP = [*KEYS_D, *PARTS]
 KEYS_ALIGNED = ["submit@", "end@", "token@"]
 BATCH_BINS = ((0, 8), (8, 24), (24, 48), (48, 100_000))
+RACE_S = 0.0002
 
 
 def collect(trace: HttpTrace, out: Path, args: argparse.Namespace) -> tuple[list[Joined], int]:
@@ -372,9 +377,11 @@ def print_groups(groups: list[tuple[str, list[Joined]]], with_steps: bool = Fals
         print("  HTTP       " + group_line(label, group, KEYS_HTTP, lambda j: j.http_ms))
         if with_steps:
             after = [j.after_previous_step for j in group if j.after_previous_step is not None]
+            lost = [j for j in group if j.http.intake["submit"] - j.http.step["prev_t"] < RACE_S]
             print(
                 f"  HTTP: submitted after the decision of the step before the one that took it: "
-                f"{sum(after)} of {len(after)}"
+                f"{sum(after)} of {len(after)}; less than {RACE_S * 1e3:g} ms after it (in the same "
+                f"timer tick: an intake that lost the race to the step's timer): {len(lost)}"
             )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ppd.sim.kv_cache import KVCache
+from ppd.sim.kv_cache import KVBlock, KVCache
 from ppd.sim.request import Request
 from ppd.sim.timing import Profile, kv_pull_duration_s
 
@@ -16,9 +16,13 @@ from ppd.sim.timing import Profile, kv_pull_duration_s
 @dataclass
 class KVLease:
     lease_id: str
-    block_ids: list[int]
+    blocks: list[KVBlock]
     num_tokens: int
     expires_s: float  # on the engine's clock
+
+    @property
+    def block_ids(self) -> list[int]:
+        return [block.block_id for block in self.blocks]
 
 
 class LeaseTable:
@@ -46,7 +50,7 @@ class LeaseTable:
         """Hold the blocks of a finished request; returns the lease id (the remote_request_id)."""
         self._next_id += 1
         lease_id = f"{request.request_id}-{self._next_id}"
-        lease = KVLease(lease_id, list(request.block_ids), request.num_prompt_tokens, now_s + self.lease_s)
+        lease = KVLease(lease_id, list(request.blocks), request.num_prompt_tokens, now_s + self.lease_s)
         self._leases[lease_id] = lease
         self._by_expiry.append(lease)
         self.num_granted += 1
@@ -89,7 +93,7 @@ class LeaseTable:
         lease = self._leases.pop(lease_id, None)
         if lease is None:
             return None
-        self.kv_cache.free(lease.block_ids)
+        self.kv_cache.free(lease.blocks)
         while self._by_expiry and self._by_expiry[0].lease_id not in self._leases:
             self._by_expiry.popleft()  # ended leases at the head: keep the queue as short as the table
         return lease

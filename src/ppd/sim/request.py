@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from ppd.sim.kv_cache import KVBlock
 from ppd.tokens import FIRST_RESERVED_TOKEN_ID, NUM_RESERVED_TOKENS, NUM_WORD_TOKENS
 
 # Answer word k of a request is (answer_seed + k * _ANSWER_STRIDE) mod the vocabulary, shifted past
@@ -43,7 +44,7 @@ class Request:
     num_computed_tokens: int = 0
     num_cached_tokens: int = -1  # set when first scheduled, as vLLM reports it
     num_committed_blocks: int = 0  # leading blocks already entered into the prefix cache
-    block_ids: list[int] = field(default_factory=list)
+    blocks: list[KVBlock] = field(default_factory=list)  # its KV blocks, in token order
     num_preemptions: int = 0
     first_token_s: float | None = None
     lease_id: str | None = None  # set when acting as P: the blocks are held under this id
@@ -61,6 +62,11 @@ class Request:
         if self._output_ready is None:
             self._output_ready = asyncio.Event()
         return self._output_ready
+
+    @property
+    def block_ids(self) -> list[int]:
+        """The ids of its KV blocks (P's remote_block_ids)."""
+        return [block.block_id for block in self.blocks]
 
     @property
     def num_tokens(self) -> int:

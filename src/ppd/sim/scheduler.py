@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVCache, extend_block_hashes
+from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVBlock, KVCache, extend_block_hashes, hash_block_at
 from ppd.sim.request import Request, RequestStatus
 from ppd.sim.timing import BatchShape, prefill_attention_pairs
 
@@ -52,8 +52,8 @@ class Scheduler:
             self.running.remove(request)
         elif request in self.waiting:
             self.waiting.remove(request)
-        self.kv_cache.free(request.block_ids)
-        request.block_ids = []
+        self.kv_cache.free(request.blocks)
+        request.blocks = []
         request.status = RequestStatus.ABORTED
 
     def schedule(self) -> list[ScheduledRequest]:
@@ -82,9 +82,9 @@ class Scheduler:
     def _admit_waiting(self, scheduled: list[ScheduledRequest], budget: int) -> int:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             request = self.waiting[0]
-            hit_block_ids = self._prefix_hit(request)
+            hit_blocks = self._prefix_hit(request)
             num_new = min(request.num_tokens - request.num_computed_tokens, budget)
-            if not self._admit(request, hit_block_ids, num_new):
+            if not self._admit(request, hit_blocks, num_new):
                 request.num_computed_tokens = 0
                 break
             self.waiting.popleft()
@@ -94,46 +94,46 @@ class Scheduler:
             budget -= num_new
         return budget
 
-    def _prefix_hit(self, request: Request) -> list[int]:
+    def _prefix_hit(self, request: Request) -> list[KVBlock]:
         """Find cached blocks and set num_computed_tokens; the last prompt token is always computed."""
         block_size = self.kv_cache.block_size
         max_hit_blocks = (request.num_tokens - 1) // block_size
-        hit_block_ids = self.kv_cache.cached_prefix(request.block_hashes, max_hit_blocks)
-        num_local = len(hit_block_ids) * block_size
+        hit_blocks = self.kv_cache.cached_prefix(request.block_hashes, max_hit_blocks)
+        num_local = len(hit_blocks) * block_size
         if request.num_cached_tokens < 0:
             self.kv_cache.record_query(request.num_tokens, num_local)
             request.num_cached_tokens = max(num_local, request.num_external_tokens)
         # KV pulled from a remote P counts as computed, except the last token, which vLLM recomputes.
         request.num_computed_tokens = max(num_local, request.num_external_tokens - 1)
-        request.num_committed_blocks = len(hit_block_ids)
-        return hit_block_ids
+        request.num_committed_blocks = len(hit_blocks)
+        return hit_blocks
 
-    def _admit(self, request: Request, hit_block_ids: list[int], num_new: int) -> bool:
-        num_needed = self._blocks_needed(request.num_computed_tokens + num_new) - len(hit_block_ids)
-        if num_needed + self.kv_cache.num_evictable(hit_block_ids) > self.kv_cache.num_free_blocks:
+    def _admit(self, request: Request, hit_blocks: list[KVBlock], num_new: int) -> bool:
+        num_needed = self._blocks_needed(request.num_computed_tokens + num_new) - len(hit_blocks)
+        if num_needed + self.kv_cache.num_evictable(hit_blocks) > self.kv_cache.num_free_blocks:
             return False
-        self.kv_cache.touch(hit_block_ids)
-        new_block_ids = self.kv_cache.allocate(num_needed)
-        if new_block_ids is None:  # cannot happen after the check above; keep the state consistent
-            self.kv_cache.free(hit_block_ids)
+        self.kv_cache.touch(hit_blocks)
+        new_blocks = self.kv_cache.allocate(num_needed)
+        if new_blocks is None:  # cannot happen after the check above; keep the state consistent
+            self.kv_cache.free(hit_blocks)
             return False
-        request.block_ids = hit_block_ids + new_block_ids
+        request.blocks = hit_blocks + new_blocks
         return True
 
     def _grow(self, request: Request, num_new: int) -> bool:
-        num_needed = self._blocks_needed(request.num_computed_tokens + num_new) - len(request.block_ids)
+        num_needed = self._blocks_needed(request.num_computed_tokens + num_new) - len(request.blocks)
         if num_needed <= 0:
             return True
-        new_block_ids = self.kv_cache.allocate(num_needed)
-        if new_block_ids is None:
+        new_blocks = self.kv_cache.allocate(num_needed)
+        if new_blocks is None:
             return False
-        request.block_ids.extend(new_block_ids)
+        request.blocks.extend(new_blocks)
         return True
 
     def _preempt(self, request: Request) -> None:
         """Recompute preemption: drop the KV (cached blocks stay findable) and requeue at the front."""
-        self.kv_cache.free(request.block_ids)
-        request.block_ids = []
+        self.kv_cache.free(request.blocks)
+        request.blocks = []
         request.num_computed_tokens = 0
         request.num_external_tokens = 0
         request.status = RequestStatus.WAITING
@@ -172,7 +172,7 @@ class Scheduler:
             self.running.remove(request)
             request.status = RequestStatus.FINISHED
             if not request.hold_kv_on_finish:
-                self.kv_cache.free(request.block_ids)
+                self.kv_cache.free(request.blocks)
 
     def decode_run_length(self, max_steps: int) -> int:
         """How many steps from now, up to max_steps, are the same decode-only batch: every running
@@ -194,7 +194,7 @@ class Scheduler:
             if num_tokens - request.num_computed_tokens != 1 or num_tokens == request.num_prompt_tokens:
                 return 0
             num_blocks_needed += -(-(request.num_computed_tokens + num_steps) // block_size)
-            num_blocks_needed -= len(request.block_ids)
+            num_blocks_needed -= len(request.blocks)
         return num_steps if num_blocks_needed <= self.kv_cache.num_free_blocks else 0
 
     def complete_decode_steps(self, num_steps: int) -> tuple[list[Request], list[Request]]:
@@ -219,22 +219,32 @@ class Scheduler:
         """Take the blocks a decode run needs in the order per-step scheduling would take them: by
         step, then by position in the running list (_grow), so later evictions match too."""
         block_size = self.kv_cache.block_size
-        needs: list[tuple[int, int]] = []  # (step, position in running)
-        for position, request in enumerate(running):
-            # step j computes token num_computed + j + 1 and needs a new block when that crosses one
-            first_step = len(request.block_ids) * block_size - request.num_computed_tokens
+        # A request needs a block at steps first, first + block_size, ... (step j computes token
+        # num_computed + j + 1 and needs a new block when that crosses one). Per-step order is by
+        # step, then by position: within each window of block_size steps, by first % block_size
+        # (each request needs at most one block per window), then by position. So the requests are
+        # put by that phase, in position order, and the windows walked in turn.
+        by_phase: list[list[tuple[Request, int]]] = [[] for _ in range(block_size)]
+        num_needed = 0
+        for request in running:
+            first_step = len(request.blocks) * block_size - request.num_computed_tokens
             if first_step < num_steps:
-                needs += [(step, position) for step in range(first_step, num_steps, block_size)]
-        if not needs:
+                by_phase[first_step % block_size].append((request, first_step))
+                num_needed += (num_steps - first_step + block_size - 1) // block_size
+        if not num_needed:
             return
         # One allocate(n) takes the same blocks, in the same order, as n allocate(1) calls.
-        block_ids = self.kv_cache.allocate(len(needs))
-        if block_ids is None:  # decode_run_length checked the free blocks
+        blocks = self.kv_cache.allocate(num_needed)
+        if blocks is None:  # decode_run_length checked the free blocks
             raise RuntimeError("a decode run ran out of KV blocks it had counted")
-        # Any: each id appended as the object it is (the compiled build would make a new int)
-        pairs: Any = zip(sorted(needs), block_ids, strict=True)
-        for (_, position), block_id in pairs:
-            running[position].block_ids.append(block_id)
+        num_taken = 0
+        for window_start in range(0, num_steps, block_size):
+            for phase in range(min(block_size, num_steps - window_start)):
+                step = window_start + phase
+                for request, first_step in by_phase[phase]:
+                    if first_step <= step:
+                        request.blocks.append(blocks[num_taken])
+                        num_taken += 1
 
     def _commit_full_blocks(self, request: Request) -> None:
         block_size = self.kv_cache.block_size
@@ -246,16 +256,15 @@ class Scheduler:
         if num_full == first + 1 and len(hashes) == first:
             # A decode filling one block (the usual case), spelt out: extend_block_hashes and
             # commit_many of that one block, without their loops.
-            start = first * block_size
-            parent = hashes[-1] if hashes else ROOT_BLOCK_HASH
-            block_hash: Any = hash((parent, *request.token_ids[start : start + block_size]))  # one object
-            hashes.append(block_hash)
-            self.kv_cache.commit(request.block_ids[first], block_hash)
+            parent: Any = hashes[-1] if hashes else ROOT_BLOCK_HASH
+            block_hash: Any = hash_block_at(parent, request.token_ids, first * block_size, block_size)
+            hashes.append(block_hash)  # one object for the list and the cache
+            self.kv_cache.commit(request.blocks[first], block_hash)
             request.num_committed_blocks = num_full
             return
         if len(hashes) < num_full:
             extend_block_hashes(hashes, request.token_ids, block_size, num_full * block_size)
-        self.kv_cache.commit_many(request.block_ids[first:num_full], hashes[first:num_full])
+        self.kv_cache.commit_many(request.blocks, hashes, first, num_full)
         request.num_committed_blocks = num_full
 
 

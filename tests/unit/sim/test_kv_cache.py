@@ -1,6 +1,10 @@
 import pytest
 
-from ppd.sim.kv_cache import KVCache, block_hashes_after, block_hashes_of, extend_block_hashes
+from ppd.sim.kv_cache import KVBlock, KVCache, block_hashes_after, block_hashes_of, extend_block_hashes
+
+
+def ids(blocks: list[KVBlock] | None) -> list[int] | None:
+    return None if blocks is None else [block.block_id for block in blocks]
 
 
 def test_block_hashes_chain_so_equal_blocks_after_different_prefixes_differ() -> None:
@@ -97,12 +101,12 @@ def test_never_used_blocks_go_first_in_id_order_then_freed_ones_least_recent_fir
     cache = KVCache(num_blocks=6, block_size=2)
     assert (cache.num_blocks, cache.num_free_blocks, cache.usage) == (6, 6, 0.0)
     first = cache.allocate(2)
-    assert first == [0, 1]
+    assert first is not None and ids(first) == [0, 1]
     cache.free(first)  # queued behind the never-used 2..5, tail first: 1 then 0
     assert cache.num_free_blocks == 6
-    assert cache.allocate(5) == [2, 3, 4, 5, 1]
+    assert ids(cache.allocate(5)) == [2, 3, 4, 5, 1]
     assert cache.allocate(2) is None
-    assert cache.allocate(1) == [0]
+    assert ids(cache.allocate(1)) == [0]
     assert cache.num_free_blocks == 0 and cache.usage == 1.0
 
 
@@ -112,26 +116,26 @@ def test_blocks_hit_and_freed_again_keep_the_free_queue_short_and_in_order() -> 
     cache = KVCache(num_blocks=8, block_size=1)
     blocks = cache.allocate(8)
     assert blocks is not None
-    cache.commit_many(blocks, [100 + b for b in blocks])
+    cache.commit_many(blocks, [100 + block.block_id for block in blocks], 0, len(blocks))
     cache.free(blocks)  # queued 7, 6, ..., 0
     for _ in range(10_000):
-        cache.touch([0, 1])
-        cache.free([0, 1])  # queued again at the tail: 1, 0
+        cache.touch(blocks[:2])
+        cache.free(blocks[:2])  # queued again at the tail: 1, 0
     assert len(cache._free_queue) <= 2 * 8 + 4096
     assert cache.free_block_ids() == [7, 6, 5, 4, 3, 2, 1, 0]
     assert cache.num_free_blocks == 8
-    assert cache.allocate(7) == [7, 6, 5, 4, 3, 2, 1]
-    assert cache.cached_prefix([100]) == [0] and cache.cached_prefix([101]) == []
+    assert ids(cache.allocate(7)) == [7, 6, 5, 4, 3, 2, 1]
+    assert ids(cache.cached_prefix([100])) == [0] and cache.cached_prefix([101]) == []
 
 
 def test_reset_prefix_cache_forgets_free_blocks_once_even_with_stale_queue_entries() -> None:
     cache = KVCache(num_blocks=4, block_size=1)
     blocks = cache.allocate(4)
     assert blocks is not None
-    cache.commit_many(blocks, [100, 101, 102, 103])
+    cache.commit_many(blocks, [100, 101, 102, 103], 0, 4)
     cache.free(blocks[:3])
-    cache.touch([0])  # a prefix hit: block 0's queue entry goes stale, its content stays in use
+    cache.touch(blocks[:1])  # a prefix hit: block 0's queue entry goes stale, its content stays in use
     cache.reset_prefix_cache()
-    assert cache.cached_prefix([100]) == [0] and cache.cached_prefix([103]) == [3]  # in use: kept
+    assert ids(cache.cached_prefix([100])) == [0] and ids(cache.cached_prefix([103])) == [3]  # in use: kept
     assert cache.cached_prefix([101]) == [] and cache.cached_prefix([102]) == []
     assert cache.free_block_ids() == [2, 1] and cache.num_free_blocks == 2

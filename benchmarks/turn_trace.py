@@ -37,6 +37,7 @@ dR_rest_ms=..` (HTTP - fleet, medians).
 from __future__ import annotations
 
 import argparse
+import bisect
 import gzip
 import json
 import statistics
@@ -153,6 +154,8 @@ class FleetTurn:
     sent_s: float
     request: Request | None = None  # the target's request
     submit_s: float | None = None
+    engine: str = ""  # the target's name
+    step_start_s: float | None = None  # the start of the step that took it (after the run)
 
 
 def fleet_turns(
@@ -166,9 +169,9 @@ def fleet_turns(
     hops, proxy_cpu = hops_from_spec(hops_spec), proxy_cpu_from_spec(proxy_cpu_spec)
     turns: dict[TurnKey, FleetTurn] = {}
     rows: list[TurnRow] = []
-    with _recording(turns):
-        for qps in config["qps"]:
-            for mode in config["modes"]:
+    for qps in config["qps"]:
+        for mode in config["modes"]:
+            with _recording(turns):  # one fleet each: engine names repeat
                 run = simulate(
                     FleetConfig(
                         fleet_topology(topology),
@@ -195,18 +198,36 @@ class _recording:
         self.turns = turns
         self.sends: dict[str, int] = defaultdict(int)
         self.by_request: dict[int, FleetTurn] = {}
+        self.starts: dict[str, list[float]] = defaultdict(list)  # step starts by engine
+        self.runs: dict[str, list[tuple[float, list[float]]]] = defaultdict(list)  # decode runs
+
+    def step_starts(self, engine: str) -> list[float]:
+        """Every step start of an engine: single steps and the steps of its decode runs."""
+        starts = list(self.starts[engine])
+        for start_s, end_s in self.runs[engine]:
+            starts += [start_s, *end_s[:-1]]  # the run's own list: a cut shortened it
+        return sorted(starts)
 
     def __enter__(self) -> None:
         self.new_request, self.submit = _TurnFlow._new_request, VirtualEngine.submit
-        new_request, submit = self.new_request, self.submit
+        self.start = VirtualEngine._start
+        new_request, submit, start = self.new_request, self.submit, self.start
         recording = self
+
+        def recorded_start(engine: VirtualEngine) -> None:
+            now_s, run = engine.clock.now_s, engine._run
+            start(engine)
+            if engine._run is not None and engine._run is not run:
+                recording.runs[engine.name].append((now_s, engine._run.step_end_s))
+            elif engine._busy:
+                recording.starts[engine.name].append(now_s)
 
         def recorded_new_request(flow: Any, engine: VirtualEngine, *args: Any, **kwargs: Any) -> Request:
             request = new_request(flow, engine, *args, **kwargs)
             if engine is flow.target:
                 job = flow.job
                 recording.sends[job.session_id] += 1
-                turn = FleetTurn(job.sent_s, request)
+                turn = FleetTurn(job.sent_s, request, engine=engine.name)
                 recording.turns[turn_key(job.session_id, recording.sends[job.session_id])] = turn
                 recording.by_request[id(request)] = turn
             return request
@@ -219,10 +240,17 @@ class _recording:
 
         _TurnFlow._new_request = recorded_new_request  # type: ignore[method-assign,assignment]
         VirtualEngine.submit = recorded_submit  # type: ignore[method-assign,assignment]
+        VirtualEngine._start = recorded_start  # type: ignore[method-assign]
 
     def __exit__(self, *exc_info: object) -> None:
         _TurnFlow._new_request = self.new_request  # type: ignore[method-assign,assignment]
         VirtualEngine.submit = self.submit  # type: ignore[method-assign,assignment]
+        VirtualEngine._start = self.start  # type: ignore[method-assign]
+        for turn in self.by_request.values():  # the step that took it: the first to start after
+            starts = self.step_starts(turn.engine)
+            if turn.submit_s is not None:
+                index = bisect.bisect_left(starts, turn.submit_s - 1e-12)
+                turn.step_start_s = starts[index] if index < len(starts) else None
 
 
 # ---- joining and summing up ------------------------------------------------------------------
@@ -285,14 +313,21 @@ def join(
     fleet_a = (fleet.submit_s - fleet.sent_s) * 1e3
     fleet_b = (request.first_token_s - fleet.submit_s) * 1e3
     fleet_r = fleet_row.ttft_ms - fleet_a - fleet_b
-    http_ms = {"in": http_in, "A": http_a, "B": http_b, "R": http_r}
+    # how long before the start of the step that took it the request was ready (modelled clocks)
+    http_margin = (t.step["start_loop"] - t.intake["ready_loop"]) * 1e3
+    fleet_margin = float("nan") if fleet.step_start_s is None else (fleet.step_start_s - fleet.submit_s) * 1e3
+    http_ms = {"in": http_in, "A": http_a, "B": http_b, "R": http_r, "margin": http_margin}
     http_ms |= {name: part(t) * 1e3 for name, part in PARTS.items()}
-    fleet_ms = {"in": fleet_in, "A": fleet_a, "B": fleet_b, "R": fleet_r}
+    http_ms["send lag"] = http_row.schedule_lag_ms or 0.0  # the bench's send behind its schedule
+    fleet_ms = {"in": fleet_in, "A": fleet_a, "B": fleet_b, "R": fleet_r, "margin": fleet_margin}
     d_ms = {key: http_ms[key] - fleet_ms[key] for key in fleet_ms}
     # On one time line: the HTTP submit, the modelled end of the step that took it and its first token
     # out, less the fleet's submit, step end (= its first token) and first token.
     fleet_token_s = request.first_token_s + offset_s
     d_ms["submit@"] = (t.intake["submit"] - fleet.submit_s - offset_s) * 1e3
+    d_ms["ready@"] = (t.intake["ready_loop"] - fleet.submit_s - offset_s) * 1e3
+    if fleet.step_start_s is not None:
+        d_ms["start@"] = (t.step["start_loop"] - fleet.step_start_s - offset_s) * 1e3
     d_ms["end@"] = (t.step["end_loop"] - fleet_token_s) * 1e3
     d_ms["token@"] = (t.first["t"] - fleet_token_s) * 1e3
     point = f"{http_row.workload} {http_row.qps:g}/s {http_row.mode}"  # the caller adds the topology
@@ -318,13 +353,13 @@ def group_line(
     label: str, joined: list[Joined], keys: list[str], pick: Callable[[Joined], dict[str, float]]
 ) -> str:
     return f"{label:<10} n={len(joined):4} " + " ".join(
-        f"{k}={median([pick(j)[k] for j in joined]):6.2f}" for k in keys
+        f"{k}={median([pick(j)[k] for j in joined if k in pick(j)]):6.2f}" for k in keys
     )
 
 
-KEYS_D = ["in", "A", "B", "R"]
-KEYS_HTTP = [*KEYS_D, *PARTS]
-KEYS_ALIGNED = ["submit@", "end@", "token@"]
+KEYS_D = ["in", "A", "B", "R", "margin"]
+KEYS_HTTP = [*KEYS_D, *PARTS, "send lag"]
+KEYS_ALIGNED = ["ready@", "submit@", "start@", "end@", "token@"]
 BATCH_BINS = ((0, 8), (8, 24), (24, 48), (48, 100_000))
 RACE_S = 0.0002
 

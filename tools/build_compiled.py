@@ -49,6 +49,7 @@ COMPILED_MODULES = (
     "ppd/fleet/engines.py",
     "ppd/fleet/fleet.py",
     "ppd/fleet/client.py",
+    "ppd/fleet/client_gaps.py",  # two draws per turn (the client's time between turns)
     "ppd/fleet/trace_client.py",  # extends client.BenchClient
     "ppd/fleet/run.py",
     "ppd/fleet/proxy_loop.py",

@@ -154,23 +154,22 @@ class ProxyLoop:
 
     def _read_until(self, time_s: float) -> None:
         """Take every booked step that has ended by time_s, in the order they ended."""
+        # The engine at the heap's head is replaced in place by its next step (one sift instead of a
+        # pop and a push; the order of the steps taken is the same: each engine is in the heap once).
         heap = self._heap
         while heap and heap[0][0] <= time_s:
-            key_s, engine_index = heapq.heappop(heap)
+            key_s, engine_index = heap[0]
             steps = self.engines[engine_index]
             end_s = steps.next_end_s()
+            if end_s is not None and end_s == key_s:
+                self._read(steps, end_s)
+                end_s = steps.next_end_s()
+            # else that step was cut from its run: the next one is later
             if end_s is None:
-                self._queued[engine_index] = False
-                continue
-            if end_s != key_s:  # that step was cut from its run: the next one is later
-                heapq.heappush(heap, (end_s, engine_index))
-                continue
-            self._read(steps, end_s)
-            end_s = steps.next_end_s()
-            if end_s is None:
+                heapq.heappop(heap)
                 self._queued[engine_index] = False
             else:
-                heapq.heappush(heap, (end_s, engine_index))
+                heapq.heapreplace(heap, (end_s, engine_index))
 
     def _read(self, steps: _EngineSteps, end_s: float) -> None:
         """A step's chunks: read in the pass over its engine's streams that has not started yet, if

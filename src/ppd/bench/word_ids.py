@@ -52,11 +52,13 @@ class WordIdDrawer:
         return np.split(ids, np.cumsum(num_words[:-1])) if num_words else []
 
     def lists(self, num_words: Sequence[int], seed: int) -> list[list[int]]:
-        """arrays(num_words, seed) as lists of ints (what `ppd fleet` sends), in one conversion."""
-        ids: list[int] = self.draw(sum(num_words), seed).tolist()
+        """arrays(num_words, seed) as lists of ints (what `ppd fleet` sends). Each part is converted
+        from a view of the one draw: converting the whole and slicing it would make every int
+        object twice referenced and free a list of them at once."""
+        ids = self.draw(sum(num_words), seed)
         lists: list[list[int]] = []
         start = 0
         for count in num_words:
-            lists.append(ids[start : start + count])
+            lists.append(ids[start : start + count].tolist())
             start += count
         return lists

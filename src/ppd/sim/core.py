@@ -24,10 +24,9 @@ How a request meets the core, in order (server.py and ppd.fleet both follow it):
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ppd.sim.config import SimConfig
 from ppd.sim.kv_cache import KVCache, block_hashes_of
@@ -65,7 +64,7 @@ class EngineStats:
         self.num_drift_samples = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class Hold:
     """Work that holds the step loop between two steps (a KV pull's posting); `waiter` is the
     driver's token for whoever waits for its end."""
@@ -73,30 +72,63 @@ class Hold:
     duration_s: float
     waiter: Hashable
 
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(self, duration_s: float, waiter: Hashable) -> None:
+        object.__setattr__(self, "duration_s", duration_s)
+        object.__setattr__(self, "waiter", waiter)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(init=False, frozen=True, slots=True)
 class Step:
     """One batch: what it computes and how long it takes (as the clients see it: the engine's time,
     or the API server's when it cannot stream the step's tokens as fast)."""
 
     scheduled: list[ScheduledRequest]
     duration_s: float
-    engine_s: float = 0.0  # the engine's own time for the step
-    num_outputs: int = 0  # tokens it streams
+    engine_s: float  # the engine's own time for the step
+    num_outputs: int  # tokens it streams
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        scheduled: list[ScheduledRequest],
+        duration_s: float,
+        engine_s: float = 0.0,
+        num_outputs: int = 0,
+    ) -> None:
+        object.__setattr__(self, "scheduled", scheduled)
+        object.__setattr__(self, "duration_s", duration_s)
+        object.__setattr__(self, "engine_s", engine_s)
+        object.__setattr__(self, "num_outputs", num_outputs)
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class DecodeRun:
     """Several steps of the same decode-only batch, priced at once (EngineCore.start_decode_run):
     a virtual-clock driver's shortcut that per-step driving would reproduce exactly."""
 
     step_end_s: list[float]  # when each step ends, on the driver's clock
     step_duration_s: list[float]
-    api_backlog_s: list[float] = field(default_factory=list)  # ApiServer backlog after each step
-    num_applied: int = 0  # steps already applied (complete_decode_steps)
+    api_backlog_s: list[float]  # ApiServer backlog after each step (none when it is off)
+    num_applied: int  # steps already applied (complete_decode_steps)
     # wait_for_next_step tokens registered before the run: the step now due is its first, so the
     # driver releases them when that step ends (they change no batch, so the run goes on).
-    first_step_waiters: list[Hashable] = field(default_factory=list)
+    first_step_waiters: list[Hashable]
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        step_end_s: list[float],
+        step_duration_s: list[float],
+        api_backlog_s: list[float] | None = None,
+        num_applied: int = 0,
+        first_step_waiters: list[Hashable] | None = None,
+    ) -> None:
+        self.step_end_s = step_end_s
+        self.step_duration_s = step_duration_s
+        self.api_backlog_s = [] if api_backlog_s is None else api_backlog_s
+        self.num_applied = num_applied
+        self.first_step_waiters = [] if first_step_waiters is None else first_step_waiters
 
     def num_ended(self, now_s: float) -> int:
         """Steps that have ended by now_s (applied or not)."""
@@ -109,19 +141,35 @@ class DecodeRun:
         del self.api_backlog_s[num_steps:]
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class StepEvents:
     """What a finished step produced."""
 
     with_output: list[Request]  # got one new token (first_token_s is set on the first)
     finished: list[Request]  # done; as P, with lease_id set
-    released_waiters: list[Hashable] = field(default_factory=list)  # wait_for_next_step tokens
+    released_waiters: list[Hashable]  # wait_for_next_step tokens
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        with_output: list[Request],
+        finished: list[Request],
+        released_waiters: list[Hashable] | None = None,
+    ) -> None:
+        self.with_output = with_output
+        self.finished = finished
+        self.released_waiters = [] if released_waiters is None else released_waiters
 
 
 def _running_sums(start_s: float, durations_s: list[float]) -> list[float]:
     """The end of each step from start_s: the durations added one at a time, left to right, as a
     per-step driver's clock adds them (so the floats are the same)."""
-    return list(itertools.accumulate(durations_s, initial=start_s))[1:]
+    ends_s: list[float] = []
+    end_s = start_s
+    for duration_s in durations_s:
+        end_s += duration_s
+        ends_s.append(end_s)
+    return ends_s
 
 
 class EngineCore:

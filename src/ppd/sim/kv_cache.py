@@ -75,7 +75,7 @@ def block_hashes_after(
     return hashes
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(init=False, eq=False, slots=True)
 class KVBlock:
     """One block of the pool, as vLLM's KVCacheBlock. Requests hold blocks rather than ids, so all of
     a block's state is one small object: a block operation reads one place in memory instead of an
@@ -83,11 +83,18 @@ class KVBlock:
     such an operation costs on a pool that does not fit the CPU caches."""
 
     block_id: int
-    ref_count: int = 0  # requests using it; 0: free, in the eviction order
+    ref_count: int  # requests using it; 0: free, in the eviction order
     # Its content's hash once committed: the prefix cache's name for it (kept as the int object the
     # caller made, which the cache's dictionary keys share).
-    block_hash: int | None = None
-    num_queued: int = 0  # its entries in the free queue (KVCache's lazy deletion)
+    block_hash: int | None
+    num_queued: int  # its entries in the free queue (KVCache's lazy deletion)
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(self, block_id: int, ref_count: int = 0) -> None:
+        self.block_id = block_id
+        self.ref_count = ref_count
+        self.block_hash = None
+        self.num_queued = 0
 
 
 class KVCache:

@@ -13,12 +13,19 @@ from ppd.sim.request import Request
 from ppd.sim.timing import Profile, kv_pull_duration_s
 
 
-@dataclass
+@dataclass(init=False)
 class KVLease:
     lease_id: str
     blocks: list[KVBlock]
     num_tokens: int
     expires_s: float  # on the engine's clock
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(self, lease_id: str, blocks: list[KVBlock], num_tokens: int, expires_s: float) -> None:
+        self.lease_id = lease_id
+        self.blocks = blocks
+        self.num_tokens = num_tokens
+        self.expires_s = expires_s
 
     @property
     def block_ids(self) -> list[int]:
@@ -99,7 +106,7 @@ class LeaseTable:
         return lease
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class PullPlan:
     """What one KV pull costs D, in modeled seconds (before time scaling)."""
 
@@ -107,6 +114,13 @@ class PullPlan:
     num_tokens: int
     wait_s: float  # handshake (+ the first connection of the pair), D's loop keeps stepping
     hold_s: float  # posting the descriptors: holds D's step loop (EngineCore.queue_hold)
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(self, num_blocks: int, num_tokens: int, wait_s: float, hold_s: float) -> None:
+        object.__setattr__(self, "num_blocks", num_blocks)
+        object.__setattr__(self, "num_tokens", num_tokens)
+        object.__setattr__(self, "wait_s", wait_s)
+        object.__setattr__(self, "hold_s", hold_s)
 
 
 class KVLinks:

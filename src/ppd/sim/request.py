@@ -16,6 +16,7 @@ from ppd.tokens import FIRST_RESERVED_TOKEN_ID, NUM_RESERVED_TOKENS, NUM_WORD_TO
 # (Final constants: the compiled build inlines them instead of looking them up per use.)
 _ANSWER_STRIDE: Final = 2_654_435_761
 _NUM_ANSWER_WORDS: Final = NUM_WORD_TOKENS - 1
+_ANSWER_STRIDE_REMAINDER: Final = _ANSWER_STRIDE % _NUM_ANSWER_WORDS
 
 
 class RequestStatus(enum.Enum):
@@ -25,7 +26,7 @@ class RequestStatus(enum.Enum):
     ABORTED = "aborted"
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(init=False, eq=False, slots=True)
 class Request:
     """A request as the scheduler sees it. token_ids holds the prompt followed by the output."""
 
@@ -35,26 +36,64 @@ class Request:
     max_tokens: int
     block_hashes: list[int]  # chained hashes of the full blocks of token_ids computed so far
     answer_seed: int
-    special_token_rate: float = 0.0  # SimConfig.special_token_rate
-    arrival_s: float = 0.0
-    ready_s: float = 0.0  # modeled loop time at which the engine may first see it (after the API)
-    num_external_tokens: int = 0  # prompt tokens whose KV was pulled from a remote P (act as D)
-    hold_kv_on_finish: bool = False  # keep the blocks for a remote decode instance (act as P)
-    status: RequestStatus = RequestStatus.WAITING
-    num_computed_tokens: int = 0
-    num_cached_tokens: int = -1  # set when first scheduled, as vLLM reports it
-    num_committed_blocks: int = 0  # leading blocks already entered into the prefix cache
-    blocks: list[KVBlock] = field(default_factory=list)  # its KV blocks, in token order
-    num_preemptions: int = 0
-    first_token_s: float | None = None
-    lease_id: str | None = None  # set when acting as P: the blocks are held under this id
+    special_token_rate: float  # SimConfig.special_token_rate
+    arrival_s: float
+    ready_s: float  # modeled loop time at which the engine may first see it (after the API)
+    num_external_tokens: int  # prompt tokens whose KV was pulled from a remote P (act as D)
+    hold_kv_on_finish: bool  # keep the blocks for a remote decode instance (act as P)
+    status: RequestStatus
+    num_computed_tokens: int
+    num_cached_tokens: int  # set when first scheduled, as vLLM reports it (-1 before)
+    num_committed_blocks: int  # leading blocks already entered into the prefix cache
+    blocks: list[KVBlock]  # its KV blocks, in token order
+    num_preemptions: int
+    first_token_s: float | None
+    lease_id: str | None  # set when acting as P: the blocks are held under this id
     # The asyncio driver's signal (output_ready); made on first use: virtual-clock drivers never wait.
-    _output_ready: asyncio.Event | None = field(default=None, init=False, repr=False)
+    _output_ready: asyncio.Event | None = field(repr=False)
     # When set, called synchronously with each step's new token instead of setting output_ready.
-    on_token: Callable[[Request], None] | None = None
+    on_token: Callable[[Request], None] | None
     # on_token reads only the first and the last token's deliveries (no per-token stamps, no special
     # tokens to look back past): a driver may skip the deliveries in between.
-    on_token_ends_only: bool = False
+    on_token_ends_only: bool
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        request_id: str,
+        token_ids: list[int],
+        num_prompt_tokens: int,
+        max_tokens: int,
+        block_hashes: list[int],
+        answer_seed: int,
+        special_token_rate: float = 0.0,
+        arrival_s: float = 0.0,
+        ready_s: float = 0.0,
+        num_external_tokens: int = 0,
+        hold_kv_on_finish: bool = False,
+    ) -> None:
+        self.request_id = request_id
+        self.token_ids = token_ids
+        self.num_prompt_tokens = num_prompt_tokens
+        self.max_tokens = max_tokens
+        self.block_hashes = block_hashes
+        self.answer_seed = answer_seed
+        self.special_token_rate = special_token_rate
+        self.arrival_s = arrival_s
+        self.ready_s = ready_s
+        self.num_external_tokens = num_external_tokens
+        self.hold_kv_on_finish = hold_kv_on_finish
+        self.status = RequestStatus.WAITING
+        self.num_computed_tokens = 0
+        self.num_cached_tokens = -1
+        self.num_committed_blocks = 0
+        self.blocks = []
+        self.num_preemptions = 0
+        self.first_token_s = None
+        self.lease_id = None
+        self._output_ready = None
+        self.on_token = None
+        self.on_token_ends_only = False
 
     @property
     def output_ready(self) -> asyncio.Event:
@@ -87,19 +126,34 @@ class Request:
     def next_answer_token(self) -> int:
         """The deterministic next output token: a word w1..w127999, or with special_token_rate's
         chance a reserved special token (never an end-of-text token, so the answer keeps its length)."""
+        if not self.special_token_rate:  # the word from the stride's remainder (next_answer_tokens)
+            word = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE_REMAINDER
+            return 1 + word % _NUM_ANSWER_WORDS
         step = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE
-        if self.special_token_rate and _unit_interval(step) < self.special_token_rate:
+        if _unit_interval(step) < self.special_token_rate:
             return FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
         return 1 + step % _NUM_ANSWER_WORDS
 
     def next_answer_tokens(self, count: int) -> list[int]:
         """The next `count` answer tokens at once (next_answer_token, `count` times over)."""
-        first = self.answer_seed + (len(self.token_ids) - self.num_prompt_tokens) * _ANSWER_STRIDE
-        end = first + count * _ANSWER_STRIDE
-        rate, num_words = self.special_token_rate, _NUM_ANSWER_WORDS
-        if not rate:  # range() in the loop itself: the compiled build makes it a C loop
-            return [1 + step % num_words for step in range(first, end, _ANSWER_STRIDE)]
-        steps = range(first, end, _ANSWER_STRIDE)
+        num_output_tokens = len(self.token_ids) - self.num_prompt_tokens
+        rate = self.special_token_rate
+        if not rate:
+            # 1 + step % _NUM_ANSWER_WORDS for each step, the remainder kept up to date by adding
+            # the stride's (one comparison per token instead of a division). The first remainder
+            # from the stride's: the compiled build multiplies natively only factors below 2**30.
+            tokens: list[int] = []
+            word = self.answer_seed + num_output_tokens * _ANSWER_STRIDE_REMAINDER
+            word %= _NUM_ANSWER_WORDS
+            for _ in range(count):
+                tokens.append(1 + word)
+                word += _ANSWER_STRIDE_REMAINDER
+                if word >= _NUM_ANSWER_WORDS:
+                    word -= _NUM_ANSWER_WORDS
+            return tokens
+        num_words = _NUM_ANSWER_WORDS
+        first = self.answer_seed + num_output_tokens * _ANSWER_STRIDE
+        steps = range(first, first + count * _ANSWER_STRIDE, _ANSWER_STRIDE)
         return [
             FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
             if _unit_interval(step) < rate

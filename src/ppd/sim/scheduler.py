@@ -19,10 +19,15 @@ class SchedulerConfig:
     max_num_seqs: int
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class ScheduledRequest:
     request: Request
     num_new_tokens: int
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(self, request: Request, num_new_tokens: int) -> None:
+        self.request = request
+        self.num_new_tokens = num_new_tokens
 
     @property
     def completes_prompt(self) -> bool:

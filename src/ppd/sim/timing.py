@@ -109,15 +109,30 @@ class Profile:
     api_serial_tokenizer: bool = False
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class BatchShape:
     """What one step computes, in the units the time model charges for."""
 
-    num_prefill_tokens: int = 0
-    num_attention_pairs: int = 0
-    num_decode_seqs: int = 0
-    num_decode_context_tokens: int = 0
-    num_prefill_chunks: int = 0  # requests computing more than one token this step
+    num_prefill_tokens: int
+    num_attention_pairs: int
+    num_decode_seqs: int
+    num_decode_context_tokens: int
+    num_prefill_chunks: int  # requests computing more than one token this step
+
+    # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
+    def __init__(
+        self,
+        num_prefill_tokens: int = 0,
+        num_attention_pairs: int = 0,
+        num_decode_seqs: int = 0,
+        num_decode_context_tokens: int = 0,
+        num_prefill_chunks: int = 0,
+    ) -> None:
+        self.num_prefill_tokens = num_prefill_tokens
+        self.num_attention_pairs = num_attention_pairs
+        self.num_decode_seqs = num_decode_seqs
+        self.num_decode_context_tokens = num_decode_context_tokens
+        self.num_prefill_chunks = num_prefill_chunks
 
 
 def step_duration_s(costs: StepCosts, shape: BatchShape) -> float:

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ppd.sim.config import SimConfig
 from ppd.sim.core import EngineCore, EngineStats, Hold, Step, StepEvents
@@ -33,17 +29,6 @@ _RESYNC_LAG_S = 0.5
 TIMER_EARLY_S = 0.0005
 
 
-@dataclass(order=True)
-class _Intake:
-    """A request in its API time: due to the engine at ready_s (the modelled clock)."""
-
-    ready_s: float
-    number: int  # arrival order among intakes due at the same time
-    request: Request = field(compare=False)
-    submit: bool = field(compare=False)  # queue it in the core when due (False: the caller will)
-    done: asyncio.Future[float] = field(compare=False)
-
-
 class Engine:
     """One simulated vLLM engine on the event loop: an EngineCore and the task that paces it."""
 
@@ -55,8 +40,6 @@ class Engine:
         # Called with (step, modeled start, modeled end) as each step is decided (the server's
         # per-request trace, PPD_TURN_TRACE); None, the default, costs one test per step.
         self.on_step: Callable[[Step, float, float], None] | None = None
-        self._intakes: list[_Intake] = []  # a heap by ready_s
-        self._intake_numbers = itertools.count()
 
     @property
     def kv_cache(self) -> KVCache:
@@ -102,41 +85,6 @@ class Engine:
         self.core.add_request(request)
         self._wakeup.set()
 
-    async def api_time(self, request: Request, submit: bool = True) -> float:
-        """Let a new request's API time pass on the engine's modelled clock: it is due at
-        request.ready_s (EngineCore.api_ready_s) and, with submit, queued in the core then, so it
-        joins the first step that starts at or after ready_s, as on the virtual clock. Without
-        submit the caller goes on at ready_s and submits later (a D first pulls P's KV).
-
-        Not a sleep of its own: two real-time timers (the intake's and the step's) decided the race
-        before, and uvloop keeps timers in whole milliseconds, so an intake due in the same tick
-        as a step lost it to the step's timer and waited a whole step (on the H200 host, 118 of
-        the 211 loaded turn 1s a step later than ppd fleet; results/h200-host-turn-trace).
-        Returns when it came due (time.monotonic(), for the per-request trace)."""
-        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        intake = _Intake(request.ready_s, next(self._intake_numbers), request, submit, done)
-        heapq.heappush(self._intakes, intake)
-        self._wakeup.set()
-        try:
-            return await done
-        except asyncio.CancelledError:
-            if not done.done():
-                done.cancel()  # still waiting: the driver drops it when it comes due
-            elif submit:
-                self.abort(request)  # already queued
-            raise
-
-    def _admit_due(self, until_s: float) -> None:
-        """Hand the core every intake due by until_s (modelled), in the order they came due."""
-        intakes = self._intakes
-        while intakes and intakes[0].ready_s <= until_s:
-            intake = heapq.heappop(intakes)
-            if intake.done.done():
-                continue  # its client went away
-            if intake.submit:
-                self.core.add_request(intake.request)
-            intake.done.set_result(time.monotonic())
-
     def abort(self, request: Request) -> None:
         """Stop a request (client went away); its blocks go back to the free queue."""
         if self.core.abort(request):
@@ -173,8 +121,7 @@ class Engine:
             work = self.core.next_work()
             if work is None:
                 self._wakeup.clear()
-                await self._idle()
-                self._admit_due(loop.time() + TIMER_EARLY_S)
+                await self._wakeup.wait()
                 if not self.core.has_holds():
                     clock_s = self.core.idle_clock_start(clock_s, loop.time())
                 idle = True
@@ -187,18 +134,6 @@ class Engine:
                 clock_s = await self._run_step(work, clock_s)
             idle = False
 
-    async def _idle(self) -> None:
-        """Wait for work: a wakeup, or the first intake coming due."""
-        timer = None
-        if self._intakes:
-            loop = asyncio.get_running_loop()
-            timer = loop.call_at(self._intakes[0].ready_s - TIMER_EARLY_S, self._wakeup.set)
-        try:
-            await self._wakeup.wait()
-        finally:
-            if timer is not None:
-                timer.cancel()
-
     async def _run_hold(self, hold: Hold, clock_s: float) -> float:
         """Let a hold pass on the modeled clock; returns the clock after it."""
         loop = asyncio.get_running_loop()
@@ -206,7 +141,6 @@ class Engine:
         delay_s = end_s - loop.time() - TIMER_EARLY_S
         await asyncio.sleep(delay_s if delay_s > 0 else 0)
         now_s = loop.time()
-        self._admit_due(end_s)
         done = self.core.complete_hold(hold)
         if isinstance(done, asyncio.Future) and not done.done():
             done.set_result(None)
@@ -225,7 +159,6 @@ class Engine:
         await asyncio.sleep(delay_s if delay_s > 0 else 0)
         now_s = loop.time()
         self.core.stats.record_drift(max(0.0, now_s - end_s))
-        self._admit_due(end_s)  # those due during the step: in the core before it completes
         self._deliver(self.core.complete_step(step, now_s))
         return end_s if now_s - end_s < _RESYNC_LAG_S else now_s
 

@@ -21,7 +21,7 @@ from ppd import __version__
 from ppd.openai_api import SSE_DONE, ApiError, error_body
 from ppd.sim.config import SimConfig
 from ppd.sim.core import Step
-from ppd.sim.engine import Engine
+from ppd.sim.engine import TIMER_EARLY_S, Engine
 from ppd.sim.kv_transfer import PULL_PATH, KVPuller, RemotePrefill, parse_kv_transfer_params
 from ppd.sim.metrics import render_metrics
 from ppd.sim.protocol import (
@@ -173,15 +173,12 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
     request = engine.new_request(
         response_id, params.prompt_token_ids, max_tokens, hold_kv_on_finish=act_as_prefill
     )
-    engine.core.api_ready_s(request.arrival_s, request)  # sets request.ready_s
+    api_s = engine.core.api_ready_s(request.arrival_s, request) - request.arrival_s
     arrival_s = trace_now_s() if state.trace is not None else 0.0
     try:
-        # A local request joins the first step that starts after its API time; a D pulls first.
-        submitted_s = await engine.api_time(request, submit=remote is None)
+        await asyncio.sleep(max(0.0, api_s - TIMER_EARLY_S))
         if remote is not None:
             await _pull_remote_kv(state, request, remote)
-            engine.submit(request)
-            submitted_s = trace_now_s()
     except ApiError as exc:
         return _with_headers(api_error_response(exc), headers)
     except asyncio.CancelledError:
@@ -189,9 +186,9 @@ async def _generate(http_request: web.Request, kind: str) -> web.StreamResponse:
             # The client left before this D took P's KV: tell P to free it (vLLM's abort does).
             state.spawn(state.puller.release(remote))
         raise
+    engine.submit(request)
     if state.trace is not None:
-        stamps_s = (handler_s, arrival_s, submitted_s)
-        trace_intake(state.trace, state, request, stamps_s, pulled=remote is not None)
+        trace_intake(state.trace, state, request, (handler_s, arrival_s), pulled=remote is not None)
     try:
         if params.stream:
             return await _stream(http_request, request, params, response_id, headers)
@@ -364,11 +361,11 @@ class TokenSink:
 
 
 def trace_intake(
-    trace: TurnTrace, state: SimState, request: Request, stamps_s: tuple[float, float, float], pulled: bool
+    trace: TurnTrace, state: SimState, request: Request, stamps_s: tuple[float, float], pulled: bool
 ) -> None:
-    """A request handed to the engine: when its handler started, its body was parsed and the core
-    took it (stamps_s), its arrival and API-ready times on the loop's clock, now on both clocks, and
-    how many steps the engine had completed."""
+    """A request handed to the engine: when its handler started and its body was parsed (stamps_s),
+    its arrival and API-ready times on the loop's clock, now on both clocks, and how many steps the
+    engine had completed."""
     trace.write(
         "intake",
         rid=request.request_id,
@@ -377,9 +374,8 @@ def trace_intake(
         arrival=stamps_s[1],
         arrival_loop=request.arrival_s,
         ready_loop=request.ready_s,
-        submit=stamps_s[2],
-        resumed=trace_now_s(),
-        resumed_loop=asyncio.get_running_loop().time(),
+        submit=trace_now_s(),
+        submit_loop=asyncio.get_running_loop().time(),
         steps=state.engine.stats.num_steps,
         prompt=request.num_prompt_tokens,
         pulled=pulled,

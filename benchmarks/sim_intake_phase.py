@@ -1,19 +1,16 @@
 """Does `ppd sim`'s real-time driver put a new request into the step the virtual clock would? One
 `Engine` in this process (time scale 1, no HTTP): background requests keep it decoding; probes (256
 prompt tokens, one output token) arrive at random phases and go through the server's intake as
-sim/server.py does: `Engine.api_time` (since f410f55: the API time passes on the engine's modelled
-clock), and, as the baseline in the same run, the intake before it (`sleep`: the API time's own
-asyncio.sleep, woken early, then submit). On the virtual clock (`ppd fleet`) a probe joins the first
-step decided at or after its `ready_s`; here each probe's step is read off the driver's own step
-ends. Per loop, intake and background size it prints how many probes joined a later step (late) or
-an earlier one, and for the late ones how long before the decision they were ready.
+sim/server.py does (the API time's sleep, then submit). On the virtual clock (`ppd fleet`) a probe
+joins the first step decided at or after its `ready_s`; here each probe's step is read off the
+driver's own step ends. Per loop and background size it prints how many probes joined a later step
+(late) or an earlier one, and for the late ones how long before the decision they were ready.
 
-    python benchmarks/sim_intake_phase.py [--background 8,32,64] [--probes 300] [--intakes api_time,sleep]
+    python benchmarks/sim_intake_phase.py [--background 8,32,64] [--probes 300]
 
-Ends with `sim_intake_phase uvloop_late_share=U asyncio_late_share=A probes=N` (the server's intake,
-over all background sizes) and the same for the sleep intake (`sim_intake_phase_sleep ...`). Without
-HTTP, this is the driver alone: a request's bytes reaching the sim's handler late (its loop writing
-streams, the proxy's forward) is not in it.
+Ends with `sim_intake_phase uvloop_late_share=U asyncio_late_share=A probes=N` (over all background
+sizes). Without HTTP, this is the driver alone: a request's bytes reaching the sim's handler late
+(its loop writing streams, the proxy's forward) is not in it.
 """
 
 from __future__ import annotations
@@ -39,27 +36,13 @@ PROMPT_TOKENS = 256
 SETTLE_S = 0.5
 
 
-Intake = Callable[[Engine, str, list[int], int], Awaitable[Request]]
-
-
-async def api_time_intake(engine: Engine, request_id: str, prompt: list[int], max_tokens: int) -> Request:
-    """The sim server's intake: the API time on the engine's modelled clock (Engine.api_time)."""
-    request = engine.new_request(request_id, prompt, max_tokens)
-    engine.core.api_ready_s(request.arrival_s, request)
-    await engine.api_time(request)
-    return request
-
-
-async def sleep_intake(engine: Engine, request_id: str, prompt: list[int], max_tokens: int) -> Request:
-    """The intake before f410f55: the API time's own sleep (woken early), then submit."""
+async def intake(engine: Engine, request_id: str, prompt: list[int], max_tokens: int) -> Request:
+    """The sim server's intake: the API time's sleep (woken early as the server does), then submit."""
     request = engine.new_request(request_id, prompt, max_tokens)
     api_s = engine.core.api_ready_s(request.arrival_s, request) - request.arrival_s
     await asyncio.sleep(max(0.0, api_s - TIMER_EARLY_S))
     engine.submit(request)
     return request
-
-
-INTAKES: dict[str, Intake] = {"api_time": api_time_intake, "sleep": sleep_intake}
 
 
 def record_step_ends(engine: Engine, ends_s: list[float]) -> None:
@@ -74,9 +57,7 @@ def record_step_ends(engine: Engine, ends_s: list[float]) -> None:
     engine._run_step = recorded  # type: ignore[method-assign]
 
 
-async def run_probes(
-    intake: Intake, num_background: int, num_probes: int
-) -> tuple[int, int, list[float], float]:
+async def run_probes(num_background: int, num_probes: int) -> tuple[int, int, list[float], float]:
     """(late, early, late probes' lead before the decision in ms, median step ms)."""
     engine = Engine(sim_config(load_profile(DEFAULT_PROFILE), time_scale=1.0))
     ends_s: list[float] = []
@@ -119,33 +100,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--background", default="8,32,64", help="decoding requests, comma-separated")
     parser.add_argument("--probes", type=int, default=300, help="probes per run (default 300)")
-    parser.add_argument("--intakes", default="api_time,sleep", help="api_time (the server's), sleep (before)")
     args = parser.parse_args()
     loops: dict[str, Callable[[Any], Any]] = {"uvloop": uvloop.run, "asyncio": asyncio.run}
     sizes = [int(n) for n in args.background.split(",")]
-    lines = []
-    for intake_name in args.intakes.split(","):
-        shares = {}
-        for name, run in loops.items():
-            total_late = 0
-            for num_background in sizes:
-                late, early, leads_ms, step_ms = run(
-                    run_probes(INTAKES[intake_name], num_background, args.probes)
-                )
-                total_late += late
-                leads = ", ".join(f"{lead:.2f}" for lead in sorted(leads_ms))
-                print(
-                    f"{intake_name:8} {name:8} background={num_background:3} step_p50_ms={step_ms:5.2f}"
-                    f" probes={args.probes} late={late} ({late / args.probes:.1%}) earlier={early};"
-                    f" late ones ready before the step by [{leads}] ms"
-                )
-            shares[name] = total_late / (args.probes * len(sizes))
-        suffix = "" if intake_name == "api_time" else f"_{intake_name}"
-        lines.append(
-            f"sim_intake_phase{suffix} uvloop_late_share={shares['uvloop']:.3f}"
-            f" asyncio_late_share={shares['asyncio']:.3f} probes={args.probes * len(sizes)}"
-        )
-    print("\n".join(lines))
+    shares = {}
+    for name, run in loops.items():
+        total_late = 0
+        for num_background in sizes:
+            late, early, leads_ms, step_ms = run(run_probes(num_background, args.probes))
+            total_late += late
+            leads = ", ".join(f"{lead:.2f}" for lead in sorted(leads_ms))
+            print(
+                f"{name:8} background={num_background:3} step_p50_ms={step_ms:5.2f} probes={args.probes}"
+                f" late={late} ({late / args.probes:.1%}) earlier={early};"
+                f" late ones ready before the step by [{leads}] ms"
+            )
+        shares[name] = total_late / (args.probes * len(sizes))
+    print(
+        f"sim_intake_phase uvloop_late_share={shares['uvloop']:.3f}"
+        f" asyncio_late_share={shares['asyncio']:.3f} probes={args.probes * len(sizes)}"
+    )
     return 0
 
 

@@ -229,29 +229,33 @@ def http_path_lines(topology: str, result_json: Path, samples: list[Sample], dec
     return lines
 
 
-def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> Path:
-    """The same points through ppd fleet; returns the fleet result set."""
+def fleet_configs(http_json: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> list[FleetConfig]:
+    """The fleet's config of each point of an HTTP result set (qps, then mode, as the bench ran them):
+    the same topology, workload, seed, duration and drain; turn_trace.py runs the same ones."""
     meta = json.loads(http_json.read_text())
     config, topology = meta["config"], http_json.stem.split("-")[1]
     workload = builtin_workload(config["workloads"][0]["name"], len(config["workloads"][0]["turns"]))
-    runs = [
-        simulate(
-            FleetConfig(
-                fleet_topology(topology),
-                mode,
-                workload,
-                qps=qps,
-                duration_s=config["duration_s"],
-                seed=config["seed"],
-                drain_timeout_s=config["drain_timeout_s"],
-                engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
-                hops=hops,
-                proxy_cpu=proxy_cpu,
-            )
+    return [
+        FleetConfig(
+            fleet_topology(topology),
+            mode,
+            workload,
+            qps=qps,
+            duration_s=config["duration_s"],
+            seed=config["seed"],
+            drain_timeout_s=config["drain_timeout_s"],
+            engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
+            hops=hops,
+            proxy_cpu=proxy_cpu,
         )
         for qps in config["qps"]
         for mode in config["modes"]
     ]
+
+
+def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> Path:
+    """The same points through ppd fleet; returns the fleet result set."""
+    runs = [simulate(config) for config in fleet_configs(http_json, proxy_cpu, hops)]
     name = http_json.stem.replace("http-", "fleet-", 1)
     for earlier in (out / f"{name}.json", out / f"{name}.jsonl"):  # this script's own, from a former run
         earlier.unlink(missing_ok=True)

@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from _sims import SRC
+from fleet_vs_sim import fleet_configs
 
 sys.path.insert(0, str(SRC))
 
-from ppd.bench.workloads import builtin_workload
-from ppd.fleet import EngineOptions, FleetConfig, fleet_topology, simulate
+from ppd.fleet import simulate
 from ppd.fleet.config import hops_from_spec
 from ppd.fleet.engines import VirtualEngine
 from ppd.fleet.fleet import _TurnFlow
@@ -62,7 +62,6 @@ from ppd.results import TurnRow, read_rows
 from ppd.sim.request import Request
 
 MODES = ("replication", "auto")
-MAX_MODEL_LEN = 32768  # as benchmarks/fleet_vs_sim.py
 Event = dict[str, Any]
 TurnKey = tuple[str, str, str, int]  # (mode, "W3-q8-r0", conversation "c5", turn)
 
@@ -163,30 +162,12 @@ def fleet_turns(
 ) -> tuple[dict[TurnKey, FleetTurn], list[TurnRow]]:
     """The fleet over an HTTP result set's points (as fleet_vs_sim.run_fleet), recording each turn's
     send, its target request and that request's submit on the virtual clock."""
-    meta = json.loads(http_json.read_text())
-    config, topology = meta["config"], http_json.stem.split("-")[1]
-    workload = builtin_workload(config["workloads"][0]["name"], len(config["workloads"][0]["turns"]))
-    hops, proxy_cpu = hops_from_spec(hops_spec), proxy_cpu_from_spec(proxy_cpu_spec)
     turns: dict[TurnKey, FleetTurn] = {}
     rows: list[TurnRow] = []
-    for qps in config["qps"]:
-        for mode in config["modes"]:
-            with _recording(turns):  # one fleet each: engine names repeat
-                run = simulate(
-                    FleetConfig(
-                        fleet_topology(topology),
-                        mode,
-                        workload,
-                        qps=qps,
-                        duration_s=config["duration_s"],
-                        seed=config["seed"],
-                        drain_timeout_s=config["drain_timeout_s"],
-                        engine=EngineOptions(max_model_len=MAX_MODEL_LEN),
-                        hops=hops,
-                        proxy_cpu=proxy_cpu,
-                    )
-                )
-                rows += run.rows
+    configs = fleet_configs(http_json, proxy_cpu_from_spec(proxy_cpu_spec), hops_from_spec(hops_spec))
+    for config in configs:
+        with _recording(turns):  # one fleet each: engine names repeat
+            rows += simulate(config).rows
     return turns, rows
 
 

@@ -8,7 +8,6 @@ something else, so a later request with the same prefix finds it again.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -17,13 +16,9 @@ from typing import Final, cast
 ROOT_BLOCK_HASH: Final = 0x5EED_B10C
 
 
-def hash_block(parent_hash: int, token_ids: Sequence[int]) -> int:
-    """Hash of one full block, chained to the hash of the block before it."""
-    return hash((parent_hash, *token_ids))
-
-
 def hash_block_at(parent_hash: object, token_ids: list[int], start: int, block_size: int) -> int:
-    """hash_block(parent_hash, token_ids[start : start + block_size]), the same value, made faster.
+    """Hash of the full block token_ids[start : start + block_size], chained to the hash of the block
+    before it: hash((parent_hash, *block)).
 
     The tokens are read as the int objects they are (the compiled build would unbox each and make a
     new object to put it in the tuple). For vLLM's default block size the tuple is built from the

@@ -95,7 +95,7 @@ class KVBlock:
 class KVCache:
     """Owns the blocks: allocation, reference counts, the prefix cache and LRU eviction.
 
-    Blocks are built lazily: ids from len(_blocks) up have never been used and sit, in id order, at
+    Blocks are built lazily: ids from _num_used up have never been used and sit, in id order, at
     the head of the eviction order (every freed block queues behind them), so an engine of 25,000
     blocks costs nothing until its blocks are used (a fleet builds many engines per simulation).
 
@@ -108,7 +108,9 @@ class KVCache:
     def __init__(self, num_blocks: int, block_size: int) -> None:
         self.block_size = block_size
         self._num_blocks = num_blocks
-        self._blocks: list[KVBlock] = []  # the blocks used at least once: ids 0..len-1
+        # Blocks 0.._num_used-1 have been used at least once (each is then held by a request or a
+        # lease, or queued as free: nothing else needs to keep them).
+        self._num_used = 0
         # Freed blocks in eviction order (after the never-used ones), with stale entries (above).
         self._free_queue: deque[KVBlock] = deque()
         self._num_free = 0  # used blocks with no reference: each has its last entry in the queue
@@ -122,7 +124,7 @@ class KVCache:
 
     @property
     def num_free_blocks(self) -> int:
-        return self._num_free + self._num_blocks - len(self._blocks)
+        return self._num_free + self._num_blocks - self._num_used
 
     @property
     def usage(self) -> float:
@@ -174,11 +176,11 @@ class KVCache:
         """Take num_blocks fresh blocks, evicting the least recently freed; None if too few are free."""
         if num_blocks > self.num_free_blocks:
             return None
-        num_used = len(self._blocks)
+        num_used = self._num_used
         num_new = min(num_blocks, self._num_blocks - num_used)
         # never used: the head of the queue, in id order
         taken = [KVBlock(block_id, ref_count=1) for block_id in range(num_used, num_used + num_new)]
-        self._blocks += taken
+        self._num_used += num_new
         num_evict = num_blocks - num_new
         if not num_evict:
             return taken

@@ -28,6 +28,13 @@ before the step's decision; the fleet when its ready time is before the step's s
     PPD_TURN_TRACE=T python benchmarks/fleet_vs_sim.py --http-only --out DIR [--topologies ..]
     python benchmarks/turn_trace.py T DIR [--hops H] [--proxy-cpu P] [--step-ms 3] [--modes replication,auto]
         [--workloads W1,W3]
+    python benchmarks/turn_trace.py T DIR --way-in
+
+--way-in runs no fleet: over every traced turn (all modes and workloads, turn 1s and later turns) it
+splits the way in's two growing parts, send -> the proxy's handler and the proxy's upstream request
+-> the sim's handler, by workload, turn and load, and the second by the time since the target
+engine's last step ended (the sim writes every stream's chunk then: a per-stream write cost in its
+loop would show as a wait just after a step end). Ends with `turn_trace_way_in turns=N ...`.
 
 DIR: the HTTP result sets (http-<topology>-<workload>.json and rows, packed or not). Ends with
 `turn_trace turns=N later=L dA_later_ms=.. dA_rest_ms=.. dB_later_ms=.. dB_rest_ms=.. dR_later_ms=..
@@ -39,6 +46,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import gzip
+import itertools
 import json
 import statistics
 import sys
@@ -401,6 +409,118 @@ def print_groups(groups: list[tuple[str, list[Joined]]], with_steps: bool = Fals
             )
 
 
+def load_way_in(folder: Path, out: Path) -> list[dict[str, Any]]:
+    """Every traced turn's way-in parts (ms) with its workload, turn, load and the time since its
+    target engine's last step ended (steps between two traced ones interpolated by step index)."""
+    bench: list[Event] = []
+    proxy: dict[tuple[str, int], Event] = {}
+    intakes: dict[str, Event] = {}
+    steps: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for path in sorted([*folder.glob("*.jsonl"), *folder.glob("*.jsonl.gz")]):
+        pid = path.name.split(".")[0]
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        for line in data.decode().splitlines():
+            event = json.loads(line)
+            kind = event["ev"]
+            if kind == "bench" and event["sid"] and event["sent"] is not None:
+                bench.append(event)
+            elif kind == "proxy" and event["sid"] and event["turn"] is not None:
+                proxy[(event["sid"], event["turn"])] = event
+            elif kind == "intake" and (event["pulled"] or event["rid"] not in intakes):
+                intakes[event["rid"]] = event | {"pid": pid}
+            elif kind == "step":
+                steps[(pid, event["eng"])].append(event)
+    step_ends = {key: _step_ends(events) for key, events in steps.items()}
+    light_qps: dict[str, set[float]] = defaultdict(set)  # per workload, each topology's lower rate
+    for http_json in out.glob("http-*.json"):
+        light_qps[http_json.stem.split("-")[2]].add(min(json.loads(http_json.read_text())["config"]["qps"]))
+    sends: dict[str, list[Event]] = defaultdict(list)
+    for event in bench:
+        sends[event["sid"]].append(event)
+    turns = []
+    for sid, events in sends.items():
+        mode, workload, qps, _run, _conversation = sid.rsplit("-", 5)[-5:]
+        for number, sent in enumerate(sorted(events, key=lambda e: e["sent"]), start=1):
+            hop = proxy.get((sid, number))
+            if hop is None or hop.get("target_sent") is None:
+                continue
+            rid = hop["rid"]
+            intake = next((intakes[k] for k in (f"cmpl-{rid}", f"chatcmpl-{rid}") if k in intakes), None)
+            if intake is None:
+                continue
+            ends = step_ends.get((intake["pid"], intake["eng"]), [])
+            index = bisect.bisect_right(ends, hop["target_sent"]) - 1
+            turns.append({
+                "workload": workload, "turn": number, "mode": mode,
+                "light": float(qps[1:]) in light_qps[workload],
+                "send>proxy": (hop["start"] - sent["sent"]) * 1e3,
+                "upstream>sim": (intake["handler"] - hop["target_sent"]) * 1e3,
+                "since_step_ms": (hop["target_sent"] - ends[index]) * 1e3 if index >= 0 else float("inf"),
+            })  # fmt: skip
+    return turns
+
+
+def _step_ends(events: list[Event]) -> list[float]:
+    """An engine's step ends (real time: decided + modelled length) from its traced steps, the steps
+    between two traced ones spread evenly (decode steps of a busy engine are alike); none across an
+    idle gap (> 50 ms a step)."""
+    events = sorted(events, key=lambda e: e["i"])
+    ends: list[float] = []
+    for a, b in itertools.pairwise(events):
+        end_a = a["t"] + a["end_loop"] - a["start_loop"]
+        end_b = b["t"] + b["end_loop"] - b["start_loop"]
+        num = b["i"] - a["i"]
+        each = (end_b - end_a) / num if num > 0 else float("inf")
+        ends += [end_a] if each > 0.05 else [end_a + j * each for j in range(num)]
+    if events:
+        last = events[-1]
+        ends.append(last["t"] + last["end_loop"] - last["start_loop"])
+    return sorted(ends)
+
+
+PHASE_BINS_MS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 50.0)
+
+
+def way_in(folder: Path, out: Path) -> int:
+    turns = load_way_in(folder, out)
+    parts = ("send>proxy", "upstream>sim")
+    print(f"traced turns with the proxy's and the sim's stamps: {len(turns)}")
+    print("== the way in's parts by workload, turn and load (medians, ms; every mode)")
+    for workload in sorted({t["workload"] for t in turns}):
+        for first in (True, False):
+            for light in (True, False):
+                group = [t for t in turns if t["workload"] == workload and (t["turn"] == 1) == first
+                         and t["light"] == light]  # fmt: skip
+                if group:
+                    print(
+                        f"  {workload} {'turn 1 ' if first else 'turn 2+'} {'light ' if light else 'loaded'} "
+                        f"n={len(group):5} "
+                        + " ".join(f"{p}={median([t[p] for t in group]):5.2f}" for p in parts)
+                    )
+    print("== upstream>sim by the time since the target engine's last step ended (medians, ms)")
+    w3_first = [t for t in turns if t["workload"] == "W3" and t["turn"] == 1]
+    rest = [t for t in turns if not (t["workload"] == "W3" and t["turn"] == 1)]
+    for low, high in itertools.pairwise((*PHASE_BINS_MS, float("inf"))):
+        line = f"  {low:4g}-{high:<4g} ms"
+        for label, group in (("W3 turn 1s", w3_first), ("the rest", rest)):
+            at = [t["upstream>sim"] for t in group if low <= t["since_step_ms"] < high]
+            line += f"  {label}: n={len(at):4} {median(at):5.2f}"
+        print(line)
+    loaded_w3 = [t for t in w3_first if not t["light"]]
+    light_w3 = [t for t in w3_first if t["light"]]
+    loaded_rest = [t for t in rest if not t["light"]]
+    print(
+        f"turn_trace_way_in turns={len(turns)}"
+        + "".join(
+            f" {p.replace('>', '_')}_w3t1_light_ms={median([t[p] for t in light_w3]):.2f}"
+            f" {p.replace('>', '_')}_w3t1_loaded_ms={median([t[p] for t in loaded_w3]):.2f}"
+            f" {p.replace('>', '_')}_others_loaded_ms={median([t[p] for t in loaded_rest]):.2f}"
+            for p in parts
+        )
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("trace", type=Path, help="the PPD_TURN_TRACE folder of the HTTP run")
@@ -412,7 +532,12 @@ def main() -> int:
     parser.add_argument(
         "--workloads", default="W1,W3", help="which result sets (default W1,W3: short prompts)"
     )
+    parser.add_argument(
+        "--way-in", action="store_true", help="only the way in's parts over every traced turn (no fleet)"
+    )
     args = parser.parse_args()
+    if args.way_in:
+        return way_in(args.trace, args.out)
     trace = load_http(args.trace)
     offsets = trace.clock_offsets_ms
     print(

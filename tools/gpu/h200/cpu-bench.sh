@@ -6,7 +6,7 @@
 #
 #   env       the host (cores, CPU model), Python and the packages the benchmarks import (the image's
 #             own aiohttp, numpy, rich and uvloop: nothing of the vLLM bundle is needed, so nothing is
-#             staged or installed), $PPD_GIT_COMMIT -> env.txt; /proc/loadavg every 5 s -> loadavg.txt;
+#             staged or installed), $PPD_GIT_COMMIT, the hash of src/ -> env.txt; /proc/loadavg every 5 s -> loadavg.txt;
 #             a snapshot of this project (src, benchmarks, pyproject.toml) -> $ROOT/ppd-cpu, which
 #             the steps run from, because each device call refreshes the working tree under a running
 #             script (and the two --write steps rewrite the snapshot's cost files, not the checkout's)
@@ -76,50 +76,19 @@ fi
 HOPS_TIMEOUT_S=${HOPS_TIMEOUT_S:-330} RELAY_TIMEOUT_S=${RELAY_TIMEOUT_S:-215}
 FVS_TIMEOUT_S=${FVS_TIMEOUT_S:-285} FLEET_TIMEOUT_S=${FLEET_TIMEOUT_S:-45}
 
-step() { echo "=== $(date -u +%H:%M:%S) $*"; }
-fail() { step "FAILED: $*"; exit 1; }
-strays() {  # a step cut off by its timeout leaves its deployment (sims, proxy) running: stop it
-  local proc pid
-  for proc in /proc/[0-9]*; do
-    pid=${proc#/proc/}
-    tr '\0' ' ' 2> /dev/null < "$proc/cmdline" | grep -Eq -- "-m ppd (sim|proxy) " || continue
-    tr '\0' '\n' 2> /dev/null < "$proc/environ" | grep -q "^PYTHONPATH=.*$SNAPSHOT/src" || continue
-    echo "stopping stray $pid: $(tr '\0' ' ' 2> /dev/null < "$proc/cmdline" | cut -c1-80)"
-    kill "$pid"
-  done
-}
+# shellcheck source=tools/gpu/h200/common.sh
+. tools/gpu/h200/common.sh
 
 mkdir -p "$OUT_DIR" || fail "cannot make $OUT_DIR"
 step "env (commit $PPD_GIT_COMMIT)"
-{
-  echo "commit $PPD_GIT_COMMIT"
-  echo "date_utc $(date -u +%FT%TZ)"
-  echo "host $(hostname)"
-  echo "cores $(nproc)"
-  grep -m1 "model name" /proc/cpuinfo
-  echo "memory $(grep MemTotal /proc/meminfo)"
-  echo "uptime $(uptime)"
-  $PY - <<'EOF'
-import sys
-from importlib.metadata import PackageNotFoundError, version
-print("python", sys.version.split()[0])
-for name in ("aiohttp", "numpy", "rich", "uvloop", "yarl", "multidict"):
-    try:
-        print(name, version(name))
-    except PackageNotFoundError:
-        print(name, "MISSING")
-EOF
-} > "$OUT_DIR/env.txt" 2>&1
-cat "$OUT_DIR/env.txt"
+write_env "$OUT_DIR/env.txt"
 $PY -c 'import sys; assert sys.version_info >= (3, 11)' || fail "Python >= 3.11 needed"
 $PY -c 'import aiohttp, numpy, rich' || fail "aiohttp, numpy or rich missing"
 # ppd uses uvloop where it is installed (as vLLM does); without it every cost below would be
 # measured on the plain asyncio loop, unlike the dev machine's figures.
 $PY -c 'import uvloop' || step "WARNING: no uvloop: the proxy, sims and bench run on plain asyncio"
 
-( while :; do echo "$(date -u +%T) $(cat /proc/loadavg)"; sleep 5; done ) > "$OUT_DIR/loadavg.txt" &
-LOADAVG_PID=$!
-trap 'kill "$LOADAVG_PID" 2> /dev/null; rm -f "$CPU_BENCH_COPY"' EXIT
+log_load "$OUT_DIR/loadavg.txt" "$CPU_BENCH_COPY"
 
 rm -rf "$SNAPSHOT" && mkdir -p "$SNAPSHOT" && cp -a src benchmarks pyproject.toml "$SNAPSHOT"/ \
   || fail "project snapshot"

@@ -7,7 +7,7 @@
 # results/h200-host-cpu-gaps/{hops,proxy_cpu}.json) and says where the later turn 1s lose their step.
 # In order, each step's output under $OUT_DIR (/opt/out):
 #
-#   env       host, Python and packages, $PPD_GIT_COMMIT -> env.txt; /proc/loadavg every 5 s -> loadavg.txt;
+#   env       host, Python and packages, $PPD_GIT_COMMIT, the hash of src/ -> env.txt; /proc/loadavg every 5 s -> loadavg.txt;
 #             a snapshot of src, benchmarks, pyproject.toml and the two cost files -> $ROOT/ppd-trace
 #   fvs-http  fleet_vs_sim.py --http-only in the four groups of cpu-bench.sh at once (1p1d and 2p2d, each
 #             W1+W2 and W3+W4), trace on -> fvs-<group>.txt, fvs/ (result sets, decision logs), trace/
@@ -50,47 +50,15 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 FVS_TIMEOUT_S=${FVS_TIMEOUT_S:-285} FLEET_TIMEOUT_S=${FLEET_TIMEOUT_S:-60} TRACE_TIMEOUT_S=${TRACE_TIMEOUT_S:-90}
 
-step() { echo "=== $(date -u +%H:%M:%S) $*"; }
-fail() { step "FAILED: $*"; exit 1; }
-strays() {  # a step cut off by its timeout leaves its deployment (sims, proxy) running: stop it
-  local proc pid
-  for proc in /proc/[0-9]*; do
-    pid=${proc#/proc/}
-    tr '\0' ' ' 2> /dev/null < "$proc/cmdline" | grep -Eq -- "-m ppd (sim|proxy) " || continue
-    tr '\0' '\n' 2> /dev/null < "$proc/environ" | grep -q "^PYTHONPATH=.*$SNAPSHOT/src" || continue
-    echo "stopping stray $pid: $(tr '\0' ' ' 2> /dev/null < "$proc/cmdline" | cut -c1-80)"
-    kill "$pid"
-  done
-}
+# shellcheck source=tools/gpu/h200/common.sh
+. tools/gpu/h200/common.sh
 
 mkdir -p "$OUT_DIR" || fail "cannot make $OUT_DIR"
 step "env (commit $PPD_GIT_COMMIT)"
-{
-  echo "commit $PPD_GIT_COMMIT"
-  echo "date_utc $(date -u +%FT%TZ)"
-  echo "host $(hostname)"
-  echo "cores $(nproc)"
-  grep -m1 "model name" /proc/cpuinfo
-  echo "uptime $(uptime)"
-  $PY - <<'EOF'
-import sys, time
-from importlib.metadata import PackageNotFoundError, version
-print("python", sys.version.split()[0])
-print("clocks monotonic", time.get_clock_info("monotonic").implementation,
-      "perf_counter", time.get_clock_info("perf_counter").implementation)
-for name in ("aiohttp", "numpy", "rich", "uvloop"):
-    try:
-        print(name, version(name))
-    except PackageNotFoundError:
-        print(name, "MISSING")
-EOF
-} > "$OUT_DIR/env.txt" 2>&1
-cat "$OUT_DIR/env.txt"
+write_env "$OUT_DIR/env.txt"
 $PY -c 'import aiohttp, numpy, rich' || fail "aiohttp, numpy or rich missing"
 
-( while :; do echo "$(date -u +%T) $(cat /proc/loadavg)"; sleep 5; done ) > "$OUT_DIR/loadavg.txt" &
-LOADAVG_PID=$!
-trap 'kill "$LOADAVG_PID" 2> /dev/null; rm -f "$TURN_TRACE_COPY"' EXIT
+log_load "$OUT_DIR/loadavg.txt" "$TURN_TRACE_COPY"
 
 rm -rf "$SNAPSHOT" && mkdir -p "$SNAPSHOT/$COSTS" && cp -a src benchmarks pyproject.toml "$SNAPSHOT"/ \
   && cp "$COSTS/hops.json" "$COSTS/proxy_cpu.json" "$SNAPSHOT/$COSTS/" || fail "project snapshot"

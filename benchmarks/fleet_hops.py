@@ -44,10 +44,26 @@ later_chunk_saving_ms = -a (what a later chunk's way back costs less than the fi
 real-time sims' per-step excess (for information). The isolated turns' spans (8 tokens) are printed
 beside it as a check.
 
-    python benchmarks/fleet_hops.py [--reps 20] [--write]     # --write: update src/ppd/fleet/hops.json
+And a new connection's cost (fleet/connections.py): the isolated turns above go over kept-alive
+connections (one client session; the proxy's pool to the sims), as most turns do. Two more ways, in
+the same interleaving, send each turn on a connection of its own (a client that closes it after):
 
-Ends with `fleet_hops r_replica_ms=.. r_pd_ms=.. r_p_ms=.. points=N` (the fixed parts a) and
-`fleet_gaps stream_end_p50_ms=.. send_lag_p50_ms=.. later_chunk_saving_ms=.. conversations=N`.
+    direct fresh    client -> the D sim, a new connection   proxy_connect_ms  = C(direct fresh) - C(direct)
+    replica fresh   client -> proxy, a new connection       client_connect_ms = C(replica fresh) - C(replica)
+
+C: the central residual (p10-p90 mean), fresh less pooled, averaged over the prompts of at most
+CONNECT_MAX_WORDS words (the cost does not grow with the prompt; the longer prompts' residuals spread
+over several ms, which would swamp a fraction of one). The proxy's connection to
+an engine is an aiohttp client's to `ppd sim`, as the direct way's; the bench's to the proxy is the
+replica way's first hop (the proxy's own to the sim stays pooled).
+
+    python benchmarks/fleet_hops.py [--reps 20] [--write]     # --write: update src/ppd/fleet/hops.json
+    python benchmarks/fleet_hops.py --connect-only [--reps 20] [--write]
+        # only the four ways the connection costs need; --write replaces only those two figures
+
+Ends with `fleet_hops r_replica_ms=.. r_pd_ms=.. r_p_ms=.. points=N` (the fixed parts a),
+`fleet_gaps stream_end_p50_ms=.. send_lag_p50_ms=.. later_chunk_saving_ms=.. conversations=N` and
+`fleet_connect client_connect_ms=.. proxy_connect_ms=.. points=N` (--connect-only: that line alone).
 """
 
 from __future__ import annotations
@@ -136,33 +152,47 @@ def modeled_turn_ms(mode: Mode, num_words: int, num_output: int) -> tuple[float,
 Residuals = dict[tuple[str, int], list[float]]  # by way and prompt words, ms
 
 
-async def measure(proxy_url: str, direct_url: str, reps: int) -> tuple[Residuals, Residuals]:
+WAYS = ("direct", "replica", "pd", "direct fresh", "replica fresh")
+CONNECT_MAX_WORDS = 1024
+CONNECT_WAYS = ("direct", "replica", "direct fresh", "replica fresh")
+
+
+async def measure(
+    proxy_url: str, direct_url: str, reps: int, ways: tuple[str, ...] = WAYS
+) -> tuple[Residuals, Residuals]:
     """The isolated turns' TTFT residuals, and their spans' (first -> last content chunk)."""
     import aiohttp
 
     residuals: Residuals = defaultdict(list)
     spans: Residuals = defaultdict(list)
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession() as session:
+    fresh_connector = aiohttp.TCPConnector(force_close=True)  # a new connection for every request
+    async with aiohttp.ClientSession() as session, aiohttp.ClientSession(connector=fresh_connector) as fresh:
         proxy = HttpBackend(session, proxy_url, timeout)
         direct = HttpBackend(session, direct_url, timeout)
+        backends = {
+            "direct": direct,
+            "replica": proxy,
+            "pd": proxy,
+            "direct fresh": HttpBackend(fresh, direct_url, timeout),
+            "replica fresh": HttpBackend(fresh, proxy_url, timeout),
+        }
         model = {
             (mode, w, o): modeled_turn_ms(mode, w, o) for mode in ("replication", "pd") for w, o in SHAPES
         }
         await warm_up(session, proxy, proxy_url)  # the pair's first pull sets NIXL up, as `ppd up` does
         for rep in range(reps):
             for num_words, num_output in SHAPES:
-                for kind in ("direct", "replica", "pd"):
+                for kind in ways:
                     text = random_word_texts([num_words], seed=SALT + rep * 1000 + num_words + len(kind))[0]
                     body = {"model": "llama", "prompt": text, "max_tokens": num_output, "ignore_eos": True,
                             "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
-                    if kind != "direct":
+                    if not kind.startswith("direct"):
                         mode = "pd" if kind == "pd" else "replication"
                         async with session.post(f"{proxy_url}/mode/{mode}") as answer:
                             answer.raise_for_status()
                     record = RawTurn()
-                    backend = direct if kind == "direct" else proxy
-                    await backend.send(TurnRequest("/v1/completions", body, {}), record)
+                    await backends[kind].send(TurnRequest("/v1/completions", body, {}), record)
                     if not record.ok or not record.chunk_times or record.sent_at is None:
                         raise RuntimeError(f"{kind} turn failed: {record.error}")
                     ttft_ms = (record.chunk_times[0] - record.sent_at) * 1000.0
@@ -171,7 +201,7 @@ async def measure(proxy_url: str, direct_url: str, reps: int) -> tuple[Residuals
                     ]
                     residuals[(kind, num_words)].append(ttft_ms - model_ttft_ms)
                     span_ms = (record.chunk_times[-1] - record.chunk_times[0]) * 1000.0
-                    if kind != "direct":
+                    if kind in ("replica", "pd"):
                         spans[(kind, num_words)].append(span_ms - model_span_ms)
                     if kind == "pd" and model_p_ms is not None:
                         p_ms = float(record.headers["x-ppd-prefill-ms"])
@@ -330,10 +360,44 @@ def hop_costs(fits: dict[str, tuple[float, float]], source: str) -> dict[str, fl
     }
 
 
+def connect_costs(residuals: Residuals) -> dict[str, float]:
+    """A new connection's cost at each hop (module docstring): the fresh way's central residual less
+    the pooled way's, averaged over the short prompts."""
+
+    def extra_ms(fresh: str, pooled: str) -> float:
+        words = {w for kind, w in residuals if kind == fresh} & {w for kind, w in residuals if kind == pooled}
+        short = sorted(w for w in words if w <= CONNECT_MAX_WORDS)
+        return statistics.fmean(
+            central(residuals[(fresh, w)]) - central(residuals[(pooled, w)]) for w in short
+        )
+
+    return {
+        "client_connect_ms": round(max(0.0, extra_ms("replica fresh", "replica")), 3),
+        "proxy_connect_ms": round(max(0.0, extra_ms("direct fresh", "direct")), 3),
+    }
+
+
+def central(values: list[float]) -> float:
+    """The mean of the values between their p10 and p90 (the residuals' central value)."""
+    deciles = statistics.quantiles(values, n=10)
+    return statistics.fmean(v for v in values if deciles[0] <= v <= deciles[-1])
+
+
+def connect_line(costs: dict[str, float], residuals: Residuals) -> str:
+    fresh = sum(len(v) for (kind, _), v in residuals.items() if kind.endswith("fresh"))
+    return (
+        f"fleet_connect client_connect_ms={costs['client_connect_ms']:.3f} "
+        f"proxy_connect_ms={costs['proxy_connect_ms']:.3f} points={fresh}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--reps", type=int, default=20, help="turns per shape and way (default 20)")
     parser.add_argument("--write", action="store_true", help="write the figures to src/ppd/fleet/hops.json")
+    parser.add_argument(
+        "--connect-only", action="store_true", help="only a new connection's cost (--write: only those keys)"
+    )
     args = parser.parse_args()
     builtin_workload("W1", 1)  # numpy's vocabulary is built before anything is timed
     with (
@@ -342,22 +406,42 @@ def main() -> int:
         running_proxy(p_url, d_url) as proxy_url,
         tempfile.TemporaryDirectory(prefix="fleet-hops-") as work,
     ):
-        residuals, spans = asyncio.run(measure(proxy_url, d_url, args.reps))
-        gaps = conversation_gaps(bench_conversations(proxy_url, Path(work)))
+        ways = CONNECT_WAYS if args.connect_only else WAYS
+        residuals, spans = asyncio.run(measure(proxy_url, d_url, args.reps, ways))
+        gaps = [] if args.connect_only else conversation_gaps(bench_conversations(proxy_url, Path(work)))
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    connect = connect_costs(residuals)
+    if args.connect_only:
+        print_residuals(residuals)
+        print(json.dumps(connect, indent=2))
+        if args.write:
+            costs = json.loads(HOPS_FILE.read_text())
+            source = costs.pop("source", "")
+            costs |= connect
+            costs["source"] = (
+                f"{source} The connection costs (client_connect_ms, proxy_connect_ms): "
+                f"benchmarks/fleet_hops.py --connect-only --reps {args.reps}, {stamp}: isolated turns on a "
+                f"new connection less on a kept-alive one, at {', '.join(str(w) for w, _ in SHAPES)} "
+                "prompt words"
+            )
+            HOPS_FILE.write_text(json.dumps(costs, indent=2) + "\n")
+            print(f"wrote {HOPS_FILE}")
+        print(connect_line(connect, residuals))
+        return 0
     fits = print_residuals(residuals)
     print_spans(spans)
     gap_figures = gap_costs(gaps)
     print_gaps(gaps, gap_figures)
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     source = (
         f"benchmarks/fleet_hops.py --reps {args.reps}, {stamp}: lines through the p10-p90 mean residuals of "
         f"isolated turns at {', '.join(str(w) for w, _ in SHAPES)} prompt words "
         + "; ".join(f"R_{kind} = {a:.2f} ms + {b * 1000:.3f} us/word" for kind, (a, b) in fits.items())
         + f"; client gaps and later chunks from {len(gaps)} two-turn conversations through ppd bench "
         f"(replication, {GAP_QPS:g}/s for {GAP_DURATION_S:g} s at each of {', '.join(GAP_SHAPES)})"
+        + "; a new connection's cost from the same isolated turns on connections of their own"
         + " (1P1D ppd sim + ppd proxy on loopback, time scale 1)"
     )
-    costs = {**hop_costs(fits, source), **gap_figures}
+    costs = {**hop_costs(fits, source), **gap_figures, **connect}
     costs["source"] = costs.pop("source")  # last, after the figures
     print(json.dumps(costs, indent=2))
     if args.write:
@@ -370,6 +454,7 @@ def main() -> int:
           f"send_lag_p50_ms={statistics.median(g.send_lag_ms for g in gaps):.3f} "
           f"later_chunk_saving_ms={gap_figures['later_chunk_saving_ms']:.3f} "
           f"conversations={len(gaps)}")  # fmt: skip
+    print(connect_line(connect, residuals))
     return 0
 
 

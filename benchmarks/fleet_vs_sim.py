@@ -63,6 +63,7 @@ first line per --against run, that run in the fleet's place)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -74,6 +75,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -87,7 +90,9 @@ sys.path.insert(0, str(SRC))
 from ppd.bench.workloads import builtin_workload
 from ppd.fleet import EngineOptions, FleetConfig, HopCosts, fleet_topology, simulate, write_result_set
 from ppd.fleet.config import hops_from_spec
+from ppd.fleet.connections import IdleConnections
 from ppd.fleet.proxy_loop import ProxyCpu, proxy_cpu_from_spec
+from ppd.fleet.run import FleetRun
 
 MODES = ("pd", "ppd", "replication", "auto")
 LOADS = {"W1": (2.0, 8.0), "W2": (1.0, 4.0), "W3": (2.0, 8.0), "W4": (0.5, 2.0)}  # 1p1d; x2 for 2p2d
@@ -253,9 +258,24 @@ def fleet_configs(http_json: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> list[
     ]
 
 
+def simulate_in_order(
+    configs: list[FleetConfig], around: Callable[[], AbstractContextManager[object]] = nullcontext
+) -> list[FleetRun]:
+    """The points of one `ppd bench` run one after another, as the bench ran them: each starts with
+    the kept-alive connections the one before left (its client's and the proxy's; fleet.connections).
+    Each simulate runs inside around()."""
+    runs: list[FleetRun] = []
+    idle = IdleConnections()
+    for config in configs:
+        with around():
+            runs.append(simulate(dataclasses.replace(config, idle_connections=idle)))
+        idle = runs[-1].idle_connections
+    return runs
+
+
 def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> Path:
     """The same points through ppd fleet; returns the fleet result set."""
-    runs = [simulate(config) for config in fleet_configs(http_json, proxy_cpu, hops)]
+    runs = simulate_in_order(fleet_configs(http_json, proxy_cpu, hops))
     name = http_json.stem.replace("http-", "fleet-", 1)
     for earlier in (out / f"{name}.json", out / f"{name}.jsonl"):  # this script's own, from a former run
         earlier.unlink(missing_ok=True)

@@ -57,11 +57,10 @@ from pathlib import Path
 from typing import Any
 
 from _sims import SRC
-from fleet_vs_sim import fleet_configs
+from fleet_vs_sim import fleet_configs, simulate_in_order
 
 sys.path.insert(0, str(SRC))
 
-from ppd.fleet import simulate
 from ppd.fleet.config import hops_from_spec
 from ppd.fleet.engines import VirtualEngine
 from ppd.fleet.fleet import _TurnFlow
@@ -173,9 +172,8 @@ def fleet_turns(
     turns: dict[TurnKey, FleetTurn] = {}
     rows: list[TurnRow] = []
     configs = fleet_configs(http_json, proxy_cpu_from_spec(proxy_cpu_spec), hops_from_spec(hops_spec))
-    for config in configs:
-        with _recording(turns):  # one fleet each: engine names repeat
-            rows += simulate(config).rows
+    for run in simulate_in_order(configs, lambda: _recording(turns)):  # one each: engine names repeat
+        rows += run.rows
     return turns, rows
 
 
@@ -423,7 +421,7 @@ def load_way_in(folder: Path, out: Path) -> list[dict[str, Any]]:
             event = json.loads(line)
             kind = event["ev"]
             if kind == "bench" and event["sid"] and event["sent"] is not None:
-                bench.append(event)
+                bench.append(event | {"pid": pid})
             elif kind == "proxy" and event["sid"] and event["turn"] is not None:
                 proxy[(event["sid"], event["turn"])] = event
             elif kind == "intake" and (event["pulled"] or event["rid"] not in intakes):
@@ -451,7 +449,8 @@ def load_way_in(folder: Path, out: Path) -> list[dict[str, Any]]:
             ends = step_ends.get((intake["pid"], intake["eng"]), [])
             index = bisect.bisect_right(ends, hop["target_sent"]) - 1
             turns.append({
-                "workload": workload, "turn": number, "mode": mode,
+                "workload": workload, "turn": number, "mode": mode, "qps": qps,
+                "run": sent["pid"], "sent": sent["sent"],
                 "light": float(qps[1:]) in light_qps[workload],
                 "send>proxy": (hop["start"] - sent["sent"]) * 1e3,
                 "upstream>sim": (intake["handler"] - hop["target_sent"]) * 1e3,
@@ -506,6 +505,20 @@ def way_in(folder: Path, out: Path) -> int:
             at = [t["upstream>sim"] for t in group if low <= t["since_step_ms"] < high]
             line += f"  {label}: n={len(at):4} {median(at):5.2f}"
         print(line)
+    print(
+        "== send>proxy of each run's turn 1s in the order they were sent (ms; W1 and W3, replication and "
+        "auto; a run's first turn 1s take the kept-alive connections the run before left, later ones open "
+        "new ones)"
+    )
+    runs: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for t in turns:
+        if t["turn"] == 1 and t["workload"] in ("W1", "W3") and t["mode"] in MODES:
+            runs[(t["run"], t["workload"], t["qps"], t["mode"])].append(t)
+    for (_, workload, qps, mode), group in sorted(
+        runs.items(), key=lambda item: min(t["sent"] for t in item[1])
+    ):
+        group.sort(key=lambda t: t["sent"])
+        print(f"  {workload} {qps:4} {mode:12} " + " ".join(f"{t['send>proxy']:.1f}" for t in group))
     loaded_w3 = [t for t in w3_first if not t["light"]]
     light_w3 = [t for t in w3_first if t["light"]]
     loaded_rest = [t for t in rest if not t["light"]]

@@ -9,6 +9,7 @@ from typing import Any
 from ppd.bench.config import Api, WorkloadSpec, workload_to_dict
 from ppd.bench.metrics import Slo
 from ppd.errors import UsageError
+from ppd.fleet.connections import IdleConnections
 from ppd.fleet.costs import file_values, measured_values, quantiles_problem
 from ppd.fleet.proxy_loop import ProxyCpu, measured_proxy_cpu
 from ppd.launch.topology import LayoutOptions, Topology, layout_spec, load_file
@@ -50,6 +51,10 @@ class HopCosts:
     send_lag_us_per_answer_token: float = 0.0
     send_lag_us_per_prompt_token: float = 0.0
     send_lag_spread: tuple[float, ...] = ()
+    # A request that finds no idle kept-alive connection in its client's pool (the bench's to the
+    # proxy, the proxy's to an engine) opens one first: this much more than a pooled request's hop.
+    client_connect_ms: float = 0.0
+    proxy_connect_ms: float = 0.0
     source: str = "zero: no HTTP path"
 
 
@@ -127,6 +132,8 @@ class FleetConfig:
     # The proxy's event loop: CPU per request and per relayed read (fleet.proxy_loop); what a turn
     # waits behind the other streams' work. ProxyCpu() (zero) leaves only the isolated-turn hops.
     proxy_cpu: ProxyCpu = field(default_factory=measured_proxy_cpu)
+    # Kept-alive connections idle at the start (fleet.connections): as a previous run left them
+    idle_connections: IdleConnections = field(default_factory=IdleConnections)
     proxy_processes: int = 1  # `ppd proxy` processes sharing the conversations (one, as `ppd up`)
     pd_decode_affinity: bool = True
     warm_kv_links: bool = True  # every P -> D link connected before the run, as `ppd up` warms them
@@ -150,7 +157,9 @@ class FleetConfig:
         """A JSON-ready copy for the result file."""
         # Not asdict(self) whole: it would copy every request of a trace workload.
         data = {
-            name: asdict(value) if name in ("slo", "engine", "hops", "proxy_cpu") else value
+            name: asdict(value)
+            if name in ("slo", "engine", "hops", "proxy_cpu", "idle_connections")
+            else value
             for name, value in ((f, getattr(self, f)) for f in self.__dataclass_fields__)
         }
         data["topology"] = topology_to_dict(self.topology)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
+from ppd.fleet.connections import CLIENT_KEEPALIVE_S, PROXY_KEEPALIVE_S, ConnectionPool, IdleConnections
 from ppd.fleet.engines import VirtualEngine
 from ppd.fleet.proxy_loop import ProxyLoop, ProxyProcesses
 from ppd.launch.proxy import Upstreams, check_mode
@@ -175,6 +176,14 @@ class Fleet:
         self.engine_s_per_token = hops.engine_us_per_prompt_token * 1e-6
         self.proxy_s_per_token = hops.proxy_us_per_prompt_token * 1e-6
         self.num_turns = 0
+        # Kept-alive connections (fleet.connections): the bench's to the proxy, the proxy's to each engine
+        idle = config.idle_connections
+        self.client_pool = ConnectionPool(hops.client_connect_ms * 1e-3, CLIENT_KEEPALIVE_S, idle.client_s)
+        engines_idle = dict(idle.engines_s)
+        self.engine_pools = {
+            url: ConnectionPool(hops.proxy_connect_ms * 1e-3, PROXY_KEEPALIVE_S, engines_idle.get(url, ()))
+            for url in self.engines
+        }
         # The proxy's event loop(s): the wait behind other streams' work (fleet.proxy_loop); None
         # when its CPU is not modelled (every hop then costs what an isolated turn pays).
         self.proxies: ProxyProcesses | None = None
@@ -184,11 +193,18 @@ class Fleet:
             for index, engine in enumerate(self.engines.values()):
                 engine.on_steps = functools.partial(self.proxies.book_steps, index)
 
+    def idle_connections(self) -> IdleConnections:
+        """The pools' idle connections now, for the next run of the same client and proxy."""
+        now_s = self.clock.now_s
+        engines = tuple((url, pool.idle_for_s(now_s)) for url, pool in self.engine_pools.items())
+        return IdleConnections(self.client_pool.idle_for_s(now_s), engines)
+
     def send(self, job: TurnJob) -> None:
         """The client sends a turn now."""
         job.sent_s = self.clock.now_s
         self.num_turns += 1
         delay_s = self.client_to_proxy_s + self.proxy_s_per_token * len(job.prompt_token_ids)
+        delay_s += self.client_pool.take(job.sent_s)
         self.clock.after(delay_s, self._route if self.proxies is None else self._intake, job)
 
     def _intake(self, job: TurnJob) -> None:
@@ -209,7 +225,7 @@ class Fleet:
             job.status, job.error = 503, str(exc)
             record.finished_s = now_s
             self.router.learn(record)
-            self.clock.after(self.proxy_to_client_s, _client_done, self.clock, job)
+            self.clock.after(self.proxy_to_client_s, _client_done, self, job)
             return
         flow = _TurnFlow(self, job, record, route)
         if route.prefill_url is not None:
@@ -245,8 +261,9 @@ def _content_tokens(token_ids: list[int], special_token_rate: float) -> list[int
     return [token_id for token_id in token_ids if token_id < NUM_WORD_TOKENS]
 
 
-def _client_done(clock: EventQueue, job: TurnJob) -> None:
-    job.ended_s = clock.now_s
+def _client_done(fleet: Fleet, job: TurnJob) -> None:
+    job.ended_s = fleet.clock.now_s
+    fleet.client_pool.give(job.ended_s)
     job.on_done(job)
 
 
@@ -297,7 +314,8 @@ class _TurnFlow:
     def send_prefill(self, prefill: VirtualEngine) -> None:
         """The P hop (proxy/turns._prefill): load counted at P until its answer is back."""
         self.prefill_hop = self.fleet.router.begin(self.record, "prefill", self.now_s)
-        self.fleet.clock.after(self._to_engine_s(), self._prefill_arrives, prefill)
+        connect_s = self.fleet.engine_pools[prefill.url].take(self.now_s)
+        self.fleet.clock.after(self._to_engine_s() + connect_s, self._prefill_arrives, prefill)
 
     def _prefill_arrives(self, prefill: VirtualEngine) -> None:
         request = self._new_request(prefill, f"p-{id(self)}", 1, hold_kv_on_finish=True)
@@ -312,6 +330,7 @@ class _TurnFlow:
         self.fleet.clock.after(delay_s, self._prefill_back, prefill, request.lease_id)
 
     def _prefill_back(self, prefill: VirtualEngine, lease_id: str | None) -> None:
+        self.fleet.engine_pools[prefill.url].give(self.now_s)
         if self.prefill_hop is not None:
             self.fleet.router.finish(self.prefill_hop, self.now_s, succeeded=True)  # sets prefill_ms
         remote = (prefill, lease_id) if lease_id is not None else None
@@ -333,7 +352,8 @@ class _TurnFlow:
         job.route, job.upstream = self.route.kind, self.route.target_url
         if record.prefill_ms is not None:
             job.prefill_ms = round(record.prefill_ms, 3)
-        self.fleet.clock.after(self._to_engine_s(), self._target_arrives, remote)
+        connect_s = self.fleet.engine_pools[self.target.url].take(self.now_s)
+        self.fleet.clock.after(self._to_engine_s() + connect_s, self._target_arrives, remote)
 
     def _to_engine_s(self) -> float:
         """Proxy -> engine: the hop and the engine's real per-token handling of the body."""
@@ -475,6 +495,7 @@ class _TurnFlow:
         self._finish()
 
     def _finish(self) -> None:
+        self.fleet.engine_pools[self.target.url].give(self.now_s)
         self.record.finished_s = self.now_s
         self.fleet.router.learn(self.record)
-        self.fleet.clock.after(self.fleet.proxy_to_client_s, _client_done, self.fleet.clock, self.job)
+        self.fleet.clock.after(self.fleet.proxy_to_client_s, _client_done, self.fleet, self.job)

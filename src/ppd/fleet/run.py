@@ -21,6 +21,7 @@ from ppd.buildinfo import build_info
 from ppd.fleet.client import BenchClient
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig, topology_to_dict, validate
+from ppd.fleet.connections import IdleConnections
 from ppd.fleet.fleet import Fleet
 from ppd.fleet.trace_client import TraceClient
 from ppd.results import RunInfo, TurnRow
@@ -42,6 +43,7 @@ class FleetRun:
     engine_stats: list[dict[str, Any]] = field(default_factory=list)
     history: dict[str, Any] = field(default_factory=dict)  # the router's history checks (holding.py)
     proxy: dict[str, Any] = field(default_factory=dict)  # the proxy processes' modelled CPU use
+    idle_connections: IdleConnections = field(default_factory=IdleConnections)  # at the run's end
 
 
 @dataclass
@@ -124,7 +126,10 @@ def simulate(
     wall_s = time.perf_counter() - started_wall_s
     history = fleet.router.holding.status()
     proxy = _proxy_stats(fleet, clock.now_s)
-    return FleetRun(config, run_info, rows, summaries, clock.num_events, wall_s, engine_stats, history, proxy)
+    idle = fleet.idle_connections()
+    return FleetRun(
+        config, run_info, rows, summaries, clock.num_events, wall_s, engine_stats, history, proxy, idle
+    )
 
 
 def _proxy_stats(fleet: Fleet, elapsed_s: float) -> dict[str, Any]:

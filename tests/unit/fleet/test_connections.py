@@ -1,0 +1,120 @@
+"""Kept-alive connections in the fleet (fleet.connections): a request on an idle pooled connection
+pays the hops alone, one that finds none opens a connection first; the oldest idle one is taken, an
+expired one is dropped; a cut-off stream's connection is not kept; a run can start with what the
+previous run of the same client left."""
+
+from dataclasses import replace
+
+import pytest
+
+from ppd.bench.workloads import parse_workloads
+from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate
+from ppd.fleet.connections import ConnectionPool, IdleConnections
+
+CONNECT = HopCosts(client_connect_ms=1.0, proxy_connect_ms=0.5)
+
+
+def test_an_empty_pool_opens_a_connection_and_a_released_one_is_reused() -> None:
+    pool = ConnectionPool(connect_s=0.001, keepalive_s=15.0)
+    assert pool.take(0.0) == 0.001
+    assert pool.num_opened == 1
+    pool.give(1.0)
+    assert pool.take(2.0) == 0.0
+    assert pool.num_opened == 1
+    assert pool.take(2.0) == 0.001  # the one idle connection is in use again
+
+
+def test_the_oldest_idle_connection_is_taken_and_expired_ones_are_dropped() -> None:
+    pool = ConnectionPool(connect_s=0.001, keepalive_s=15.0)
+    for released_s in (1.0, 10.0, 12.0):
+        pool.give(released_s)
+    assert pool.take(17.0) == 0.0  # 1.0 has been idle 16 s: closed; 10.0 taken
+    assert pool.idle_for_s(17.0) == (5.0,)  # 12.0 is left
+    assert pool.take(28.0) == 0.001  # idle 16 s by now: closed, a new one opened
+    assert pool.idle_for_s(28.0) == ()
+
+
+def test_a_pool_starts_with_the_idle_connections_it_is_given() -> None:
+    pool = ConnectionPool(connect_s=0.001, keepalive_s=15.0, idle_for_s=(14.0, 2.0))
+    assert pool.idle_for_s(0.0) == (14.0, 2.0)
+    assert pool.take(2.0) == 0.0  # the 14-s one has expired by now (16 s); the other is taken
+    assert pool.take(2.0) == 0.001
+
+
+def lone_conversations(hops: HopCosts, **values: object) -> FleetConfig:
+    """Two-turn 128/16 conversations one at a time (5 s apart), replication on one replica."""
+    config = FleetConfig(
+        fleet_topology("1r"),
+        "replication",
+        parse_workloads("128/16", 2)[0],
+        qps=0.2,
+        duration_s=20.0,
+        poisson=False,
+        hops=hops,
+    )
+    return replace(config, **values)  # type: ignore[arg-type]
+
+
+def ttfts(config: FleetConfig) -> dict[tuple[int, int], float]:
+    rows = simulate(config).rows
+    return {(row.conversation, row.turn): row.ttft_ms for row in rows if row.ttft_ms is not None}
+
+
+def test_only_the_first_turn_opens_connections_when_the_client_is_never_busier() -> None:
+    pooled = ttfts(lone_conversations(HopCosts()))
+    connecting = ttfts(lone_conversations(CONNECT))
+    assert pooled.keys() == connecting.keys() and len(pooled) == 6  # three conversations
+    # the first turn opens the bench's connection to the proxy and the proxy's to the replica
+    assert connecting[(0, 1)] - pooled[(0, 1)] == pytest.approx(1.5, abs=1e-6)
+    for key in sorted(pooled)[1:]:  # every later turn finds both idle
+        assert connecting[key] == pytest.approx(pooled[key], abs=1e-6)
+
+
+def test_a_run_starts_with_the_idle_connections_of_the_run_before() -> None:
+    first = simulate(lone_conversations(CONNECT))
+    left = first.idle_connections
+    assert len(left.client_s) == 1  # one conversation at a time: one connection, idle at the end
+    assert [len(idle_s) for _, idle_s in left.engines_s] == [1]
+    pooled = ttfts(lone_conversations(HopCosts()))
+    warm = ttfts(lone_conversations(CONNECT, idle_connections=left))
+    assert warm[(0, 1)] == pytest.approx(pooled[(0, 1)], abs=1e-6)
+
+
+def test_connections_idle_past_the_keepalive_are_not_reused() -> None:
+    stale = IdleConnections(client_s=(20.0,), engines_s=(("http://127.0.0.1:8100", (70.0,)),))
+    pooled = ttfts(lone_conversations(HopCosts()))
+    cold = ttfts(lone_conversations(CONNECT, idle_connections=stale))
+    assert cold[(0, 1)] - pooled[(0, 1)] == pytest.approx(1.5, abs=1e-6)
+
+
+def overlapping(hops: HopCosts, drain_timeout_s: float = 120.0) -> FleetConfig:
+    """Two-turn 128/256 conversations at 4/s for 8 s: many streams at once on two replicas."""
+    return FleetConfig(
+        fleet_topology("2r"),
+        "replication",
+        parse_workloads("128/256", 2)[0],
+        qps=4.0,
+        duration_s=8.0,
+        hops=hops,
+        drain_timeout_s=drain_timeout_s,
+    )
+
+
+def test_a_busier_client_opens_as_many_connections_as_it_has_streams_open_at_once() -> None:
+    run = simulate(overlapping(CONNECT))
+    rows = [row for row in run.rows if row.sent]
+    assert all(row.ok for row in rows) and rows
+    # streams open at once: each turn from its send to its end (no client gaps: the stream ends at
+    # its last chunk), the most at any send; the rows' stamps are rounded to 1 us
+    spans = [(row.sent_s, row.sent_s + row.e2e_ms / 1000.0) for row in rows if row.e2e_ms is not None]
+    peak = max(sum(1 for start, end in spans if start <= sent < end - 1e-5) for sent, _ in spans)
+    opened = len(run.idle_connections.client_s)  # none was cut off: every one is idle at the end
+    assert 1 < opened == peak < len({row.conversation for row in rows})
+
+
+def test_a_stream_cut_off_by_the_drain_does_not_return_its_connection() -> None:
+    whole = simulate(overlapping(CONNECT))
+    cut = simulate(overlapping(CONNECT, drain_timeout_s=1.0))
+    num_cut = sum(1 for row in cut.rows if row.sent and not row.ok)
+    assert num_cut > 0
+    assert len(cut.idle_connections.client_s) < len(whole.idle_connections.client_s)

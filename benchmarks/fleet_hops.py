@@ -53,13 +53,14 @@ the same interleaving, send each turn on a connection of its own (a client that 
 
 C: the central residual (p10-p90 mean), fresh less pooled, averaged over the prompts of at most
 CONNECT_MAX_WORDS words (the cost does not grow with the prompt; the longer prompts' residuals spread
-over several ms, which would swamp a fraction of one). The proxy's connection to
-an engine is an aiohttp client's to `ppd sim`, as the direct way's; the bench's to the proxy is the
-replica way's first hop (the proxy's own to the sim stays pooled).
+over several ms, which would swamp a fraction of one), so the fresh ways are sent only at those. The
+proxy's connection to an engine is an aiohttp client's to `ppd sim`, as the direct way's; the
+bench's to the proxy is the replica way's first hop (the proxy's own to the sim stays pooled).
 
     python benchmarks/fleet_hops.py [--reps 20] [--write]     # --write: update src/ppd/fleet/hops.json
     python benchmarks/fleet_hops.py --connect-only [--reps 20] [--write]
-        # only the four ways the connection costs need; --write replaces only those two figures
+        # only the four ways and two prompt lengths the connection costs need; --write replaces only
+        # those two figures
 
 Ends with `fleet_hops r_replica_ms=.. r_pd_ms=.. r_p_ms=.. points=N` (the fixed parts a),
 `fleet_gaps stream_end_p50_ms=.. send_lag_p50_ms=.. later_chunk_saving_ms=.. conversations=N` and
@@ -98,7 +99,8 @@ from ppd.results import TurnRow, read_rows
 
 # Prompt words, output tokens: from one short turn to W4's second turn (16,448 tokens), so that the
 # per-word terms are measured over the prompts the fleet is used with, not extrapolated.
-SHAPES = ((128, 8), (1024, 8), (4096, 8), (16384, 8))
+Shape = tuple[int, int]
+SHAPES: tuple[Shape, ...] = ((128, 8), (1024, 8), (4096, 8), (16384, 8))
 MAX_MODEL_LEN = 32768  # as benchmarks/fleet_vs_sim.py
 PAUSE_S = 0.25
 # Two-turn conversations through `ppd bench`: answers from 16 to 1,024 tokens (W3's) with a short
@@ -158,7 +160,11 @@ CONNECT_WAYS = ("direct", "replica", "direct fresh", "replica fresh")
 
 
 async def measure(
-    proxy_url: str, direct_url: str, reps: int, ways: tuple[str, ...] = WAYS
+    proxy_url: str,
+    direct_url: str,
+    reps: int,
+    ways: tuple[str, ...] = WAYS,
+    shapes: tuple[Shape, ...] = SHAPES,
 ) -> tuple[Residuals, Residuals]:
     """The isolated turns' TTFT residuals, and their spans' (first -> last content chunk)."""
     import aiohttp
@@ -178,12 +184,14 @@ async def measure(
             "replica fresh": HttpBackend(fresh, proxy_url, timeout),
         }
         model = {
-            (mode, w, o): modeled_turn_ms(mode, w, o) for mode in ("replication", "pd") for w, o in SHAPES
+            (mode, w, o): modeled_turn_ms(mode, w, o) for mode in ("replication", "pd") for w, o in shapes
         }
         await warm_up(session, proxy, proxy_url)  # the pair's first pull sets NIXL up, as `ppd up` does
         for rep in range(reps):
-            for num_words, num_output in SHAPES:
+            for num_words, num_output in shapes:
                 for kind in ways:
+                    if kind.endswith("fresh") and num_words > CONNECT_MAX_WORDS:
+                        continue  # the connection costs are taken from the short prompts only
                     text = random_word_texts([num_words], seed=SALT + rep * 1000 + num_words + len(kind))[0]
                     body = {"model": "llama", "prompt": text, "max_tokens": num_output, "ignore_eos": True,
                             "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
@@ -406,8 +414,11 @@ def main() -> int:
         running_proxy(p_url, d_url) as proxy_url,
         tempfile.TemporaryDirectory(prefix="fleet-hops-") as work,
     ):
-        ways = CONNECT_WAYS if args.connect_only else WAYS
-        residuals, spans = asyncio.run(measure(proxy_url, d_url, args.reps, ways))
+        if args.connect_only:
+            shapes = tuple(shape for shape in SHAPES if shape[0] <= CONNECT_MAX_WORDS)
+            residuals, spans = asyncio.run(measure(proxy_url, d_url, args.reps, CONNECT_WAYS, shapes))
+        else:
+            residuals, spans = asyncio.run(measure(proxy_url, d_url, args.reps))
         gaps = [] if args.connect_only else conversation_gaps(bench_conversations(proxy_url, Path(work)))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     connect = connect_costs(residuals)
@@ -421,7 +432,7 @@ def main() -> int:
             costs["source"] = (
                 f"{source} The connection costs (client_connect_ms, proxy_connect_ms): "
                 f"benchmarks/fleet_hops.py --connect-only --reps {args.reps}, {stamp}: isolated turns on a "
-                f"new connection less on a kept-alive one, at {', '.join(str(w) for w, _ in SHAPES)} "
+                f"new connection less on a kept-alive one, at {', '.join(str(w) for w, _ in shapes)} "
                 "prompt words"
             )
             HOPS_FILE.write_text(json.dumps(costs, indent=2) + "\n")

@@ -157,6 +157,7 @@ Residuals = dict[tuple[str, int], list[float]]  # by way and prompt words, ms
 WAYS = ("direct", "replica", "pd", "direct fresh", "replica fresh")
 CONNECT_MAX_WORDS = 1024
 CONNECT_WAYS = ("direct", "replica", "direct fresh", "replica fresh")
+CONNECT_SOURCE = "The connection costs (client_connect_ms, proxy_connect_ms):"  # its sentence in hops.json
 
 
 async def measure(
@@ -427,10 +428,11 @@ def main() -> int:
         print(json.dumps(connect, indent=2))
         if args.write:
             costs = json.loads(HOPS_FILE.read_text())
-            source = costs.pop("source", "")
+            # Replace an earlier --connect-only's sentence rather than append a second one.
+            source = costs.pop("source", "").split(CONNECT_SOURCE)[0].rstrip()
             costs |= connect
             costs["source"] = (
-                f"{source} The connection costs (client_connect_ms, proxy_connect_ms): "
+                f"{source} {CONNECT_SOURCE} "
                 f"benchmarks/fleet_hops.py --connect-only --reps {args.reps}, {stamp}: isolated turns on a "
                 f"new connection less on a kept-alive one, at {', '.join(str(w) for w, _ in shapes)} "
                 "prompt words"

@@ -100,7 +100,7 @@ step "hops: fleet_hops.py --reps $HOPS_REPS --write"
 timeout "$HOPS_TIMEOUT_S" $PY benchmarks/fleet_hops.py --reps "$HOPS_REPS" --write > "$OUT_DIR/fleet_hops.txt" 2>&1
 echo "hops exit $?"
 strays
-tail -n 2 "$OUT_DIR/fleet_hops.txt"
+tail -n 3 "$OUT_DIR/fleet_hops.txt"  # fleet_hops, fleet_gaps, fleet_connect
 cp src/ppd/fleet/hops.json "$OUT_DIR/hops.json"  # the dev machine's, unchanged, if the step failed
 
 step "relay: proxy_relay_cost.py --write $RELAY_ARGS"

@@ -91,8 +91,7 @@ class BenchClient:
 
     def start(self, plans: list[ConversationPlan]) -> None:
         """Schedule every conversation's arrival; prompts are made when each arrives."""
-        for plan in plans:
-            self.clock.at(plan.arrival_s, self._arrive, plan)
+        self.clock.at_each([plan.arrival_s for plan in plans], self._arrive, plans)
 
     def _arrive(self, plan: ConversationPlan) -> None:
         counts = [shape.num_new_words for shape in plan.turns]

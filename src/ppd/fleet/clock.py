@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -27,6 +27,34 @@ class EventQueue:
     def after(self, delay_s: float, callback: Callable[..., None], *args: Any) -> None:
         """Run callback(*args) delay_s from now."""
         self.at(self.now_s + delay_s, callback, *args)
+
+    def at_each(self, times_s: Sequence[float], callback: Callable[[Any], None], args: Sequence[Any]) -> None:
+        """Run callback(args[i]) at times_s[i] for every i: the events, and their order, of one at()
+        call per i made now, but only the next of them waits in the heap at a time (a run's
+        arrivals, tens of thousands, would make every push and pop of the heap deeper)."""
+        if len(times_s) != len(args):
+            raise ValueError(f"at_each: {len(times_s)} times for {len(args)} arguments")
+        first = self._num_scheduled + 1
+        self._num_scheduled += len(args)
+        now_s = self.now_s
+        order = sorted(range(len(args)), key=times_s.__getitem__)  # stable: ties in the order given
+        events = [(max(times_s[i], now_s), first + i, args[i]) for i in order]
+        if events:
+            self._push_next_of(events, 0, callback)
+
+    def _push_next_of(
+        self, events: list[tuple[float, int, Any]], index: int, callback: Callable[[Any], None]
+    ) -> None:
+        time_s, number, arg = events[index]
+        heapq.heappush(self._heap, (time_s, number, self._run_one_of, (events, index, callback, arg)))
+
+    def _run_one_of(
+        self, events: list[tuple[float, int, Any]], index: int, callback: Callable[[Any], None], arg: Any
+    ) -> None:
+        """One event of at_each: its successor joins the heap, then it runs."""
+        if index + 1 < len(events):
+            self._push_next_of(events, index + 1, callback)
+        callback(arg)
 
     def run_until(self, end_s: float) -> None:
         """Run every event due at or before end_s; the clock stops at the last one run."""

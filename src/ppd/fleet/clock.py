@@ -34,27 +34,21 @@ class EventQueue:
         arrivals, tens of thousands, would make every push and pop of the heap deeper)."""
         if len(times_s) != len(args):
             raise ValueError(f"at_each: {len(times_s)} times for {len(args)} arguments")
-        first = self._num_scheduled + 1
+        series = _Series(times_s, callback, args, self._num_scheduled + 1, self.now_s)
         self._num_scheduled += len(args)
-        now_s = self.now_s
-        order = sorted(range(len(args)), key=times_s.__getitem__)  # stable: ties in the order given
-        events = [(max(times_s[i], now_s), first + i, args[i]) for i in order]
-        if events:
-            self._push_next_of(events, 0, callback)
+        if args:
+            self._push_next_of(series, 0)
 
-    def _push_next_of(
-        self, events: list[tuple[float, int, Any]], index: int, callback: Callable[[Any], None]
-    ) -> None:
-        time_s, number, arg = events[index]
-        heapq.heappush(self._heap, (time_s, number, self._run_one_of, (events, index, callback, arg)))
+    def _push_next_of(self, series: _Series, position: int) -> None:
+        index = series.order[position]
+        time_s = max(series.times_s[index], series.not_before_s)
+        heapq.heappush(self._heap, (time_s, series.first + index, self._run_next_of, (series, position)))
 
-    def _run_one_of(
-        self, events: list[tuple[float, int, Any]], index: int, callback: Callable[[Any], None], arg: Any
-    ) -> None:
-        """One event of at_each: its successor joins the heap, then it runs."""
-        if index + 1 < len(events):
-            self._push_next_of(events, index + 1, callback)
-        callback(arg)
+    def _run_next_of(self, series: _Series, position: int) -> None:
+        """One event of at_each: the one after it joins the heap, then it runs."""
+        if position + 1 < len(series.order):
+            self._push_next_of(series, position + 1)
+        series.callback(series.args[series.order[position]])
 
     def run_until(self, end_s: float) -> None:
         """Run every event due at or before end_s; the clock stops at the last one run."""
@@ -64,3 +58,25 @@ class EventQueue:
             self.now_s = time_s
             self.num_events += 1
             callback(*args)
+
+
+class _Series:
+    """The events of one at_each call: their times and arguments, in time order (ties in the order
+    given), each with its scheduling number (first + its index)."""
+
+    __slots__ = ("args", "callback", "first", "not_before_s", "order", "times_s")
+
+    def __init__(
+        self,
+        times_s: Sequence[float],
+        callback: Callable[[Any], None],
+        args: Sequence[Any],
+        first: int,
+        not_before_s: float,
+    ) -> None:
+        self.times_s, self.callback, self.args = times_s, callback, args
+        self.first, self.not_before_s = first, not_before_s
+        # The order to run them in: their own unless the times are out of order (a sort is stable)
+        self.order: Sequence[int] = range(len(args))
+        if any(times_s[i] > times_s[i + 1] for i in range(len(times_s) - 1)):
+            self.order = sorted(self.order, key=times_s.__getitem__)

@@ -22,12 +22,20 @@ def hash_block_at(parent_hash: object, token_ids: list[int], start: int, block_s
 
     The tokens are read as the int objects they are (the compiled build would unbox each and make a
     new object to put it in the tuple). For vLLM's default block size the tuple is built from the
-    unpacked slice instead of a list [parent_hash] extended by the slice and copied into a tuple:
-    half the time in the compiled build (330 against 720 ns a block), the same interpreted."""
+    tokens read one by one: no slice is made and freed for it (compiled, 327 against 383 ns a block
+    with the slice unpacked into the tuple, and 720 with a list [parent_hash] extended by the slice
+    and copied into a tuple)."""
     tokens = cast("list[object]", token_ids)
     if block_size == 16:
-        t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15 = tokens[start : start + 16]
-        return hash((parent_hash, t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15))
+        s = start
+        # fmt: off
+        return hash((
+            parent_hash,
+            tokens[s], tokens[s + 1], tokens[s + 2], tokens[s + 3], tokens[s + 4], tokens[s + 5],
+            tokens[s + 6], tokens[s + 7], tokens[s + 8], tokens[s + 9], tokens[s + 10], tokens[s + 11],
+            tokens[s + 12], tokens[s + 13], tokens[s + 14], tokens[s + 15],
+        ))
+        # fmt: on
     return hash((parent_hash, *tokens[start : start + block_size]))
 
 

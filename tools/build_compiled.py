@@ -50,6 +50,7 @@ COMPILED_MODULES = (
     "ppd/fleet/fleet.py",
     "ppd/fleet/client.py",
     "ppd/fleet/client_gaps.py",  # two draws per turn (the client's time between turns)
+    "ppd/fleet/connections.py",  # a take and a give per hop of every turn
     "ppd/fleet/trace_client.py",  # extends client.BenchClient
     "ppd/fleet/run.py",
     "ppd/fleet/proxy_loop.py",

@@ -480,7 +480,7 @@ def print_residuals(residuals: Residuals) -> dict[str, tuple[float, float]]:
     centres: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for (kind, num_words), values in sorted(residuals.items()):
         deciles = statistics.quantiles(values, n=10)
-        centre = statistics.fmean(v for v in values if deciles[0] <= v <= deciles[-1])
+        centre = central(values)
         centres[kind].append((num_words, centre))
         print(
             f"{kind:<24} {num_words:6d} {deciles[0]:8.2f} {statistics.median(values):8.2f} {centre:13.2f} "

@@ -83,11 +83,15 @@ def turn_key(session_id: str, turn: int) -> TurnKey:
 
 
 def trace_events(folder: Path) -> Iterator[Event]:
+    """Every event of a PPD_TURN_TRACE folder, each with "pid": its file's <role>-<pid> name."""
     for path in sorted([*folder.glob("*.jsonl"), *folder.glob("*.jsonl.gz")]):
+        pid = path.name.split(".")[0]
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         for line in data.decode().splitlines():
             if line.strip():
-                yield json.loads(line)
+                event = json.loads(line)
+                event["pid"] = pid
+                yield event
 
 
 @dataclass
@@ -414,20 +418,16 @@ def load_way_in(folder: Path, out: Path) -> list[dict[str, Any]]:
     proxy: dict[tuple[str, int], Event] = {}
     intakes: dict[str, Event] = {}
     steps: dict[tuple[str, str], list[Event]] = defaultdict(list)
-    for path in sorted([*folder.glob("*.jsonl"), *folder.glob("*.jsonl.gz")]):
-        pid = path.name.split(".")[0]
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        for line in data.decode().splitlines():
-            event = json.loads(line)
-            kind = event["ev"]
-            if kind == "bench" and event["sid"] and event["sent"] is not None:
-                bench.append(event | {"pid": pid})
-            elif kind == "proxy" and event["sid"] and event["turn"] is not None:
-                proxy[(event["sid"], event["turn"])] = event
-            elif kind == "intake" and (event["pulled"] or event["rid"] not in intakes):
-                intakes[event["rid"]] = event | {"pid": pid}
-            elif kind == "step":
-                steps[(pid, event["eng"])].append(event)
+    for event in trace_events(folder):
+        kind = event["ev"]
+        if kind == "bench" and event["sid"] and event["sent"] is not None:
+            bench.append(event)
+        elif kind == "proxy" and event["sid"] and event["turn"] is not None:
+            proxy[(event["sid"], event["turn"])] = event
+        elif kind == "intake" and (event["pulled"] or event["rid"] not in intakes):
+            intakes[event["rid"]] = event
+        elif kind == "step":
+            steps[(event["pid"], event["eng"])].append(event)
     step_ends = {key: _step_ends(events) for key, events in steps.items()}
     light_qps: dict[str, set[float]] = defaultdict(set)  # per workload, each topology's lower rate
     for http_json in out.glob("http-*.json"):

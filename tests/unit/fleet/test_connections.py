@@ -41,18 +41,24 @@ def test_a_pool_starts_with_the_idle_connections_it_is_given() -> None:
     assert pool.take(2.0) == 0.001
 
 
-def lone_conversations(hops: HopCosts, **values: object) -> FleetConfig:
-    """Two-turn 128/16 conversations one at a time (5 s apart), replication on one replica."""
+def replication_run(
+    replicas: int, workload: str, qps: float, duration_s: float, hops: HopCosts, **values: object
+) -> FleetConfig:
+    """Two-turn conversations of `workload` at `qps` for `duration_s` on `replicas` replicas."""
     config = FleetConfig(
-        fleet_topology("1r"),
+        fleet_topology(f"{replicas}r"),
         "replication",
-        parse_workloads("128/16", 2)[0],
-        qps=0.2,
-        duration_s=20.0,
-        poisson=False,
+        parse_workloads(workload, 2)[0],
+        qps=qps,
+        duration_s=duration_s,
         hops=hops,
     )
     return replace(config, **values)  # type: ignore[arg-type]
+
+
+def lone_conversations(hops: HopCosts, **values: object) -> FleetConfig:
+    """Two-turn 128/16 conversations one at a time (5 s apart), replication on one replica."""
+    return replication_run(1, "128/16", 0.2, 20.0, hops, poisson=False, **values)
 
 
 def ttfts(config: FleetConfig) -> dict[tuple[int, int], float]:
@@ -89,15 +95,7 @@ def test_connections_idle_past_the_keepalive_are_not_reused() -> None:
 
 def overlapping(hops: HopCosts, drain_timeout_s: float = 120.0) -> FleetConfig:
     """Two-turn 128/256 conversations at 4/s for 8 s: many streams at once on two replicas."""
-    return FleetConfig(
-        fleet_topology("2r"),
-        "replication",
-        parse_workloads("128/256", 2)[0],
-        qps=4.0,
-        duration_s=8.0,
-        hops=hops,
-        drain_timeout_s=drain_timeout_s,
-    )
+    return replication_run(2, "128/256", 4.0, 8.0, hops, drain_timeout_s=drain_timeout_s)
 
 
 def test_a_busier_client_opens_as_many_connections_as_it_has_streams_open_at_once() -> None:

@@ -415,15 +415,17 @@ class StepTrace:
 
 class FirstTokenTrace:
     """A stream's on_token while tracing: stamps the first token's write, then hands the stream to
-    its TokenSink for good."""
+    its TokenSink for good. The stamp is taken before the write: the proxy, another process, may
+    read the chunk before this one runs again, and its receipt must not precede the send."""
 
     def __init__(self, sink: TokenSink, trace: TurnTrace, engine: Engine) -> None:
         self.sink, self.trace, self.engine = sink, trace, engine
 
     def __call__(self, request: Request) -> None:
+        written_s = trace_now_s()
         request.on_token = self.sink
         self.sink(request)
-        self.trace.write("first", rid=request.request_id, t=trace_now_s(), steps=self.engine.stats.num_steps)
+        self.trace.write("first", rid=request.request_id, t=written_s, steps=self.engine.stats.num_steps)
 
 
 def _check_model(model: str | None, served_model_name: str) -> None:

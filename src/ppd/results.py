@@ -86,6 +86,7 @@ class RunInfo:
     offered_rate: float  # conversations/s scheduled
     achieved_rate: float  # conversations/s actually started
     seed: int
+    connections_opened: int | None = None  # TCP connections the client opened during the run
 
 
 def row_from_dict(data: dict[str, Any]) -> TurnRow:

@@ -198,11 +198,27 @@ def _message_of(body: Any) -> str:
     return str(error if error is not None else body)[:300]
 
 
-def make_session(max_connections: int, connect_timeout_s: float) -> aiohttp.ClientSession:
+class ConnectionCount:
+    """How many TCP connections a client session has opened (aiohttp's connection-create hook): a
+    request that finds no idle kept-alive connection opens one first, and pays its set-up."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.trace_config = aiohttp.TraceConfig()
+        self.trace_config.on_connection_create_end.append(self._on_opened)
+
+    async def _on_opened(self, session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+        self.opened += 1
+
+
+def make_session(
+    max_connections: int, connect_timeout_s: float, connections: ConnectionCount | None = None
+) -> aiohttp.ClientSession:
     """The one client session of an invocation; 0 connections means unlimited (open loop)."""
     connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+    trace_configs = [connections.trace_config] if connections is not None else None
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, trace_configs=trace_configs)
 
 
 def request_timeout(request_timeout_s: float, connect_timeout_s: float) -> aiohttp.ClientTimeout:

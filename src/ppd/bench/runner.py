@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from ppd.bench.arrivals import plan_conversations, plan_trace, trace_duration_s, trace_request_rate
-from ppd.bench.client import HttpBackend, make_session, request_timeout
+from ppd.bench.client import ConnectionCount, HttpBackend, make_session, request_timeout
 from ppd.bench.config import BenchConfig, TraceWorkload, WorkloadSpec, validate
 from ppd.bench.loadgen import RunContext, RunPoint, run_point
 from ppd.bench.metrics import summarize
@@ -58,7 +58,8 @@ async def run_bench_async(config: BenchConfig) -> Path:
     salt = config.prompt_salt or secrets.token_hex(4)
     console = Console(stderr=True)
     progress: Progress = QuietProgress() if config.quiet else LiveProgress(console)
-    async with make_session(config.max_connections, config.connect_timeout_s) as session:
+    connections = ConnectionCount()
+    async with make_session(config.max_connections, config.connect_timeout_s, connections) as session:
         server = await probe(session, config.url, config.model, config.admin_token)
         warn_if_too_long(config, server)
         for mode in config.modes:  # fail before measuring anything if a mode or the token is refused
@@ -74,7 +75,7 @@ async def run_bench_async(config: BenchConfig) -> Path:
                         await prepare_mode(session, config.url, point.mode, config.admin_token)
                     context = RunContext(point, config, server.model, salt, backend)
                     context.max_model_len = server.max_model_len
-                    summaries += await _measure(context, results, progress)
+                    summaries += await _measure(context, results, progress, connections)
             except asyncio.CancelledError:
                 print(f"ppd bench: interrupted; completed rows kept in {results.json_path}", file=sys.stderr)
                 raise
@@ -143,8 +144,11 @@ def _rates_and_durations(config: BenchConfig, workload: WorkloadSpec) -> list[tu
     return [(rate, trace_duration_s(trace, rate)) for rate in rates]
 
 
-async def _measure(context: RunContext, results: ResultSet, progress: Progress) -> list[dict[str, Any]]:
-    """One run: rows written as they come, then its summaries recorded."""
+async def _measure(
+    context: RunContext, results: ResultSet, progress: Progress, connections: ConnectionCount
+) -> list[dict[str, Any]]:
+    """One run: rows written as they come, then its summaries recorded (with the connections the
+    session opened during the run)."""
     config, point = context.config, context.point
     rows: list[TurnRow] = []
 
@@ -164,6 +168,7 @@ async def _measure(context: RunContext, results: ResultSet, progress: Progress) 
     progress.start_run(
         f"{point.mode or 'url'} {point.workload.name} qps={point.qps:g} run={point.run}", len(plans)
     )
+    opened_before = connections.opened
     try:
         run_info = await run_point(context, plans)
     except asyncio.CancelledError:
@@ -171,6 +176,7 @@ async def _measure(context: RunContext, results: ResultSet, progress: Progress) 
         raise
     finally:
         progress.end_run()
+    run_info.connections_opened = connections.opened - opened_before
     summaries = summarize(rows, run_info, config.slo)
     results.add_run(run_info, summaries)
     return summaries

@@ -120,6 +120,7 @@ def simulate(
         offered_rate,
         achieved_rate,
         config.seed,
+        fleet.client_pool.num_opened,  # the bench's pool to the proxy
     )
     summaries = summarize(rows, run_info, config.slo) if on_row is None else []
     engine_stats = [_engine_stats(engine.name, engine) for engine in fleet.engines.values()]

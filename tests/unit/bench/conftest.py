@@ -28,6 +28,7 @@ class FakeEngine:
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.admin_calls: list[tuple[str, str | None]] = []
         self.peers: list[object] = []  # the client address of each generate request
+        self.probe_peers: list[object] = []  # the client address of each /v1/models or /version
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -52,9 +53,11 @@ class FakeEngine:
         await self._runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.probe_peers.append(request.transport.get_extra_info("peername") if request.transport else None)
         return web.json_response({"object": "list", "data": [{"id": "fake-model"}]})
 
     async def _version(self, request: web.Request) -> web.Response:
+        self.probe_peers.append(request.transport.get_extra_info("peername") if request.transport else None)
         return web.json_response({"version": "fake-1"})
 
     async def _admin(self, request: web.Request) -> web.Response:

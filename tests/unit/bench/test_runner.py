@@ -51,6 +51,27 @@ def test_an_invocation_writes_the_result_json_and_rows(fake_engine: Any, tmp_pat
     assert all(s["success_rate"] == 1.0 for s in meta["summaries"])
 
 
+def test_each_run_records_the_connections_its_requests_opened(fake_engine: Any, tmp_path: Path) -> None:
+    # Streams of 0.1 s a token overlap, so a run needs several connections at once; the second run
+    # finds the first's idle in the session's pool. The engine sees which connection each request
+    # came on (its client address): a run opened those it was the first to use.
+    async def scenario() -> tuple[Path, Any]:
+        async with fake_engine(token_delay_s=0.1) as engine:
+            return await run_bench_async(_config(engine.url, tmp_path, runs=2, qps=(20.0,))), engine
+
+    path, engine = asyncio.run(scenario())
+    meta, rows = load_result(path)
+    assert all(row.ok for row in rows)
+    per_run = len(engine.peers) // 2  # the runs one after the other, the same number of turns each
+    seen = set(engine.probe_peers)
+    opened = []
+    for run_peers in (engine.peers[:per_run], engine.peers[per_run:]):
+        opened.append(len(set(run_peers) - seen))
+        seen |= set(run_peers)
+    assert [run["connections_opened"] for run in meta["runs"]] == opened
+    assert opened[0] >= 2  # overlapping streams: more than the probe's one connection
+
+
 def test_an_int_qps_sends_the_conversations_of_the_same_float(fake_engine: Any, tmp_path: Path) -> None:
     # Seeds read repr(qps) (arrivals.derive_seed): qps=(10,) from Python sent other prompts than 10.0.
     async def prompts(qps: float, name: str) -> list[str]:

@@ -108,6 +108,7 @@ def test_a_busier_client_opens_as_many_connections_as_it_has_streams_open_at_onc
     peak = max(sum(1 for start, end in spans if start <= sent < end - 1e-5) for sent, _ in spans)
     opened = len(run.idle_connections.client_s)  # none was cut off: every one is idle at the end
     assert 1 < opened == peak < len({row.conversation for row in rows})
+    assert run.run_info.connections_opened == opened  # recorded as `ppd bench` records its own
 
 
 def test_a_stream_cut_off_by_the_drain_does_not_return_its_connection() -> None:

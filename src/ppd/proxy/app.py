@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +31,7 @@ from ppd.openai_api import ApiError, api_error_response, error_response
 from ppd.proxy.config import ProxyConfig, mode_unavailable
 from ppd.proxy.metrics import DecisionLog
 from ppd.proxy.openapi import openapi_description
+from ppd.proxy.relay import TURN_CONNECTIONS
 from ppd.proxy.state import STATE, ProxyState
 from ppd.proxy.turns import CHAT_PATH, COMPLETIONS_PATH, handle_chat_completions, handle_completions
 from ppd.proxy.upstreams import HealthChecker
@@ -59,11 +61,33 @@ def build_app(config: ProxyConfig) -> web.Application:
     return app
 
 
+def connection_counting(state: ProxyState) -> aiohttp.TraceConfig:
+    """The client session's hook on each new upstream connection: counted per upstream in the
+    metrics (ppd_proxy_upstream_connections_opened_total) and for the turn whose request opened it
+    (its decision-log line's connections_opened)."""
+    trace_config = aiohttp.TraceConfig()
+
+    async def on_request_start(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+        context.upstream = str(params.url.origin())
+
+    async def on_connection_create_end(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+        state.metrics.connections_opened[context.upstream] += 1
+        turn = TURN_CONNECTIONS.get()
+        if turn is not None:
+            turn.opened += 1
+
+    trace_config.on_request_start.append(on_request_start)
+    trace_config.on_connection_create_end.append(on_connection_create_end)
+    return trace_config
+
+
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     # One client for every upstream: unlimited pooled keep-alive connections, no per-request setup.
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0, ttl_dns_cache=300)
-    state.client_session = aiohttp.ClientSession(connector=connector, timeout=state.upstream_timeout)
+    state.client_session = aiohttp.ClientSession(
+        connector=connector, timeout=state.upstream_timeout, trace_configs=[connection_counting(state)]
+    )
     state.decision_log = DecisionLog(state.config.decision_log_path)
     state.turn_trace = TurnTrace.from_env("proxy")
     checker = HealthChecker(state.pool, state.client_session, state.config)

@@ -83,6 +83,8 @@ class ProxyMetrics:
     # Turns routed as a later turn of a known conversation, by how it was found: its session id, its
     # whole history, or its prompt's leading chunks (router/conversations.py).
     recognised: Counter[str] = field(default_factory=Counter)
+    # TCP connections opened to each upstream (base URL): a request that found no idle kept-alive one.
+    connections_opened: Counter[str] = field(default_factory=Counter)
     ttft_s: dict[str, Histogram] = field(default_factory=dict)  # to the first relayed byte
     prefill_s: dict[str, Histogram] = field(default_factory=dict)  # the P hop
     duration_s: dict[str, Histogram] = field(default_factory=dict)  # whole request
@@ -98,7 +100,7 @@ class ProxyMetrics:
     def clear(self) -> None:
         """Zero everything."""
         counters = (self.requests, self.routes, self.disconnects, self.failovers, self.auto_decisions)
-        for counter in (*counters, self.kv_releases, self.history, self.recognised):
+        for counter in (*counters, self.kv_releases, self.history, self.recognised, self.connections_opened):
             counter.clear()
         for histograms in (self.ttft_s, self.prefill_s, self.duration_s):
             histograms.clear()
@@ -135,6 +137,11 @@ class ProxyMetrics:
             *(
                 f'ppd_proxy_conversations_recognised_total{{by="{by}"}} {n}'
                 for by, n in sorted(self.recognised.items())
+            ),
+            "# TYPE ppd_proxy_upstream_connections_opened_total counter",
+            *(
+                f'ppd_proxy_upstream_connections_opened_total{{url="{url}"}} {n}'
+                for url, n in sorted(self.connections_opened.items())
             ),
         ]
         for kind, histograms in (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,20 @@ def decode_request_bytes(raw_body: bytes, body: dict[str, Any], kv_transfer_para
     member = b'"kv_transfer_params": ' + json.dumps(kv_transfer_params).encode()
     # One copy of a long body, not one per `+`.
     return b"".join((memoryview(text)[:-1], b", " if body else b"", member, b"}"))
+
+
+class TurnConnections:
+    """The TCP connections to engines that one turn's requests opened (none: all found an idle
+    kept-alive connection in the proxy's pool). Counted by the client session's connection hook
+    (app.connection_counting) for the turn whose task made the request (TURN_CONNECTIONS)."""
+
+    __slots__ = ("opened",)
+
+    def __init__(self) -> None:
+        self.opened = 0
+
+
+TURN_CONNECTIONS: ContextVar[TurnConnections | None] = ContextVar("ppd_turn_connections", default=None)
 
 
 def release_body(body: dict[str, Any], is_chat: bool, kv_transfer_params: dict[str, Any]) -> dict[str, Any]:

@@ -110,8 +110,9 @@ class ProxyState:
             f"ppd proxy: rejected {status} {request.method} {request.path} from {peer}: {message}"
         )
 
-    def record_turn(self, record: TurnRecord, path: str) -> None:
-        """A request ended: teach the estimates, count it in the metrics and the decision log."""
+    def record_turn(self, record: TurnRecord, path: str, connections_opened: int | None = None) -> None:
+        """A request ended: teach the estimates, count it in the metrics and the decision log (with
+        the connections to engines its requests opened, when counted)."""
         self.router.learn(record)
         route = record.route.kind if record.route is not None else "none"
         metrics = self.metrics
@@ -136,7 +137,7 @@ class ProxyState:
         if record.finished_s is not None:
             metrics.observe(route, "duration_s", record.finished_s - record.started_s)
         if self.decision_log.enabled:
-            self.decision_log.write(decision_line(self.mode, record, path))
+            self.decision_log.write(decision_line(self.mode, record, path, connections_opened))
 
     def status(self) -> dict[str, Any]:
         """GET /status: the topology and live state; `ppd bench` stores it with every result."""
@@ -214,8 +215,11 @@ def options_status(config: ProxyConfig) -> dict[str, Any]:
     }
 
 
-def decision_line(mode: Mode, record: TurnRecord, path: str) -> dict[str, Any]:
-    """One decision-log record: the decision, its inputs and how the request went (ms)."""
+def decision_line(
+    mode: Mode, record: TurnRecord, path: str, connections_opened: int | None = None
+) -> dict[str, Any]:
+    """One decision-log record: the decision, its inputs and how the request went (ms), and the
+    TCP connections to engines its requests opened."""
     route, turn = record.route, record.turn
     return {
         "time_unix_s": round(time.time(), 6),
@@ -238,6 +242,7 @@ def decision_line(mode: Mode, record: TurnRecord, path: str) -> dict[str, Any]:
         "prefill_ms": _round(record.prefill_ms),
         "ttft_ms": _ms(record.first_byte_s, record.started_s),
         "duration_ms": _ms(record.finished_s, record.started_s),
+        "connections_opened": connections_opened,
     }
 
 

@@ -30,7 +30,9 @@ from ppd.proxy.capture import AnswerCapture
 from ppd.proxy.inputs import TurnRequest, parse_turn_request
 from ppd.proxy.longjson import parse_in_steps
 from ppd.proxy.relay import (
+    TURN_CONNECTIONS,
     PrefillAnswerInvalid,
+    TurnConnections,
     UpstreamFailed,
     UpstreamRejected,
     call_prefill,
@@ -60,6 +62,8 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
     """Route and forward one client request; answers errors as OpenAI-style JSON."""
     state = request.app[STATE]
     record = TurnRecord(started_s=clock())
+    connections = TurnConnections()
+    connections_token = TURN_CONNECTIONS.set(connections)
     try:
         raw_body, num_containers = await read_body(request, state.body_limits)
         parsed = await parse_in_steps(raw_body, num_containers)
@@ -80,8 +84,9 @@ async def serve_turn(request: web.Request, is_chat: bool) -> web.StreamResponse:
         record.end("errored", 503, str(exc))
         return error_response(503, str(exc))
     finally:
+        TURN_CONNECTIONS.reset(connections_token)
         record.finished_s = clock()
-        state.record_turn(record, path=request.path)
+        state.record_turn(record, path=request.path, connections_opened=connections.opened)
 
 
 # POST /v1/completions and /v1/chat/completions: serve_turn itself (a partial of a coroutine function is

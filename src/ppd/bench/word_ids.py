@@ -50,9 +50,14 @@ class WordIdDrawer:
 
     def arrays(self, num_words: Sequence[int], seed: int) -> list[WordIds]:
         """One array of ids per count: the counts' draws one after another from one generator
-        (a generator's draws of n and then m integers are its draw of n + m)."""
+        (a generator's draws of n and then m integers are its draw of n + m), as views of one draw."""
         ids = self.draw(sum(num_words), seed)
-        return np.split(ids, np.cumsum(num_words[:-1])) if num_words else []
+        arrays: list[WordIds] = []
+        start = 0
+        for count in num_words:
+            arrays.append(ids[start : start + count])
+            start += count
+        return arrays
 
     def lists(self, num_words: Sequence[int], seed: int) -> list[list[int]]:
         """arrays(num_words, seed) as lists of ints (what `ppd fleet` sends). Each part is converted

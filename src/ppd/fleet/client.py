@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from ppd.bench.arrivals import ConversationPlan, SeedFamily, derive_seed
 from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
-from ppd.bench.word_ids import WordIdDrawer
+from ppd.bench.word_ids import WordIdDrawer, WordIds
 from ppd.bench.workloads import append_turn
 from ppd.fleet.client_gaps import ClientGaps
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
-from ppd.fleet.fleet import Fleet, TurnJob, words_text
+from ppd.fleet.fleet import Fleet, PromptIds, TurnJob, words_text
 from ppd.results import TurnRow
 from ppd.tokens import word_to_id
 
@@ -36,25 +36,25 @@ class _Conversation:
 
     plan: ConversationPlan
     session_id: str
-    user_token_ids: list[list[int]]
+    user_token_ids: list[WordIds]
     answer_token_ids: list[list[int]] = field(default_factory=list)
-    prompt_token_ids: list[int] = field(default_factory=list)
+    prompt_token_ids: PromptIds = field(default_factory=PromptIds)
     messages: list[dict[str, str]] = field(default_factory=list)
-    last_turn_blocks: tuple[int, list[int], list[int]] | None = None  # TurnJob.answer_blocks
+    last_turn_blocks: tuple[int, int, list[int]] | None = None  # the next turn's TurnJob.history_blocks
 
     # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
     def __init__(
         self,
         plan: ConversationPlan,
         session_id: str,
-        user_token_ids: list[list[int]],
-        last_turn_blocks: tuple[int, list[int], list[int]] | None = None,
+        user_token_ids: list[WordIds],
+        last_turn_blocks: tuple[int, int, list[int]] | None = None,
     ) -> None:
         self.plan = plan
         self.session_id = session_id
         self.user_token_ids = user_token_ids
         self.answer_token_ids = []
-        self.prompt_token_ids = []
+        self.prompt_token_ids = PromptIds()
         self.messages = []
         self.last_turn_blocks = last_turn_blocks
 
@@ -95,7 +95,7 @@ class BenchClient:
 
     def _arrive(self, plan: ConversationPlan) -> None:
         counts = [shape.num_new_words for shape in plan.turns]
-        user_ids = self._words.lists(counts, self._prompt_seeds.seed(plan.index))
+        user_ids = self._words.arrays(counts, self._prompt_seeds.seed(plan.index))
         conversation = _Conversation(plan, self._session_id(plan), user_ids)
         self.num_active += 1
         self.start_times_s.append(self.clock.now_s)
@@ -133,7 +133,7 @@ class BenchClient:
         return self.config.api == "chat" and not self.config.send_session_id
 
     @staticmethod
-    def _new_words(conversation: _Conversation, turn: int) -> tuple[list[int] | None, list[int]]:
+    def _new_words(conversation: _Conversation, turn: int) -> tuple[list[int] | None, WordIds]:
         """What turn `turn` adds to the previous turn's prompt: that turn's answer (None for turn 1)
         and its own user words."""
         answer = conversation.answer_token_ids[turn - 2] if turn > 1 else None
@@ -151,7 +151,7 @@ class BenchClient:
             self.num_active -= 1
             return
         conversation.answer_token_ids.append(job.answer_token_ids)
-        conversation.last_turn_blocks = job.answer_blocks
+        conversation.last_turn_blocks = history_blocks(conversation.prompt_token_ids, job)
         user_ids = conversation.user_token_ids[turn]
         num_prompt_tokens = len(conversation.prompt_token_ids) + len(job.answer_token_ids) + len(user_ids)
         send_s, due_s = self.next_send_s(job, num_prompt_tokens)
@@ -245,29 +245,40 @@ class BenchClient:
         )
 
 
-def next_prompt(previous: list[int], answer: list[int] | None, user: list[int], is_chat: bool) -> list[int]:
+def next_prompt(previous: PromptIds, answer: list[int] | None, user: WordIds, is_chat: bool) -> PromptIds:
     """Token ids of a turn's prompt as the engine tokenizes what the bench sends
     (bench.workloads.completions_prompt / chat_messages), from the previous turn's prompt (empty for
     turn 1), that turn's answer and this turn's user words. Completions: the texts in order; chat:
     each message after its role's id, then the assistant's id (the generation prompt, with which the
-    previous prompt already ends). A new list: the previous one stays the previous turn's."""
-    prompt = list(previous)
-    if answer is not None:
-        prompt += answer
+    previous prompt already ends). A new prompt: the previous one stays the previous turn's."""
+    pieces: list[list[int] | WordIds] = [] if answer is None else [answer]
     if is_chat:
-        prompt.append(_USER_ID)
-        prompt += user
-        prompt.append(_ASSISTANT_ID)
+        pieces += [[_USER_ID], user, [_ASSISTANT_ID]]
     else:
-        prompt += user
-    return prompt
+        pieces.append(user)
+    return previous.extended(pieces)
+
+
+def history_blocks(prompt: PromptIds, job: TurnJob) -> tuple[int, int, list[int]] | None:
+    """The next turn's TurnJob.history_blocks after `job` (sent with `prompt`) answered: next_prompt
+    puts the answer's words right after this prompt, so the next prompt starts with the engine's
+    whole request (prompt and output) when those words are its output (no special token dropped),
+    and with this prompt otherwise."""
+    if job.answer_blocks is None:
+        return None
+    block_size, hashes = job.answer_blocks
+    num_shared = len(prompt)
+    if len(job.answer_token_ids) == job.output_tokens:
+        num_shared += len(job.answer_token_ids)
+    return block_size, num_shared, hashes
 
 
 def next_messages(
-    previous: list[dict[str, str]], answer: list[int] | None, user: list[int]
+    previous: list[dict[str, str]], answer: list[int] | None, user: WordIds
 ) -> list[dict[str, str]]:
     """A turn's chat messages as `ppd bench` sends them (bench.workloads.chat_messages), from the
     previous turn's: its answer, then this turn's user message. A new list."""
     messages = list(previous)
-    append_turn(messages, None if answer is None else words_text(answer).decode(), words_text(user).decode())
+    answer_text = None if answer is None else words_text(answer).decode()
+    append_turn(messages, answer_text, words_text(user.tolist()).decode())
     return messages

@@ -57,19 +57,21 @@ class VirtualEngine:
     def new_request(
         self,
         request_id: str,
-        prompt_token_ids: list[int],
+        num_prompt_tokens: int,
+        prompt_block_hashes: list[int],
+        prompt_tail_token_ids: list[int],
         max_tokens: int,
         hold_kv_on_finish: bool,
-        prompt_block_hashes: list[int] | None = None,
     ) -> Request:
-        """A request arriving now at the API server (EngineCore.new_request)."""
-        return self.core.new_request(
+        """A request arriving now at the API server (EngineCore.new_hashed_request)."""
+        return self.core.new_hashed_request(
             request_id,
-            prompt_token_ids,
+            num_prompt_tokens,
+            prompt_block_hashes,
+            prompt_tail_token_ids,
             max_tokens,
             self.clock.now_s,
             hold_kv_on_finish=hold_kv_on_finish,
-            prompt_block_hashes=prompt_block_hashes,
         )
 
     def after_api(self, request: Request, callback: Callable[[Request], None]) -> None:
@@ -198,7 +200,7 @@ class VirtualEngine:
             if (
                 request.on_token_ends_only
                 and request.status is RequestStatus.RUNNING
-                and len(request.token_ids) - request.num_prompt_tokens > num_new
+                and len(request.output_token_ids) > num_new
             ):
                 continue
             on_token(request)

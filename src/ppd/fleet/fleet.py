@@ -24,6 +24,9 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ppd.bench.word_ids import WordIds
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
 from ppd.fleet.connections import CLIENT_KEEPALIVE_S, PROXY_KEEPALIVE_S, ConnectionPool, IdleConnections
@@ -36,11 +39,53 @@ from ppd.router.conversations import Identity
 from ppd.router.core import InFlight, Router
 from ppd.router.policies import NoHealthyUpstream, Route
 from ppd.router.records import TurnRecord
-from ppd.sim.kv_cache import block_hashes_after, block_hashes_of
+from ppd.sim.kv_cache import block_hashes_after
 from ppd.sim.protocol import resolve_max_tokens
 from ppd.sim.request import Request
 from ppd.sim.timing import load_profile
 from ppd.tokens import NUM_WORD_TOKENS
+
+
+class PromptIds:
+    """A prompt's token ids as the pieces the client made it of, in order: the last turn's pieces,
+    then its answer and the new words (chat: with the roles' ids). Drawn words stay arrays and an
+    answer stays the engine's list; the engines read only the tokens past the blocks the last turn
+    hashed (prompt_blocks), and the whole list is made only for the bench's text without a session
+    id. A list of every token (an int object each, for as long as the conversation lasts) or one
+    array of them all (the answer converted) cost more than the rest of the client's side of a turn
+    (docs/fleet.md, "Speed")."""
+
+    __slots__ = ("num_tokens", "pieces")
+
+    def __init__(self, pieces: tuple[list[int] | WordIds, ...] = ()) -> None:
+        self.pieces = pieces
+        num_tokens = 0
+        for piece in pieces:
+            num_tokens += len(piece)
+        self.num_tokens = num_tokens
+
+    def __len__(self) -> int:
+        return self.num_tokens
+
+    def extended(self, pieces: list[list[int] | WordIds]) -> PromptIds:
+        """This prompt followed by pieces (a new object: this one stays the last turn's)."""
+        return PromptIds(self.pieces + tuple(pieces))
+
+    def ids_from(self, start: int) -> list[int]:
+        """The token ids from index `start` on."""
+        ids: list[int] = []
+        end = 0
+        for piece in self.pieces:
+            offset, end = end, end + len(piece)
+            if end <= start:
+                continue
+            part = piece[max(0, start - offset) :]
+            ids += part.tolist() if isinstance(part, np.ndarray) else part
+        return ids
+
+    def tolist(self) -> list[int]:
+        """All the token ids."""
+        return self.ids_from(0)
 
 
 @dataclass(init=False, slots=True)
@@ -48,7 +93,7 @@ class TurnJob:
     """One turn as the client sends it, and what the client saw of its answer (virtual s)."""
 
     session_id: str
-    prompt_token_ids: list[int]
+    prompt_token_ids: PromptIds
     num_prompt_words: int  # the proxy's estimate of the prompt length (proxy.inputs)
     max_tokens: int
     on_done: Callable[[TurnJob], None]
@@ -69,17 +114,18 @@ class TurnJob:
     prefill_cached_tokens: int | None = None  # a P -> D route: P's own prefix-cache hit
     # The chat API without a session id: the messages the bench sends, which the router recognises by
     chat_messages: list[dict[str, str]] | None = None
-    # The conversation's last turn as its engine hashed it (block size, prompt and answer token ids,
-    # the chained hashes of their full blocks): this prompt starts with those tokens, so its block
-    # hashes start with those hashes (sim.kv_cache.block_hashes_after).
-    history_blocks: tuple[int, list[int], list[int]] | None = None
-    answer_blocks: tuple[int, list[int], list[int]] | None = None  # this turn's, when its answer ends
+    # The conversation's last turn as its engine hashed it (block size, how many leading tokens of
+    # this prompt are that turn's prompt and answer, the chained hashes of their full blocks): this
+    # prompt's block hashes start with those hashes (sim.kv_cache.block_hashes_after).
+    history_blocks: tuple[int, int, list[int]] | None = None
+    # This turn's, when its answer ends: (block size, the hashes of its prompt's and answer's blocks).
+    answer_blocks: tuple[int, list[int]] | None = None
 
     # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
     def __init__(
         self,
         session_id: str,
-        prompt_token_ids: list[int],
+        prompt_token_ids: PromptIds,
         num_prompt_words: int,
         max_tokens: int,
         on_done: Callable[[TurnJob], None],
@@ -98,8 +144,8 @@ class TurnJob:
         prefill_ms: float | None = None,
         prefill_cached_tokens: int | None = None,
         chat_messages: list[dict[str, str]] | None = None,
-        history_blocks: tuple[int, list[int], list[int]] | None = None,
-        answer_blocks: tuple[int, list[int], list[int]] | None = None,
+        history_blocks: tuple[int, int, list[int]] | None = None,
+        answer_blocks: tuple[int, list[int]] | None = None,
     ) -> None:
         self.session_id = session_id
         self.prompt_token_ids = prompt_token_ids
@@ -244,12 +290,28 @@ def turn_identity(job: TurnJob, send_session_id: bool) -> Identity:
         return Identity(session_id=job.session_id)
     if job.chat_messages is not None:
         return Identity(chat_messages=job.chat_messages)
-    return Identity(prompt_bytes=words_text(job.prompt_token_ids))
+    return Identity(prompt_bytes=words_text(job.prompt_token_ids.tolist()))
 
 
 def words_text(token_ids: list[int]) -> bytes:
     """The bench's text of word-token ids (`w<N>` joined by single spaces; ppd.tokens)."""
     return " ".join([f"w{token}" for token in token_ids]).encode()
+
+
+def prompt_blocks(
+    prompt: PromptIds, block_size: int, history: tuple[int, int, list[int]] | None
+) -> tuple[list[int], list[int]]:
+    """What an engine reads of a prompt (EngineCore.new_hashed_request): the chained hashes of its
+    full blocks and its tokens after them. The leading hashes are the last turn's where this prompt
+    shares its blocks (TurnJob.history_blocks); only the tokens past them become int objects, for as
+    long as hashing them takes."""
+    known: list[int] = []
+    if history is not None and history[0] == block_size:
+        _, num_shared_tokens, hashes = history
+        known = hashes[: min(len(hashes), num_shared_tokens // block_size, len(prompt) // block_size)]
+    rest = prompt.ids_from(len(known) * block_size)
+    hashes = block_hashes_after(known, rest, block_size)
+    return hashes, rest[(len(hashes) - len(known)) * block_size :]
 
 
 def _content_tokens(token_ids: list[int], special_token_rate: float) -> list[int]:
@@ -272,11 +334,11 @@ class _TurnFlow:
 
     __slots__ = (
         "fleet",
+        "hashed_prompt",
         "job",
         "loop",
         "num_seen_tokens",
         "prefill_hop",
-        "prompt_hashes",
         "record",
         "route",
         "target",
@@ -290,22 +352,19 @@ class _TurnFlow:
         self.target_hop: InFlight | None = None
         self.num_seen_tokens = 0
         self.loop: ProxyLoop | None = None if fleet.proxies is None else fleet.proxies.loop_of(job.session_id)
-        self.prompt_hashes: tuple[int, list[int]] | None = None  # (block size, the prompt's block hashes)
+        # (block size, the prompt's block hashes and tail: prompt_blocks), made once for P and D
+        self.hashed_prompt: tuple[int, list[int], list[int]] | None = None
 
     def _new_request(
         self, engine: VirtualEngine, request_id: str, max_tokens: int, hold_kv_on_finish: bool
     ) -> Request:
-        """engine.new_request, hashing the prompt's blocks once for P and D (the same tokens), and
-        only those past the last turn's (TurnJob.history_blocks)."""
+        """engine.new_request, with the prompt's blocks hashed once for P and D (prompt_blocks)."""
         block_size, prompt = engine.config.block_size, self.job.prompt_token_ids
-        history = self.job.history_blocks
-        if self.prompt_hashes is None or self.prompt_hashes[0] != block_size:
-            if history is not None and history[0] == block_size:
-                hashes = block_hashes_after(prompt, block_size, history[1], history[2])
-            else:
-                hashes = block_hashes_of(prompt, block_size)
-            self.prompt_hashes = (block_size, hashes)
-        return engine.new_request(request_id, prompt, max_tokens, hold_kv_on_finish, self.prompt_hashes[1])
+        if self.hashed_prompt is None or self.hashed_prompt[0] != block_size:
+            hashes, tail = prompt_blocks(prompt, block_size, self.job.history_blocks)
+            self.hashed_prompt = (block_size, hashes, tail)
+        _, hashes, tail = self.hashed_prompt
+        return engine.new_request(request_id, len(prompt), hashes, tail, max_tokens, hold_kv_on_finish)
 
     @property
     def now_s(self) -> float:
@@ -406,8 +465,8 @@ class _TurnFlow:
         """A step (or a decode run's steps) gave the target's request tokens: each is relayed to the
         proxy, then to the client, when its step ended (VirtualEngine.delivered_step_end_s)."""
         fleet, job = self.fleet, self.job
-        token_ids, delivered_s = request.token_ids, self.target.delivered_step_end_s
-        num_output_tokens = len(token_ids) - request.num_prompt_tokens  # runs per request per run
+        token_ids, delivered_s = request.output_token_ids, self.target.delivered_step_end_s
+        num_output_tokens = len(token_ids)  # runs per request per run
         num_new = num_output_tokens - self.num_seen_tokens
         self.num_seen_tokens = num_output_tokens
         later_s = fleet.later_chunk_return_s
@@ -475,7 +534,7 @@ class _TurnFlow:
             "prompt_tokens_details": {"cached_tokens": job.cached_tokens},
         }
         job.answer_token_ids = _content_tokens(request.output_token_ids, request.special_token_rate)
-        job.answer_blocks = (self.target.config.block_size, request.token_ids, request.block_hashes)
+        job.answer_blocks = (self.target.config.block_size, request.block_hashes)
         # The holder and token counts (usage), as the proxy; without a session id, the answer text too
         # (the proxy captures it to recognise the next turn by its whole history).
         answer = None if fleet.config.send_session_id else words_text(job.answer_token_ids).decode()

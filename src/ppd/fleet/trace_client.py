@@ -16,7 +16,7 @@ from ppd.bench.trace_loadgen import SKIPPED_PREFIX
 from ppd.fleet.client import BenchClient, _Conversation
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
-from ppd.fleet.fleet import Fleet, TurnJob, words_text
+from ppd.fleet.fleet import Fleet, PromptIds, TurnJob, words_text
 from ppd.results import TurnRow
 from ppd.traces.prompts import PromptMaker
 from ppd.traces.replay import ReplayTurn
@@ -64,7 +64,8 @@ class TraceClient(BenchClient):
             return
         if not any(conversation.answer_token_ids):
             self.start_times_s.append(self.clock.now_s)  # the conversation's first sent turn
-        prompt = self.prompts.prompt_ids(step.request_index, step.num_input_tokens, step.block_ids)
+        prompt_ids = self.prompts.prompt_ids(step.request_index, step.num_input_tokens, step.block_ids)
+        prompt = PromptIds((prompt_ids,))
         job = TurnJob(
             conversation.session_id,
             prompt,
@@ -73,7 +74,7 @@ class TraceClient(BenchClient):
             lambda done: self._turn_done(conversation, turn, due_s, done),
             itl_ms=[] if self.config.record_itl else None,
             # the chat API: one user message holding the prompt (bench.workloads.trace_request_body)
-            chat_messages=[{"role": "user", "content": words_text(prompt).decode()}]
+            chat_messages=[{"role": "user", "content": words_text(prompt_ids).decode()}]
             if self.recognised_by_chat
             else None,
         )

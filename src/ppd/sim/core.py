@@ -212,25 +212,53 @@ class EngineCore:
         now_s: float,
         *,
         hold_kv_on_finish: bool = False,
-        prompt_block_hashes: list[int] | None = None,
     ) -> Request:
-        """A request ready to submit; its answer words depend only on the seed and the prompt.
-        prompt_block_hashes: block_hashes_of(prompt_token_ids, block_size) when the caller has them
-        (a P->D turn hashes its prompt once for both engines); copied, as the request extends them."""
+        """A request ready to submit; its answer words depend only on the seed and the prompt."""
         block_size = self.config.block_size
-        if prompt_block_hashes is None:
-            hashes = block_hashes_of(prompt_token_ids, block_size)
-        else:
-            hashes = list(prompt_block_hashes)
+        hashes = block_hashes_of(prompt_token_ids, block_size)
         tail = prompt_token_ids[len(hashes) * block_size :]
-        answer_seed = hash((self.config.seed, hashes[-1] if hashes else 0, *tail)) & 0xFFFF_FFFF
+        return self.new_hashed_request(
+            request_id,
+            len(prompt_token_ids),
+            hashes,
+            tail,
+            max_tokens,
+            now_s,
+            hold_kv_on_finish=hold_kv_on_finish,
+        )
+
+    def new_hashed_request(
+        self,
+        request_id: str,
+        num_prompt_tokens: int,
+        prompt_block_hashes: list[int],
+        prompt_tail_token_ids: list[int],
+        max_tokens: int,
+        now_s: float,
+        *,
+        hold_kv_on_finish: bool = False,
+    ) -> Request:
+        """new_request of a prompt given as what the engine reads of it: the chained hashes of its
+        full blocks (block_hashes_of) and its tokens after them. A caller that has those (ppd fleet:
+        a P->D turn hashes its prompt once for both engines, a later turn only past the last turn's
+        blocks) need not make the prompt's token list. The hashes are copied (the request extends
+        its own); the tail is kept."""
+        block_size = self.config.block_size
+        num_full = num_prompt_tokens - len(prompt_tail_token_ids)
+        if len(prompt_tail_token_ids) >= block_size or num_full != len(prompt_block_hashes) * block_size:
+            raise ValueError(
+                f"a prompt of {num_prompt_tokens} tokens in blocks of {block_size}: got "
+                f"{len(prompt_block_hashes)} block hashes and {len(prompt_tail_token_ids)} tokens after them"
+            )
+        hashes = prompt_block_hashes
+        seed_parts = (self.config.seed, hashes[-1] if hashes else 0, *prompt_tail_token_ids)
         return Request(
             request_id=request_id,
-            token_ids=list(prompt_token_ids),
-            num_prompt_tokens=len(prompt_token_ids),
+            num_prompt_tokens=num_prompt_tokens,
+            prompt_tail_token_ids=prompt_tail_token_ids,
             max_tokens=max_tokens,
-            block_hashes=hashes,
-            answer_seed=answer_seed,
+            block_hashes=list(hashes),
+            answer_seed=hash(seed_parts) & 0xFFFF_FFFF,
             special_token_rate=self.config.special_token_rate,
             arrival_s=now_s,
             hold_kv_on_finish=hold_kv_on_finish,

@@ -63,19 +63,18 @@ def block_hashes_of(token_ids: list[int], block_size: int) -> list[int]:
     return hashes
 
 
-def block_hashes_after(
-    token_ids: list[int], block_size: int, known_token_ids: list[int], known_hashes: list[int]
-) -> list[int]:
-    """block_hashes_of(token_ids), taking the leading blocks from known_hashes (the chained hashes of
-    known_token_ids' leading full blocks) where token_ids starts with the same tokens: a turn's
-    prompt starts with the last turn's prompt and answer. Comparing tokens costs far less than
-    hashing them; where they differ (an answer's special tokens, which the next prompt's text
-    drops), every block is hashed."""
-    num_known = min(len(known_hashes), len(token_ids) // block_size)
-    end = num_known * block_size
-    hashes = known_hashes[:num_known] if token_ids[:end] == known_token_ids[:end] else []
-    extend_block_hashes(hashes, token_ids, block_size)
-    return hashes
+def block_hashes_after(known_hashes: list[int], token_ids: list[int], block_size: int) -> list[int]:
+    """known_hashes (the chained hashes of a sequence's leading full blocks), then the chained hashes
+    of the full blocks of token_ids, the tokens after those blocks: a later turn's prompt hashed
+    only past the blocks it shares with the last turn."""
+    hashes = cast("list[object]", list(known_hashes))  # each new hash one int object (extend_block_hashes)
+    parent: object = hashes[-1] if hashes else ROOT_BLOCK_HASH
+    start = 0
+    while start + block_size <= len(token_ids):
+        parent = hash_block_at(parent, token_ids, start, block_size)
+        hashes.append(parent)
+        start += block_size
+    return cast("list[int]", hashes)
 
 
 @dataclass(init=False, eq=False, slots=True)

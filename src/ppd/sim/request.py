@@ -6,9 +6,9 @@ import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
-from ppd.sim.kv_cache import KVBlock
+from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVBlock, hash_block_at
 from ppd.tokens import FIRST_RESERVED_TOKEN_ID, NUM_RESERVED_TOKENS, NUM_WORD_TOKENS
 
 # Answer word k of a request is (answer_seed + k * _ANSWER_STRIDE) mod the vocabulary, shifted past
@@ -28,13 +28,22 @@ class RequestStatus(enum.Enum):
 
 @dataclass(init=False, eq=False, slots=True)
 class Request:
-    """A request as the scheduler sees it. token_ids holds the prompt followed by the output."""
+    """A request as the scheduler sees it: its prompt, then its output.
+
+    Of the prompt it keeps what the engine reads after admission: the chained hashes of its full
+    blocks (the prefix cache's names for them, made before the request) and the tokens after the
+    last of them, which the first output tokens complete into a block. Not its whole token list: a
+    fleet of engines then costs no prompt copy per engine, and its client need not make the int
+    objects of every prompt token (docs/fleet.md, "Speed")."""
 
     request_id: str
-    token_ids: list[int]
     num_prompt_tokens: int
+    prompt_tail_token_ids: list[int]  # the prompt's tokens after its last full block
+    output_token_ids: list[int]
     max_tokens: int
-    block_hashes: list[int]  # chained hashes of the full blocks of token_ids computed so far
+    # Chained hashes of the full blocks (prompt, then output): every full prompt block's from the
+    # start, then the output's as they are computed.
+    block_hashes: list[int]
     answer_seed: int
     special_token_rate: float  # SimConfig.special_token_rate
     arrival_s: float
@@ -61,8 +70,8 @@ class Request:
     def __init__(
         self,
         request_id: str,
-        token_ids: list[int],
         num_prompt_tokens: int,
+        prompt_tail_token_ids: list[int],
         max_tokens: int,
         block_hashes: list[int],
         answer_seed: int,
@@ -73,8 +82,9 @@ class Request:
         hold_kv_on_finish: bool = False,
     ) -> None:
         self.request_id = request_id
-        self.token_ids = token_ids
         self.num_prompt_tokens = num_prompt_tokens
+        self.prompt_tail_token_ids = prompt_tail_token_ids
+        self.output_token_ids = []
         self.max_tokens = max_tokens
         self.block_hashes = block_hashes
         self.answer_seed = answer_seed
@@ -109,15 +119,35 @@ class Request:
 
     @property
     def num_tokens(self) -> int:
-        return len(self.token_ids)
+        return self.num_prompt_tokens + len(self.output_token_ids)
 
     @property
     def num_output_tokens(self) -> int:
-        return len(self.token_ids) - self.num_prompt_tokens
+        return len(self.output_token_ids)
 
-    @property
-    def output_token_ids(self) -> list[int]:
-        return self.token_ids[self.num_prompt_tokens :]
+    def block_hash_at(self, parent_hash: object, start: int, block_size: int) -> int:
+        """hash_block_at over the prompt's tail followed by the output: the full block from token
+        `start` (past the prompt's full blocks), chained to parent_hash."""
+        num_prompt, tail = self.num_prompt_tokens, self.prompt_tail_token_ids
+        if start >= num_prompt:
+            return hash_block_at(parent_hash, self.output_token_ids, start - num_prompt, block_size)
+        tail_start = num_prompt - len(tail)
+        if start < tail_start:
+            raise ValueError(f"block at token {start}: the prompt's full blocks are hashed with the request")
+        joined = tail[start - tail_start :] + self.output_token_ids[: start + block_size - num_prompt]
+        return hash_block_at(parent_hash, joined, 0, block_size)
+
+    def extend_block_hashes(self, block_size: int, num_tokens: int) -> None:
+        """Append to block_hashes the hashes of the full blocks of the first num_tokens tokens they do
+        not cover yet (those past the prompt's full blocks)."""
+        # Each hash is made into an int object once, which the list and the next tuple share.
+        hashes = cast("list[object]", self.block_hashes)
+        parent: object = hashes[-1] if hashes else ROOT_BLOCK_HASH
+        start = len(hashes) * block_size
+        while start + block_size <= num_tokens:
+            parent = self.block_hash_at(parent, start, block_size)
+            hashes.append(parent)
+            start += block_size
 
     @property
     def is_finished(self) -> bool:
@@ -136,7 +166,7 @@ class Request:
 
     def next_answer_tokens(self, count: int) -> list[int]:
         """The next `count` answer tokens at once (next_answer_token, `count` times over)."""
-        num_output_tokens = len(self.token_ids) - self.num_prompt_tokens
+        num_output_tokens = len(self.output_token_ids)
         rate = self.special_token_rate
         if not rate:
             # 1 + step % _NUM_ANSWER_WORDS for each step, the remainder kept up to date by adding

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVBlock, KVCache, extend_block_hashes, hash_block_at
+from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVBlock, KVCache
 from ppd.sim.request import Request, RequestStatus
 from ppd.sim.timing import BatchShape, prefill_attention_pairs
 
@@ -165,7 +165,7 @@ class Scheduler:
                 self._commit_full_blocks(request)
             if request.num_computed_tokens < request.num_tokens:
                 continue  # a prefill chunk; more to come
-            request.token_ids.append(request.next_answer_token())
+            request.output_token_ids.append(request.next_answer_token())
             with_output.append(request)
             if request.num_output_tokens >= request.max_tokens:
                 finished.append(request)
@@ -190,13 +190,14 @@ class Scheduler:
         # num_tokens and num_output_tokens spelt out: this runs for every request before every run.
         num_steps = max_steps
         for request in running:
-            num_left = request.max_tokens + request.num_prompt_tokens - len(request.token_ids)
+            num_left = request.max_tokens - len(request.output_token_ids)
             num_steps = min(num_steps, num_left)
         block_size = self.kv_cache.block_size
         num_blocks_needed = 0
         for request in running:
-            num_tokens = len(request.token_ids)
-            if num_tokens - request.num_computed_tokens != 1 or num_tokens == request.num_prompt_tokens:
+            num_output_tokens = len(request.output_token_ids)
+            num_tokens = request.num_prompt_tokens + num_output_tokens
+            if num_tokens - request.num_computed_tokens != 1 or not num_output_tokens:
                 return 0
             num_blocks_needed += -(-(request.num_computed_tokens + num_steps) // block_size)
             num_blocks_needed -= len(request.blocks)
@@ -212,10 +213,10 @@ class Scheduler:
         block_size = self.kv_cache.block_size
         for request in running:
             request.num_computed_tokens += num_steps
-            request.token_ids += request.next_answer_tokens(num_steps)
+            request.output_token_ids += request.next_answer_tokens(num_steps)
             if request.num_computed_tokens // block_size > request.num_committed_blocks:
                 self._commit_full_blocks(request)
-            if len(request.token_ids) - request.num_prompt_tokens >= request.max_tokens:
+            if len(request.output_token_ids) >= request.max_tokens:
                 finished.append(request)
         self._finish(finished)
         return running, finished
@@ -262,13 +263,13 @@ class Scheduler:
             # A decode filling one block (the usual case), spelt out: extend_block_hashes and
             # commit_many of that one block, without their loops.
             parent: Any = hashes[-1] if hashes else ROOT_BLOCK_HASH
-            block_hash: Any = hash_block_at(parent, request.token_ids, first * block_size, block_size)
+            block_hash: Any = request.block_hash_at(parent, first * block_size, block_size)
             hashes.append(block_hash)  # one object for the list and the cache
             self.kv_cache.commit(request.blocks[first], block_hash)
             request.num_committed_blocks = num_full
             return
         if len(hashes) < num_full:
-            extend_block_hashes(hashes, request.token_ids, block_size, num_full * block_size)
+            request.extend_block_hashes(block_size, num_full * block_size)
         self.kv_cache.commit_many(request.blocks, hashes, first, num_full)
         request.num_committed_blocks = num_full
 

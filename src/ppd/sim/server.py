@@ -343,11 +343,11 @@ class TokenSink:
         self.closed = False
 
     def __call__(self, request: Request) -> None:
-        token_ids = request.token_ids
-        num_out = len(token_ids) - self.num_prompt
+        token_ids = request.output_token_ids
+        num_out = len(token_ids)
         parts = [self.opening] if self.num_sent == 0 else []
         for index in range(self.num_sent, num_out):
-            token_id = token_ids[self.num_prompt + index]
+            token_id = token_ids[index]
             # vLLM's detokenizer puts the space before every word; a special token's chunk is empty
             word = b" w%d" % token_id if token_id < NUM_WORD_TOKENS else b""
             parts.append(self.prefix + word + (self.last_suffix if index == self.last_index else self.suffix))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ppd.bench.arrivals import ConversationPlan
 from ppd.bench.config import TurnShape
 from ppd.bench.workloads import request_body
@@ -33,7 +35,7 @@ def _jobs(client: BenchClient, num_turns: int) -> list[TurnJob]:
     Real objects throughout (a compiled build checks every attribute's type): each job is read from
     the client's turns in flight (in the order sent), sent to a fleet whose clock never runs."""
     plan = ConversationPlan(0, 0.0, tuple(TurnShape(len(words), 8) for words in USERS))
-    conversation = _Conversation(plan, "c", USERS)
+    conversation = _Conversation(plan, "c", [np.array(words, dtype=np.int64) for words in USERS])
     conversation.answer_token_ids = ANSWERS
     for turn in range(1, num_turns + 1):
         client._send(conversation, turn, 0.0)
@@ -48,7 +50,7 @@ def test_each_prompt_extends_the_last_into_what_the_engine_tokenizes_from_the_wh
     user, assistant = word_to_id("user"), word_to_id("assistant")
     for api in ("completions", "chat"):
         jobs = _jobs(_client(api, send_session_id=False), len(USERS))
-        prompts = [list(job.prompt_token_ids) for job in jobs]
+        prompts = [job.prompt_token_ids.tolist() for job in jobs]
         for turn, job in enumerate(jobs, start=1):
             whole: list[int] = []  # every earlier turn's words, rebuilt from the start
             for index in range(turn):

@@ -117,5 +117,5 @@ def test_an_int_qps_sends_the_prompts_of_the_same_float() -> None:
         client = BenchClient(point, Fleet(point, clock), clock, lambda row: None)
         client._arrive(plan)  # sends turn 1 on a clock that never runs
         [(_, job, _)] = client._in_flight.values()
-        prompts.append(job.prompt_token_ids)
+        prompts.append(job.prompt_token_ids.tolist())
     assert prompts[0] == prompts[1]

@@ -6,6 +6,7 @@ import pytest
 
 from ppd.sim.config import sim_config
 from ppd.sim.core import EngineCore, Hold, Step
+from ppd.sim.kv_cache import block_hashes_of
 from ppd.sim.timing import load_profile
 
 
@@ -188,3 +189,28 @@ def test_without_async_scheduling_a_request_joins_the_next_batch() -> None:
     assert isinstance(step1, Step)
     core.complete_step(step1, step1.duration_s)
     assert scheduled_ids(core.next_work()) == ["a", "b"]
+
+
+def test_a_prompt_given_as_its_block_hashes_and_tail_is_the_same_request() -> None:
+    prompt = list(range(1, 40))  # two full blocks of 16 and 7 tokens after them
+    made, hashed = make_core(), make_core()
+    request = made.new_request("r", prompt, 20, now_s=0.0)
+    twin = hashed.new_hashed_request("r", 39, block_hashes_of(prompt, 16), prompt[32:], 20, 0.0)
+    assert (twin.num_prompt_tokens, twin.prompt_tail_token_ids) == (39, prompt[32:])
+    assert (twin.block_hashes, twin.answer_seed) == (request.block_hashes, request.answer_seed)
+    for core, each in ((made, request), (hashed, twin)):
+        core.add_request(each)
+        drive(core, 0.0)
+    # the output's blocks, the first of them completing the prompt's tail, hash the same
+    assert twin.output_token_ids == request.output_token_ids
+    whole = prompt + request.output_token_ids
+    assert twin.block_hashes == request.block_hashes == block_hashes_of(whole, 16)[:3]
+
+
+@pytest.mark.parametrize(
+    ("num_hashes", "tail"), [(1, list(range(17, 40))), (3, []), (2, list(range(33, 39)))]
+)
+def test_a_hashed_prompt_must_be_its_full_blocks_and_the_rest(num_hashes: int, tail: list[int]) -> None:
+    hashes = block_hashes_of(list(range(1, 49)), 16)[:num_hashes]
+    with pytest.raises(ValueError, match="a prompt of 39 tokens in blocks of 16"):
+        make_core().new_hashed_request("r", 39, hashes, tail, 2, 0.0)

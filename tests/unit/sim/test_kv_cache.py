@@ -23,22 +23,23 @@ def test_extend_block_hashes_matches_hashing_at_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("known", "num_known_hashes"),
+    ("known", "num_known_hashes", "num_shared"),
     [
-        (list(range(40)), 5),  # the prompt starts with the last turn: its blocks are reused
-        (list(range(40)), 3),  # fewer hashes known than full blocks shared
-        (list(range(13)), 1),  # the known tokens end inside the prompt's second block
-        (list(range(16)) + [99] * 24, 5),  # they differ from token 16 on (a dropped special token)
-        ([], 0),
-        (list(range(80)), 10),  # longer than the prompt
+        (list(range(40)), 5, 40),  # the prompt starts with the last turn: its blocks are reused
+        (list(range(40)), 3, 40),  # fewer hashes known than full blocks shared
+        (list(range(13)), 1, 13),  # the known tokens end inside the prompt's second block
+        (list(range(16)) + [99] * 24, 5, 16),  # they differ from token 16 on (a dropped special token)
+        ([], 0, 0),
+        (list(range(80)), 10, 60),  # longer than the prompt
     ],
 )
 def test_block_hashes_after_a_known_prefix_equal_hashing_it_all(
-    known: list[int], num_known_hashes: int
+    known: list[int], num_known_hashes: int, num_shared: int
 ) -> None:
     prompt = list(range(60))
-    known_hashes = block_hashes_of(known, 8)[:num_known_hashes]
-    assert block_hashes_after(prompt, 8, known, known_hashes) == block_hashes_of(prompt, 8)
+    known_hashes = block_hashes_of(known, 8)[: min(num_known_hashes, num_shared // 8)]
+    after = prompt[len(known_hashes) * 8 :]
+    assert block_hashes_after(known_hashes, after, 8) == block_hashes_of(prompt, 8)
 
 
 def test_committed_blocks_stay_findable_after_free_until_evicted() -> None:

@@ -8,10 +8,10 @@ from ppd.tokens import decode, is_special
 
 def _answer(special_token_rate: float, num_tokens: int) -> list[int]:
     request = Request(
-        "r", [1, 2, 3], 3, num_tokens, [], answer_seed=12345, special_token_rate=special_token_rate
+        "r", 3, [1, 2, 3], num_tokens, [], answer_seed=12345, special_token_rate=special_token_rate
     )
     for _ in range(num_tokens):
-        request.token_ids.append(request.next_answer_token())
+        request.output_token_ids.append(request.next_answer_token())
     return request.output_token_ids
 
 
@@ -38,9 +38,9 @@ def test_special_tokens_come_at_random_gaps_not_evenly_spaced() -> None:
     # an answer is geometric. The share of answers with at least one in their first k tokens is then
     # 1 - (1 - rate)^k: 40% for 256 tokens, 87% for 1024 at rate 0.002 (evenly spaced: 51%, 100%).
     def has_special(seed: int, num_tokens: int) -> bool:
-        request = Request("r", [1], 1, num_tokens, [], answer_seed=seed, special_token_rate=0.002)
+        request = Request("r", 1, [1], num_tokens, [], answer_seed=seed, special_token_rate=0.002)
         for _ in range(num_tokens):
-            request.token_ids.append(request.next_answer_token())
+            request.output_token_ids.append(request.next_answer_token())
         return any(is_special(token_id) for token_id in request.output_token_ids)
 
     seeds = [random.Random(i).getrandbits(32) for i in range(600)]

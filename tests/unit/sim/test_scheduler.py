@@ -4,12 +4,13 @@ from ppd.sim.scheduler import Scheduler, SchedulerConfig, batch_shape
 
 
 def make_request(name: str, prompt: list[int], max_tokens: int = 4, external: int = 0) -> Request:
+    hashes = block_hashes_of(prompt, 16)
     return Request(
         request_id=name,
-        token_ids=list(prompt),
         num_prompt_tokens=len(prompt),
+        prompt_tail_token_ids=prompt[len(hashes) * 16 :],
         max_tokens=max_tokens,
-        block_hashes=block_hashes_of(prompt, 16),
+        block_hashes=hashes,
         answer_seed=1,
         num_external_tokens=external,
     )

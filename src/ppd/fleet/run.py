@@ -134,12 +134,15 @@ def simulate(
 
 
 def _proxy_stats(fleet: Fleet, elapsed_s: float) -> dict[str, Any]:
-    """Each proxy process's modelled CPU time and its share of the run (1.0: a whole core, saturated)."""
+    """Each proxy process's modelled CPU time and its share of the run (1.0: a whole core, saturated),
+    and the connections to engines its pools opened (as `ppd proxy`'s decision log counts them)."""
+    connections_opened = sum(pool.num_opened for pool in fleet.engine_pools.values())
     if fleet.proxies is None:
-        return {"modelled": False}
+        return {"modelled": False, "connections_opened": connections_opened}
     busy_s = fleet.proxies.busy_s()
     return {
         "modelled": True,
+        "connections_opened": connections_opened,
         "processes": len(busy_s),
         "busy_s": [round(value, 3) for value in busy_s],
         "busy_share": [round(value / elapsed_s, 4) if elapsed_s > 0 else 0.0 for value in busy_s],

@@ -109,6 +109,8 @@ def test_a_busier_client_opens_as_many_connections_as_it_has_streams_open_at_onc
     opened = len(run.idle_connections.client_s)  # none was cut off: every one is idle at the end
     assert 1 < opened == peak < len({row.conversation for row in rows})
     assert run.run_info.connections_opened == opened  # recorded as `ppd bench` records its own
+    proxy_opened = sum(len(ages_s) for _, ages_s in run.idle_connections.engines_s)
+    assert run.proxy["connections_opened"] == proxy_opened > 1  # as `ppd proxy`'s decision log counts
 
 
 def test_a_stream_cut_off_by_the_drain_does_not_return_its_connection() -> None:

@@ -63,7 +63,6 @@ first line per --against run, that run in the fleet's place)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -75,8 +74,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -88,11 +85,10 @@ from sim_vs_real import Comparison, compare, summary_values, table
 sys.path.insert(0, str(SRC))
 
 from ppd.bench.workloads import builtin_workload
-from ppd.fleet import EngineOptions, FleetConfig, HopCosts, fleet_topology, simulate, write_result_set
+from ppd.fleet import EngineOptions, FleetConfig, HopCosts, fleet_topology, write_result_set
 from ppd.fleet.config import hops_from_spec
-from ppd.fleet.connections import IdleConnections
 from ppd.fleet.proxy_loop import ProxyCpu, proxy_cpu_from_spec
-from ppd.fleet.run import FleetRun
+from ppd.fleet.sequence import simulate_in_order
 
 MODES = ("pd", "ppd", "replication", "auto")
 LOADS = {"W1": (2.0, 8.0), "W2": (1.0, 4.0), "W3": (2.0, 8.0), "W4": (0.5, 2.0)}  # 1p1d; x2 for 2p2d
@@ -256,21 +252,6 @@ def fleet_configs(http_json: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> list[
         for qps in config["qps"]
         for mode in config["modes"]
     ]
-
-
-def simulate_in_order(
-    configs: list[FleetConfig], around: Callable[[], AbstractContextManager[object]] = nullcontext
-) -> list[FleetRun]:
-    """The points of one `ppd bench` run one after another, as the bench ran them: each starts with
-    the kept-alive connections the one before left (its client's and the proxy's; fleet.connections).
-    Each simulate runs inside around()."""
-    runs: list[FleetRun] = []
-    idle = IdleConnections()
-    for config in configs:
-        with around():
-            runs.append(simulate(dataclasses.replace(config, idle_connections=idle)))
-        idle = runs[-1].idle_connections
-    return runs
 
 
 def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> Path:

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from _sims import SRC
-from fleet_vs_sim import fleet_configs, simulate_in_order
+from fleet_vs_sim import fleet_configs
 
 sys.path.insert(0, str(SRC))
 
@@ -65,6 +65,7 @@ from ppd.fleet.config import hops_from_spec
 from ppd.fleet.engines import VirtualEngine
 from ppd.fleet.fleet import _TurnFlow
 from ppd.fleet.proxy_loop import proxy_cpu_from_spec
+from ppd.fleet.sequence import simulate_in_order
 from ppd.results import TurnRow, read_rows
 from ppd.sim.request import Request
 

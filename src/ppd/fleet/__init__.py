@@ -24,6 +24,8 @@ Python API (what `ppd plan` calls; everything is picklable, so it runs across pr
     attained = slo_attainment(config)              # float | None: good / sent turns, rows not kept
 
     simulate(config, on_row=callback)              # stream rows instead of keeping them
+    runs = simulate_in_order(configs)              # points in a row, as one `ppd bench` runs them:
+                                                   #   each starts with the connections the last left
 
 `FleetConfig(topology: Topology, mode: str, workload: WorkloadSpec, qps: float, duration_s=60.0,
 run=0, think_time_s=0.0, seed=0, warmup_s=0.0, slo=Slo(), drain_timeout_s=120.0, api="completions",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
         slo_attainment,
         write_result_set,
     )
+    from ppd.fleet.sequence import simulate_in_order
 
 # The API's names, imported on first use (PEP 562): `ppd fleet` and `ppd plan` import ppd.fleet.cli,
 # a submodule, which imports this package first; importing the simulation with it (numpy, aiohttp,
@@ -68,6 +71,7 @@ _MODULE_OF = {
     "simulate": "run",
     "slo_attainment": "run",
     "write_result_set": "run",
+    "simulate_in_order": "sequence",
 }
 
 __all__ = [
@@ -82,6 +86,7 @@ __all__ = [
     "measured_proxy_cpu",
     "offered_conversations",
     "simulate",
+    "simulate_in_order",
     "slo_attainment",
     "write_result_set",
 ]

@@ -71,16 +71,19 @@ def _add_output_arguments(add: Callable[..., object]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Simulate every mode x workload x qps x run point; write one result set; print its path."""
+    """Simulate every mode x workload x qps x run point, in the bench's order and handing on the
+    kept-alive connections as one `ppd bench` does (fleet.sequence); write one result set; print its
+    path."""
     from datetime import UTC, datetime
 
     from rich.console import Console
 
     from ppd.bench.progress import final_table
-    from ppd.fleet.run import simulate, write_result_set
+    from ppd.fleet.run import write_result_set
+    from ppd.fleet.sequence import simulate_in_order
 
     configs = build_configs(args)
-    runs = [simulate(config) for config in configs]
+    runs = simulate_in_order(configs)
     name = args.name or default_name(args, datetime.now(UTC))
     path = write_result_set(runs, args.output, name)
     if not args.quiet:

@@ -10,7 +10,11 @@ benchmarks/fleet_hops.py measures them). A connection goes back to the pool when
 been read to the end; a stream cut off (the drain timeout) closes its connection, at the client and,
 as the proxy then aborts the upstream request, at the proxy.
 
-A run's pools start as the previous run of the same client left them (IdleConnections), or empty.
+A run's pools start as the previous run of the same client left them (IdleConnections), aged by the
+pause between the two runs, or empty; and at its start each pool holds at least one idle connection,
+as over HTTP: `ppd bench` sends its admin requests (prepare_mode: the mode, then clearing the
+conversations) on its session right before every run, and `ppd proxy` health-checks every engine on
+its own session every 2 s (ConnectionPool.exchange).
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from dataclasses import dataclass
 
 CLIENT_KEEPALIVE_S = 15.0  # aiohttp's TCPConnector default, which `ppd bench`'s session keeps
 PROXY_KEEPALIVE_S = 60.0  # `ppd proxy`'s connector to the engines (proxy/app.py)
+BENCH_ADMIN_REQUESTS = 2  # prepare_mode (bench/server_info.py) before every run: /mode, /conversations/clear
+# Between two runs of one `ppd bench` (the last run's end -> the next run's start: its summaries, the
+# admin requests, the next run's plan): 24-87 ms, median 37 ms, over the 56 run changes of the host's
+# traced grid (results/h200-host-turn-trace/trace, session 8).
+BENCH_PAUSE_S = 0.037
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,13 @@ class IdleConnections:
 
     client_s: tuple[float, ...] = ()
     engines_s: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
+    def aged(self, pause_s: float) -> IdleConnections:
+        """The same connections pause_s later (the pause between two runs)."""
+        return IdleConnections(
+            tuple(age_s + pause_s for age_s in self.client_s),
+            tuple((url, tuple(age_s + pause_s for age_s in ages_s)) for url, ages_s in self.engines_s),
+        )
 
 
 class ConnectionPool:
@@ -50,6 +66,14 @@ class ConnectionPool:
                 return 0.0
         self.num_opened += 1
         return self.connect_s
+
+    def exchange(self, now_s: float, num_requests: int = 1) -> None:
+        """num_requests short requests now, one after another, each answered at once (the bench's
+        admin requests before a run, the proxy's health check): each takes the oldest idle
+        connection (or opens one) and gives it back, so at least one is idle after."""
+        for _ in range(num_requests):
+            self.take(now_s)
+            self.give(now_s)
 
     def give(self, now_s: float) -> None:
         """A response was read to its end now: its connection is idle again."""

@@ -29,7 +29,13 @@ import numpy as np
 from ppd.bench.word_ids import WordIds
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
-from ppd.fleet.connections import CLIENT_KEEPALIVE_S, PROXY_KEEPALIVE_S, ConnectionPool, IdleConnections
+from ppd.fleet.connections import (
+    BENCH_ADMIN_REQUESTS,
+    CLIENT_KEEPALIVE_S,
+    PROXY_KEEPALIVE_S,
+    ConnectionPool,
+    IdleConnections,
+)
 from ppd.fleet.engines import VirtualEngine
 from ppd.fleet.proxy_loop import ProxyLoop, ProxyProcesses
 from ppd.launch.proxy import Upstreams, check_mode
@@ -230,6 +236,10 @@ class Fleet:
             url: ConnectionPool(hops.proxy_connect_ms * 1e-3, PROXY_KEEPALIVE_S, engines_idle.get(url, ()))
             for url in self.engines
         }
+        # Over HTTP each holds an idle connection at a run's start (connections.py)
+        self.client_pool.exchange(0.0, BENCH_ADMIN_REQUESTS)
+        for pool in self.engine_pools.values():
+            pool.exchange(0.0)
         # The proxy's event loop(s): the wait behind other streams' work (fleet.proxy_loop); None
         # when its CPU is not modelled (every hop then costs what an isolated turn pays).
         self.proxies: ProxyProcesses | None = None

@@ -1,14 +1,15 @@
 """Kept-alive connections in the fleet (fleet.connections): a request on an idle pooled connection
 pays the hops alone, one that finds none opens a connection first; the oldest idle one is taken, an
-expired one is dropped; a cut-off stream's connection is not kept; a run can start with what the
-previous run of the same client left."""
+expired one is dropped; a cut-off stream's connection is not kept; a run starts with what the
+previous run of the same client left (fleet.sequence), and with one idle connection in each pool
+(the bench's admin requests, the proxy's health checks)."""
 
 from dataclasses import replace
 
 import pytest
 
 from ppd.bench.workloads import parse_workloads
-from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate
+from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate, simulate_in_order
 from ppd.fleet.connections import ConnectionPool, IdleConnections
 
 CONNECT = HopCosts(client_connect_ms=1.0, proxy_connect_ms=0.5)
@@ -66,13 +67,23 @@ def ttfts(config: FleetConfig) -> dict[tuple[int, int], float]:
     return {(row.conversation, row.turn): row.ttft_ms for row in rows if row.ttft_ms is not None}
 
 
-def test_only_the_first_turn_opens_connections_when_the_client_is_never_busier() -> None:
+def test_a_pool_exchange_leaves_one_idle_connection_and_drops_expired_ones() -> None:
+    pool = ConnectionPool(connect_s=0.001, keepalive_s=15.0, idle_for_s=(20.0,))
+    pool.exchange(0.0, 2)  # the expired one is closed; the first request opens one, the second reuses it
+    assert pool.num_opened == 1
+    assert pool.idle_for_s(1.0) == (1.0,)
+    pool.give(0.5)
+    pool.exchange(2.0)  # the oldest is taken and comes back the newest
+    assert pool.idle_for_s(2.0) == (1.5, 0.0)
+    assert pool.num_opened == 1
+
+
+def test_no_turn_opens_a_connection_when_the_client_is_never_busier() -> None:
+    # the bench's admin requests and the proxy's health check leave one idle in each pool at the start
     pooled = ttfts(lone_conversations(HopCosts()))
     connecting = ttfts(lone_conversations(CONNECT))
     assert pooled.keys() == connecting.keys() and len(pooled) == 6  # three conversations
-    # the first turn opens the bench's connection to the proxy and the proxy's to the replica
-    assert connecting[(0, 1)] - pooled[(0, 1)] == pytest.approx(1.5, abs=1e-6)
-    for key in sorted(pooled)[1:]:  # every later turn finds both idle
+    for key in sorted(pooled):
         assert connecting[key] == pytest.approx(pooled[key], abs=1e-6)
 
 
@@ -86,11 +97,23 @@ def test_a_run_starts_with_the_idle_connections_of_the_run_before() -> None:
     assert warm[(0, 1)] == pytest.approx(pooled[(0, 1)], abs=1e-6)
 
 
-def test_connections_idle_past_the_keepalive_are_not_reused() -> None:
-    stale = IdleConnections(client_s=(20.0,), engines_s=(("http://127.0.0.1:8100", (70.0,)),))
-    pooled = ttfts(lone_conversations(HopCosts()))
-    cold = ttfts(lone_conversations(CONNECT, idle_connections=stale))
-    assert cold[(0, 1)] - pooled[(0, 1)] == pytest.approx(1.5, abs=1e-6)
+def test_idle_connections_age_by_the_pause_between_runs() -> None:
+    idle = IdleConnections(client_s=(1.0, 0.5), engines_s=(("http://e", (2.0,)),))
+    assert idle.aged(0.25) == IdleConnections(client_s=(1.25, 0.75), engines_s=(("http://e", (2.25,)),))
+
+
+def test_points_in_order_hand_on_their_idle_connections_aged_by_the_pause() -> None:
+    configs = [overlapping(CONNECT), replace(overlapping(CONNECT), mode="auto")]
+    runs = simulate_in_order(configs, pause_s=0.5)
+    assert runs[1].config.idle_connections == runs[0].idle_connections.aged(0.5)
+    assert len(runs[0].idle_connections.client_s) > 1
+    alone = simulate(configs[1])  # a run of its own starts with only the admin requests' connection
+    assert ttfts_of(runs[1]) != ttfts_of(alone)
+
+
+def ttfts_of(run: object) -> dict[tuple[int, int], float]:
+    rows = run.rows  # type: ignore[attr-defined]
+    return {(row.conversation, row.turn): row.ttft_ms for row in rows if row.ttft_ms is not None}
 
 
 def overlapping(hops: HopCosts, drain_timeout_s: float = 120.0) -> FleetConfig:

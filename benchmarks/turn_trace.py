@@ -29,12 +29,21 @@ before the step's decision; the fleet when its ready time is before the step's s
     python benchmarks/turn_trace.py T DIR [--hops H] [--proxy-cpu P] [--step-ms 3] [--modes replication,auto]
         [--workloads W1,W3]
     python benchmarks/turn_trace.py T DIR --way-in
+    python benchmarks/turn_trace.py T DIR --clock
 
 --way-in runs no fleet: over every traced turn (all modes and workloads, turn 1s and later turns) it
 splits the way in's two growing parts, send -> the proxy's handler and the proxy's upstream request
 -> the sim's handler, by workload, turn and load, and the second by the time since the target
 engine's last step ended (the sim writes every stream's chunk then: a per-stream write cost in its
 loop would show as a wait just after a step end). Ends with `turn_trace_way_in turns=N ...`.
+
+--clock runs no fleet: where the sims' modelled clock stands against real time. Each intake's
+`arrival_loop` (the engine's clock read when the request came) against its `arrival` (the same
+moment on CLOCK_MONOTONIC), and each step that took a request while its engine was idle (the
+step's `prev_t` before the intake's handler: nothing ran in between) against that request's
+`ready_loop`: on uvloop the clock read is libuv's uv_now, cut to a whole millisecond, so the
+request arrives and the idle engine's step starts up to ~1 ms early on the modelled clock. Ends
+with `turn_trace_clock intakes=N arrival_early_ms_p50=.. idle_steps=M step_before_ready=K ...`.
 
 DIR: the HTTP result sets (http-<topology>-<workload>.json and rows, packed or not). Ends with
 `turn_trace turns=N later=L dA_later_ms=.. dA_rest_ms=.. dB_later_ms=.. dB_rest_ms=.. dR_later_ms=..
@@ -535,6 +544,50 @@ def way_in(folder: Path, out: Path) -> int:
     return 0
 
 
+def clock(folder: Path) -> int:
+    """The sims' modelled clock against real time, from the trace alone (module doc, --clock)."""
+    intakes: dict[tuple[str, str], Event] = {}
+    steps: list[Event] = []
+    for event in trace_events(folder):
+        if event["ev"] == "intake":
+            intakes[(event["pid"], event["rid"])] = event
+        elif event["ev"] == "step":
+            steps.append(event)
+    # A step that took its request on an idle engine starts on the modelled clock when the request
+    # is ready there (the clock's arrival + its API time), or at the clock's now if that is earlier;
+    # against the request's real ready time (its real arrival + the same API time) it is early by the
+    # clock's cut. A busy engine's step starts at the previous step's end, after the request is ready.
+    early_ms = []
+    for step in steps:
+        for rid in step["first"]:
+            intake = intakes.get((step["pid"], rid))
+            if intake is None or intake["pulled"] or step["prev_t"] >= intake["handler"]:
+                continue
+            real_ready_s = intake["arrival"] + intake["ready_loop"] - intake["arrival_loop"]
+            if step["start_loop"] <= intake["ready_loop"] + 1e-9:  # the idle engine's first step
+                early_ms.append((real_ready_s - step["start_loop"]) * 1e3)
+    arrival_ms = [(e["arrival"] - e["arrival_loop"]) * 1e3 for e in intakes.values()]
+    whole_ms = sum(abs(ms - round(ms)) < 1e-6 for ms in (e["arrival_loop"] * 1e3 for e in intakes.values()))
+    print(f"intakes {len(intakes)}: arrival on the engine's clock at a whole ms: {whole_ms}")
+    print("  real arrival - the clock's arrival (ms): " + quantile_text(arrival_ms))
+    print(f"steps that took a request on an idle engine: {len(early_ms)}")
+    print("  the request's real ready time - the step's start (ms): " + quantile_text(early_ms))
+    print(
+        f"turn_trace_clock intakes={len(intakes)} arrival_whole_ms={whole_ms} "
+        f"arrival_early_ms_p50={median(arrival_ms):.3f} idle_steps={len(early_ms)} "
+        f"step_early_ms_p50={median(early_ms):.3f} step_early_ms_mean={statistics.fmean(early_ms):.3f}"
+    )
+    return 0
+
+
+def quantile_text(values: list[float]) -> str:
+    if not values:
+        return "-"
+    cuts = statistics.quantiles(values, n=10)
+    mean = statistics.fmean(values)
+    return f"p10 {cuts[0]:.3f}  p50 {median(values):.3f}  p90 {cuts[-1]:.3f}  mean {mean:.3f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("trace", type=Path, help="the PPD_TURN_TRACE folder of the HTTP run")
@@ -549,9 +602,12 @@ def main() -> int:
     parser.add_argument(
         "--way-in", action="store_true", help="only the way in's parts over every traced turn (no fleet)"
     )
+    parser.add_argument("--clock", action="store_true", help="only the sims' modelled clock (no fleet)")
     args = parser.parse_args()
     if args.way_in:
         return way_in(args.trace, args.out)
+    if args.clock:
+        return clock(args.trace)
     trace = load_http(args.trace)
     offsets = trace.clock_offsets_ms
     print(

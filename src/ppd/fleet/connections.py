@@ -70,10 +70,13 @@ class ConnectionPool:
     def exchange(self, now_s: float, num_requests: int = 1) -> None:
         """num_requests short requests now, one after another, each answered at once (the bench's
         admin requests before a run, the proxy's health check): each takes the oldest idle
-        connection (or opens one) and gives it back, so at least one is idle after."""
+        connection (or opens one) and gives it back, so at least one is idle after. Not counted in
+        num_opened: the bench counts the connections a run opens, and these come before it."""
+        num_opened = self.num_opened
         for _ in range(num_requests):
             self.take(now_s)
             self.give(now_s)
+        self.num_opened = num_opened
 
     def give(self, now_s: float) -> None:
         """A response was read to its end now: its connection is idle again."""

@@ -59,7 +59,7 @@ class PromptIds:
     hashed (prompt_blocks), and the whole list is made only for the bench's text without a session
     id. A list of every token (an int object each, for as long as the conversation lasts) or one
     array of them all (the answer converted) cost more than the rest of the client's side of a turn
-    (docs/fleet.md, "Speed")."""
+    (docs/fleet.md, "Speed and memory")."""
 
     __slots__ = ("num_tokens", "pieces")
 

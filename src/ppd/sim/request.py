@@ -34,7 +34,7 @@ class Request:
     blocks (the prefix cache's names for them, made before the request) and the tokens after the
     last of them, which the first output tokens complete into a block. Not its whole token list: a
     fleet of engines then costs no prompt copy per engine, and its client need not make the int
-    objects of every prompt token (docs/fleet.md, "Speed")."""
+    objects of every prompt token (docs/fleet.md, "Speed and memory")."""
 
     request_id: str
     num_prompt_tokens: int

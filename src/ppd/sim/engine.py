@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 from ppd.sim.config import SimConfig
@@ -27,6 +28,16 @@ _RESYNC_LAG_S = 0.5
 # Event-loop timers fire up to ~1 ms late (millisecond resolution); waking this much early centres
 # the real emission time on the modeled one instead of always trailing it.
 TIMER_EARLY_S = 0.0005
+
+
+def model_now_s() -> float:
+    """Now on the modeled clock: CLOCK_MONOTONIC, read exactly. Not loop.time(): uvloop's is libuv's
+    uv_now, the loop iteration's start cut to a whole millisecond, which put a request's arrival
+    (hence its API time's end) and an idle engine's first step up to ~1 ms early, and so every step of
+    a busy engine ahead of the requests coming to it (the H200 host's traced grid: steps started at a
+    whole millisecond before their request's ready time). The asyncio loop's time() is this clock.
+    Timers stay on loop.time(), their own base."""
+    return time.monotonic()
 
 
 class Engine:
@@ -76,7 +87,7 @@ class Engine:
         hold_kv_on_finish: bool = False,
     ) -> Request:
         """A request arriving now; its answer words depend only on the seed and the prompt."""
-        now_s = asyncio.get_running_loop().time()
+        now_s = model_now_s()
         return self.core.new_request(
             request_id, prompt_token_ids, max_tokens, now_s, hold_kv_on_finish=hold_kv_on_finish
         )
@@ -114,8 +125,7 @@ class Engine:
             await done
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        clock_s = loop.time()
+        clock_s = model_now_s()
         idle = True
         while True:
             work = self.core.next_work()
@@ -123,12 +133,12 @@ class Engine:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 if not self.core.has_holds():
-                    clock_s = self.core.idle_clock_start(clock_s, loop.time())
+                    clock_s = self.core.idle_clock_start(clock_s, model_now_s())
                 idle = True
                 continue
             if isinstance(work, Hold):
                 if idle:
-                    clock_s = max(clock_s, loop.time())
+                    clock_s = max(clock_s, model_now_s())
                 clock_s = await self._run_hold(work, clock_s)
             else:
                 clock_s = await self._run_step(work, clock_s)
@@ -140,7 +150,7 @@ class Engine:
         end_s = clock_s + hold.duration_s
         delay_s = end_s - loop.time() - TIMER_EARLY_S
         await asyncio.sleep(delay_s if delay_s > 0 else 0)
-        now_s = loop.time()
+        now_s = model_now_s()
         done = self.core.complete_hold(hold)
         if isinstance(done, asyncio.Future) and not done.done():
             done.set_result(None)
@@ -157,7 +167,7 @@ class Engine:
             self.on_step(step, clock_s, end_s)
         delay_s = end_s - loop.time() - TIMER_EARLY_S
         await asyncio.sleep(delay_s if delay_s > 0 else 0)
-        now_s = loop.time()
+        now_s = model_now_s()
         self.core.stats.record_drift(max(0.0, now_s - end_s))
         self._deliver(self.core.complete_step(step, now_s))
         return end_s if now_s - end_s < _RESYNC_LAG_S else now_s

@@ -21,7 +21,7 @@ from ppd import __version__
 from ppd.openai_api import SSE_DONE, ApiError, error_body
 from ppd.sim.config import SimConfig
 from ppd.sim.core import Step
-from ppd.sim.engine import TIMER_EARLY_S, Engine
+from ppd.sim.engine import TIMER_EARLY_S, Engine, model_now_s
 from ppd.sim.kv_transfer import PULL_PATH, KVPuller, RemotePrefill, parse_kv_transfer_params
 from ppd.sim.metrics import render_metrics
 from ppd.sim.protocol import (
@@ -216,7 +216,7 @@ async def _pull_remote_kv(state: SimState, request: Request, remote: RemotePrefi
     await state.puller.pull(remote, num_cached, engine.core.plan_pull, engine.occupy)
     await state.engine.after_next_step()  # vLLM learns of the finished read with a step's output
     request.num_external_tokens = request.num_prompt_tokens
-    request.ready_s = asyncio.get_running_loop().time()
+    request.ready_s = model_now_s()
 
 
 async def _respond_whole(

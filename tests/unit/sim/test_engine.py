@@ -1,6 +1,9 @@
 """Engine.occupy: a KV pull holds D's step loop, so nothing is computed while it is posted."""
 
 import asyncio
+import time
+
+import pytest
 
 from ppd.sim.config import sim_config
 from ppd.sim.engine import Engine
@@ -32,3 +35,34 @@ def test_a_request_waits_for_a_queued_kv_pull_hold() -> None:
     assert first_token_s >= hold_end_s  # no step ran while the loop was held
     assert engine.stats.num_stalls == 1
     assert abs(engine.stats.stall_s - 0.02) < 1e-9  # the modeled hold, time-scaled
+
+
+async def _arrival_and_first_step() -> tuple[float, float, float, list[float]]:
+    engine = Engine(sim_config(load_profile("h100-llama3.1-8b"), time_scale=0.01))
+    starts: list[float] = []
+    engine.on_step = lambda step, start_s, end_s: starts.append(start_s)
+    await engine.start()
+    try:
+        await asyncio.sleep(0.005)
+        while time.monotonic() % 0.001 < 0.0006:  # late in a millisecond: uvloop's loop.time() is not
+            pass
+        before_s = time.monotonic()
+        request = engine.new_request("r", [1, 2, 3, 4], 2)
+        after_s = time.monotonic()
+        engine.core.api_ready_s(request.arrival_s, request)  # as the server does; the API time is 0 here
+        engine.submit(request)
+        while not request.is_finished:
+            await request.output_ready.wait()
+            request.output_ready.clear()
+        return before_s, after_s, request.ready_s, starts
+    finally:
+        await engine.stop()
+
+
+def test_the_modeled_clock_reads_now_exactly_not_a_whole_millisecond_before() -> None:
+    # uvloop's loop.time() is the loop iteration's start cut to a whole millisecond: read there, a
+    # request arrived and an idle engine's first step started up to ~1 ms early on the modeled clock
+    uvloop = pytest.importorskip("uvloop")
+    before_s, after_s, ready_s, starts = uvloop.run(_arrival_and_first_step())
+    assert before_s <= ready_s <= after_s
+    assert starts[0] == ready_s  # the idle engine's step starts when its request is ready, not before

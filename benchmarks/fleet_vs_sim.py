@@ -87,6 +87,7 @@ sys.path.insert(0, str(SRC))
 from ppd.bench.workloads import builtin_workload
 from ppd.fleet import EngineOptions, FleetConfig, HopCosts, fleet_topology, write_result_set
 from ppd.fleet.config import hops_from_spec
+from ppd.fleet.connections import IdleConnections
 from ppd.fleet.proxy_loop import ProxyCpu, proxy_cpu_from_spec
 from ppd.fleet.sequence import simulate_in_order
 
@@ -254,13 +255,50 @@ def fleet_configs(http_json: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> list[
     ]
 
 
-def run_fleet(http_json: Path, out: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> Path:
-    """The same points through ppd fleet; returns the fleet result set."""
-    runs = simulate_in_order(fleet_configs(http_json, proxy_cpu, hops))
+def run_fleet(
+    http_json: Path, out: Path, proxy_cpu: ProxyCpu, hops: HopCosts, idle: IdleConnections | None = None
+) -> tuple[Path, IdleConnections]:
+    """The same points through ppd fleet, the first starting with `idle` (None: its config's own);
+    the fleet result set, and the idle connections its last run left."""
+    runs = simulate_in_order(fleet_configs(http_json, proxy_cpu, hops), idle=idle)
     name = http_json.stem.replace("http-", "fleet-", 1)
     for earlier in (out / f"{name}.json", out / f"{name}.jsonl"):  # this script's own, from a former run
         earlier.unlink(missing_ok=True)
-    return write_result_set(runs, out, name)
+    return write_result_set(runs, out, name), runs[-1].idle_connections
+
+
+def run_fleet_workloads(http_files: list[Path], out: Path, proxy_cpu: ProxyCpu, hops: HopCosts) -> list[Path]:
+    """run_fleet for each workload's HTTP set in order. A workload run on the deployment of the one
+    before it (same engine URLs: one proxy; cpu-bench.sh runs two workloads per deployment) starts
+    with the proxy's idle connections that one left, older by the time between the two benches; its
+    bench is a new client, with no connections of its own."""
+    fleet_files: list[Path] = []
+    left: IdleConnections | None = None
+    for index, path in enumerate(http_files):
+        idle = None
+        if left is not None and index > 0:
+            gap_s = same_deployment_gap_s(http_files[index - 1], path)
+            if gap_s is not None:
+                idle = IdleConnections((), left.aged(gap_s).engines_s)
+        fleet_path, left = run_fleet(path, out, proxy_cpu, hops, idle)
+        fleet_files.append(fleet_path)
+    return fleet_files
+
+
+def _utc_s(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def same_deployment_gap_s(before: Path, after: Path) -> float | None:
+    """Seconds from the end of `before`'s last run to the start of `after`'s first, when both ran on
+    one deployment (the same engine URLs) one after the other; None otherwise."""
+    first, second = json.loads(before.read_text()), json.loads(after.read_text())
+    if [e["url"] for e in first["engines"]] != [e["url"] for e in second["engines"]]:
+        return None
+    ended_s = max(_utc_s(run["started_utc"]) + run["elapsed_s"] for run in first["runs"])
+    started_s = min(_utc_s(run["started_utc"]) for run in second["runs"])
+    # started_utc is whole seconds: a start up to 1 s "before" the end is the next bench, at once
+    return max(0.0, started_s - ended_s) if started_s > ended_s - 1.0 else None
 
 
 def main() -> int:
@@ -297,7 +335,7 @@ def main() -> int:
     comparisons: list[tuple[str, Comparison]] = []
     for topology in [] if args.http_only else topologies:
         http_files = [out / f"http-{topology}-{workload}.json" for workload in workloads]
-        fleet_files = [run_fleet(path, out, proxy_cpu, hops) for path in http_files]
+        fleet_files = run_fleet_workloads(http_files, out, proxy_cpu, hops)
         found = compare(summary_values(http_files), summary_values(fleet_files))
         print(f"== {topology}: http (real time) / fleet (virtual time)")
         print(table(found))

@@ -45,7 +45,7 @@ from ppd.router.conversations import Identity
 from ppd.router.core import InFlight, Router
 from ppd.router.policies import NoHealthyUpstream, Route
 from ppd.router.records import TurnRecord
-from ppd.sim.kv_cache import block_hashes_after
+from ppd.sim.kv_cache import extend_block_hashes
 from ppd.sim.protocol import resolve_max_tokens
 from ppd.sim.request import Request
 from ppd.sim.timing import load_profile
@@ -122,7 +122,7 @@ class TurnJob:
     chat_messages: list[dict[str, str]] | None = None
     # The conversation's last turn as its engine hashed it (block size, how many leading tokens of
     # this prompt are that turn's prompt and answer, the chained hashes of their full blocks): this
-    # prompt's block hashes start with those hashes (sim.kv_cache.block_hashes_after).
+    # prompt's block hashes start with those hashes (prompt_blocks).
     history_blocks: tuple[int, int, list[int]] | None = None
     # This turn's, when its answer ends: (block size, the hashes of its prompt's and answer's blocks).
     answer_blocks: tuple[int, list[int]] | None = None
@@ -319,9 +319,10 @@ def prompt_blocks(
     if history is not None and history[0] == block_size:
         _, num_shared_tokens, hashes = history
         known = hashes[: min(len(hashes), num_shared_tokens // block_size, len(prompt) // block_size)]
-    rest = prompt.ids_from(len(known) * block_size)
-    hashes = block_hashes_after(known, rest, block_size)
-    return hashes, rest[(len(hashes) - len(known)) * block_size :]
+    num_known = len(known)
+    rest = prompt.ids_from(num_known * block_size)
+    extend_block_hashes(known, rest, block_size, offset=num_known * block_size)  # known is a new list
+    return known, rest[(len(known) - num_known) * block_size :]
 
 
 def _content_tokens(token_ids: list[int], special_token_rate: float) -> list[int]:

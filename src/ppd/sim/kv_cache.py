@@ -40,16 +40,23 @@ def hash_block_at(parent_hash: object, token_ids: list[int], start: int, block_s
 
 
 def extend_block_hashes(
-    block_hashes: list[int], token_ids: list[int], block_size: int, num_tokens: int | None = None
+    block_hashes: list[int],
+    token_ids: list[int],
+    block_size: int,
+    num_tokens: int | None = None,
+    offset: int = 0,
 ) -> None:
-    """Append to block_hashes the hashes of the full blocks of token_ids[:num_tokens] (all of it when
-    None) it does not cover yet. The limit saves a caller copying a long prefix to hash one block."""
-    end = len(token_ids) if num_tokens is None else min(num_tokens, len(token_ids))
+    """Append to block_hashes (the chained hashes of a sequence's leading full blocks) those of the
+    sequence's full blocks up to num_tokens (all of it when None) it does not cover yet. token_ids
+    is the sequence from token `offset` on (a multiple of block_size, at most what block_hashes
+    covers): a later turn's prompt is hashed past the blocks it shares with the last turn without
+    a copy of them, and a limit saves a caller copying a long prefix to hash one block."""
+    end = len(token_ids) if num_tokens is None else min(num_tokens - offset, len(token_ids))
     # Each hash is made into an int object once, which the list and the next tuple share (the
     # compiled build would make one for each)
     hashes = cast("list[object]", block_hashes)
     parent: object = hashes[-1] if hashes else ROOT_BLOCK_HASH
-    start = len(hashes) * block_size
+    start = len(hashes) * block_size - offset
     while start + block_size <= end:
         parent = hash_block_at(parent, token_ids, start, block_size)
         hashes.append(parent)
@@ -61,20 +68,6 @@ def block_hashes_of(token_ids: list[int], block_size: int) -> list[int]:
     hashes: list[int] = []
     extend_block_hashes(hashes, token_ids, block_size)
     return hashes
-
-
-def block_hashes_after(known_hashes: list[int], token_ids: list[int], block_size: int) -> list[int]:
-    """known_hashes (the chained hashes of a sequence's leading full blocks), then the chained hashes
-    of the full blocks of token_ids, the tokens after those blocks: a later turn's prompt hashed
-    only past the blocks it shares with the last turn."""
-    hashes = cast("list[object]", list(known_hashes))  # each new hash one int object (extend_block_hashes)
-    parent: object = hashes[-1] if hashes else ROOT_BLOCK_HASH
-    start = 0
-    while start + block_size <= len(token_ids):
-        parent = hash_block_at(parent, token_ids, start, block_size)
-        hashes.append(parent)
-        start += block_size
-    return cast("list[int]", hashes)
 
 
 @dataclass(init=False, eq=False, slots=True)

@@ -6,9 +6,9 @@ import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Final
 
-from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVBlock, hash_block_at
+from ppd.sim.kv_cache import ROOT_BLOCK_HASH, KVBlock, extend_block_hashes, hash_block_at
 from ppd.tokens import FIRST_RESERVED_TOKEN_ID, NUM_RESERVED_TOKENS, NUM_WORD_TOKENS
 
 # Answer word k of a request is (answer_seed + k * _ANSWER_STRIDE) mod the vocabulary, shifted past
@@ -139,15 +139,14 @@ class Request:
 
     def extend_block_hashes(self, block_size: int, num_tokens: int) -> None:
         """Append to block_hashes the hashes of the full blocks of the first num_tokens tokens they do
-        not cover yet (those past the prompt's full blocks)."""
-        # Each hash is made into an int object once, which the list and the next tuple share.
-        hashes = cast("list[object]", self.block_hashes)
-        parent: object = hashes[-1] if hashes else ROOT_BLOCK_HASH
-        start = len(hashes) * block_size
-        while start + block_size <= num_tokens:
-            parent = self.block_hash_at(parent, start, block_size)
-            hashes.append(parent)
-            start += block_size
+        not cover yet (those past the prompt's full blocks): the one that joins the prompt's tail to
+        the output, then the output's own (kv_cache.extend_block_hashes)."""
+        hashes = self.block_hashes
+        start, num_prompt = len(hashes) * block_size, self.num_prompt_tokens
+        if start < num_prompt and start + block_size <= num_tokens:
+            parent: object = hashes[-1] if hashes else ROOT_BLOCK_HASH
+            hashes.append(self.block_hash_at(parent, start, block_size))
+        extend_block_hashes(hashes, self.output_token_ids, block_size, num_tokens, offset=num_prompt)
 
     @property
     def is_finished(self) -> bool:

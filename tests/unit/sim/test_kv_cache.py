@@ -1,6 +1,6 @@
 import pytest
 
-from ppd.sim.kv_cache import KVBlock, KVCache, block_hashes_after, block_hashes_of, extend_block_hashes
+from ppd.sim.kv_cache import KVBlock, KVCache, block_hashes_of, extend_block_hashes
 
 
 def ids(blocks: list[KVBlock] | None) -> list[int] | None:
@@ -33,13 +33,14 @@ def test_extend_block_hashes_matches_hashing_at_once() -> None:
         (list(range(80)), 10, 60),  # longer than the prompt
     ],
 )
-def test_block_hashes_after_a_known_prefix_equal_hashing_it_all(
+def test_hashes_extended_past_a_known_prefix_equal_hashing_it_all(
     known: list[int], num_known_hashes: int, num_shared: int
 ) -> None:
     prompt = list(range(60))
-    known_hashes = block_hashes_of(known, 8)[: min(num_known_hashes, num_shared // 8)]
-    after = prompt[len(known_hashes) * 8 :]
-    assert block_hashes_after(known_hashes, after, 8) == block_hashes_of(prompt, 8)
+    hashes = block_hashes_of(known, 8)[: min(num_known_hashes, num_shared // 8)]
+    after = prompt[len(hashes) * 8 :]
+    extend_block_hashes(hashes, after, 8, offset=len(hashes) * 8)
+    assert hashes == block_hashes_of(prompt, 8)
 
 
 def test_committed_blocks_stay_findable_after_free_until_evicted() -> None:

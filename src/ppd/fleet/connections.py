@@ -22,8 +22,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from ppd.proxy.config import UPSTREAM_KEEPALIVE_S
+
 CLIENT_KEEPALIVE_S = 15.0  # aiohttp's TCPConnector default, which `ppd bench`'s session keeps
-PROXY_KEEPALIVE_S = 60.0  # `ppd proxy`'s connector to the engines (proxy/app.py)
+PROXY_KEEPALIVE_S = UPSTREAM_KEEPALIVE_S  # `ppd proxy`'s connector to the engines
 BENCH_ADMIN_REQUESTS = 2  # prepare_mode (bench/server_info.py) before every run: /mode, /conversations/clear
 # Between two runs of one `ppd bench` (the last run's end -> the next run's start: its summaries, the
 # admin requests, the next run's plan): 24-87 ms, median 37 ms, over the 56 run changes of the host's

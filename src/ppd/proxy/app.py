@@ -28,7 +28,7 @@ from aiohttp import web
 from ppd import __version__
 from ppd.modes import MODES, is_mode
 from ppd.openai_api import ApiError, api_error_response, error_response
-from ppd.proxy.config import ProxyConfig, mode_unavailable
+from ppd.proxy.config import UPSTREAM_KEEPALIVE_S, ProxyConfig, mode_unavailable
 from ppd.proxy.metrics import DecisionLog
 from ppd.proxy.openapi import openapi_description
 from ppd.proxy.relay import TURN_CONNECTIONS
@@ -84,7 +84,7 @@ def connection_counting(state: ProxyState) -> aiohttp.TraceConfig:
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     # One client for every upstream: unlimited pooled keep-alive connections, no per-request setup.
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_S, ttl_dns_cache=300)
     state.client_session = aiohttp.ClientSession(
         connector=connector, timeout=state.upstream_timeout, trace_configs=[connection_counting(state)]
     )

@@ -11,6 +11,10 @@ from ppd.modes import MODES, PD_MODES, Mode, is_mode
 from ppd.router.chunks import CHUNK_BYTES, CHUNKS_PER_INSTANCE, KEYED_BYTES, recognition_problem
 from ppd.router.core import RouterConfig
 
+# How long the proxy keeps an idle connection to an engine for the next request (its aiohttp connector;
+# ppd fleet models the same pool, fleet/connections.py).
+UPSTREAM_KEEPALIVE_S = 60.0
+
 
 @dataclass(frozen=True)
 class ProxyConfig:

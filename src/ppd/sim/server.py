@@ -286,7 +286,7 @@ async def _stream(
     transport = http_request.transport
     if transport is None:
         return response
-    sink = TokenSink(transport, templates, request.num_prompt_tokens, request.max_tokens)
+    sink = TokenSink(transport, templates, request.max_tokens)
     request.on_token = sink if state.trace is None else FirstTokenTrace(sink, state.trace, state.engine)
     try:
         while not request.is_finished and not sink.closed:
@@ -323,7 +323,6 @@ class TokenSink:
         "closed",
         "last_index",
         "last_suffix",
-        "num_prompt",
         "num_sent",
         "opening",
         "prefix",
@@ -332,12 +331,11 @@ class TokenSink:
     )
 
     def __init__(
-        self, transport: asyncio.Transport | Any, templates: StreamTemplates, num_prompt: int, max_tokens: int
+        self, transport: asyncio.Transport | Any, templates: StreamTemplates, max_tokens: int
     ) -> None:
         self.transport = transport
         self.opening = templates.opening
         self.prefix, self.suffix, self.last_suffix = templates.prefix, templates.suffix, templates.last_suffix
-        self.num_prompt = num_prompt
         self.last_index = max_tokens - 1
         self.num_sent = 0
         self.closed = False

@@ -25,9 +25,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet_vs_sim import GOALS
 from sim_vs_real import Comparison, compare, summary_values
 
-GOALS = {"p50": 0.05, "p99": 0.10}
 FigureKey = tuple[str, str, float, str, str, str]  # topology, workload, qps, mode, figure, percentile
 
 

@@ -387,9 +387,13 @@ def figure_key(topology: str, c: Comparison) -> FigureKey:
     return topology, c.point, c.figure, c.percentile
 
 
+# The agreement goal (issue 13): the largest |relative error| allowed, per percentile.
+GOALS = {"p50": 0.05, "p99": 0.10}
+
+
 def within_goal(c: Comparison) -> bool:
     """The agreement goal: p50 within 5%, p99 within 10%."""
-    return abs(c.rel_err) <= (0.05 if c.percentile == "p50" else 0.10)
+    return abs(c.rel_err) <= GOALS[c.percentile]
 
 
 def count_within_goal(tagged: Tagged) -> int:

@@ -57,19 +57,29 @@ def fleet_counts(path: Path) -> tuple[dict[Point, int], dict[Point, int]]:
 
 
 def http_proxy_counts(folder: Path, topology: str) -> dict[Point, int]:
-    """The proxy's decision log summed per run; {} when the log has no counts."""
+    """The proxy's decision log summed per run; {} when the log has no counts.
+
+    A new conversation's key is known only once the router commits its first turn, so a turn 1 cut
+    off before that (the drain cutting a stream, status 499) has no conversation in the log. It
+    belongs to the run of the named line before it: a log is one proxy's lines in the order they
+    ended (fleet_vs_sim joins the logs of the proxies that ran side by side, one after the other), and
+    the drain cuts a run's streams at its end, after some of its turns ended."""
     paths = [folder / f"proxy-decisions-{topology}.jsonl", folder / f"proxy-decisions-{topology}.jsonl.gz"]
     path = next((p for p in paths if p.exists()), None)
     if path is None:
         return {}
-    counts: Counter[Point] = Counter()
     with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as lines:
-        for line in lines:
-            record: dict[str, Any] = json.loads(line)
-            found = SESSION_ID.match(record.get("conversation") or "")
-            if found is None or record.get("connections_opened") is None:
-                continue
+        records: list[dict[str, Any]] = [json.loads(line) for line in lines]
+    records = [r for r in records if r.get("connections_opened") is not None]
+    counts: Counter[Point] = Counter()
+    point: Point | None = None
+    for record in records:
+        found = SESSION_ID.match(record.get("conversation") or "")
+        if found is not None:
             point = (found["workload"], found["mode"], float(found["qps"]), int(found["run"]))
+        elif record.get("conversation") is not None:
+            continue  # not one of the bench's conversations
+        if point is not None:
             counts[point] += record["connections_opened"]
     return dict(counts)
 

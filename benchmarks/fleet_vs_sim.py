@@ -279,7 +279,8 @@ def run_fleet_workloads(http_files: list[Path], out: Path, proxy_cpu: ProxyCpu, 
         if left is not None and index > 0:
             gap_s = same_deployment_gap_s(http_files[index - 1], path)
             if gap_s is not None:
-                idle = IdleConnections((), left.aged(gap_s).engines_s)
+                aged = left.aged(gap_s)
+                idle = IdleConnections((), aged.engines_s, aged.next_health_check_s)
         fleet_path, left = run_fleet(path, out, proxy_cpu, hops, idle)
         fleet_files.append(fleet_path)
     return fleet_files

@@ -11,14 +11,20 @@ been read to the end; a stream cut off (the drain timeout) closes its connection
 as the proxy then aborts the upstream request, at the proxy.
 
 A run's pools start as the previous run of the same client left them (IdleConnections), aged by the
-pause between the two runs, or empty; and at its start each pool holds at least one idle connection,
-as over HTTP: `ppd bench` sends its admin requests (prepare_mode: the mode, then clearing the
-conversations) on its session right before every run, and `ppd proxy` health-checks every engine on
-its own session every 2 s (ConnectionPool.exchange).
+pause between the two runs, or empty. The bench's pool holds at least one idle connection at a run's
+start: `ppd bench` sends its admin requests (prepare_mode: the mode, then clearing the
+conversations) on its session right before every run (ConnectionPool.exchange). The proxy's pools
+have its health checks: `ppd proxy` asks every engine's GET /health on the same client session as the
+turns, all engines at once, every health_interval_s (proxy/upstreams.HealthChecker), so a check
+finding every connection to an engine busy opens one, which then lies idle for the next turn. The
+decision log does not count it (no turn opened it), and neither does the pool's num_opened. The
+checks go on between runs: the phase is handed on (IdleConnections.next_health_check_s); a proxy's
+first run checks at its start.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -40,28 +46,53 @@ class IdleConnections:
 
     client_s: tuple[float, ...] = ()
     engines_s: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    next_health_check_s: float = 0.0  # the proxy's next health check is due this long after (s)
 
     def aged(self, pause_s: float) -> IdleConnections:
-        """The same connections pause_s later (the pause between two runs)."""
+        """The same connections pause_s later (the pause between two runs); health checks due in the
+        pause are made by the next run's pools (ConnectionPool), before anything else."""
         return IdleConnections(
             tuple(age_s + pause_s for age_s in self.client_s),
             tuple((url, tuple(age_s + pause_s for age_s in ages_s)) for url, ages_s in self.engines_s),
+            self.next_health_check_s - pause_s,
         )
 
 
 class ConnectionPool:
-    """One client's idle kept-alive connections to one server, as their release times (oldest first)."""
+    """One client's idle kept-alive connections to one server, as their release times (oldest first);
+    with health checks (the proxy's) every check_interval_s from next_check_s on, when given."""
 
-    __slots__ = ("connect_s", "idle_s", "keepalive_s", "num_opened")
+    __slots__ = ("check_interval_s", "connect_s", "idle_s", "keepalive_s", "next_check_s", "num_opened")
 
-    def __init__(self, connect_s: float, keepalive_s: float, idle_for_s: tuple[float, ...] = ()) -> None:
+    def __init__(
+        self,
+        connect_s: float,
+        keepalive_s: float,
+        idle_for_s: tuple[float, ...] = (),
+        check_interval_s: float = math.inf,  # inf: no health checks (the bench's pool)
+        next_check_s: float = 0.0,
+    ) -> None:
         self.connect_s = connect_s  # what opening a connection adds to the request's hop
         self.keepalive_s = keepalive_s
         self.idle_s: deque[float] = deque(-age_s for age_s in idle_for_s)  # released before time 0
         self.num_opened = 0
+        if check_interval_s <= 0:
+            raise ValueError(f"a health check interval must be > 0 s, got {check_interval_s}")
+        self.check_interval_s = check_interval_s
+        self.next_check_s = math.inf if check_interval_s == math.inf else next_check_s
+
+    def _check_health(self, now_s: float) -> None:
+        """The health checks due by now, each at its own time. Made when the pool is next used: with
+        nothing taken or given in between, the pool is as it would have been at each check."""
+        while self.next_check_s <= now_s:
+            check_s = self.next_check_s
+            self.next_check_s += self.check_interval_s
+            self.exchange(check_s)
 
     def take(self, now_s: float) -> float:
         """A request leaves now: the extra time it spends opening a connection (0 if one was idle)."""
+        if now_s >= self.next_check_s:
+            self._check_health(now_s)
         idle_s = self.idle_s
         while idle_s:
             if now_s - idle_s.popleft() <= self.keepalive_s:
@@ -73,7 +104,8 @@ class ConnectionPool:
         """num_requests short requests now, one after another, each answered at once (the bench's
         admin requests before a run, the proxy's health check): each takes the oldest idle
         connection (or opens one) and gives it back, so at least one is idle after. Not counted in
-        num_opened: the bench counts the connections a run opens, and these come before it."""
+        num_opened: the bench counts the connections a run opens, and its admin requests come before
+        it; the proxy's decision log counts those its turns open."""
         num_opened = self.num_opened
         for _ in range(num_requests):
             self.take(now_s)
@@ -82,8 +114,13 @@ class ConnectionPool:
 
     def give(self, now_s: float) -> None:
         """A response was read to its end now: its connection is idle again."""
+        if now_s >= self.next_check_s:
+            self._check_health(now_s)
         self.idle_s.append(now_s)
 
     def idle_for_s(self, now_s: float) -> tuple[float, ...]:
-        """How long each idle connection within its keep-alive has been idle at now_s, oldest first."""
+        """How long each idle connection within its keep-alive has been idle at now_s, oldest first
+        (after the health checks due by then)."""
+        if now_s >= self.next_check_s:
+            self._check_health(now_s)
         return tuple(now_s - s for s in self.idle_s if now_s - s <= self.keepalive_s)

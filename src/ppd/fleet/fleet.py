@@ -232,14 +232,17 @@ class Fleet:
         idle = config.idle_connections
         self.client_pool = ConnectionPool(hops.client_connect_ms * 1e-3, CLIENT_KEEPALIVE_S, idle.client_s)
         engines_idle = dict(idle.engines_s)
-        self.engine_pools = {
-            url: ConnectionPool(hops.proxy_connect_ms * 1e-3, PROXY_KEEPALIVE_S, engines_idle.get(url, ()))
+        self.engine_pools = {  # with the proxy's health checks (connections.py)
+            url: ConnectionPool(
+                hops.proxy_connect_ms * 1e-3,
+                PROXY_KEEPALIVE_S,
+                engines_idle.get(url, ()),
+                proxy_config.health_interval_s,
+                idle.next_health_check_s,
+            )
             for url in self.engines
         }
-        # Over HTTP each holds an idle connection at a run's start (connections.py)
-        self.client_pool.exchange(0.0, BENCH_ADMIN_REQUESTS)
-        for pool in self.engine_pools.values():
-            pool.exchange(0.0)
+        self.client_pool.exchange(0.0, BENCH_ADMIN_REQUESTS)  # right before the run (connections.py)
         # The proxy's event loop(s): the wait behind other streams' work (fleet.proxy_loop); None
         # when its CPU is not modelled (every hop then costs what an isolated turn pays).
         self.proxies: ProxyProcesses | None = None
@@ -253,7 +256,8 @@ class Fleet:
         """The pools' idle connections now, for the next run of the same client and proxy."""
         now_s = self.clock.now_s
         engines = tuple((url, pool.idle_for_s(now_s)) for url, pool in self.engine_pools.items())
-        return IdleConnections(self.client_pool.idle_for_s(now_s), engines)
+        next_check_s = min((pool.next_check_s for pool in self.engine_pools.values()), default=now_s)
+        return IdleConnections(self.client_pool.idle_for_s(now_s), engines, next_check_s - now_s)
 
     def send(self, job: TurnJob) -> None:
         """The client sends a turn now."""

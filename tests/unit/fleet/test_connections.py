@@ -2,17 +2,21 @@
 pays the hops alone, one that finds none opens a connection first; the oldest idle one is taken, an
 expired one is dropped; a cut-off stream's connection is not kept; a run starts with what the
 previous run of the same client left (fleet.sequence), and with one idle connection in each pool
-(the bench's admin requests, the proxy's health checks)."""
+(the bench's admin requests, the proxy's health checks); the proxy's health checks every 2 s open a
+connection when every one to an engine is busy, which a later turn reuses (not counted as the turn's)."""
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
 from ppd.bench.workloads import parse_workloads
 from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate, simulate_in_order
 from ppd.fleet.connections import ConnectionPool, IdleConnections
+from ppd.proxy.config import ProxyConfig
 
 CONNECT = HopCosts(client_connect_ms=1.0, proxy_connect_ms=0.5)
+# ppd proxy's default
+HEALTH_INTERVAL_S = next(f.default for f in fields(ProxyConfig) if f.name == "health_interval_s")
 
 
 def test_an_empty_pool_opens_a_connection_and_a_released_one_is_reused() -> None:
@@ -97,8 +101,9 @@ def test_a_run_starts_with_the_idle_connections_of_the_run_before() -> None:
 
 
 def test_idle_connections_age_by_the_pause_between_runs() -> None:
-    idle = IdleConnections(client_s=(1.0, 0.5), engines_s=(("http://e", (2.0,)),))
-    assert idle.aged(0.25) == IdleConnections(client_s=(1.25, 0.75), engines_s=(("http://e", (2.25,)),))
+    idle = IdleConnections((1.0, 0.5), (("http://e", (2.0,)),), next_health_check_s=1.5)
+    aged = IdleConnections((1.25, 0.75), (("http://e", (2.25,)),), next_health_check_s=1.25)
+    assert idle.aged(0.25) == aged
 
 
 def test_points_in_order_hand_on_their_idle_connections_aged_by_the_pause() -> None:
@@ -132,10 +137,42 @@ def test_a_busier_client_opens_as_many_connections_as_it_has_streams_open_at_onc
     assert 1 < opened == peak < len({row.conversation for row in rows})
     # recorded as `ppd bench` records its own: the one its admin requests opened before the run is not
     assert run.run_info.connections_opened == opened - 1
-    # and as `ppd proxy`'s decision log counts them: not the one per engine its health checks keep
+    # and as `ppd proxy`'s decision log counts them: not those its health checks opened (one per
+    # engine at the start, and one at each later check that found every connection to it busy)
     engines = run.idle_connections.engines_s
-    proxy_opened = sum(len(ages_s) for _, ages_s in engines) - len(engines)
-    assert run.proxy["connections_opened"] == proxy_opened > 1
+    num_checks = len(engines) * (1 + int(run.run_info.elapsed_s / HEALTH_INTERVAL_S))
+    all_opened = sum(len(ages_s) for _, ages_s in engines)
+    assert 1 < run.proxy["connections_opened"] < all_opened - len(engines)  # a check found all busy
+    assert all_opened - run.proxy["connections_opened"] <= num_checks
+
+
+def test_a_health_check_that_finds_every_connection_busy_opens_one_for_the_next_request() -> None:
+    pool = ConnectionPool(connect_s=0.001, keepalive_s=60.0, check_interval_s=2.0, next_check_s=0.0)
+    assert pool.take(0.5) == 0.0  # the check at 0 left an idle connection
+    assert pool.take(1.0) == 0.001 and pool.num_opened == 1  # both busy
+    assert pool.take(2.5) == 0.0  # the check at 2 found none idle and opened one: not counted
+    assert pool.num_opened == 1
+    pool.give(3.0)
+    assert pool.idle_for_s(4.5) == (0.5,)  # the check at 4 took the one idle and gave it back
+    assert pool.next_check_s == 6.0
+
+
+def test_no_health_checks_without_an_interval() -> None:
+    pool = ConnectionPool(connect_s=0.001, keepalive_s=15.0)
+    assert pool.take(100.0) == 0.001
+    with pytest.raises(ValueError, match="interval must be > 0"):
+        ConnectionPool(connect_s=0.001, keepalive_s=15.0, check_interval_s=0.0)
+
+
+def test_the_proxy_pools_check_health_as_ppd_proxy_does_and_hand_on_the_phase() -> None:
+    configs = [overlapping(CONNECT), replace(overlapping(CONNECT), mode="auto")]
+    runs = simulate_in_order(configs, pause_s=0.5)
+    interval_s = HEALTH_INTERVAL_S
+    left = runs[0].idle_connections
+    # the checks go on from the first run's start (0, interval, ...): the next one after its end
+    assert left.next_health_check_s == pytest.approx(-runs[0].run_info.elapsed_s % interval_s)
+    handed_on = runs[1].config.idle_connections
+    assert handed_on.next_health_check_s == pytest.approx(left.next_health_check_s - 0.5)
 
 
 def test_a_stream_cut_off_by_the_drain_does_not_return_its_connection() -> None:

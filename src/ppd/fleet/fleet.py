@@ -226,6 +226,11 @@ class Fleet:
         self.later_chunk_return_s = max(0.0, self.first_chunk_return_s - hops.later_chunk_saving_ms * 1e-3)
         self.kv_claim_s = hops.kv_claim_ms * 1e-3
         self.engine_s_per_token = hops.engine_us_per_prompt_token * 1e-6
+        # Per engine: until when its API server's event loop reads the bodies that have reached it.
+        # One at a time: a body that comes while another is read waits for it (the H200 host's turn
+        # trace: a request sent to a sim before the one before it arrived took 7.6 ms from the
+        # proxy's send to its arrival at ~8k prompt tokens, 3.9 ms alone; docs/fleet.md).
+        self.body_read_until_s: dict[str, float] = {}
         self.proxy_s_per_token = hops.proxy_us_per_prompt_token * 1e-6
         self.num_turns = 0
         # Kept-alive connections (fleet.connections): the bench's to the proxy, the proxy's to each engine
@@ -389,7 +394,7 @@ class _TurnFlow:
         """The P hop (proxy/turns._prefill): load counted at P until its answer is back."""
         self.prefill_hop = self.fleet.router.begin(self.record, "prefill", self.now_s)
         connect_s = self.fleet.engine_pools[prefill.url].take(self.now_s)
-        self.fleet.clock.after(self._to_engine_s() + connect_s, self._prefill_arrives, prefill)
+        self.fleet.clock.after(self._to_engine_s(prefill.url, connect_s), self._prefill_arrives, prefill)
 
     def _prefill_arrives(self, prefill: VirtualEngine) -> None:
         request = self._new_request(prefill, f"p-{id(self)}", 1, hold_kv_on_finish=True)
@@ -427,12 +432,19 @@ class _TurnFlow:
         if record.prefill_ms is not None:
             job.prefill_ms = round(record.prefill_ms, 3)
         connect_s = self.fleet.engine_pools[self.target.url].take(self.now_s)
-        self.fleet.clock.after(self._to_engine_s() + connect_s, self._target_arrives, remote)
+        self.fleet.clock.after(self._to_engine_s(self.target.url, connect_s), self._target_arrives, remote)
 
-    def _to_engine_s(self) -> float:
-        """Proxy -> engine: the hop and the engine's real per-token handling of the body."""
-        fleet = self.fleet
-        return fleet.proxy_to_engine_s + fleet.engine_s_per_token * len(self.job.prompt_token_ids)
+    def _to_engine_s(self, url: str, connect_s: float) -> float:
+        """Proxy -> engine: a connection if one is opened, the hop, then the engine's real per-token
+        handling of the body (`ppd sim` parses it and reads its words on its one event loop), after
+        the bodies that reached the engine before it: the time until the request arrives."""
+        fleet, now_s = self.fleet, self.now_s
+        at_s = now_s + connect_s + fleet.proxy_to_engine_s
+        read_s = max(at_s, fleet.body_read_until_s.get(url, at_s)) + fleet.engine_s_per_token * len(
+            self.job.prompt_token_ids
+        )
+        fleet.body_read_until_s[url] = read_s
+        return read_s - now_s
 
     def _target_arrives(self, remote: tuple[VirtualEngine, str] | None) -> None:
         target, job = self.target, self.job

@@ -4,6 +4,7 @@ the result set `ppd report` reads, and cheap SLO attainment."""
 import gc
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,11 @@ from ppd.fleet import FleetConfig, HopCosts, fleet_topology, simulate, slo_attai
 from ppd.fleet.client import BenchClient
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.fleet import Fleet
+from ppd.fleet.proxy_loop import ProxyCpu
 from ppd.results import load_result
 from ppd.sim.config import sim_config
 from ppd.sim.offline import OfflineEngine
+from ppd.sim.request import Request
 from ppd.sim.timing import api_overhead_s, load_profile
 
 
@@ -119,3 +122,29 @@ def test_an_int_qps_sends_the_prompts_of_the_same_float() -> None:
         [(_, job, _)] = client._in_flight.values()
         prompts.append(job.prompt_token_ids.tolist())
     assert prompts[0] == prompts[1]
+
+
+def test_an_engine_reads_the_bodies_reaching_it_one_at_a_time() -> None:
+    """`ppd sim` reads a request's body on its one event loop: a body that reaches it while another
+    is read waits for that one (HopCosts.engine_us_per_prompt_token: 10 ms per 1,000 words here)."""
+    hops = HopCosts(proxy_to_engine_ms=1.0, engine_us_per_prompt_token=10.0)
+    point = config("replication", "1r", hops=hops, proxy_cpu=ProxyCpu())
+    clock = EventQueue()
+    fleet = Fleet(point, clock)
+    [engine] = fleet.engines.values()
+    arrivals_s: list[float] = []
+    new_request = engine.new_request
+
+    def arrives(*args: Any) -> Request:
+        arrivals_s.append(clock.now_s)
+        return new_request(*args)
+
+    engine.new_request = arrives  # type: ignore[method-assign]
+    plans = [
+        ConversationPlan(index, start_s, (TurnShape(1000, 4),)) for index, start_s in enumerate((0, 0, 1))
+    ]
+    BenchClient(point, fleet, clock, lambda row: None).start(plans)
+    clock.run_until(0.5)
+    assert arrivals_s == pytest.approx([0.011, 0.021])  # the second read after the first
+    clock.run_until(2.0)
+    assert arrivals_s[2:] == pytest.approx([1.011])  # alone: the hop and its own read

@@ -7,19 +7,19 @@ SeedSequence, PCG64 and Generator that default_rng(seed) builds per seed (`ppd f
 conversation's words 16 times a simulated second). tests/unit/bench/test_word_ids.py checks the
 words against numpy's own.
 
-Tried and dropped (eighth session): the bounded draw done on the generator's raw outputs
-(`random_raw`, then Lemire's method vectorised as numpy's `random_bounded_uint64_fill` does it, with
-numpy's own draw for the ~1.3% of W1 seeds it rejects a word of), which skips the Python-level
-`np.prod(size)` that `integers` runs per call: the same words (3,000 seeds checked), but no gain in
-a profile of the compiled fleet (the words 11.5% of the samples, against 11.2%; numpy's `.min()`
-is itself Python-level) nor in alternating rounds outside it (74-77 against 69-82 us a W1
-conversation).
+Many seeds at once (`rows`, the fleet's conversations a batch at a time): each seed's raw 64-bit
+outputs (`random_raw`, no bounded draw), then the bounded draw as numpy's
+`random_bounded_uint64_fill` does it for a range below 2**32 (Lemire's method on 32-bit words,
+each output's low half first) on all the seeds' words in one go, with numpy's own draw for a seed
+whose words that method would reject one of (~1.3% of W1's). The eighth session tried that method
+one seed at a time and found no gain: the numpy calls it makes per seed cost what `integers`' own
+argument handling does; per batch they cost next to nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -27,6 +27,11 @@ from ppd.bench.pcg64_seed import pcg64_state
 from ppd.tokens import NUM_WORD_TOKENS
 
 WordIds = np.ndarray[Any, np.dtype[np.int64]]
+
+# Lemire's method draws a 32-bit word w and takes (w * NUM_WORD_TOKENS) >> 32, unless the low 32 bits
+# of that product fall below 2**32 mod NUM_WORD_TOKENS: then numpy draws another word.
+_LOW_32: Final = np.uint64(0xFFFF_FFFF)
+_REJECTED_BELOW: Final = np.uint64(2**32 % NUM_WORD_TOKENS)
 
 
 class WordIdDrawer:
@@ -38,6 +43,12 @@ class WordIdDrawer:
 
     def draw(self, num_words: int, seed: int) -> WordIds:
         """`default_rng(seed).integers(0, NUM_WORD_TOKENS, num_words)`: the same int64 ids."""
+        self._seed(seed)
+        ids: WordIds = self._generator.integers(0, NUM_WORD_TOKENS, num_words)
+        return ids
+
+    def _seed(self, seed: int) -> None:
+        """Put the bit generator in the state `PCG64(seed)` starts in."""
         state, inc = pcg64_state(seed)
         self._bit_generator.state = {
             "bit_generator": "PCG64",
@@ -45,7 +56,24 @@ class WordIdDrawer:
             "has_uint32": 0,
             "uinteger": 0,
         }
-        ids: WordIds = self._generator.integers(0, NUM_WORD_TOKENS, num_words)
+
+    def rows(self, num_words: int, seeds: Sequence[int]) -> WordIds:
+        """draw(num_words, seed) for each seed, as the rows of one array (seeds, num_words)."""
+        num_outputs = (num_words + 1) // 2
+        raw = np.empty((len(seeds), num_outputs), dtype=np.uint64)
+        for row, seed in enumerate(seeds):
+            self._seed(seed)
+            raw[row] = self._bit_generator.random_raw(num_outputs)
+        # The 32-bit words as PCG64 hands them out: each 64-bit output's low half, then its high half.
+        words = np.empty((len(seeds), 2 * num_outputs), dtype=np.uint64)
+        np.bitwise_and(raw, _LOW_32, out=words[:, 0::2])
+        np.right_shift(raw, np.uint64(32), out=words[:, 1::2])
+        products = words[:, :num_words]
+        products *= np.uint64(NUM_WORD_TOKENS)
+        ids: WordIds = (products >> np.uint64(32)).astype(np.int64)
+        rejected = ((products & _LOW_32) < _REJECTED_BELOW).any(axis=1)
+        for row in np.flatnonzero(rejected).tolist():
+            ids[row] = self.draw(num_words, seeds[row])
         return ids
 
     def arrays(self, num_words: Sequence[int], seed: int) -> list[WordIds]:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from ppd.bench.arrivals import ConversationPlan, SeedFamily, derive_seed
 from ppd.bench.loadgen import cached_share
 from ppd.bench.metrics import turn_timings
-from ppd.bench.word_ids import WordIdDrawer, WordIds
+from ppd.bench.word_ids import WordIds
 from ppd.bench.workloads import append_turn
 from ppd.fleet.client_gaps import ClientGaps
 from ppd.fleet.clock import EventQueue
 from ppd.fleet.config import FleetConfig
+from ppd.fleet.first_prompts import FirstPrompts
 from ppd.fleet.fleet import Fleet, PromptIds, TurnJob, words_text
 from ppd.results import TurnRow
 from ppd.tokens import word_to_id
@@ -40,7 +41,9 @@ class _Conversation:
     answer_token_ids: list[list[int]] = field(default_factory=list)
     prompt_token_ids: PromptIds = field(default_factory=PromptIds)
     messages: list[dict[str, str]] = field(default_factory=list)
-    last_turn_blocks: tuple[int, int, list[int]] | None = None  # the next turn's TurnJob.history_blocks
+    # The next turn's TurnJob.history_blocks: the last turn's (history_blocks), or for the first
+    # turn its prompt's own, hashed before it arrived (FirstPrompts).
+    last_turn_blocks: tuple[int, int, list[int]] | None = None
 
     # Written out (init=False): mypyc runs a dataclass's generated __init__ interpreted (docs/fleet.md).
     def __init__(
@@ -80,23 +83,29 @@ class BenchClient:
             config.seed, "client gaps", config.mode, config.workload.name, config.qps, config.run
         )
         self.gaps = ClientGaps(config.hops, gaps_seed)
-        self._words = WordIdDrawer()
         # What every conversation's prompt seed and session id start with, made once (per
         # conversation, only its index is added).
         self._prompt_seeds = SeedFamily(
             config.seed, config.prompt_salt, config.mode, config.workload.name, config.qps, config.run
         )
+        is_chat = config.api == "chat"
+        block_sizes = {engine.config.block_size for engine in fleet.engines.values()}
+        self._first_prompts = FirstPrompts(
+            self._prompt_seeds,
+            lambda user: next_prompt(PromptIds(), None, user, is_chat),
+            block_sizes.pop() if len(block_sizes) == 1 else None,
+        )
         run_key = f"{config.mode}-{config.workload.name}-q{config.qps:g}-r{config.run}"
         self._session_id_prefix = f"fleet-{config.prompt_salt}-{run_key}-c"
 
     def start(self, plans: list[ConversationPlan]) -> None:
-        """Schedule every conversation's arrival; prompts are made when each arrives."""
+        """Schedule every conversation's arrival; prompts are made a batch of arrivals ahead."""
+        self._first_prompts.expect(plans)
         self.clock.at_each([plan.arrival_s for plan in plans], self._arrive, plans)
 
     def _arrive(self, plan: ConversationPlan) -> None:
-        counts = [shape.num_new_words for shape in plan.turns]
-        user_ids = self._words.arrays(counts, self._prompt_seeds.seed(plan.index))
-        conversation = _Conversation(plan, self._session_id(plan), user_ids)
+        user_ids, first_blocks = self._first_prompts.take(plan)
+        conversation = _Conversation(plan, self._session_id(plan), user_ids, first_blocks)
         self.num_active += 1
         self.start_times_s.append(self.clock.now_s)
         self._send(conversation, 1, self.clock.now_s)

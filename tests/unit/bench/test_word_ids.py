@@ -46,3 +46,12 @@ def test_one_drawer_reseeds() -> None:
     for seed in (7, 0, 3, 7, 2**64 - 1, 92, 123456789):
         assert drawer.lists([512, 3, 1], seed) == numpy_ids([512, 3, 1], seed)
         assert drawer.draw(1024, seed).dtype == np.int64
+
+
+@pytest.mark.parametrize("num_words", [1024, 3, 1, 0])
+def test_rows_are_each_seeds_draw(num_words: int) -> None:
+    """Many seeds at once (the fleet's batches), the rejecting ones too, are each seed's own words."""
+    seeds = [0, 5, 2**63 + 17, 2**64 - 1, *REJECTING_SEEDS, *range(1000, 1100)]
+    rows = WordIdDrawer().rows(num_words, seeds)
+    assert rows.shape == (len(seeds), num_words) and rows.dtype == np.int64
+    assert rows.tolist() == [numpy_ids([num_words], seed)[0] for seed in seeds]

@@ -30,8 +30,7 @@ WordIds = np.ndarray[Any, np.dtype[np.int64]]
 
 # Lemire's method draws a 32-bit word w and takes (w * NUM_WORD_TOKENS) >> 32, unless the low 32 bits
 # of that product fall below 2**32 mod NUM_WORD_TOKENS: then numpy draws another word.
-_LOW_32: Final = np.uint64(0xFFFF_FFFF)
-_REJECTED_BELOW: Final = np.uint64(2**32 % NUM_WORD_TOKENS)
+_REJECTED_BELOW: Final = np.uint32(2**32 % NUM_WORD_TOKENS)
 
 
 class WordIdDrawer:
@@ -64,14 +63,14 @@ class WordIdDrawer:
         for row, seed in enumerate(seeds):
             self._seed(seed)
             raw[row] = self._bit_generator.random_raw(num_outputs)
-        # The 32-bit words as PCG64 hands them out: each 64-bit output's low half, then its high half.
-        words = np.empty((len(seeds), 2 * num_outputs), dtype=np.uint64)
-        np.bitwise_and(raw, _LOW_32, out=words[:, 0::2])
-        np.right_shift(raw, np.uint64(32), out=words[:, 1::2])
-        products = words[:, :num_words]
-        products *= np.uint64(NUM_WORD_TOKENS)
-        ids: WordIds = (products >> np.uint64(32)).astype(np.int64)
-        rejected = ((products & _LOW_32) < _REJECTED_BELOW).any(axis=1)
+        # The 32-bit words as PCG64 hands them out: each 64-bit output's low half, then its high half
+        # (the outputs' little-endian bytes read as 32-bit words).
+        words = raw.astype("<u8", copy=False).view("<u4")[:, :num_words]
+        products = np.multiply(words, np.uint64(NUM_WORD_TOKENS), dtype=np.uint64)
+        products >>= np.uint64(32)
+        ids: WordIds = products.view(np.int64)  # below NUM_WORD_TOKENS: the same bits
+        low_halves = np.multiply(words, np.uint32(NUM_WORD_TOKENS), dtype=np.uint32)  # wraps: mod 2**32
+        rejected = (low_halves < _REJECTED_BELOW).any(axis=1)
         for row in np.flatnonzero(rejected).tolist():
             ids[row] = self.draw(num_words, seeds[row])
         return ids

@@ -22,7 +22,9 @@ from ppd.bench.word_ids import WordIdDrawer, WordIds
 from ppd.fleet.fleet import PromptIds
 from ppd.sim.hash_rows import block_hashes_of_rows, matches_python
 
-BATCH_SIZE: Final = 256  # conversations drawn and hashed together (~2 MiB of W1 words)
+# Conversations drawn and hashed together: a hash round is a numpy call per batch, ~2 us on this
+# machine, so per conversation its share is ~2,700 calls (W1's first prompt) / BATCH_SIZE.
+BATCH_SIZE: Final = 512
 
 # (block size, tokens of the first prompt those hashes cover, the chained hashes of its full blocks)
 FirstBlocks = tuple[int, int, list[int]]
@@ -69,7 +71,9 @@ class FirstPrompts:
         for num_words, group in by_num_words.items():
             rows = self._words.rows(num_words, [self._seeds.seed(plan.index) for plan in group])
             for plan, row in zip(group, rows, strict=True):
-                words[plan.index] = _split(row, [shape.num_new_words for shape in plan.turns])
+                # A copy: a view would keep the whole batch's words for as long as any of its
+                # conversations lasts.
+                words[plan.index] = _split(row.copy(), [shape.num_new_words for shape in plan.turns])
         blocks = self._hash_first_prompts(words)
         for plan in plans:
             self._made[plan.index] = (words[plan.index], blocks.get(plan.index))

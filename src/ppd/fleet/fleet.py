@@ -336,7 +336,7 @@ def prompt_blocks(
 
 def _content_tokens(token_ids: list[int], special_token_rate: float) -> list[int]:
     """The answer's words as the client's text has them: special tokens dropped (their chunks carry
-    no text). An engine whose special_token_rate is 0 emits none (Request.next_answer_tokens), and
+    no text). An engine whose special_token_rate is 0 emits none (Request.append_answer_tokens), and
     most other answers have none, which max() finds without a Python loop."""
     if not special_token_rate or max(token_ids, default=0) < NUM_WORD_TOKENS:
         return token_ids

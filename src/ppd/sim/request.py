@@ -155,7 +155,7 @@ class Request:
     def next_answer_token(self) -> int:
         """The deterministic next output token: a word w1..w127999, or with special_token_rate's
         chance a reserved special token (never an end-of-text token, so the answer keeps its length)."""
-        if not self.special_token_rate:  # the word from the stride's remainder (next_answer_tokens)
+        if not self.special_token_rate:  # the word from the stride's remainder (append_answer_tokens)
             word = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE_REMAINDER
             return 1 + word % _NUM_ANSWER_WORDS
         step = self.answer_seed + self.num_output_tokens * _ANSWER_STRIDE
@@ -163,15 +163,16 @@ class Request:
             return FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
         return 1 + step % _NUM_ANSWER_WORDS
 
-    def next_answer_tokens(self, count: int) -> list[int]:
-        """The next `count` answer tokens at once (next_answer_token, `count` times over)."""
-        num_output_tokens = len(self.output_token_ids)
+    def append_answer_tokens(self, count: int) -> None:
+        """Append the next `count` answer tokens to the output (next_answer_token, `count` times
+        over), with no list of them in between (a decode run's tokens, per request per run)."""
+        tokens = self.output_token_ids
+        num_output_tokens = len(tokens)
         rate = self.special_token_rate
         if not rate:
             # 1 + step % _NUM_ANSWER_WORDS for each step, the remainder kept up to date by adding
             # the stride's (one comparison per token instead of a division). The first remainder
             # from the stride's: the compiled build multiplies natively only factors below 2**30.
-            tokens: list[int] = []
             word = self.answer_seed + num_output_tokens * _ANSWER_STRIDE_REMAINDER
             word %= _NUM_ANSWER_WORDS
             for _ in range(count):
@@ -179,16 +180,14 @@ class Request:
                 word += _ANSWER_STRIDE_REMAINDER
                 if word >= _NUM_ANSWER_WORDS:
                     word -= _NUM_ANSWER_WORDS
-            return tokens
+            return
         num_words = _NUM_ANSWER_WORDS
         first = self.answer_seed + num_output_tokens * _ANSWER_STRIDE
-        steps = range(first, first + count * _ANSWER_STRIDE, _ANSWER_STRIDE)
-        return [
-            FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS
-            if _unit_interval(step) < rate
-            else 1 + step % num_words
-            for step in steps
-        ]
+        for step in range(first, first + count * _ANSWER_STRIDE, _ANSWER_STRIDE):
+            if _unit_interval(step) < rate:
+                tokens.append(FIRST_RESERVED_TOKEN_ID + step % NUM_RESERVED_TOKENS)
+            else:
+                tokens.append(1 + step % num_words)
 
 
 _MASK_64: Final = 0xFFFF_FFFF_FFFF_FFFF

@@ -213,7 +213,7 @@ class Scheduler:
         block_size = self.kv_cache.block_size
         for request in running:
             request.num_computed_tokens += num_steps
-            request.output_token_ids += request.next_answer_tokens(num_steps)
+            request.append_answer_tokens(num_steps)
             if request.num_computed_tokens // block_size > request.num_committed_blocks:
                 self._commit_full_blocks(request)
             if len(request.output_token_ids) >= request.max_tokens:

@@ -63,11 +63,15 @@ class Figure:
 
 
 def run_comparisons(folder: Path, topologies: list[str], workloads: list[str]) -> dict[FigureKey, Comparison]:
-    """The fleet against the HTTP side in one judged folder, by figure."""
+    """The fleet against the HTTP side in one judged folder, by figure. A workload without both sets
+    in the folder (a grid cut short) has no figures there; neither do points without a whole run."""
     found: dict[FigureKey, Comparison] = {}
     for topology in topologies:
-        http = [folder / f"http-{topology}-{w}.json" for w in workloads]
-        fleet = [folder / f"fleet-{topology}-{w}.json" for w in workloads]
+        names = [f"{topology}-{w}.json" for w in workloads]
+        names = [n for n in names if (folder / f"http-{n}").exists() and (folder / f"fleet-{n}").exists()]
+        http, fleet = [folder / f"http-{n}" for n in names], [folder / f"fleet-{n}" for n in names]
+        if not names:
+            continue
         for c in compare(summary_values(http), summary_values(fleet)):
             found[(topology, *c.point, c.figure, c.percentile)] = c
     return found

@@ -50,13 +50,32 @@ def test_a_repeat_is_compared_with_the_fleets_metric_and_goal(
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == (
         "http_repeat points=1 ttft_p50_max_rel_err=0.0800 tpot_p50_max_rel_err=0.0200 "
-        "ttft_p99_max_rel_err=0.0500 within_goal=3/4"
+        "ttft_p99_max_rel_err=0.0500 within_goal=3/4 beyond_reach=0"
     )
     assert not any(line.startswith("fleet_agreement") for line in lines)  # --http-only: no fleet
 
 
 def _figure(figure: str, percentile: str, http_ms: float, other_ms: float) -> Comparison:
     return Comparison(("W1", 2.0, "pd"), figure, percentile, http_ms, other_ms)
+
+
+@pytest.mark.parametrize(
+    ("http_ms", "other_ms", "percentile", "beyond"),
+    [
+        (100.0, 110.0, "p50", False),  # 104.5-105 is within 5% of both
+        (100.0, 111.0, "p50", True),  # 105.45 > 105: no value is
+        (100.0, 90.6, "p50", False),  # the same bound seen from the higher run: 90.6 * 1.05 > 95
+        (100.0, 90.0, "p50", True),
+        (100.0, 121.0, "p99", False),  # p99's goal is 10%: 121 * 0.9 = 108.9 <= 110
+        (100.0, 123.0, "p99", True),
+    ],
+)
+def test_a_repeat_figure_is_beyond_reach_when_no_value_is_within_the_goal_of_both_runs(
+    http_ms: float, other_ms: float, percentile: str, beyond: bool
+) -> None:
+    figure = _figure("ttft_t1", percentile, http_ms, other_ms)
+    assert fleet_vs_sim.beyond_reach(figure) is beyond
+    assert fleet_vs_sim.beyond_reach(_figure("ttft_t1", percentile, other_ms, http_ms)) is beyond  # symmetric
 
 
 def test_the_fleet_outside_the_goal_is_held_to_the_largest_repeat_spread() -> None:

@@ -78,22 +78,14 @@ class WordIdDrawer:
     def arrays(self, num_words: Sequence[int], seed: int) -> list[WordIds]:
         """One array of ids per count: the counts' draws one after another from one generator
         (a generator's draws of n and then m integers are its draw of n + m), as views of one draw."""
-        ids = self.draw(sum(num_words), seed)
-        arrays: list[WordIds] = []
-        start = 0
-        for count in num_words:
-            arrays.append(ids[start : start + count])
-            start += count
-        return arrays
+        return split(self.draw(sum(num_words), seed), num_words)
 
-    def lists(self, num_words: Sequence[int], seed: int) -> list[list[int]]:
-        """arrays(num_words, seed) as lists of ints (what `ppd fleet` sends). Each part is converted
-        from a view of the one draw: converting the whole and slicing it would make every int
-        object twice referenced and free a list of them at once."""
-        ids = self.draw(sum(num_words), seed)
-        lists: list[list[int]] = []
-        start = 0
-        for count in num_words:
-            lists.append(ids[start : start + count].tolist())
-            start += count
-        return lists
+
+def split(ids: WordIds, counts: Sequence[int]) -> list[WordIds]:
+    """ids as consecutive pieces of these lengths (views of it)."""
+    pieces: list[WordIds] = []
+    start = 0
+    for count in counts:
+        pieces.append(ids[start : start + count])
+        start += count
+    return pieces

@@ -18,7 +18,7 @@ from typing import Final
 import numpy as np
 
 from ppd.bench.arrivals import ConversationPlan, SeedFamily
-from ppd.bench.word_ids import WordIdDrawer, WordIds
+from ppd.bench.word_ids import WordIdDrawer, WordIds, split
 from ppd.fleet.fleet import PromptIds
 from ppd.sim.hash_rows import block_hashes_of_rows, matches_python
 
@@ -73,7 +73,7 @@ class FirstPrompts:
             for plan, row in zip(group, rows, strict=True):
                 # A copy: a view would keep the whole batch's words for as long as any of its
                 # conversations lasts.
-                words[plan.index] = _split(row.copy(), [shape.num_new_words for shape in plan.turns])
+                words[plan.index] = split(row.copy(), [shape.num_new_words for shape in plan.turns])
         blocks = self._hash_first_prompts(words)
         for plan in plans:
             self._made[plan.index] = (words[plan.index], blocks.get(plan.index))
@@ -101,13 +101,3 @@ def _one_array(prompt: PromptIds) -> WordIds:
     if len(pieces) == 1 and isinstance(pieces[0], np.ndarray):
         return pieces[0]
     return np.concatenate([np.asarray(piece, dtype=np.int64) for piece in pieces])
-
-
-def _split(row: WordIds, counts: list[int]) -> list[WordIds]:
-    """The row's words as consecutive pieces of these lengths (views)."""
-    pieces: list[WordIds] = []
-    start = 0
-    for count in counts:
-        pieces.append(row[start : start + count])
-        start += count
-    return pieces

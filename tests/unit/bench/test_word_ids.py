@@ -24,12 +24,12 @@ def rejects(seed: int, num_words: int) -> bool:
 
 
 @pytest.mark.parametrize("counts", [[512, 512], [511, 513, 1], [1, 1, 1], [3, 8192, 7], [], [0, 5], [1]])
-def test_lists_are_numpys_draws(counts: list[int]) -> None:
+def test_arrays_are_numpys_draws(counts: list[int]) -> None:
     """HTTP and fleet runs send the same prompts: numpy's words for every seed, odd splits included
     (a draw of n and then m words is the draw of n + m)."""
     for seed in (0, 5, 2**63 + 17, 2**64 - 1, *REJECTING_SEEDS):
         expected = numpy_ids(counts, seed)
-        assert WordIdDrawer().lists(counts, seed) == expected
+        assert [ids.tolist() for ids in WordIdDrawer().arrays(counts, seed)] == expected
         assert [ids.tolist() for ids in random_word_ids(counts, seed)] == expected
 
 
@@ -44,7 +44,7 @@ def test_one_drawer_reseeds() -> None:
     """One drawer, seed after seed (as the fleet's client uses it), gives each seed's own words."""
     drawer = WordIdDrawer()
     for seed in (7, 0, 3, 7, 2**64 - 1, 92, 123456789):
-        assert drawer.lists([512, 3, 1], seed) == numpy_ids([512, 3, 1], seed)
+        assert [ids.tolist() for ids in drawer.arrays([512, 3, 1], seed)] == numpy_ids([512, 3, 1], seed)
         assert drawer.draw(1024, seed).dtype == np.int64
 
 

@@ -30,6 +30,7 @@ before the step's decision; the fleet when its ready time is before the step's s
         [--workloads W1,W3]
     python benchmarks/turn_trace.py T DIR --way-in
     python benchmarks/turn_trace.py T DIR --clock
+    python benchmarks/turn_trace.py T DIR --body-reads
 
 --way-in runs no fleet: over every traced turn (all modes and workloads, turn 1s and later turns) it
 splits the way in's two growing parts, send -> the proxy's handler and the proxy's upstream request
@@ -45,6 +46,12 @@ step's `prev_t` before the intake's handler: nothing ran in between) against tha
 request arrives and the idle engine's step starts up to ~1 ms early on the modelled clock. Ends
 with `turn_trace_clock intakes=N arrival_early_ms_p50=.. idle_steps=M step_before_ready=K ...`.
 
+--body-reads runs no fleet: does a sim read the request bodies reaching it one at a time? Each of
+the proxy's upstream requests (a P hop's and its target's) from its send to the sim's `arrival` (its
+body parsed), by the prompt's size, for a request sent while the one sent before it to the same sim
+had not arrived yet (behind) and for the rest (alone). Ends with `turn_trace_body_reads requests=N
+behind=B` and, per size, `<size>_behind_ms=.. <size>_alone_ms=..` (medians).
+
 DIR: the HTTP result sets (http-<topology>-<workload>.json and rows, packed or not). Ends with
 `turn_trace turns=N later=L dA_later_ms=.. dA_rest_ms=.. dB_later_ms=.. dB_rest_ms=.. dR_later_ms=..
 dR_rest_ms=..` (HTTP - fleet, medians).
@@ -57,6 +64,7 @@ import bisect
 import gzip
 import itertools
 import json
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -566,6 +574,8 @@ def clock(folder: Path) -> int:
             real_ready_s = intake["arrival"] + intake["ready_loop"] - intake["arrival_loop"]
             if step["start_loop"] <= intake["ready_loop"] + 1e-9:  # the idle engine's first step
                 early_ms.append((real_ready_s - step["start_loop"]) * 1e3)
+    if not intakes:
+        sys.exit(f"turn_trace --clock: no sim intake in {folder}")
     arrival_ms = [(e["arrival"] - e["arrival_loop"]) * 1e3 for e in intakes.values()]
     whole_ms = sum(abs(ms - round(ms)) < 1e-6 for ms in (e["arrival_loop"] * 1e3 for e in intakes.values()))
     print(f"intakes {len(intakes)}: arrival on the engine's clock at a whole ms: {whole_ms}")
@@ -575,14 +585,71 @@ def clock(folder: Path) -> int:
     print(
         f"turn_trace_clock intakes={len(intakes)} arrival_whole_ms={whole_ms} "
         f"arrival_early_ms_p50={median(arrival_ms):.3f} idle_steps={len(early_ms)} "
-        f"step_early_ms_p50={median(early_ms):.3f} step_early_ms_mean={statistics.fmean(early_ms):.3f}"
+        f"step_early_ms_p50={median(early_ms):.3f} "
+        f"step_early_ms_mean={statistics.fmean(early_ms) if early_ms else math.nan:.3f}"
     )
     return 0
 
 
+BODY_SIZES = (4096, 8192, 16384)  # prompt tokens, each size the requests within a factor sqrt(2) of it
+
+
+def body_reads(folder: Path) -> int:
+    """Upstream send -> the sim's arrival, behind another body or alone (module doc, --body-reads)."""
+    proxy: list[Event] = []
+    intakes: dict[tuple[str, bool], Event] = {}  # (request id, pulled): a P->D turn's P and D share the id
+    for event in trace_events(folder):
+        if event["ev"] == "proxy" and event["rid"] is not None:
+            proxy.append(event)
+        elif event["ev"] == "intake":
+            intakes[(event["rid"], event["pulled"])] = event
+    sends: dict[tuple[str, str], list[tuple[float, Event]]] = defaultdict(list)  # per sim, (sent, intake)
+    for hop in proxy:
+        ids = (f"cmpl-{hop['rid']}", f"chatcmpl-{hop['rid']}")
+        for sent_s, pulled in (
+            (hop["prefill_sent"], False),
+            (hop["target_sent"], hop["prefill_sent"] is not None),
+        ):
+            intake = next((intakes[(rid, pulled)] for rid in ids if (rid, pulled) in intakes), None)
+            if sent_s is not None and intake is not None:
+                sends[(intake["pid"], intake["eng"])].append((sent_s, intake))
+    way_ms: dict[tuple[int, bool], list[float]] = defaultdict(list)  # (size, behind)
+    num_requests = num_behind = 0
+    for requests in sends.values():
+        requests.sort(key=lambda pair: pair[0])
+        arrived_s = -math.inf  # the arrival of the request sent before
+        for sent_s, intake in requests:
+            behind = arrived_s > sent_s
+            arrived_s = intake["arrival"]
+            num_requests, num_behind = num_requests + 1, num_behind + behind
+            size = next(
+                (s for s in BODY_SIZES if s / math.sqrt(2) <= intake["prompt"] < s * math.sqrt(2)), None
+            )
+            if size is not None:
+                way_ms[(size, behind)].append((intake["arrival"] - sent_s) * 1e3)
+    if not num_requests:
+        sys.exit(f"turn_trace --body-reads: no upstream request joined to a sim's intake in {folder}")
+    print(
+        f"upstream requests joined to their sim's intake: {num_requests}; "
+        f"sent behind another body: {num_behind}"
+    )
+    print("== the proxy's send -> the sim's arrival (body parsed), ms")
+    figures = ""
+    for size in BODY_SIZES:
+        for behind in (True, False):
+            values = way_ms[(size, behind)]
+            print(
+                f"  ~{size:5} tokens {'behind' if behind else 'alone '} n={len(values):5}  "
+                + quantile_text(values)
+            )
+            figures += f" t{size}_{'behind' if behind else 'alone'}_ms={median(values):.2f}"
+    print(f"turn_trace_body_reads requests={num_requests} behind={num_behind}{figures}")
+    return 0
+
+
 def quantile_text(values: list[float]) -> str:
-    if not values:
-        return "-"
+    if len(values) < 2:  # deciles need two values
+        return "-" if not values else f"p50 {values[0]:.3f} (one value)"
     cuts = statistics.quantiles(values, n=10)
     mean = statistics.fmean(values)
     return f"p10 {cuts[0]:.3f}  p50 {median(values):.3f}  p90 {cuts[-1]:.3f}  mean {mean:.3f}"
@@ -603,11 +670,18 @@ def main() -> int:
         "--way-in", action="store_true", help="only the way in's parts over every traced turn (no fleet)"
     )
     parser.add_argument("--clock", action="store_true", help="only the sims' modelled clock (no fleet)")
+    parser.add_argument(
+        "--body-reads",
+        action="store_true",
+        help="only each sim's body reads, behind another or alone (no fleet)",
+    )
     args = parser.parse_args()
     if args.way_in:
         return way_in(args.trace, args.out)
     if args.clock:
         return clock(args.trace)
+    if args.body_reads:
+        return body_reads(args.trace)
     trace = load_http(args.trace)
     offsets = trace.clock_offsets_ms
     print(

@@ -54,26 +54,6 @@ class VirtualEngine:
         # proxy's event loop relays those tokens (fleet.proxy_loop). None: nobody listens.
         self.on_steps: Callable[[list[float], int], None] | None = None
 
-    def new_request(
-        self,
-        request_id: str,
-        num_prompt_tokens: int,
-        prompt_block_hashes: list[int],
-        prompt_tail_token_ids: list[int],
-        max_tokens: int,
-        hold_kv_on_finish: bool,
-    ) -> Request:
-        """A request arriving now at the API server (EngineCore.new_hashed_request)."""
-        return self.core.new_hashed_request(
-            request_id,
-            num_prompt_tokens,
-            prompt_block_hashes,
-            prompt_tail_token_ids,
-            max_tokens,
-            self.clock.now_s,
-            hold_kv_on_finish=hold_kv_on_finish,
-        )
-
     def after_api(self, request: Request, callback: Callable[[Request], None]) -> None:
         """Call callback(request) when the API server has handed it on (EngineCore.api_ready_s)."""
         self.clock.at(self.core.api_ready_s(self.clock.now_s, request), callback, request)

@@ -378,13 +378,16 @@ class _TurnFlow:
     def _new_request(
         self, engine: VirtualEngine, request_id: str, max_tokens: int, hold_kv_on_finish: bool
     ) -> Request:
-        """engine.new_request, with the prompt's blocks hashed once for P and D (prompt_blocks)."""
+        """The request arriving now at the engine's API server (EngineCore.new_hashed_request), with the
+        prompt's blocks hashed once for P and D (prompt_blocks)."""
         block_size, prompt = engine.config.block_size, self.job.prompt_token_ids
         if self.hashed_prompt is None or self.hashed_prompt[0] != block_size:
             hashes, tail = prompt_blocks(prompt, block_size, self.job.history_blocks)
             self.hashed_prompt = (block_size, hashes, tail)
         _, hashes, tail = self.hashed_prompt
-        return engine.new_request(request_id, len(prompt), hashes, tail, max_tokens, hold_kv_on_finish)
+        return engine.core.new_hashed_request(
+            request_id, len(prompt), hashes, tail, max_tokens, self.now_s, hold_kv_on_finish=hold_kv_on_finish
+        )
 
     @property
     def now_s(self) -> float:

@@ -12,6 +12,7 @@ draws.
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any, Final
 
@@ -77,9 +78,11 @@ def _int_hash(values: _Words) -> _Words:
     return hashed
 
 
+@functools.cache
 def matches_python(block_size: int) -> bool:
     """Whether block_hashes_of_rows gives this interpreter's hashes (CPython, 64-bit hashes): checked
-    on two rows of tokens spread over the vocabulary's range."""
+    on two rows of tokens spread over the vocabulary's range, once per block size (every fleet run's
+    client asks; `ppd plan` makes hundreds)."""
     if sys.hash_info.width != 64 or sys.hash_info.modulus != 2**61 - 1:
         return False
     rows = np.arange(8 * block_size, dtype=np.int64).reshape(2, 4 * block_size) * 40_009 % 128_256
